@@ -1,0 +1,141 @@
+//! Validate one raw element into a typed `Element` (rules 2, 3, 6–8, 13), or say why not.
+
+use super::ids::{span_identity, SpanIdentity};
+use super::invalid::{InvalidReason, InvalidReport};
+use super::time::{parse_duration, parse_start_time};
+use crate::trigger::model::RawEvent;
+use opentelemetry::trace::SpanKind;
+use serde_json::Value;
+
+/// An element that passed validation, still holding its raw fields for attributes.
+#[derive(Debug)]
+pub(crate) struct Element {
+    pub index: usize,
+    pub raw: RawEvent,
+    pub span: SpanIdentity,
+    pub parent: Option<SpanIdentity>,
+    pub start: u64,
+    /// `None` when the duration was invalid (end = start, flagged).
+    pub duration: Option<u64>,
+    pub is_error: bool,
+    pub is_cancelled: bool,
+    pub is_partial: bool,
+    pub is_log: bool,
+    pub kind: SpanKind,
+}
+
+impl Element {
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.duration.unwrap_or(0))
+    }
+
+    pub fn string_field(value: &Option<Value>) -> Option<&str> {
+        value.as_ref().and_then(Value::as_str).filter(|s| !s.is_empty())
+    }
+
+    pub fn level(&self) -> Option<&str> {
+        Self::string_field(&self.raw.level)
+    }
+
+    pub fn message(&self) -> Option<&str> {
+        Self::string_field(&self.raw.message)
+    }
+
+    pub fn task_slug(&self) -> Option<&str> {
+        Self::string_field(&self.raw.task_slug)
+    }
+
+    /// The element's `spanId` as it arrived (for messages and `trigger.span_id`).
+    pub fn raw_span_id(&self) -> &str {
+        self.raw.span_id_str().unwrap_or_default()
+    }
+}
+
+/// Validate `raw`; on failure record the reason and return `None`.
+pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport) -> Option<Element> {
+    if raw.not_an_object {
+        invalid.record(InvalidReason::NotAnObject, || format!("element #{index} is not a JSON object"));
+        return None;
+    }
+    let Some(span) = raw.span_id_str().and_then(span_identity) else {
+        invalid.record(InvalidReason::SpanId, || {
+            format!("element #{index}: spanId {}", describe(raw.span_id.as_ref()))
+        });
+        return None;
+    };
+    let Some(start) = parse_start_time(raw.start_time.as_ref()) else {
+        invalid.record(InvalidReason::StartTime, || {
+            format!(
+                "element #{index} (spanId {:?}): startTime {}",
+                raw.span_id_str().unwrap_or_default(),
+                describe(raw.start_time.as_ref())
+            )
+        });
+        return None;
+    };
+    let duration = parse_duration(raw.duration.as_ref());
+    if duration.is_none() {
+        invalid.record(InvalidReason::Duration, || {
+            format!(
+                "element #{index} (spanId {:?}): duration {}",
+                raw.span_id_str().unwrap_or_default(),
+                describe(raw.duration.as_ref())
+            )
+        });
+    }
+    // Rule 3: null, missing or empty parent is a root; a non-string parent is taken as none too.
+    let parent = raw.parent_id.as_ref().and_then(Value::as_str).and_then(span_identity);
+    let mut flag = |value: &Option<Value>, name: &str| match value {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(flag)) => *flag,
+        Some(other) => {
+            invalid.record(InvalidReason::Flag, || format!("element #{index}: {name} is {other}, taken as false"));
+            false
+        }
+    };
+    let is_error = flag(&raw.is_error, "isError");
+    let is_cancelled = flag(&raw.is_cancelled, "isCancelled");
+    let is_partial = flag(&raw.is_partial, "isPartial");
+    let kind_text = Element::string_field(&raw.kind);
+    // Rule 13: the cloud store always says UNSPECIFIED, so the level is what tells logs apart.
+    // A missing level is read as a span: dropping a span into a log would hide its duration.
+    let is_log = kind_text == Some("LOG") || Element::string_field(&raw.level).is_some_and(|level| level != "TRACE");
+    Some(Element {
+        index,
+        span,
+        parent,
+        start,
+        duration,
+        is_error,
+        is_cancelled,
+        is_partial,
+        is_log,
+        kind: span_kind(kind_text),
+        raw,
+    })
+}
+
+/// Rule 8.
+fn span_kind(kind: Option<&str>) -> SpanKind {
+    match kind {
+        Some("SERVER") => SpanKind::Server,
+        Some("CLIENT") => SpanKind::Client,
+        Some("PRODUCER") => SpanKind::Producer,
+        Some("CONSUMER") => SpanKind::Consumer,
+        _ => SpanKind::Internal,
+    }
+}
+
+/// A short, bounded description of a bad value for messages.
+fn describe(value: Option<&Value>) -> String {
+    match value {
+        None => "missing".to_owned(),
+        Some(value) => {
+            let text = value.to_string();
+            match text.char_indices().nth(64) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text,
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Events → spans: the conversion contract of docs/mapping.md, as pure functions.
+//!
+//! No I/O, no clock, no globals: a run's raw events, what is known about the run (its trace id,
+//! whether it has ended and when) and the set of span ids already exported go in; spans come out,
+//! with a report of every element that was skipped or repaired.
+//!
+//! **One span representation.** The output is `opentelemetry_sdk::trace::SpanData`, the type
+//! `opentelemetry-otlp`'s exporters consume. The offline `convert` command turns the same values
+//! into an OTLP request with `opentelemetry-proto`'s own transform (`otlp::export_request`), the
+//! very function the OTLP exporters call before they send. So there is exactly one conversion
+//! path: what `convert` prints is what the collector receives. Building OTLP protobuf structs
+//! directly would have forced a second, hand-written path into the exporters.
+
+mod attributes;
+mod element;
+pub mod ids;
+pub mod invalid;
+pub mod otlp;
+mod span;
+pub mod time;
+
+use crate::config::LogsMode;
+use crate::trigger::model::RawEvent;
+use element::{validate, Element};
+use ids::{derive_trace_id, parse_trace_id};
+pub use invalid::{InvalidReason, InvalidReport};
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::SpanData;
+use span::{element_attributes, log_event, nanos_to_time, SpanBuild};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::time::SystemTime;
+
+/// Instrumentation scope name of every span (rule 15).
+pub const SCOPE_NAME: &str = "trigger-otel-bridge";
+
+/// Whether the run can still change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// Still executing: partial spans are held back.
+    Live,
+    /// Ended (or retired): partial spans are exported, ending at `finished_at` (Unix ns) when
+    /// known, else at the latest end of any span in the run.
+    Ended { finished_at: Option<u64> },
+}
+
+/// What is known about the run being converted.
+#[derive(Debug, Clone)]
+pub struct RunInfo<'a> {
+    /// The run being polled ("" when unknown); `runId` of an element wins.
+    pub run_id: &'a str,
+    pub trace_id: TraceId,
+    /// The trace id was derived from the run id (rule 1): every span says so.
+    pub trace_id_derived: bool,
+    /// `taskIdentifier` from retrieve-run, for elements without `taskSlug`.
+    pub task_identifier: Option<&'a str>,
+    pub state: RunState,
+}
+
+impl<'a> RunInfo<'a> {
+    /// Rule 1: the API's trace id when it is valid, else one derived from the run id.
+    pub fn new(run_id: &'a str, api_trace_id: Option<&str>, state: RunState) -> Self {
+        let parsed = api_trace_id.and_then(parse_trace_id);
+        RunInfo {
+            run_id,
+            trace_id: parsed.unwrap_or_else(|| derive_trace_id(run_id)),
+            trace_id_derived: parsed.is_none(),
+            task_identifier: None,
+            state,
+        }
+    }
+}
+
+/// The span ids already acknowledged by the collector (rule 4: a span is exported once).
+pub trait ExportedSpans {
+    fn contains(&self, span_id: SpanId) -> bool;
+}
+
+impl ExportedSpans for HashSet<SpanId> {
+    fn contains(&self, span_id: SpanId) -> bool {
+        HashSet::contains(self, &span_id)
+    }
+}
+
+/// For one-shot conversions: nothing was exported before.
+pub struct NothingExported;
+
+impl ExportedSpans for NothingExported {
+    fn contains(&self, _: SpanId) -> bool {
+        false
+    }
+}
+
+/// One output span and the source span ids it accounts for (itself, plus log records folded
+/// into it as events), which are what the state store marks as exported.
+#[derive(Debug, Clone)]
+pub struct BridgeSpan {
+    pub data: SpanData,
+    pub task_slug: Option<String>,
+    pub covers: Vec<SpanId>,
+}
+
+/// A log record for `conversion.logs = "otlp_logs"`.
+#[derive(Debug, Clone)]
+pub struct BridgeLog {
+    pub span_id: SpanId,
+    pub parent: Option<SpanId>,
+    pub time: SystemTime,
+    pub severity: Option<String>,
+    pub body: String,
+    pub task_slug: Option<String>,
+    pub attributes: Vec<KeyValue>,
+}
+
+/// The result of converting one response.
+#[derive(Debug, Default)]
+pub struct Conversion {
+    /// Spans ready to export, ordered by start time then span id.
+    pub spans: Vec<BridgeSpan>,
+    /// Log records, only with `LogsMode::OtlpLogs`.
+    pub logs: Vec<BridgeLog>,
+    pub invalid: InvalidReport,
+    /// Partial spans (and logs waiting on them) of a live run: exported on a later poll.
+    pub held_back: usize,
+    /// Elements skipped because their span id was exported before.
+    pub already_exported: usize,
+}
+
+/// Convert one events response (see the module documentation).
+pub fn convert_events(events: Vec<RawEvent>, run: &RunInfo, logs: LogsMode, exported: &dyn ExportedSpans) -> Conversion {
+    let mut conversion = Conversion::default();
+    let elements = deduplicate(events, &mut conversion.invalid);
+    let (mut spans, mut log_records): (Vec<Element>, Vec<Element>) = elements.into_iter().partition(|e| !e.is_log);
+    spans.sort_by_key(|e| (e.start, e.span.id().to_bytes()));
+    log_records.sort_by_key(|e| (e.start, e.span.id().to_bytes()));
+
+    let spans_in_run: HashSet<SpanId> = spans.iter().map(|e| e.span.id()).collect();
+    let latest_end = spans.iter().chain(&log_records).map(Element::end).max().unwrap_or(0);
+    let partial_end = match run.state {
+        RunState::Ended { finished_at: Some(at) } => Some(at),
+        RunState::Ended { finished_at: None } => Some(latest_end),
+        RunState::Live => None,
+    };
+
+    let mut output_index: HashMap<SpanId, usize> = HashMap::new();
+    let mut held: HashSet<SpanId> = HashSet::new();
+    for element in &spans {
+        let id = element.span.id();
+        if exported.contains(id) {
+            conversion.already_exported += 1;
+            continue;
+        }
+        let (end, partial) = match (element.is_partial, partial_end) {
+            (false, _) => (element.end(), false),
+            (true, Some(end)) => (end, true),
+            (true, None) => {
+                conversion.held_back += 1;
+                held.insert(id);
+                continue;
+            }
+        };
+        let parent_in_run = element.parent.is_some_and(|p| spans_in_run.contains(&p.id()));
+        let data = SpanBuild { element, end, partial, parent_in_run }.build(run, &mut conversion.invalid);
+        output_index.insert(id, conversion.spans.len());
+        conversion.spans.push(BridgeSpan {
+            data,
+            task_slug: task_slug(element, run),
+            covers: vec![id],
+        });
+    }
+
+    for log in &log_records {
+        let id = log.span.id();
+        if exported.contains(id) {
+            conversion.already_exported += 1;
+            continue;
+        }
+        match logs {
+            LogsMode::Drop => {
+                conversion.invalid.record(InvalidReason::LogDropped, || {
+                    format!("element #{} (spanId {:?}) is a log record", log.index, log.raw_span_id())
+                });
+                continue;
+            }
+            LogsMode::OtlpLogs => {
+                conversion.logs.push(bridge_log(log, run));
+                continue;
+            }
+            LogsMode::SpanEvents => {
+                let parent = log.parent.map(|p| p.id());
+                if let Some(&at) = parent.and_then(|p| output_index.get(&p)) {
+                    let target = &mut conversion.spans[at];
+                    target.data.events.events.push(log_event(log, run));
+                    target.covers.push(id);
+                    continue;
+                }
+                if parent.is_some_and(|p| held.contains(&p)) {
+                    // Its parent is still running: the log rides along when the parent ends.
+                    conversion.held_back += 1;
+                    continue;
+                }
+            }
+            LogsMode::Spans => {}
+        }
+        // A log as a zero-duration span: `spans` mode, or a parent outside this run or
+        // already exported, so no log is lost.
+        let parent_in_run = log.parent.is_some_and(|p| spans_in_run.contains(&p.id()));
+        let data = SpanBuild {
+            element: log,
+            end: log.start,
+            partial: false,
+            parent_in_run,
+        }
+        .build(run, &mut conversion.invalid);
+        conversion.spans.push(BridgeSpan {
+            data,
+            task_slug: task_slug(log, run),
+            covers: vec![id],
+        });
+    }
+    conversion
+        .spans
+        .sort_by_key(|s| (s.data.start_time, s.data.span_context.span_id().to_bytes()));
+    conversion
+}
+
+/// Validate every element and keep one per span id (rule 4): a finished copy beats a partial
+/// one; between finished copies the longer wins; otherwise the first seen stays.
+fn deduplicate(events: Vec<RawEvent>, invalid: &mut InvalidReport) -> Vec<Element> {
+    let mut kept: Vec<Element> = Vec::with_capacity(events.len());
+    let mut position: HashMap<SpanId, usize> = HashMap::with_capacity(events.len());
+    for (index, raw) in events.into_iter().enumerate() {
+        let Some(element) = validate(index, raw, invalid) else {
+            continue;
+        };
+        match position.entry(element.span.id()) {
+            Entry::Vacant(slot) => {
+                slot.insert(kept.len());
+                kept.push(element);
+            }
+            Entry::Occupied(slot) => {
+                let current = &mut kept[*slot.get()];
+                let replace = match (current.is_partial, element.is_partial) {
+                    (true, false) => true,
+                    (false, false) => element.duration.unwrap_or(0) > current.duration.unwrap_or(0),
+                    _ => false,
+                };
+                if replace {
+                    *current = element;
+                }
+            }
+        }
+    }
+    kept
+}
+
+fn task_slug(element: &Element, run: &RunInfo) -> Option<String> {
+    element.task_slug().or(run.task_identifier).map(str::to_owned)
+}
+
+fn bridge_log(log: &Element, run: &RunInfo) -> BridgeLog {
+    BridgeLog {
+        span_id: log.span.id(),
+        parent: log.parent.map(|p| p.id()),
+        time: nanos_to_time(log.start),
+        severity: log.level().map(str::to_owned),
+        body: log.message().unwrap_or_default().to_owned(),
+        task_slug: task_slug(log, run),
+        attributes: element_attributes(log, run),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,9 @@
+//! trigger-otel-bridge: Trigger.dev run events → OTLP traces.
+//!
+//! Data flows one way: discover → schedule → fetch → convert → export → commit.
+//! Each stage is one module; the binary (`src/main.rs`) only parses the command line.
+
+pub mod config;
+pub mod convert;
+pub mod secret;
+pub mod trigger;

@@ -1,0 +1,252 @@
+//! Serde types for what `GET /api/v1/runs/{runId}/events` really sends.
+//!
+//! Parsing is deliberately lenient: every field is kept as the JSON value that arrived and
+//! judged later by the converter (../shared/mapping.md decides the fate of a bad element).
+//! A wrongly typed field, or an array element that is not even an object, must never fail the
+//! whole response, so nothing here uses serde's strict typed fields. A hand-written visitor
+//! (instead of `#[serde(flatten)]`) keeps unknown fields without buffering every element twice.
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+use std::fmt;
+
+/// One element of the `events` array, fields as they arrived.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawEvent {
+    pub span_id: Option<Value>,
+    pub parent_id: Option<Value>,
+    pub run_id: Option<Value>,
+    pub message: Option<Value>,
+    pub start_time: Option<Value>,
+    pub duration: Option<Value>,
+    pub is_error: Option<Value>,
+    pub is_cancelled: Option<Value>,
+    pub is_partial: Option<Value>,
+    pub level: Option<Value>,
+    pub kind: Option<Value>,
+    pub attempt_number: Option<Value>,
+    pub task_slug: Option<Value>,
+    pub events: Option<Value>,
+    pub style: Option<Value>,
+    /// Top-level fields this bridge does not know, in arrival order.
+    pub other: Vec<(String, Value)>,
+    /// The array element was not a JSON object (a number, a string…): invalid as a whole.
+    pub not_an_object: bool,
+}
+
+impl RawEvent {
+    /// The element's `spanId` when it is a string (used for logging and dedup keys).
+    pub fn span_id_str(&self) -> Option<&str> {
+        self.span_id.as_ref().and_then(Value::as_str)
+    }
+}
+
+/// The body of the events endpoint: `{"events": [...]}`. A bare array is accepted too
+/// (what `convert` users paste from other tools).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventsBody {
+    pub events: Vec<RawEvent>,
+}
+
+impl EventsBody {
+    /// Parse a body. Errors only for malformed JSON or a top-level shape that is neither
+    /// an object with `events` nor an array; serde_json's error carries line and column.
+    pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(body)
+    }
+
+    pub fn from_reader<R: std::io::Read>(reader: R) -> Result<Self, serde_json::Error> {
+        serde_json::from_reader(reader)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventsBody {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct BodyVisitor;
+        impl<'de> Visitor<'de> for BodyVisitor {
+            type Value = EventsBody;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"an object {"events": [...]} or an array of events"#)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<EventsBody, A::Error> {
+                Ok(EventsBody {
+                    events: collect_events(seq)?,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EventsBody, A::Error> {
+                let mut events = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "events" {
+                        events = Some(map.next_value::<EventList>()?.0);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                events
+                    .map(|events| EventsBody { events })
+                    .ok_or_else(|| de::Error::missing_field("events"))
+            }
+        }
+        deserializer.deserialize_any(BodyVisitor)
+    }
+}
+
+/// `events` may be `null` on an empty run in some server versions: treat it as empty.
+struct EventList(Vec<RawEvent>);
+
+impl<'de> Deserialize<'de> for EventList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = EventList;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of events")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<EventList, A::Error> {
+                Ok(EventList(collect_events(seq)?))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<EventList, E> {
+                Ok(EventList(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}
+
+fn collect_events<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Vec<RawEvent>, A::Error> {
+    let mut events = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+    while let Some(event) = seq.next_element::<RawEvent>()? {
+        events.push(event);
+    }
+    Ok(events)
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawEventVisitor)
+    }
+}
+
+struct RawEventVisitor;
+
+impl RawEventVisitor {
+    fn not_an_object<E>(self) -> Result<RawEvent, E> {
+        Ok(RawEvent {
+            not_an_object: true,
+            ..RawEvent::default()
+        })
+    }
+}
+
+impl<'de> Visitor<'de> for RawEventVisitor {
+    type Value = RawEvent;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent, A::Error> {
+        let mut event = RawEvent::default();
+        while let Some(key) = map.next_key::<String>()? {
+            let value: Value = map.next_value()?;
+            let slot = match key.as_str() {
+                "spanId" => &mut event.span_id,
+                "parentId" => &mut event.parent_id,
+                "runId" => &mut event.run_id,
+                "message" => &mut event.message,
+                "startTime" => &mut event.start_time,
+                "duration" => &mut event.duration,
+                "isError" => &mut event.is_error,
+                "isCancelled" => &mut event.is_cancelled,
+                "isPartial" => &mut event.is_partial,
+                "level" => &mut event.level,
+                "kind" => &mut event.kind,
+                "attemptNumber" => &mut event.attempt_number,
+                "taskSlug" => &mut event.task_slug,
+                "events" => &mut event.events,
+                "style" => &mut event.style,
+                _ => {
+                    event.other.push((key, value));
+                    continue;
+                }
+            };
+            *slot = Some(value);
+        }
+        Ok(event)
+    }
+
+    // Anything that is not an object is one invalid element, not a failed response.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawEvent, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        self.not_an_object()
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<RawEvent, E> {
+        self.not_an_object()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn parses_object_body_and_keeps_unknown_fields_in_order() {
+        let body = br#"{"events":[{"spanId":"0123456789abcdef","startTime":"1","environmentType":"DEVELOPMENT","idempotencyKey":null}],"extra":1}"#;
+        let parsed = EventsBody::from_slice(body).unwrap();
+        assert_eq!(parsed.events.len(), 1);
+        let e = &parsed.events[0];
+        assert_eq!(e.span_id_str(), Some("0123456789abcdef"));
+        assert_eq!(e.start_time, Some(json!("1")));
+        assert_eq!(
+            e.other,
+            vec![
+                ("environmentType".to_string(), json!("DEVELOPMENT")),
+                ("idempotencyKey".to_string(), Value::Null)
+            ]
+        );
+    }
+
+    #[test]
+    fn parses_bare_array_and_null_events() {
+        assert_eq!(EventsBody::from_slice(b"[]").unwrap().events.len(), 0);
+        assert_eq!(EventsBody::from_slice(br#"{"events":null}"#).unwrap().events.len(), 0);
+        assert_eq!(EventsBody::from_slice(br#"[{"spanId":1}]"#).unwrap().events[0].span_id, Some(json!(1)));
+    }
+
+    #[test]
+    fn non_object_elements_are_kept_as_invalid_not_fatal() {
+        let parsed = EventsBody::from_slice(br#"[42, "x", null, true, [1,2], {"spanId":"a"}]"#).unwrap();
+        let flags: Vec<bool> = parsed.events.iter().map(|e| e.not_an_object).collect();
+        assert_eq!(flags, vec![true, true, true, true, true, false]);
+    }
+
+    #[test]
+    fn malformed_json_reports_line_and_column() {
+        let err = EventsBody::from_slice(b"{\n  \"events\": [\n   {\"spanId\": }\n]}").unwrap_err();
+        assert_eq!(err.line(), 3);
+        assert!(err.column() > 0);
+    }
+
+    #[test]
+    fn missing_events_key_or_scalar_body_is_an_error() {
+        assert!(EventsBody::from_slice(br#"{"error":"Run not found"}"#).is_err());
+        assert!(EventsBody::from_slice(b"42").is_err());
+    }
+}
