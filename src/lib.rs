@@ -3,6 +3,7 @@
 //! Data flows one way: discover → schedule → fetch → convert → export → commit.
 //! Each stage is one module; the binary (`src/main.rs`) only parses the command line.
 
+pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod secret;

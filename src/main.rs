@@ -1,1 +1,97 @@
-fn main(){}
+//! The `trigger-otel-bridge` binary: parse the command line, call the library, map the
+//! outcome to an exit code (0 success, 1 runtime failure, 2 bad usage or configuration).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use trigger_otel_bridge::commands::check_config::check_config;
+use trigger_otel_bridge::commands::convert::{convert_body, read_input, ConvertOptions};
+use trigger_otel_bridge::commands::ExitStatus;
+use trigger_otel_bridge::config::{process_env, LogsMode};
+
+#[derive(Debug, Parser)]
+#[command(name = "trigger-otel-bridge", version, about = "Trigger.dev runs as OpenTelemetry traces")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Offline: a Trigger.dev events body (JSON) → one OTLP/JSON ExportTraceServiceRequest on stdout.
+    Convert {
+        /// The events body: `{"events": [...]}` or a bare array; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// The run's trace id (32 hex); derived from the run id when absent.
+        #[arg(long, value_name = "HEX")]
+        trace_id: Option<String>,
+        /// The run id; else the first `runId` in the input.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// What log records become.
+        #[arg(long, value_enum, default_value_t = LogsArg::SpanEvents)]
+        logs: LogsArg,
+        /// `service.name` of the resource.
+        #[arg(long, value_name = "NAME")]
+        service_name: Option<String>,
+    },
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum LogsArg {
+    SpanEvents,
+    Spans,
+    Drop,
+    OtlpLogs,
+}
+
+impl From<LogsArg> for LogsMode {
+    fn from(arg: LogsArg) -> Self {
+        match arg {
+            LogsArg::SpanEvents => LogsMode::SpanEvents,
+            LogsArg::Spans => LogsMode::Spans,
+            LogsArg::Drop => LogsMode::Drop,
+            LogsArg::OtlpLogs => LogsMode::OtlpLogs,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let status = match cli.command {
+        Command::Convert { file, trace_id, run_id, logs, service_name } => {
+            let options = ConvertOptions {
+                input: file,
+                trace_id,
+                run_id,
+                logs: logs.into(),
+                service_name,
+            };
+            let result = read_input(&options, &mut std::io::stdin().lock()).and_then(|body| {
+                convert_body(&options, &body, &mut std::io::stdout().lock(), &mut std::io::stderr())
+            });
+            match result {
+                Ok(_) => ExitStatus::Success,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    error.exit_status()
+                }
+            }
+        }
+        Command::CheckConfig { config } => match check_config(config, &process_env(), &mut std::io::stdout().lock()) {
+            Ok(()) => ExitStatus::Success,
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitStatus::Usage
+            }
+        },
+    };
+    ExitCode::from(status as u8)
+}

@@ -1,0 +1,146 @@
+//! `convert`: a Trigger.dev events body (file or stdin) → one OTLP/JSON request on stdout.
+//!
+//! The input is taken as the final state of an ended run, so partial spans are exported by
+//! rule 10. Problems go to stderr, one line per reason; stdout carries only the request, and
+//! nothing at all when the input is not JSON.
+
+use super::ExitStatus;
+use crate::config::LogsMode;
+use crate::convert::otlp::{export_request, ResourceSettings};
+use crate::convert::{convert_events, ids, NothingExported, RunInfo, RunState};
+use crate::trigger::model::EventsBody;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone)]
+pub struct ConvertOptions {
+    /// `None` or `-`: standard input.
+    pub input: Option<PathBuf>,
+    pub trace_id: Option<String>,
+    pub run_id: Option<String>,
+    pub logs: LogsMode,
+    pub service_name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    #[error("--trace-id {0:?} is not 32 hex characters (or is all zeros)")]
+    BadTraceId(String),
+    #[error("--logs otlp_logs produces OTLP log records, which convert does not print (it prints one trace request); use span_events, spans or drop")]
+    LogsModeUnsupported,
+    #[error("cannot read {origin}: {source}")]
+    Read { origin: String, source: std::io::Error },
+    #[error("{origin} is not a Trigger.dev events body: {source} (line {line}, column {column})", line = .source.line(), column = .source.column())]
+    Json { origin: String, source: serde_json::Error },
+    #[error("cannot write the output: {0}")]
+    Write(#[source] std::io::Error),
+}
+
+impl ConvertError {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            ConvertError::BadTraceId(_) | ConvertError::LogsModeUnsupported => ExitStatus::Usage,
+            _ => ExitStatus::Failure,
+        }
+    }
+}
+
+/// What a conversion produced, for the summary line and for tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConvertSummary {
+    pub elements: usize,
+    pub spans: usize,
+    pub skipped: u64,
+    pub repaired: u64,
+}
+
+/// Read the input named by `options` (stdin when `None` or `-`).
+pub fn read_input(options: &ConvertOptions, stdin: &mut dyn Read) -> Result<Vec<u8>, ConvertError> {
+    let mut body = Vec::new();
+    match options.input.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => {
+            body = std::fs::read(path).map_err(|source| ConvertError::Read {
+                origin: path.display().to_string(),
+                source,
+            })?;
+        }
+        None => {
+            stdin.read_to_end(&mut body).map_err(|source| ConvertError::Read {
+                origin: "standard input".to_owned(),
+                source,
+            })?;
+        }
+    }
+    Ok(body)
+}
+
+fn origin(options: &ConvertOptions) -> String {
+    match options.input.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(path) => path.display().to_string(),
+        None => "standard input".to_owned(),
+    }
+}
+
+/// Convert `body` and write the request to `out`, warnings and the summary to `err`.
+pub fn convert_body(options: &ConvertOptions, body: &[u8], out: &mut dyn Write, err: &mut dyn Write) -> Result<ConvertSummary, ConvertError> {
+    if let Some(text) = &options.trace_id {
+        if ids::parse_trace_id(text).is_none() {
+            return Err(ConvertError::BadTraceId(text.clone()));
+        }
+    }
+    if options.logs == LogsMode::OtlpLogs {
+        return Err(ConvertError::LogsModeUnsupported);
+    }
+    let parsed = EventsBody::from_slice(body).map_err(|source| ConvertError::Json {
+        origin: origin(options),
+        source,
+    })?;
+    let elements = parsed.events.len();
+    let run_id = options
+        .run_id
+        .clone()
+        .or_else(|| parsed.events.iter().find_map(|e| e.run_id.as_ref().and_then(Value::as_str).map(str::to_owned)))
+        .unwrap_or_default();
+    if run_id.is_empty() && options.trace_id.is_none() {
+        let _ = writeln!(err, "warning: no run id in the input and no --run-id: the trace id is derived from an empty run id");
+    }
+    let run = RunInfo::new(&run_id, options.trace_id.as_deref(), RunState::Ended { finished_at: None });
+    let conversion = convert_events(parsed.events, &run, options.logs, &NothingExported);
+
+    let (mut skipped, mut repaired) = (0, 0);
+    for (reason, tally) in conversion.invalid.iter() {
+        let fate = if reason.skips_element() {
+            skipped += tally.count;
+            "skipped"
+        } else {
+            repaired += tally.count;
+            "repaired"
+        };
+        let _ = writeln!(err, "warning: {} {fate} (reason={reason}); first: {}", plural(tally.count, "element"), tally.first);
+    }
+    let spans = conversion.spans.len();
+    let mut settings = ResourceSettings::default();
+    if let Some(name) = &options.service_name {
+        settings.service_name = name.clone();
+    }
+    let request = export_request(conversion.spans, &settings);
+    serde_json::to_writer(&mut *out, &request).map_err(|e| ConvertError::Write(e.into()))?;
+    writeln!(out).map_err(ConvertError::Write)?;
+    out.flush().map_err(ConvertError::Write)?;
+    let _ = writeln!(
+        err,
+        "converted {} from {} ({skipped} invalid skipped, {repaired} repaired)",
+        plural(spans as u64, "span"),
+        plural(elements as u64, "element")
+    );
+    Ok(ConvertSummary { elements, spans, skipped, repaired })
+}
+
+fn plural(count: u64, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
