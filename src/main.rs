@@ -10,7 +10,11 @@ use trigger_otel_bridge::commands::ExitStatus;
 use trigger_otel_bridge::config::{process_env, LogsMode};
 
 #[derive(Debug, Parser)]
-#[command(name = "trigger-otel-bridge", version, about = "Trigger.dev runs as OpenTelemetry traces")]
+#[command(
+    name = "trigger-otel-bridge",
+    version,
+    about = "Trigger.dev runs as OpenTelemetry traces"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -66,7 +70,13 @@ impl From<LogsArg> for LogsMode {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let status = match cli.command {
-        Command::Convert { file, trace_id, run_id, logs, service_name } => {
+        Command::Convert {
+            file,
+            trace_id,
+            run_id,
+            logs,
+            service_name,
+        } => {
             let options = ConvertOptions {
                 input: file,
                 trace_id,
@@ -74,9 +84,8 @@ fn main() -> ExitCode {
                 logs: logs.into(),
                 service_name,
             };
-            let result = read_input(&options, &mut std::io::stdin().lock()).and_then(|body| {
-                convert_body(&options, &body, &mut std::io::stdout().lock(), &mut std::io::stderr())
-            });
+            let result = read_input(&options, &mut std::io::stdin().lock())
+                .and_then(|body| convert_body(&options, &body, &mut std::io::stdout().lock(), &mut std::io::stderr()));
             match result {
                 Ok(_) => ExitStatus::Success,
                 Err(error) => {

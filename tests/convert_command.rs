@@ -16,7 +16,9 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 fn fixture_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn fixture(name: &str) -> Value {
@@ -47,7 +49,10 @@ fn convert(args: &[&str]) -> Converted {
         })
         .flat_map(|ss| {
             let scope = ss.scope.unwrap();
-            assert_eq!((scope.name.as_str(), scope.version.as_str()), ("trigger-otel-bridge", env!("CARGO_PKG_VERSION")));
+            assert_eq!(
+                (scope.name.as_str(), scope.version.as_str()),
+                ("trigger-otel-bridge", env!("CARGO_PKG_VERSION"))
+            );
             ss.spans
         })
         .collect();
@@ -55,7 +60,10 @@ fn convert(args: &[&str]) -> Converted {
 }
 
 fn trace_id_of(run: &str) -> String {
-    fixture(&format!("{run}.trace.json"))["trace"]["traceId"].as_str().unwrap().to_owned()
+    fixture(&format!("{run}.trace.json"))["trace"]["traceId"]
+        .as_str()
+        .unwrap()
+        .to_owned()
 }
 
 fn convert_fixture(run: &str) -> Converted {
@@ -113,7 +121,10 @@ fn kind_of(e: &Value) -> SpanKind {
 
 /// The oracle for well-formed fixtures of an ended run (what `convert` assumes).
 fn expected_spans(run: &str) -> BTreeMap<String, Expected> {
-    let events = fixture(&format!("{run}.events.json"))["events"].as_array().unwrap().clone();
+    let events = fixture(&format!("{run}.events.json"))["events"]
+        .as_array()
+        .unwrap()
+        .clone();
     let start = |e: &Value| e["startTime"].as_str().unwrap().parse::<u64>().unwrap();
     let end = |e: &Value| start(e) + e["duration"].as_u64().unwrap();
     let latest_end = events.iter().map(end).max().unwrap();
@@ -140,7 +151,12 @@ fn expected_spans(run: &str) -> BTreeMap<String, Expected> {
             .as_array()
             .unwrap()
             .iter()
-            .map(|ev| (ev["name"].as_str().unwrap().to_owned(), iso_to_nanos(ev["time"].as_str().unwrap())))
+            .map(|ev| {
+                (
+                    ev["name"].as_str().unwrap().to_owned(),
+                    iso_to_nanos(ev["time"].as_str().unwrap()),
+                )
+            })
             .collect();
         let mut logs: Vec<(String, u64)> = by_id
             .values()
@@ -212,19 +228,32 @@ fn check_against_oracle(run: &str) -> Converted {
     let trace_id = trace_id_of(run);
     assert_eq!(converted.spans.len(), expected.len(), "{run}: span count");
     for span in &converted.spans {
-        assert_eq!(hex(&span.trace_id), trace_id, "{run}: every span carries the run's trace id");
+        assert_eq!(
+            hex(&span.trace_id),
+            trace_id,
+            "{run}: every span carries the run's trace id"
+        );
         let got = actual(span);
-        let want = expected.get(&got.span_id).unwrap_or_else(|| panic!("{run}: unexpected span {}", got.span_id));
+        let want = expected
+            .get(&got.span_id)
+            .unwrap_or_else(|| panic!("{run}: unexpected span {}", got.span_id));
         assert_eq!(&got, want, "{run}: span {}", got.span_id);
         let a = attrs(&span.attributes);
-        assert!(a.contains_key("trigger.run_id"), "{run}: {} lacks trigger.run_id", got.span_id);
+        assert!(
+            a.contains_key("trigger.run_id"),
+            "{run}: {} lacks trigger.run_id",
+            got.span_id
+        );
         assert_eq!(a.get("trigger.trace_id_derived"), None);
     }
     converted
 }
 
 fn span_by_id<'a>(spans: &'a [Span], id: &str) -> &'a Span {
-    spans.iter().find(|s| hex(&s.span_id) == id).unwrap_or_else(|| panic!("no span {id}"))
+    spans
+        .iter()
+        .find(|s| hex(&s.span_id) == id)
+        .unwrap_or_else(|| panic!("no span {id}"))
 }
 
 #[test]
@@ -233,7 +262,11 @@ fn finished_run_matches_the_rules() {
     assert_eq!(out.spans.len(), 12, "12 spans; the 7 logs ride on their parents");
     let root = span_by_id(&out.spans, "64d32c5a798e81ae");
     assert!(root.parent_span_id.is_empty());
-    assert_eq!(root.status.as_ref().unwrap().code, StatusCode::Unset as i32, "the run succeeded on attempt 2");
+    assert_eq!(
+        root.status.as_ref().unwrap().code,
+        StatusCode::Unset as i32,
+        "the run succeeded on attempt 2"
+    );
     let attempt_failed = &root.events[0];
     assert_eq!(attempt_failed.name, "attempt_failed");
     let props = attrs(&attempt_failed.attributes);
@@ -255,16 +288,27 @@ fn finished_run_matches_the_rules() {
         .find(|a| a.get("trigger.span_id") == Some(&string("85f5ce36c6939fec")))
         .expect("attempt 1 carries its ERROR log");
     assert_eq!(log_attrs.get("log.severity"), Some(&string("ERROR")));
-    assert_eq!(log_attrs.get("log.message"), Some(&string("Failed to reserve inventory for order ord_7Hq2kXb9")));
+    assert_eq!(
+        log_attrs.get("log.message"),
+        Some(&string("Failed to reserve inventory for order ord_7Hq2kXb9"))
+    );
     assert_eq!(log_attrs.get("trigger.span_id"), Some(&string("85f5ce36c6939fec")));
-    assert!(out.stderr.contains("converted 12 spans from 19 elements (0 invalid skipped, 0 repaired)"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("converted 12 spans from 19 elements (0 invalid skipped, 0 repaired)"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn executing_run_exports_partials_as_partial_and_the_finished_duplicate() {
     let out = check_against_oracle("executing_run");
     let duplicate = span_by_id(&out.spans, "b5f1d03b649ce44f");
-    assert!(duplicate.end_time_unix_nano > duplicate.start_time_unix_nano, "the finished copy wins");
+    assert!(
+        duplicate.end_time_unix_nano > duplicate.start_time_unix_nano,
+        "the finished copy wins"
+    );
     let partials = out.spans.iter().filter(|s| actual(s).partial).count();
     assert_eq!(partials, 3, "root, attempt and upload-report are still running");
 }
@@ -272,7 +316,10 @@ fn executing_run_exports_partials_as_partial_and_the_finished_duplicate() {
 #[test]
 fn selfhosted_run_keeps_nanoseconds_kinds_and_extra_fields() {
     let out = check_against_oracle("selfhosted_run");
-    assert!(out.spans.iter().any(|s| s.start_time_unix_nano % 1_000_000 != 0), "full-ns precision survives");
+    assert!(
+        out.spans.iter().any(|s| s.start_time_unix_nano % 1_000_000 != 0),
+        "full-ns precision survives"
+    );
     assert!(out.spans.iter().all(|s| s.start_time_unix_nano > 1 << 53));
     let kinds: Vec<i32> = out.spans.iter().map(|s| s.kind).collect();
     assert!(kinds.contains(&(SpanKind::Server as i32)) && kinds.contains(&(SpanKind::Consumer as i32)));
@@ -290,11 +337,21 @@ fn child_run_joins_its_parent_run_in_one_trace() {
     let child = check_against_oracle("child_run");
     let parent = convert_fixture("finished_run");
     assert_eq!(hex(&child.spans[0].trace_id), hex(&parent.spans[0].trace_id));
-    let root = child.spans.iter().find(|s| hex(&s.parent_span_id) == "b7d72347fccfd9de").expect("child root");
-    assert!(span_by_id(&parent.spans, "b7d72347fccfd9de").name.contains("triggerAndWait"));
+    let root = child
+        .spans
+        .iter()
+        .find(|s| hex(&s.parent_span_id) == "b7d72347fccfd9de")
+        .expect("child root");
+    assert!(span_by_id(&parent.spans, "b7d72347fccfd9de")
+        .name
+        .contains("triggerAndWait"));
     // Span flags: the parent context is remote (bit 0x200) with "has is_remote" set (0x100).
     assert_eq!(root.flags & 0x300, 0x300);
-    assert!(child.spans.iter().filter(|s| s.span_id != root.span_id).all(|s| s.flags & 0x200 == 0));
+    assert!(child
+        .spans
+        .iter()
+        .filter(|s| s.span_id != root.span_id)
+        .all(|s| s.flags & 0x200 == 0));
 }
 
 #[test]
@@ -303,16 +360,35 @@ fn invalid_run_keeps_every_valid_element_and_reports_each_reason_once() {
     let out = convert(&[path.to_str().unwrap()]);
     let reasons: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("warning:")).collect();
     for reason in ["not_an_object", "span_id", "start_time", "duration", "event_time"] {
-        assert_eq!(reasons.iter().filter(|l| l.contains(&format!("(reason={reason})"))).count(), 1, "{reason}: {}", out.stderr);
+        assert_eq!(
+            reasons
+                .iter()
+                .filter(|l| l.contains(&format!("(reason={reason})")))
+                .count(),
+            1,
+            "{reason}: {}",
+            out.stderr
+        );
     }
-    assert!(out.stderr.contains("from 28 elements (7 invalid skipped, 4 repaired)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("from 28 elements (7 invalid skipped, 4 repaired)"),
+        "{}",
+        out.stderr
+    );
     // Derived trace id (no --trace-id): every span says so.
     for span in &out.spans {
-        assert_eq!(attrs(&span.attributes).get("trigger.trace_id_derived"), Some(&any_value::Value::BoolValue(true)));
+        assert_eq!(
+            attrs(&span.attributes).get("trigger.trace_id_derived"),
+            Some(&any_value::Value::BoolValue(true))
+        );
     }
     // Every element with a valid spanId and startTime is somewhere in the output.
     let raw = fixture("invalid_run.events.json");
-    let covered: usize = out.spans.iter().map(|s| 1 + s.events.iter().filter(|e| e.name == "log").count()).sum();
+    let covered: usize = out
+        .spans
+        .iter()
+        .map(|s| 1 + s.events.iter().filter(|e| e.name == "log").count())
+        .sum();
     let valid = raw["events"]
         .as_array()
         .unwrap()
@@ -330,7 +406,16 @@ fn stdin_bare_array_and_options() {
                    {"spanId":"00000000000000b1","parentId":"00000000000000a1","runId":"run_x","message":"hi","startTime":"1758630769250000500","duration":0,"level":"INFO"}]"#;
     for (logs, spans) in [("span_events", 1), ("spans", 2), ("drop", 1)] {
         let output = bridge()
-            .args(["convert", "-", "--logs", logs, "--service-name", "shop", "--run-id", "run_y"])
+            .args([
+                "convert",
+                "-",
+                "--logs",
+                logs,
+                "--service-name",
+                "shop",
+                "--run-id",
+                "run_y",
+            ])
             .write_stdin(body)
             .output()
             .unwrap();
@@ -338,7 +423,12 @@ fn stdin_bare_array_and_options() {
         let request: ExportTraceServiceRequest = serde_json::from_slice(&output.stdout).unwrap();
         let resource = request.resource_spans[0].resource.clone().unwrap();
         assert_eq!(attrs(&resource.attributes).get("service.name"), Some(&string("shop")));
-        let got: Vec<&Span> = request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+        let got: Vec<&Span> = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
         assert_eq!(got.len(), spans, "--logs {logs}");
         // --run-id decides the derived trace id; runId on the element stays the span's attribute.
         let derived = trigger_otel_bridge::convert::ids::derive_trace_id("run_y");
@@ -348,7 +438,11 @@ fn stdin_bare_array_and_options() {
 
 #[test]
 fn malformed_json_is_a_clear_error_with_line_and_column_and_no_stdout() {
-    let output = bridge().args(["convert", "-"]).write_stdin("{\"events\": [\n  {\"spanId\": \"a\",,}\n]}").output().unwrap();
+    let output = bridge()
+        .args(["convert", "-"])
+        .write_stdin("{\"events\": [\n  {\"spanId\": \"a\",,}\n]}")
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8(output.stderr).unwrap();
@@ -362,11 +456,20 @@ fn missing_file_and_bad_options_fail_with_the_right_exit_codes() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/events.json"));
     let path = fixture_path("finished_run.events.json");
-    let bad_trace = bridge().args(["convert", path.to_str().unwrap(), "--trace-id", "xyz"]).output().unwrap();
+    let bad_trace = bridge()
+        .args(["convert", path.to_str().unwrap(), "--trace-id", "xyz"])
+        .output()
+        .unwrap();
     assert_eq!(bad_trace.status.code(), Some(2));
     assert!(bad_trace.stdout.is_empty());
-    let bad_logs = bridge().args(["convert", path.to_str().unwrap(), "--logs", "loud"]).output().unwrap();
+    let bad_logs = bridge()
+        .args(["convert", path.to_str().unwrap(), "--logs", "loud"])
+        .output()
+        .unwrap();
     assert_eq!(bad_logs.status.code(), Some(2));
-    let otlp_logs = bridge().args(["convert", path.to_str().unwrap(), "--logs", "otlp_logs"]).output().unwrap();
+    let otlp_logs = bridge()
+        .args(["convert", path.to_str().unwrap(), "--logs", "otlp_logs"])
+        .output()
+        .unwrap();
     assert_eq!(otlp_logs.status.code(), Some(2));
 }

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 /// Load from `flag`/`env` and write the effective config to `out`, preceded by a comment
 /// naming where it came from.
-pub fn check_config(flag: Option<PathBuf>, env: &HashMap<String, String>, out: &mut dyn Write) -> Result<(), ConfigError> {
+pub fn check_config(
+    flag: Option<PathBuf>,
+    env: &HashMap<String, String>,
+    out: &mut dyn Write,
+) -> Result<(), ConfigError> {
     let path = resolve_path(flag, env);
     let config = load(path.as_deref(), env)?;
     let source = match &path {

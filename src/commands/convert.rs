@@ -83,7 +83,12 @@ fn origin(options: &ConvertOptions) -> String {
 }
 
 /// Convert `body` and write the request to `out`, warnings and the summary to `err`.
-pub fn convert_body(options: &ConvertOptions, body: &[u8], out: &mut dyn Write, err: &mut dyn Write) -> Result<ConvertSummary, ConvertError> {
+pub fn convert_body(
+    options: &ConvertOptions,
+    body: &[u8],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<ConvertSummary, ConvertError> {
     if let Some(text) = &options.trace_id {
         if ids::parse_trace_id(text).is_none() {
             return Err(ConvertError::BadTraceId(text.clone()));
@@ -100,12 +105,24 @@ pub fn convert_body(options: &ConvertOptions, body: &[u8], out: &mut dyn Write, 
     let run_id = options
         .run_id
         .clone()
-        .or_else(|| parsed.events.iter().find_map(|e| e.run_id.as_ref().and_then(Value::as_str).map(str::to_owned)))
+        .or_else(|| {
+            parsed
+                .events
+                .iter()
+                .find_map(|e| e.run_id.as_ref().and_then(Value::as_str).map(str::to_owned))
+        })
         .unwrap_or_default();
     if run_id.is_empty() && options.trace_id.is_none() {
-        let _ = writeln!(err, "warning: no run id in the input and no --run-id: the trace id is derived from an empty run id");
+        let _ = writeln!(
+            err,
+            "warning: no run id in the input and no --run-id: the trace id is derived from an empty run id"
+        );
     }
-    let run = RunInfo::new(&run_id, options.trace_id.as_deref(), RunState::Ended { finished_at: None });
+    let run = RunInfo::new(
+        &run_id,
+        options.trace_id.as_deref(),
+        RunState::Ended { finished_at: None },
+    );
     let conversion = convert_events(parsed.events, &run, options.logs, &NothingExported);
 
     let (mut skipped, mut repaired) = (0, 0);
@@ -117,7 +134,12 @@ pub fn convert_body(options: &ConvertOptions, body: &[u8], out: &mut dyn Write, 
             repaired += tally.count;
             "repaired"
         };
-        let _ = writeln!(err, "warning: {} {fate} (reason={reason}); first: {}", plural(tally.count, "element"), tally.first);
+        let _ = writeln!(
+            err,
+            "warning: {} {fate} (reason={reason}); first: {}",
+            plural(tally.count, "element"),
+            tally.first
+        );
     }
     let spans = conversion.spans.len();
     let mut settings = ResourceSettings::default();
@@ -134,7 +156,12 @@ pub fn convert_body(options: &ConvertOptions, body: &[u8], out: &mut dyn Write, 
         plural(spans as u64, "span"),
         plural(elements as u64, "element")
     );
-    Ok(ConvertSummary { elements, spans, skipped, repaired })
+    Ok(ConvertSummary {
+        elements,
+        spans,
+        skipped,
+        repaired,
+    })
 }
 
 fn plural(count: u64, noun: &str) -> String {

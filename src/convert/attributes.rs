@@ -146,7 +146,9 @@ mod tests {
 
     #[test]
     fn attempt_failed_keeps_its_scalars_typed() {
-        let got = flat(json!({"exception": {"message": "x"}, "attemptNumber": 1, "runId": "run_1", "ratio": 0.5, "ok": false}));
+        let got = flat(
+            json!({"exception": {"message": "x"}, "attemptNumber": 1, "runId": "run_1", "ratio": 0.5, "ok": false}),
+        );
         assert!(got.contains(&("exception.message".into(), AttrValue::from("x"))));
         assert!(got.contains(&("attemptNumber".into(), AttrValue::I64(1))));
         assert!(got.contains(&("runId".into(), AttrValue::from("run_1"))));
@@ -189,7 +191,10 @@ mod tests {
 
     #[test]
     fn non_object_properties_are_kept_under_one_key() {
-        assert_eq!(flat(json!("text")), vec![("properties".into(), AttrValue::from("text"))]);
+        assert_eq!(
+            flat(json!("text")),
+            vec![("properties".into(), AttrValue::from("text"))]
+        );
         assert!(flat(Value::Null).is_empty());
     }
 

@@ -54,7 +54,9 @@ impl Element {
 /// Validate `raw`; on failure record the reason and return `None`.
 pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport) -> Option<Element> {
     if raw.not_an_object {
-        invalid.record(InvalidReason::NotAnObject, || format!("element #{index} is not a JSON object"));
+        invalid.record(InvalidReason::NotAnObject, || {
+            format!("element #{index} is not a JSON object")
+        });
         return None;
     }
     let Some(span) = raw.span_id_str().and_then(span_identity) else {
@@ -89,7 +91,9 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
         Some(other) => {
-            invalid.record(InvalidReason::Flag, || format!("element #{index}: {name} is {other}, taken as false"));
+            invalid.record(InvalidReason::Flag, || {
+                format!("element #{index}: {name} is {other}, taken as false")
+            });
             false
         }
     };

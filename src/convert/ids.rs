@@ -102,7 +102,14 @@ mod tests {
 
     #[test]
     fn non_hex_short_long_and_zero_span_ids_are_hashed_deterministically() {
-        for bad in ["zz-not-hex", "abc", "0000000000000000", "0123456789abcdef0", "0123456789abcdeg", "ünïcødé"] {
+        for bad in [
+            "zz-not-hex",
+            "abc",
+            "0000000000000000",
+            "0123456789abcdef0",
+            "0123456789abcdeg",
+            "ünïcødé",
+        ] {
             let first = span_identity(bad).unwrap();
             assert!(first.is_derived(), "{bad} should be derived");
             assert_ne!(first.id(), SpanId::INVALID);

@@ -128,7 +128,12 @@ pub struct Conversion {
 }
 
 /// Convert one events response (see the module documentation).
-pub fn convert_events(events: Vec<RawEvent>, run: &RunInfo, logs: LogsMode, exported: &dyn ExportedSpans) -> Conversion {
+pub fn convert_events(
+    events: Vec<RawEvent>,
+    run: &RunInfo,
+    logs: LogsMode,
+    exported: &dyn ExportedSpans,
+) -> Conversion {
     let mut conversion = Conversion::default();
     let elements = deduplicate(events, &mut conversion.invalid);
     let (mut spans, mut log_records): (Vec<Element>, Vec<Element>) = elements.into_iter().partition(|e| !e.is_log);
@@ -161,7 +166,13 @@ pub fn convert_events(events: Vec<RawEvent>, run: &RunInfo, logs: LogsMode, expo
             }
         };
         let parent_in_run = element.parent.is_some_and(|p| spans_in_run.contains(&p.id()));
-        let data = SpanBuild { element, end, partial, parent_in_run }.build(run, &mut conversion.invalid);
+        let data = SpanBuild {
+            element,
+            end,
+            partial,
+            parent_in_run,
+        }
+        .build(run, &mut conversion.invalid);
         output_index.insert(id, conversion.spans.len());
         conversion.spans.push(BridgeSpan {
             data,
@@ -179,7 +190,11 @@ pub fn convert_events(events: Vec<RawEvent>, run: &RunInfo, logs: LogsMode, expo
         match logs {
             LogsMode::Drop => {
                 conversion.invalid.record(InvalidReason::LogDropped, || {
-                    format!("element #{} (spanId {:?}) is a log record", log.index, log.raw_span_id())
+                    format!(
+                        "element #{} (spanId {:?}) is a log record",
+                        log.index,
+                        log.raw_span_id()
+                    )
                 });
                 continue;
             }

@@ -73,7 +73,9 @@ pub(crate) fn element_attributes(element: &Element, run: &RunInfo) -> Vec<KeyVal
     }
     // Unknown scalars last, so they can never shadow one of the bridge's own keys.
     for (name, value) in &raw.other {
-        let Some(value) = scalar_to_attribute(value) else { continue };
+        let Some(value) = scalar_to_attribute(value) else {
+            continue;
+        };
         let key = format!("trigger.{}", snake_case(name));
         if attributes.iter().all(|kv| kv.key.as_str() != key) {
             attributes.push(KeyValue::new(key, value));
@@ -91,7 +93,11 @@ fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
     for (position, item) in items.iter().enumerate() {
         let Value::Object(fields) = item else {
             invalid.record(InvalidReason::SpanEvent, || {
-                format!("element #{} (spanId {:?}): events[{position}] is not an object", element.index, element.raw_span_id())
+                format!(
+                    "element #{} (spanId {:?}): events[{position}] is not an object",
+                    element.index,
+                    element.raw_span_id()
+                )
             });
             continue;
         };
@@ -127,7 +133,12 @@ fn error_description(element: &Element) -> Cow<'static, str> {
     };
     items
         .iter()
-        .filter(|item| matches!(item.get("name").and_then(Value::as_str), Some("exception" | "attempt_failed")))
+        .filter(|item| {
+            matches!(
+                item.get("name").and_then(Value::as_str),
+                Some("exception" | "attempt_failed")
+            )
+        })
         .find_map(|item| item.pointer("/properties/exception/message").and_then(Value::as_str))
         .map_or(Cow::Borrowed("error"), |message| Cow::Owned(message.to_owned()))
 }
@@ -158,13 +169,23 @@ impl SpanBuild<'_> {
         } else {
             Status::Unset
         };
-        let kind = if element.is_log { SpanKind::Internal } else { element.kind.clone() };
+        let kind = if element.is_log {
+            SpanKind::Internal
+        } else {
+            element.kind.clone()
+        };
         let parent = element.parent.map(|parent| parent.id());
         // `SpanEvents` is non-exhaustive: fill a default one.
         let mut events = SpanEvents::default();
         events.events = span_events(element, invalid);
         SpanData {
-            span_context: SpanContext::new(run.trace_id, element.span.id(), TraceFlags::SAMPLED, false, TraceState::NONE),
+            span_context: SpanContext::new(
+                run.trace_id,
+                element.span.id(),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
             parent_span_id: parent.unwrap_or(opentelemetry::trace::SpanId::INVALID),
             // A parent outside this response lives in another run (the parent run of a
             // triggerAndWait): mark it remote, as a propagated context would be.
@@ -185,18 +206,27 @@ impl SpanBuild<'_> {
 
 /// Rule 13, `span_events`: a log record as an event named `log` on its parent span.
 pub(crate) fn log_event(log: &Element, run: &RunInfo) -> Event {
-    let mut attributes = vec![KeyValue::new("log.message", log.message().unwrap_or_default().to_owned())];
+    let mut attributes = vec![KeyValue::new(
+        "log.message",
+        log.message().unwrap_or_default().to_owned(),
+    )];
     if let Some(level) = log.level() {
         attributes.push(KeyValue::new("log.severity", level.to_owned()));
     }
     attributes.extend(element_attributes(log, run).into_iter().filter(|kv| {
         // The parent span already carries the run, task and level; repeating them is noise.
-        !matches!(kv.key.as_str(), "trigger.run_id" | "trigger.task_slug" | "trigger.level" | "trigger.trace_id_derived")
+        !matches!(
+            kv.key.as_str(),
+            "trigger.run_id" | "trigger.task_slug" | "trigger.level" | "trigger.trace_id_derived"
+        )
     }));
     // element_attributes adds trigger.span_id only for a derived id; an event has no id of its
     // own, so keep the log's valid id too: it is how Trigger.dev's dashboard names the log.
     if !log.span.is_derived() {
-        attributes.push(KeyValue::new("trigger.span_id", AttrValue::from(log.raw_span_id().to_owned())));
+        attributes.push(KeyValue::new(
+            "trigger.span_id",
+            AttrValue::from(log.raw_span_id().to_owned()),
+        ));
     }
     Event::new("log", nanos_to_time(log.start), attributes, 0)
 }

@@ -61,7 +61,11 @@ fn ns(time: SystemTime) -> u64 {
 }
 
 fn attr<'a>(span: &'a BridgeSpan, key: &str) -> Option<&'a AttrValue> {
-    span.data.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
+    span.data
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
 }
 
 fn find<'a>(conversion: &'a Conversion, id: &str) -> &'a BridgeSpan {
@@ -89,7 +93,10 @@ fn bad_or_missing_api_trace_id_is_derived_and_marked() {
         let run = RunInfo::new(RUN, api, RunState::Live);
         assert_eq!(run.trace_id, ids::derive_trace_id(RUN));
         let out = convert(vec![span("0000000000000001", None, T0, 5)], &run, LogsMode::SpanEvents);
-        assert_eq!(attr(&out.spans[0], "trigger.trace_id_derived"), Some(&AttrValue::Bool(true)));
+        assert_eq!(
+            attr(&out.spans[0], "trigger.trace_id_derived"),
+            Some(&AttrValue::Bool(true))
+        );
     }
 }
 
@@ -104,7 +111,11 @@ fn span_ids_are_lowercased_and_bad_ones_hashed_with_the_original_kept() {
         span("0000000000000000", None, T0 + 3, 10),
     ]);
     assert_eq!(out.spans.len(), 4);
-    assert!(out.invalid.is_empty(), "hashed ids are repairs, not losses: {:?}", out.invalid);
+    assert!(
+        out.invalid.is_empty(),
+        "hashed ids are repairs, not losses: {:?}",
+        out.invalid
+    );
     let upper = find(&out, "abcdef0123456789");
     assert_eq!(attr(upper, "trigger.span_id"), None);
     for bad in ["zz-not-hex", "abc", "0000000000000000"] {
@@ -144,12 +155,18 @@ fn parents_in_and_outside_the_response() {
     assert_eq!(child.data.parent_span_id, SpanId::from_hex("00000000000000a1").unwrap());
     assert!(!child.data.parent_span_is_remote);
     let cross_run = find(&out, "00000000000000a3");
-    assert_eq!(cross_run.data.parent_span_id, SpanId::from_hex("ffffffffffff0001").unwrap());
+    assert_eq!(
+        cross_run.data.parent_span_id,
+        SpanId::from_hex("ffffffffffff0001").unwrap()
+    );
     assert!(cross_run.data.parent_span_is_remote);
     assert_eq!(find(&out, "00000000000000a4").data.parent_span_id, SpanId::INVALID);
     let hashed_parent = find(&out, "00000000000000a5");
     assert_eq!(hashed_parent.data.parent_span_id, ids::derive_span_id("not-a-hex-id"));
-    assert_eq!(attr(hashed_parent, "trigger.parent_id"), Some(&AttrValue::from("not-a-hex-id")));
+    assert_eq!(
+        attr(hashed_parent, "trigger.parent_id"),
+        Some(&AttrValue::from("not-a-hex-id"))
+    );
 }
 
 #[test]
@@ -166,7 +183,11 @@ fn duplicate_partial_and_finished_keeps_the_finished_copy_in_either_order() {
 
 #[test]
 fn duplicate_finished_copies_keep_the_longer() {
-    let out = convert_default(vec![span("00000000000000d2", None, T0, 300), span("00000000000000d2", None, T0, 700), span("00000000000000d2", None, T0, 100)]);
+    let out = convert_default(vec![
+        span("00000000000000d2", None, T0, 300),
+        span("00000000000000d2", None, T0, 700),
+        span("00000000000000d2", None, T0, 100),
+    ]);
     assert_eq!(out.spans.len(), 1);
     assert_eq!(ns(out.spans[0].data.end_time), T0 + 700);
 }
@@ -175,7 +196,10 @@ fn duplicate_finished_copies_keep_the_longer() {
 fn already_exported_spans_are_not_sent_again() {
     let exported: HashSet<SpanId> = [SpanId::from_hex("00000000000000e1").unwrap()].into();
     let out = convert_events(
-        parse(vec![span("00000000000000e1", None, T0, 5), span("00000000000000e2", None, T0, 5)]),
+        parse(vec![
+            span("00000000000000e1", None, T0, 5),
+            span("00000000000000e2", None, T0, 5),
+        ]),
         &ended(),
         LogsMode::SpanEvents,
         &exported,
@@ -193,7 +217,11 @@ fn name_falls_back_to_task_slug_then_run_task_then_fixed() {
     let out = convert(
         vec![
             with(span("0000000000000001", None, T0, 1), "message", json!("")),
-            with(with(span("0000000000000002", None, T0, 1), "message", json!("")), "taskSlug", json!("send-email")),
+            with(
+                with(span("0000000000000002", None, T0, 1), "message", json!("")),
+                "taskSlug",
+                json!("send-email"),
+            ),
         ],
         &run,
         LogsMode::SpanEvents,
@@ -201,9 +229,16 @@ fn name_falls_back_to_task_slug_then_run_task_then_fixed() {
     assert_eq!(find(&out, "0000000000000001").data.name, "trigger.span");
     assert_eq!(find(&out, "0000000000000002").data.name, "send-email");
     run.task_identifier = Some("process-order");
-    let out = convert(vec![with(span("0000000000000001", None, T0, 1), "message", Value::Null)], &run, LogsMode::SpanEvents);
+    let out = convert(
+        vec![with(span("0000000000000001", None, T0, 1), "message", Value::Null)],
+        &run,
+        LogsMode::SpanEvents,
+    );
     assert_eq!(out.spans[0].data.name, "process-order");
-    assert_eq!(attr(&out.spans[0], "trigger.task_slug"), Some(&AttrValue::from("process-order")));
+    assert_eq!(
+        attr(&out.spans[0], "trigger.task_slug"),
+        Some(&AttrValue::from("process-order"))
+    );
 }
 
 #[test]
@@ -211,12 +246,19 @@ fn start_above_2_pow_53_and_full_ns_times_are_exact() {
     let full_ns = 1_758_630_769_250_123_457u64;
     let out = convert_default(vec![
         span("0000000000000001", None, full_ns, 1_234_567),
-        with(span("0000000000000002", None, 0, 1), "startTime", json!(9_007_199_254_740_993u64)),
+        with(
+            span("0000000000000002", None, 0, 1),
+            "startTime",
+            json!(9_007_199_254_740_993u64),
+        ),
     ]);
     let a = find(&out, "0000000000000001");
     assert_eq!(ns(a.data.start_time), full_ns);
     assert_eq!(ns(a.data.end_time), full_ns + 1_234_567);
-    assert_eq!(ns(find(&out, "0000000000000002").data.start_time), 9_007_199_254_740_993);
+    assert_eq!(
+        ns(find(&out, "0000000000000002").data.start_time),
+        9_007_199_254_740_993
+    );
 }
 
 #[test]
@@ -224,7 +266,11 @@ fn bad_start_times_skip_the_element_and_keep_its_neighbours() {
     let out = convert_default(vec![
         with(span("0000000000000001", None, 0, 1), "startTime", json!("est eu velit")),
         with(span("0000000000000002", None, 0, 1), "startTime", json!("-5")),
-        with(span("0000000000000003", None, 0, 1), "startTime", json!("99999999999999999999")),
+        with(
+            span("0000000000000003", None, 0, 1),
+            "startTime",
+            json!("99999999999999999999"),
+        ),
         with(span("0000000000000004", None, 0, 1), "startTime", Value::Null),
         span("0000000000000005", None, T0, 1),
     ]);
@@ -244,7 +290,12 @@ fn durations_float_negative_nan_string_and_overflow() {
     ]);
     assert_eq!(out.spans.len(), 6, "invalid durations are repaired, never dropped");
     assert_eq!(ns(find(&out, "0000000000000001").data.end_time), T0 + 1_500_001);
-    for repaired in ["0000000000000002", "0000000000000003", "0000000000000004", "0000000000000006"] {
+    for repaired in [
+        "0000000000000002",
+        "0000000000000003",
+        "0000000000000004",
+        "0000000000000006",
+    ] {
         let s = find(&out, repaired);
         assert_eq!(s.data.end_time, s.data.start_time);
         assert_eq!(attr(s, "trigger.duration_invalid"), Some(&AttrValue::Bool(true)));
@@ -271,7 +322,10 @@ fn kinds_map_and_unknown_kinds_are_internal() {
     }
     let mut no_kind = span("0000000000000001", None, T0, 1);
     no_kind.as_object_mut().unwrap().remove("kind");
-    assert_eq!(convert_default(vec![no_kind]).spans[0].data.span_kind, SpanKind::Internal);
+    assert_eq!(
+        convert_default(vec![no_kind]).spans[0].data.span_kind,
+        SpanKind::Internal
+    );
 }
 
 // ---- Rule 9: status -----------------------------------------------------------------------
@@ -288,7 +342,10 @@ fn errors_take_the_exception_message_and_success_stays_unset() {
     );
     let bare_error = with(span("0000000000000002", None, T0, 10), "isError", json!(true));
     let out = convert_default(vec![failed, bare_error, span("0000000000000003", None, T0, 10)]);
-    assert_eq!(find(&out, "0000000000000001").data.status, Status::error("Card declined"));
+    assert_eq!(
+        find(&out, "0000000000000001").data.status,
+        Status::error("Card declined")
+    );
     assert_eq!(find(&out, "0000000000000002").data.status, Status::error("error"));
     assert_eq!(find(&out, "0000000000000003").data.status, Status::Unset);
 }
@@ -307,14 +364,21 @@ fn attempt_failed_message_describes_the_error() {
     let event = &s.data.events.events[0];
     assert_eq!(event.name, "attempt_failed");
     let keys: Vec<&str> = event.attributes.iter().map(|kv| kv.key.as_str()).collect();
-    assert_eq!(keys, vec!["exception.message", "exception.type", "attemptNumber", "runId"]);
+    assert_eq!(
+        keys,
+        vec!["exception.message", "exception.type", "attemptNumber", "runId"]
+    );
 }
 
 #[test]
 fn cancelled_is_unset_with_a_marker_unless_also_error() {
     let out = convert_default(vec![
         with(span("0000000000000001", None, T0, 10), "isCancelled", json!(true)),
-        with(with(span("0000000000000002", None, T0, 10), "isCancelled", json!(true)), "isError", json!(true)),
+        with(
+            with(span("0000000000000002", None, T0, 10), "isCancelled", json!(true)),
+            "isError",
+            json!(true),
+        ),
     ]);
     let cancelled = find(&out, "0000000000000001");
     assert_eq!(cancelled.data.status, Status::Unset);
@@ -326,7 +390,11 @@ fn cancelled_is_unset_with_a_marker_unless_also_error() {
 
 #[test]
 fn wrongly_typed_flags_are_false_and_counted() {
-    let out = convert_default(vec![with(span("0000000000000001", None, T0, 10), "isError", json!("yes"))]);
+    let out = convert_default(vec![with(
+        span("0000000000000001", None, T0, 10),
+        "isError",
+        json!("yes"),
+    )]);
     assert_eq!(out.spans[0].data.status, Status::Unset);
     assert_eq!(out.invalid.count(InvalidReason::Flag), 1);
 }
@@ -336,7 +404,10 @@ fn wrongly_typed_flags_are_false_and_counted() {
 #[test]
 fn partial_spans_wait_while_the_run_is_live() {
     let out = convert(
-        vec![with(span("0000000000000001", None, T0, 0), "isPartial", json!(true)), span("0000000000000002", Some("0000000000000001"), T0 + 5, 10)],
+        vec![
+            with(span("0000000000000001", None, T0, 0), "isPartial", json!(true)),
+            span("0000000000000002", Some("0000000000000001"), T0 + 5, 10),
+        ],
         &run_info(RunState::Live),
         LogsMode::SpanEvents,
     );
@@ -352,7 +423,13 @@ fn partial_spans_of_an_ended_run_end_at_finished_at_or_the_latest_end() {
         // Starts after everything else ended: its end must not precede its start.
         with(span("0000000000000003", None, T0 + 5000, 0), "isPartial", json!(true)),
     ];
-    let out = convert(events.clone(), &run_info(RunState::Ended { finished_at: Some(T0 + 2000) }), LogsMode::SpanEvents);
+    let out = convert(
+        events.clone(),
+        &run_info(RunState::Ended {
+            finished_at: Some(T0 + 2000),
+        }),
+        LogsMode::SpanEvents,
+    );
     let root = find(&out, "0000000000000001");
     assert_eq!(ns(root.data.end_time), T0 + 2000);
     assert_eq!(attr(root, "trigger.partial"), Some(&AttrValue::Bool(true)));
@@ -377,7 +454,11 @@ fn events_without_late_partial() -> Vec<Value> {
 
 #[test]
 fn partial_error_span_keeps_error_status_when_exported() {
-    let failed = with(with(span("0000000000000001", None, T0, 0), "isPartial", json!(true)), "isError", json!(true));
+    let failed = with(
+        with(span("0000000000000001", None, T0, 0), "isPartial", json!(true)),
+        "isError",
+        json!(true),
+    );
     let out = convert_default(vec![failed]);
     assert_eq!(out.spans[0].data.status, Status::error("error"));
 }
@@ -407,7 +488,12 @@ fn attribute_table_and_unknown_top_level_fields() {
         ("trigger.idempotency_key", AttrValue::from("k-1")),
         ("trigger.some_count", AttrValue::I64(3)),
     ];
-    let got: Vec<(String, AttrValue)> = s.data.attributes.iter().map(|kv| (kv.key.to_string(), kv.value.clone())).collect();
+    let got: Vec<(String, AttrValue)> = s
+        .data
+        .attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), kv.value.clone()))
+        .collect();
     let expected: Vec<(String, AttrValue)> = expected.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     assert_eq!(got, expected);
 }
@@ -420,14 +506,28 @@ fn run_id_falls_back_to_the_polled_run() {
 
 #[test]
 fn style_accessory_in_both_shapes_is_tolerated() {
-    let documented = with(span("0000000000000001", None, T0, 5), "style", json!({"icon": "i", "accessory": {"text": "GET", "style": "codepath"}}));
-    let server = with(span("0000000000000002", None, T0, 5), "style", json!({"variant": "v", "accessory": {"items": [{"text": "a"}, {"text": "b"}], "style": "codepath"}}));
+    let documented = with(
+        span("0000000000000001", None, T0, 5),
+        "style",
+        json!({"icon": "i", "accessory": {"text": "GET", "style": "codepath"}}),
+    );
+    let server = with(
+        span("0000000000000002", None, T0, 5),
+        "style",
+        json!({"variant": "v", "accessory": {"items": [{"text": "a"}, {"text": "b"}], "style": "codepath"}}),
+    );
     let odd = with(span("0000000000000003", None, T0, 5), "style", json!({"icon": 5}));
     let out = convert_default(vec![documented, server, odd]);
     assert_eq!(out.spans.len(), 3);
     assert!(out.invalid.is_empty());
-    assert_eq!(attr(find(&out, "0000000000000001"), "trigger.style.icon"), Some(&AttrValue::from("i")));
-    assert_eq!(attr(find(&out, "0000000000000002"), "trigger.style.variant"), Some(&AttrValue::from("v")));
+    assert_eq!(
+        attr(find(&out, "0000000000000001"), "trigger.style.icon"),
+        Some(&AttrValue::from("i"))
+    );
+    assert_eq!(
+        attr(find(&out, "0000000000000002"), "trigger.style.variant"),
+        Some(&AttrValue::from("v"))
+    );
     assert_eq!(attr(find(&out, "0000000000000003"), "trigger.style.icon"), None);
 }
 
@@ -445,7 +545,10 @@ fn event_times_and_bad_events() {
     let out = convert_default(vec![with(span("0000000000000001", None, T0, 5), "events", events)]);
     let got = &out.spans[0].data.events.events;
     assert_eq!(got.len(), 4);
-    assert_eq!((got[0].name.as_ref(), ns(got[0].timestamp)), ("a", 1_758_630_769_000_000_000));
+    assert_eq!(
+        (got[0].name.as_ref(), ns(got[0].timestamp)),
+        ("a", 1_758_630_769_000_000_000)
+    );
     assert_eq!(got[0].attributes, vec![KeyValue::new("k", "v")]);
     assert_eq!(ns(got[1].timestamp), 1_758_630_769_123_456_789);
     assert_eq!((got[2].name.as_ref(), ns(got[2].timestamp)), ("c", T0));
@@ -457,7 +560,10 @@ fn event_times_and_bad_events() {
 
 #[test]
 fn empty_events_array_and_events_of_the_wrong_type() {
-    let out = convert_default(vec![span("0000000000000001", None, T0, 5), with(span("0000000000000002", None, T0, 5), "events", json!("nope"))]);
+    let out = convert_default(vec![
+        span("0000000000000001", None, T0, 5),
+        with(span("0000000000000002", None, T0, 5), "events", json!("nope")),
+    ]);
     assert!(out.spans.iter().all(|s| s.data.events.events.is_empty()));
     assert_eq!(out.spans.len(), 2);
 }
@@ -470,7 +576,9 @@ fn empty_response_converts_to_nothing() {
 
 #[test]
 fn non_object_elements_are_counted_and_neighbours_kept() {
-    let raw = EventsBody::from_slice(format!(r#"{{"events":[42,{}]}}"#, span("0000000000000001", None, T0, 5)).as_bytes()).unwrap();
+    let raw =
+        EventsBody::from_slice(format!(r#"{{"events":[42,{}]}}"#, span("0000000000000001", None, T0, 5)).as_bytes())
+            .unwrap();
     let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
     assert_eq!(out.spans.len(), 1);
     assert_eq!(out.invalid.count(InvalidReason::NotAnObject), 1);
@@ -480,12 +588,19 @@ fn non_object_elements_are_counted_and_neighbours_kept() {
 fn unicode_and_4_kib_messages_pass_through_untouched() {
     let long = "ü".repeat(2048); // 4 KiB of UTF-8
     let out = convert_default(vec![
-        with(span("0000000000000001", None, T0, 5), "message", json!("处理订单 🚀 — ok")),
+        with(
+            span("0000000000000001", None, T0, 5),
+            "message",
+            json!("处理订单 🚀 — ok"),
+        ),
         log("0000000000000002", Some("0000000000000001"), T0 + 1, "INFO", &long),
     ]);
     let s = &out.spans[0];
     assert_eq!(s.data.name, "处理订单 🚀 — ok");
-    assert_eq!(s.data.events.events[0].attributes[0], KeyValue::new("log.message", long));
+    assert_eq!(
+        s.data.events.events[0].attributes[0],
+        KeyValue::new("log.message", long)
+    );
 }
 
 // ---- Rule 13: logs ---------------------------------------------------------------------------------
@@ -497,7 +612,17 @@ fn logs_fixture() -> Vec<Value> {
         log("00000000000000b2", Some("00000000000000a1"), T0 + 5, "WARN", "careful"),
         // Its parent lives in another run (or nowhere): must not be lost.
         log("00000000000000b3", Some("ffffffffffff0001"), T0 + 20, "ERROR", "orphan"),
-        with(log("00000000000000b4", Some("00000000000000a1"), T0 + 30, "TRACE", "self-hosted log"), "kind", json!("LOG")),
+        with(
+            log(
+                "00000000000000b4",
+                Some("00000000000000a1"),
+                T0 + 30,
+                "TRACE",
+                "self-hosted log",
+            ),
+            "kind",
+            json!("LOG"),
+        ),
     ]
 }
 
@@ -506,7 +631,13 @@ fn logs_as_span_events_on_their_parent() {
     let out = convert_default(logs_fixture());
     assert_eq!(out.spans.len(), 2, "the root span plus the orphan log as a span");
     let root = find(&out, "00000000000000a1");
-    let names: Vec<(&str, u64)> = root.data.events.events.iter().map(|e| (e.name.as_ref(), ns(e.timestamp))).collect();
+    let names: Vec<(&str, u64)> = root
+        .data
+        .events
+        .events
+        .iter()
+        .map(|e| (e.name.as_ref(), ns(e.timestamp)))
+        .collect();
     assert_eq!(names, vec![("log", T0 + 5), ("log", T0 + 10), ("log", T0 + 30)]);
     let first = &root.data.events.events[0].attributes;
     assert!(first.contains(&KeyValue::new("log.message", "careful")));
@@ -514,10 +645,15 @@ fn logs_as_span_events_on_their_parent() {
     assert!(first.contains(&KeyValue::new("trigger.span_id", "00000000000000b2")));
     let mut covers = root.covers.clone();
     covers.sort_by_key(|id| id.to_bytes());
-    let expected: Vec<SpanId> = ["00000000000000a1", "00000000000000b1", "00000000000000b2", "00000000000000b4"]
-        .iter()
-        .map(|id| SpanId::from_hex(id).unwrap())
-        .collect();
+    let expected: Vec<SpanId> = [
+        "00000000000000a1",
+        "00000000000000b1",
+        "00000000000000b2",
+        "00000000000000b4",
+    ]
+    .iter()
+    .map(|id| SpanId::from_hex(id).unwrap())
+    .collect();
     assert_eq!(covers, expected);
     let orphan = find(&out, "00000000000000b3");
     assert_eq!(orphan.data.start_time, orphan.data.end_time);
@@ -550,7 +686,10 @@ fn logs_as_spans() {
     assert_eq!(log_span.data.name, "hello");
     assert_eq!(log_span.data.span_kind, SpanKind::Internal);
     assert_eq!(log_span.data.status, Status::Unset);
-    assert_eq!(log_span.data.parent_span_id, SpanId::from_hex("00000000000000a1").unwrap());
+    assert_eq!(
+        log_span.data.parent_span_id,
+        SpanId::from_hex("00000000000000a1").unwrap()
+    );
     assert_eq!(log_span.data.start_time, log_span.data.end_time);
     assert!(find(&out, "00000000000000a1").data.events.events.is_empty());
 }
@@ -577,9 +716,15 @@ fn logs_as_otlp_log_records_are_returned_separately() {
 
 #[test]
 fn output_is_sorted_and_scoped() {
-    let out = convert_default(vec![span("0000000000000002", None, T0 + 2, 1), span("0000000000000001", None, T0 + 1, 1)]);
+    let out = convert_default(vec![
+        span("0000000000000002", None, T0 + 2, 1),
+        span("0000000000000001", None, T0 + 1, 1),
+    ]);
     assert!(out.spans[0].data.start_time < out.spans[1].data.start_time);
     let scope = &out.spans[0].data.instrumentation_scope;
-    assert_eq!((scope.name(), scope.version()), (SCOPE_NAME, Some(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(
+        (scope.name(), scope.version()),
+        (SCOPE_NAME, Some(env!("CARGO_PKG_VERSION")))
+    );
     assert_eq!(out.spans[0].data.start_time, UNIX_EPOCH + Duration::from_nanos(T0 + 1));
 }

@@ -78,7 +78,10 @@ mod tests {
     #[test]
     fn start_time_above_2_pow_53_is_exact() {
         // 2^53 + 1 cannot be represented in f64; full-ns self-hosted times look like this.
-        assert_eq!(parse_start_time(Some(&json!("9007199254740993"))), Some(9_007_199_254_740_993));
+        assert_eq!(
+            parse_start_time(Some(&json!("9007199254740993"))),
+            Some(9_007_199_254_740_993)
+        );
         assert_eq!(
             parse_start_time(Some(&json!("1758630769250123457"))),
             Some(1_758_630_769_250_123_457)
@@ -88,7 +91,10 @@ mod tests {
             parse_start_time(Some(&json!("1758630769250000000"))),
             Some(1_758_630_769_250_000_000)
         );
-        assert_eq!(parse_start_time(Some(&json!(1758630769250123457u64))), Some(1_758_630_769_250_123_457));
+        assert_eq!(
+            parse_start_time(Some(&json!(1758630769250123457u64))),
+            Some(1_758_630_769_250_123_457)
+        );
         assert_eq!(parse_start_time(Some(&json!("18446744073709551615"))), Some(u64::MAX));
     }
 
@@ -125,7 +131,16 @@ mod tests {
 
     #[test]
     fn bad_durations_are_rejected() {
-        for bad in [json!(-1), json!(-0.5), json!("abc"), json!("NaN"), json!("inf"), json!("-3"), json!(null), json!([1])] {
+        for bad in [
+            json!(-1),
+            json!(-0.5),
+            json!("abc"),
+            json!("NaN"),
+            json!("inf"),
+            json!("-3"),
+            json!(null),
+            json!([1]),
+        ] {
             assert_eq!(parse_duration(Some(&bad)), None, "{bad}");
         }
         assert_eq!(parse_duration(None), None);
@@ -150,7 +165,13 @@ mod tests {
 
     #[test]
     fn bad_event_times_are_rejected() {
-        for bad in [json!("yesterday"), json!(""), json!(1758630769), json!("1969-12-31T23:59:59Z"), json!(null)] {
+        for bad in [
+            json!("yesterday"),
+            json!(""),
+            json!(1758630769),
+            json!("1969-12-31T23:59:59Z"),
+            json!(null),
+        ] {
             assert_eq!(parse_event_time(Some(&bad)), None, "{bad}");
         }
     }

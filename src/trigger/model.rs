@@ -227,7 +227,10 @@ mod tests {
     fn parses_bare_array_and_null_events() {
         assert_eq!(EventsBody::from_slice(b"[]").unwrap().events.len(), 0);
         assert_eq!(EventsBody::from_slice(br#"{"events":null}"#).unwrap().events.len(), 0);
-        assert_eq!(EventsBody::from_slice(br#"[{"spanId":1}]"#).unwrap().events[0].span_id, Some(json!(1)));
+        assert_eq!(
+            EventsBody::from_slice(br#"[{"spanId":1}]"#).unwrap().events[0].span_id,
+            Some(json!(1))
+        );
     }
 
     #[test]
