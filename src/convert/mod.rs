@@ -282,7 +282,7 @@ fn bridge_log(log: &Element, run: &RunInfo) -> BridgeLog {
         severity: log.level().map(str::to_owned),
         body: log.message().unwrap_or_default().to_owned(),
         task_slug: task_slug(log, run),
-        attributes: element_attributes(log, run),
+        attributes: element_attributes(log, run, Vec::new()),
     }
 }
 

@@ -34,7 +34,8 @@ fn span_name(element: &Element, run: &RunInfo) -> String {
 }
 
 /// The attribute table of mapping.md, plus the bridge's repair markers.
-pub(crate) fn element_attributes(element: &Element, run: &RunInfo) -> Vec<KeyValue> {
+/// `extra` (the bridge's markers) goes before the unknown fields, which never shadow a key.
+pub(crate) fn element_attributes(element: &Element, run: &RunInfo, extra: Vec<KeyValue>) -> Vec<KeyValue> {
     let raw = &element.raw;
     let mut attributes = Vec::with_capacity(8 + raw.other.len());
     let run_id = Element::string_field(&raw.run_id).or(Some(run.run_id).filter(|id| !id.is_empty()));
@@ -71,6 +72,7 @@ pub(crate) fn element_attributes(element: &Element, run: &RunInfo) -> Vec<KeyVal
     if element.duration.is_none() {
         attributes.push(KeyValue::new("trigger.duration_invalid", true));
     }
+    attributes.extend(extra);
     // Unknown scalars last, so they can never shadow one of the bridge's own keys.
     for (name, value) in &raw.other {
         let Some(value) = scalar_to_attribute(value) else {
@@ -155,14 +157,16 @@ pub(crate) struct SpanBuild<'a> {
 impl SpanBuild<'_> {
     pub fn build(self, run: &RunInfo, invalid: &mut InvalidReport) -> SpanData {
         let element = self.element;
-        let mut attributes = element_attributes(element, run);
+        let mut markers = Vec::new();
         if element.is_cancelled && !element.is_error {
-            attributes.push(KeyValue::new("trigger.cancelled", true));
+            markers.push(KeyValue::new("trigger.cancelled", true));
         }
         if self.partial {
-            attributes.push(KeyValue::new("trigger.partial", true));
+            markers.push(KeyValue::new("trigger.partial", true));
         }
-        let status = if element.is_error {
+        let attributes = element_attributes(element, run, markers);
+        // Rule 13: a log record's span is always UNSET; its level already says how bad it was.
+        let status = if element.is_error && !element.is_log {
             Status::Error {
                 description: error_description(element),
             }
@@ -213,20 +217,21 @@ pub(crate) fn log_event(log: &Element, run: &RunInfo) -> Event {
     if let Some(level) = log.level() {
         attributes.push(KeyValue::new("log.severity", level.to_owned()));
     }
-    attributes.extend(element_attributes(log, run).into_iter().filter(|kv| {
+    // element_attributes adds trigger.span_id only for a derived id; an event has no id of its
+    // own, so keep the log's valid id too: it is how Trigger.dev's dashboard names the log.
+    let mut extra = Vec::new();
+    if !log.span.is_derived() {
+        extra.push(KeyValue::new(
+            "trigger.span_id",
+            AttrValue::from(log.raw_span_id().to_owned()),
+        ));
+    }
+    attributes.extend(element_attributes(log, run, extra).into_iter().filter(|kv| {
         // The parent span already carries the run, task and level; repeating them is noise.
         !matches!(
             kv.key.as_str(),
             "trigger.run_id" | "trigger.task_slug" | "trigger.level" | "trigger.trace_id_derived"
         )
     }));
-    // element_attributes adds trigger.span_id only for a derived id; an event has no id of its
-    // own, so keep the log's valid id too: it is how Trigger.dev's dashboard names the log.
-    if !log.span.is_derived() {
-        attributes.push(KeyValue::new(
-            "trigger.span_id",
-            AttrValue::from(log.raw_span_id().to_owned()),
-        ));
-    }
     Event::new("log", nanos_to_time(log.start), attributes, 0)
 }

@@ -728,3 +728,54 @@ fn output_is_sorted_and_scoped() {
     );
     assert_eq!(out.spans[0].data.start_time, UNIX_EPOCH + Duration::from_nanos(T0 + 1));
 }
+
+#[test]
+fn unknown_fields_never_duplicate_the_bridges_markers() {
+    let cancelled = with(
+        with(
+            with(span("0000000000000001", None, T0, 0), "isCancelled", json!(true)),
+            "isPartial",
+            json!(true),
+        ),
+        "cancelled",
+        json!("no"),
+    );
+    let cancelled = with(
+        with(cancelled, "partial", json!(7)),
+        "spanId",
+        json!("0000000000000001"),
+    );
+    let log_with_span_id_field = with(
+        log("0000000000000002", Some("0000000000000001"), T0 + 1, "INFO", "hi"),
+        "span_id",
+        json!("shadow"),
+    );
+    let out = convert_default(vec![cancelled, log_with_span_id_field]);
+    let s = &out.spans[0];
+    let keys: Vec<&str> = s.data.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    let unique: HashSet<&str> = keys.iter().copied().collect();
+    assert_eq!(keys.len(), unique.len(), "{keys:?}");
+    assert_eq!(attr(s, "trigger.cancelled"), Some(&AttrValue::Bool(true)));
+    assert_eq!(attr(s, "trigger.partial"), Some(&AttrValue::Bool(true)));
+    let event_keys: Vec<&str> = s.data.events.events[0]
+        .attributes
+        .iter()
+        .map(|kv| kv.key.as_str())
+        .collect();
+    assert_eq!(
+        event_keys.iter().filter(|k| **k == "trigger.span_id").count(),
+        1,
+        "{event_keys:?}"
+    );
+}
+
+#[test]
+fn log_spans_are_unset_even_when_flagged_as_errors() {
+    let errored_log = with(
+        log("0000000000000002", None, T0, "ERROR", "boom"),
+        "isError",
+        json!(true),
+    );
+    let out = convert(vec![errored_log], &ended(), LogsMode::Spans);
+    assert_eq!(out.spans[0].data.status, Status::Unset);
+}

@@ -1,0 +1,1144 @@
+//! Loading: merges the file and the environment with the `config` crate, then checks the result.
+//!
+//! Precedence, lowest first (a later source overrides an earlier one key by key):
+//! 1. built-in defaults (`#[serde(default)]` on the schema);
+//! 2. `OTEL_EXPORTER_OTLP_ENDPOINT` for `export.endpoint`: the OpenTelemetry standard variable
+//!    only fills the endpoint when neither the file nor a prefixed variable sets it;
+//! 3. the TOML file;
+//! 4. the Trigger.dev SDK's own variables, `TRIGGER_SECRET_KEY` and `TRIGGER_API_URL`;
+//! 5. `TRIGGER_OTEL_BRIDGE__<SECTION>__<KEY>`, which wins over everything.
+//!
+//! The environment is passed in as a map so that tests never touch the process environment.
+//!
+//! The `config` crate is lenient where the bridge wants to be strict, and terse where the bridge
+//! wants to explain, so loading adds three steps around it:
+//! - before deserializing, a walk over the merged values against the default config's shape
+//!   reports unknown keys with the full dotted path and a "did you mean", and rejects file values
+//!   of the wrong TOML type (the crate would silently round `concurrency = 2.5` to 3, read
+//!   `enabled = 5` as true and `api_url = 5` as "5");
+//! - its errors are rewritten to name the key's source (the crate leaves the origin out of most
+//!   of them, and reports an unknown field only with its parent's key);
+//! - cross-field validation runs last, on the typed config.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use config::{Environment, FileFormat, Map, Source, Value, ValueKind};
+
+use super::{BridgeConfig, ConfigError, Origin};
+
+/// Prefix of the override variables: `TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT`.
+pub const ENV_PREFIX: &str = "TRIGGER_OTEL_BRIDGE";
+/// Names the config file when `--config` is not given.
+pub const CONFIG_PATH_VAR: &str = "TRIGGER_OTEL_BRIDGE_CONFIG";
+
+/// Separates the prefix, the section and the key. Double, because keys contain `_`.
+const ENV_SEPARATOR: &str = "__";
+/// The origin `config::Environment` records for every value it reads.
+const ENV_ORIGIN: &str = "the environment";
+/// Files looked for, in order, when neither `--config` nor `TRIGGER_OTEL_BRIDGE_CONFIG` is set.
+const DEFAULT_PATHS: [&str; 2] = ["bridge.toml", "config/bridge.toml"];
+/// Variables of the Trigger.dev SDK, honoured so an existing deployment's env works as is.
+const SDK_VARS: [(&str, &str); 2] = [
+    ("trigger.secret_key", "TRIGGER_SECRET_KEY"),
+    ("trigger.api_url", "TRIGGER_API_URL"),
+];
+/// The OpenTelemetry SDK's endpoint variable; it only fills an unset `export.endpoint`.
+const OTEL_ENDPOINT_VAR: (&str, &str) = ("export.endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT");
+/// Tables whose keys are chosen by the user, so they have no schema to check keys against.
+const FREE_FORM_TABLES: [&str; 2] = ["export.headers", "export.resource.attributes"];
+/// Keys whose values are credentials: their error messages never quote the value.
+const SECRET_KEYS: [&str; 2] = ["trigger.secret_key", "export.headers"];
+
+/// The config file to use: the `--config` flag, else `TRIGGER_OTEL_BRIDGE_CONFIG`, else
+/// `./bridge.toml` or `./config/bridge.toml` if one exists, else `None` (built-in defaults).
+pub fn resolve_path(flag: Option<PathBuf>, env: &HashMap<String, String>) -> Option<PathBuf> {
+    resolve_path_in(flag, env, Path::new(""))
+}
+
+fn resolve_path_in(flag: Option<PathBuf>, env: &HashMap<String, String>, base: &Path) -> Option<PathBuf> {
+    flag.or_else(|| non_empty(env, CONFIG_PATH_VAR).map(PathBuf::from))
+        .or_else(|| {
+            DEFAULT_PATHS
+                .iter()
+                .map(|candidate| base.join(candidate))
+                .find(|candidate| candidate.is_file())
+        })
+}
+
+/// The process environment as a map, skipping variables that are not valid Unicode (which
+/// `std::env::vars` would panic on; none of ours can be).
+pub fn process_env() -> HashMap<String, String> {
+    std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .collect()
+}
+
+/// [`load`] with the process environment.
+pub fn load_from_process_env(path: Option<&Path>) -> Result<BridgeConfig, ConfigError> {
+    load(path, &process_env())
+}
+
+/// Loads the config file at `path` (which must exist; `None` means defaults only), applies the
+/// environment overrides in `env`, and validates the result.
+pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<BridgeConfig, ConfigError> {
+    let prefixed = PrefixedEnv::new(env);
+    let merged = build(path, env, &prefixed)?;
+    let origins = Origins {
+        file: path,
+        prefixed: &prefixed,
+        root: &merged.cache,
+    };
+
+    if let ValueKind::Table(table) = &merged.cache.kind {
+        // The default config's serialized form is the schema's shape: every key, every type.
+        // Serializing it cannot fail; if it ever did, serde's own checks below still apply.
+        if let Ok(shape) = toml::Table::try_from(BridgeConfig::default()) {
+            check_shape(&shape, table, "", &origins)?;
+        }
+    }
+
+    let config: BridgeConfig = merged
+        .clone()
+        .try_deserialize()
+        .map_err(|error| origins.translate(error))?;
+
+    match config.first_violation() {
+        None => Ok(config),
+        Some(violation) => Err(ConfigError::Invalid {
+            key: violation.key.to_owned(),
+            origin: Some(origins.origin_of(violation.key)),
+            message: violation.message,
+        }),
+    }
+}
+
+fn build(
+    path: Option<&Path>,
+    env: &HashMap<String, String>,
+    prefixed: &PrefixedEnv,
+) -> Result<config::Config, ConfigError> {
+    let mut builder = config::Config::builder();
+
+    let otel = NamedVars::from_env(env, &[OTEL_ENDPOINT_VAR]);
+    if !otel.is_empty() {
+        builder = builder.add_source(otel);
+    }
+    if let Some(path) = path {
+        check_file(path)?;
+        builder = builder.add_source(config::File::from(path).format(FileFormat::Toml));
+    }
+    let sdk = NamedVars::from_env(env, &SDK_VARS);
+    if !sdk.is_empty() {
+        builder = builder.add_source(sdk);
+    }
+    // No `try_parsing`: it would turn "007" into 7, "1e3" into 1000 and "true" into a boolean
+    // before we know the key's type, corrupting header values, tags and run ids. Left as
+    // strings, values are still read as numbers or booleans where the schema wants them, and
+    // lists are split on commas by the schema (`string_list`), which `try_parsing`'s own
+    // splitting could not do for a single numeric item.
+    builder = builder.add_source(
+        Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator(ENV_SEPARATOR)
+            .separator(ENV_SEPARATOR)
+            .source(Some(prefixed.vars.clone())),
+    );
+
+    builder.build().map_err(|error| {
+        let path = path.map(Path::to_path_buf).unwrap_or_default();
+        match error {
+            config::ConfigError::FileParse { cause, .. } => ConfigError::FileParse {
+                path,
+                // toml's report is multi-line (it draws the line and a caret) and ends in one.
+                message: cause.to_string().trim_end().to_owned(),
+            },
+            // The file source is the only one that does I/O.
+            config::ConfigError::Foreign(cause) => ConfigError::FileRead {
+                path,
+                message: cause.to_string(),
+            },
+            other => ConfigError::Load {
+                message: other.to_string(),
+            },
+        }
+    })
+}
+
+/// A path given explicitly must exist; checked here so the error names the path as given
+/// (the crate would also try `path.toml`, `path.json`… before failing).
+fn check_file(path: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(metadata) if metadata.is_file() => Ok(()),
+        Ok(_) => Err(ConfigError::FileRead {
+            path: path.to_path_buf(),
+            message: "not a regular file".to_owned(),
+        }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::FileNotFound {
+            path: path.to_path_buf(),
+        }),
+        Err(error) => Err(ConfigError::FileRead {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        }),
+    }
+}
+
+fn non_empty<'a>(env: &'a HashMap<String, String>, var: &str) -> Option<&'a str> {
+    // Empty counts as unset, as the OpenTelemetry spec asks of its variables.
+    env.get(var).map(String::as_str).filter(|value| !value.is_empty())
+}
+
+/// The `TRIGGER_OTEL_BRIDGE__…` variables, and for each config key the variable that set it.
+struct PrefixedEnv {
+    /// Only the prefixed variables go to `config::Environment`, so no unrelated secret of the
+    /// process environment sits in the builder.
+    vars: Map<String, String>,
+    var_of_key: HashMap<String, String>,
+}
+
+impl PrefixedEnv {
+    fn new(env: &HashMap<String, String>) -> Self {
+        let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}").to_lowercase();
+        let mut vars = Map::new();
+        let mut var_of_key = HashMap::new();
+        for (name, value) in env {
+            // The same key mapping as `config::Environment`: case-insensitive, `__` → `.`.
+            let lower = name.to_lowercase();
+            if let Some(rest) = lower.strip_prefix(&prefix) {
+                var_of_key.insert(rest.replace(ENV_SEPARATOR, "."), name.clone());
+                vars.insert(name.clone(), value.clone());
+            }
+        }
+        Self { vars, var_of_key }
+    }
+
+    fn var_for(&self, key: &str) -> String {
+        self.var_of_key
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| format!("{ENV_PREFIX}{ENV_SEPARATOR}{}", key.replace('.', ENV_SEPARATOR)).to_uppercase())
+    }
+}
+
+/// Environment variables with names of their own (not prefixed) mapped to config keys. Each
+/// value's origin is its variable's name, so errors can name it.
+#[derive(Clone)]
+struct NamedVars(Vec<(&'static str, &'static str, String)>);
+
+impl NamedVars {
+    fn from_env(env: &HashMap<String, String>, names: &[(&'static str, &'static str)]) -> Self {
+        Self(
+            names
+                .iter()
+                .filter_map(|&(key, var)| Some((key, var, non_empty(env, var)?.to_owned())))
+                .collect(),
+        )
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// By hand: a derived `Debug` would print `TRIGGER_SECRET_KEY`'s value.
+impl fmt::Debug for NamedVars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(_, var, _)| var)).finish()
+    }
+}
+
+impl Source for NamedVars {
+    fn clone_into_box(&self) -> Box<dyn Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<Map<String, Value>, config::ConfigError> {
+        Ok(self
+            .0
+            .iter()
+            .map(|(key, var, value)| {
+                let origin = (*var).to_owned();
+                (
+                    (*key).to_owned(),
+                    Value::new(Some(&origin), ValueKind::String(value.clone())),
+                )
+            })
+            .collect())
+    }
+}
+
+/// Answers "where did the value of this key come from?" from the merged values, each of which
+/// remembers its source.
+struct Origins<'a> {
+    file: Option<&'a Path>,
+    prefixed: &'a PrefixedEnv,
+    root: &'a Value,
+}
+
+impl Origins<'_> {
+    fn origin_of(&self, key: &str) -> Origin {
+        match lookup(self.root, key) {
+            Some(value) => self.classify(key, first_origin(value)),
+            None => Origin::Default,
+        }
+    }
+
+    fn classify(&self, key: &str, origin: Option<&str>) -> Origin {
+        let named = SDK_VARS.iter().chain([&OTEL_ENDPOINT_VAR]).map(|(_, var)| *var);
+        match origin {
+            None => Origin::Default,
+            Some(ENV_ORIGIN) => Origin::Env(self.prefixed.var_for(key)),
+            Some(origin) => match named.into_iter().find(|var| *var == origin) {
+                Some(var) => Origin::Env(var.to_owned()),
+                // The only other source is the file; name it as the user did (the crate
+                // records it relative to the working directory).
+                None => Origin::File(self.file.map_or_else(|| origin.into(), Path::to_path_buf)),
+            },
+        }
+    }
+
+    /// Rewrites an error of `config`'s deserializer as ours, with the key's origin.
+    fn translate(&self, error: config::ConfigError) -> ConfigError {
+        let (key, message) = split_key(error);
+        let Some(key) = key else {
+            return ConfigError::Load { message };
+        };
+        let message = if is_secret(&key) {
+            "is not a valid string (the value is not shown: it may be a credential)".to_owned()
+        } else {
+            message
+        };
+        ConfigError::Invalid {
+            origin: Some(self.origin_of(&key)),
+            key,
+            message,
+        }
+    }
+}
+
+/// The dotted key an error of the `config` crate is about, and its message without the
+/// " for key `…` in …" tail that the crate appends (we print key and origin ourselves).
+fn split_key(error: config::ConfigError) -> (Option<String>, String) {
+    match error {
+        config::ConfigError::Type {
+            unexpected,
+            expected,
+            key,
+            ..
+        } => (key, format!("invalid type: {unexpected}, expected {expected}")),
+        config::ConfigError::At { error, key, .. } => {
+            let (inner_key, message) = split_key(*error);
+            (key.or(inner_key), message)
+        }
+        config::ConfigError::NotFound(key) => (Some(key), "is missing".to_owned()),
+        other => (None, other.to_string()),
+    }
+}
+
+fn is_secret(key: &str) -> bool {
+    SECRET_KEYS
+        .iter()
+        .any(|secret| key == *secret || key.starts_with(&format!("{secret}.")))
+}
+
+/// The value at a dotted key such as `runs.ids[1]`.
+fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
+    key.split('.').try_fold(root, |value, segment| {
+        let (name, index) = match segment.split_once('[') {
+            Some((name, index)) => (name, index.strip_suffix(']')?.parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        let ValueKind::Table(table) = &value.kind else {
+            return None;
+        };
+        let child = table.get(name)?;
+        match (index, &child.kind) {
+            (None, _) => Some(child),
+            (Some(index), ValueKind::Array(items)) => items.get(index),
+            (Some(_), _) => None,
+        }
+    })
+}
+
+/// A table has no origin of its own (the crate creates it while merging); use a leaf's.
+fn first_origin(value: &Value) -> Option<&str> {
+    match &value.kind {
+        ValueKind::Table(table) => table.values().find_map(first_origin),
+        ValueKind::Array(items) => items.iter().find_map(first_origin).or(value.origin()),
+        _ => value.origin(),
+    }
+}
+
+/// Checks `actual` against `shape` (the default config as TOML): every key must exist in the
+/// schema, and every value from the file must have the TOML type of the default.
+fn check_shape(
+    shape: &toml::Table,
+    actual: &Map<String, Value>,
+    parent: &str,
+    origins: &Origins,
+) -> Result<(), ConfigError> {
+    let mut names: Vec<&String> = actual.keys().collect();
+    names.sort(); // HashMap order would make the first reported error random.
+    for name in names {
+        let value = &actual[name];
+        let key = if parent.is_empty() {
+            name.clone()
+        } else {
+            format!("{parent}.{name}")
+        };
+        let Some(expected) = shape.get(name.as_str()) else {
+            let mut valid: Vec<String> = shape.keys().cloned().collect();
+            valid.sort();
+            return Err(ConfigError::UnknownKey {
+                origin: origins.classify(&key, first_origin(value)),
+                suggestion: closest(name, &valid).map(|close| match parent {
+                    "" => close.to_owned(),
+                    _ => format!("{parent}.{close}"),
+                }),
+                valid,
+                key,
+            });
+        };
+        check_type(&key, expected, value, origins)?;
+        if let (toml::Value::Table(shape), ValueKind::Table(table)) = (expected, &value.kind) {
+            if !FREE_FORM_TABLES.contains(&key.as_str()) {
+                check_shape(shape, table, &key, origins)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_type(key: &str, expected: &toml::Value, value: &Value, origins: &Origins) -> Result<(), ConfigError> {
+    let origin = origins.classify(key, first_origin(value));
+    let invalid = |message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        origin: Some(origin.clone()),
+        message,
+    };
+    if let Origin::Env(var) = &origin {
+        // Environment values are strings by nature, parsed into the key's type later; only a
+        // whole table cannot be given as one string.
+        return match (expected, &value.kind) {
+            (toml::Value::Table(_), ValueKind::String(_)) => Err(invalid(format!(
+                "is a table; set its keys one by one, like {var}{ENV_SEPARATOR}<KEY>"
+            ))),
+            _ => Ok(()),
+        };
+    }
+    let matches = match (expected, &value.kind) {
+        (toml::Value::String(_), ValueKind::String(_)) | (toml::Value::Boolean(_), ValueKind::Boolean(_)) => true,
+        (toml::Value::Integer(_), kind) => is_integer(kind),
+        (toml::Value::Table(_), ValueKind::Table(_)) => true,
+        (toml::Value::Array(_), ValueKind::Array(items)) => {
+            // Every list of the schema is a list of strings.
+            if let Some((index, item)) = items
+                .iter()
+                .enumerate()
+                .find(|(_, item)| !matches!(item.kind, ValueKind::String(_)))
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("{key}[{index}]"),
+                    origin: Some(origin.clone()),
+                    message: format!("expected a string, found {}", describe(&item.kind)),
+                });
+            }
+            true
+        }
+        _ => false,
+    };
+    if matches {
+        return Ok(());
+    }
+    // Name the found type but never quote the value: it may be a secret.
+    Err(invalid(format!(
+        "expected {}, found {}",
+        describe_expected(expected),
+        describe(&value.kind)
+    )))
+}
+
+fn is_integer(kind: &ValueKind) -> bool {
+    matches!(
+        kind,
+        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_)
+    )
+}
+
+fn describe(kind: &ValueKind) -> &'static str {
+    match kind {
+        ValueKind::Nil => "an empty value",
+        ValueKind::Boolean(_) => "a boolean",
+        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_) => "an integer",
+        ValueKind::Float(_) => "a float",
+        ValueKind::String(_) => "a string",
+        ValueKind::Table(_) => "a table",
+        ValueKind::Array(_) => "an array",
+    }
+}
+
+/// The expected type, with the default as an example where it helps (`"5s"` shows that a
+/// duration is a string with a unit).
+fn describe_expected(default: &toml::Value) -> String {
+    match default {
+        toml::Value::String(text) if text.is_empty() => "a string".to_owned(),
+        toml::Value::String(text) => format!("a string like {text:?}"),
+        toml::Value::Integer(number) => format!("an integer like {number}"),
+        toml::Value::Boolean(_) => "true or false".to_owned(),
+        toml::Value::Array(_) => "an array of strings".to_owned(),
+        toml::Value::Table(_) => "a table".to_owned(),
+        other => other.type_str().to_owned(),
+    }
+}
+
+/// The valid key closest to a misspelt one, if it is close enough to be what was meant.
+fn closest<'a>(name: &str, valid: &'a [String]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|candidate| (edit_distance(name, candidate), candidate))
+        .filter(|(distance, _)| *distance <= 3)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate.as_str())
+}
+
+/// Levenshtein distance, on chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{Compression, LogFormat, LogsMode, Protocol, Shard};
+    use crate::secret::SecretString;
+
+    const PLANTED_SECRET: &str = "tr_dev_PLANTEDsecret123";
+    const PLANTED_HEADER: &str = "Bearer PLANTEDheader456";
+    const SHIPPED_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/bridge.toml");
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    fn load_text(text: &str, vars: &[(&str, &str)]) -> Result<BridgeConfig, ConfigError> {
+        let file = file(text);
+        load(Some(file.path()), &env(vars))
+    }
+
+    /// The error message for a file, with the temp path replaced by `FILE`.
+    fn file_error(text: &str) -> String {
+        let file = file(text);
+        let error = load(Some(file.path()), &HashMap::new()).expect_err(text);
+        error.to_string().replace(&file.path().display().to_string(), "FILE")
+    }
+
+    fn env_error(vars: &[(&str, &str)]) -> String {
+        load(None, &env(vars)).expect_err("invalid").to_string()
+    }
+
+    #[test]
+    fn no_file_and_no_env_gives_the_defaults() {
+        assert_eq!(load(None, &HashMap::new()), Ok(BridgeConfig::default()));
+        assert_eq!(load_text("", &[]), Ok(BridgeConfig::default()));
+    }
+
+    #[test]
+    fn shipped_bridge_toml_loads_to_the_defaults() {
+        let config = load(Some(Path::new(SHIPPED_CONFIG)), &HashMap::new());
+        assert_eq!(config, Ok(BridgeConfig::default()));
+    }
+
+    #[test]
+    fn shipped_bridge_toml_shows_every_key() {
+        let text = std::fs::read_to_string(SHIPPED_CONFIG).expect("config/bridge.toml");
+        let merged = config::Config::builder()
+            .add_source(config::File::from_str(&text, FileFormat::Toml))
+            .build()
+            .expect("valid TOML");
+        let shape = toml::Table::try_from(BridgeConfig::default()).expect("serializable");
+        let mut missing = Vec::new();
+        collect_missing(&shape, &merged.cache, "", &mut missing);
+        // The endpoint is commented out so that OTEL_EXPORTER_OTLP_ENDPOINT can fill it.
+        assert_eq!(missing, ["export.endpoint"]);
+        assert!(text.contains("\n# endpoint = \"http://localhost:4317\"\n"));
+    }
+
+    fn collect_missing(shape: &toml::Table, value: &Value, parent: &str, out: &mut Vec<String>) {
+        for (name, expected) in shape {
+            let key = if parent.is_empty() {
+                name.clone()
+            } else {
+                format!("{parent}.{name}")
+            };
+            match lookup(value, name) {
+                None => out.push(key),
+                Some(child) => {
+                    if let toml::Value::Table(shape) = expected {
+                        collect_missing(shape, child, &key, out);
+                    }
+                }
+            }
+        }
+    }
+
+    const FULL: &str = r#"
+        [trigger]
+        api_url = "https://trigger.example.com"
+        secret_key = "tr_prod_abc"
+        requests_per_minute = 600
+        timeout = "3s"
+        max_body_bytes = 1048576
+
+        [runs]
+        ids = ["run_a", "run_b"]
+        poll_interval = "2s"
+        max_poll_interval = "2m"
+        settle = "10s"
+        max_age = "12h"
+        concurrency = 4
+        shard = "1/3"
+
+        [discovery]
+        enabled = true
+        interval = "1m"
+        tasks = ["task-a"]
+        tags = ["team:x", "007"]
+        statuses = ["COMPLETED", "FAILED"]
+        lookback = "2h"
+        include_test = true
+
+        [export]
+        endpoint = "https://tempo.example.com:4318"
+        protocol = "http/protobuf"
+        headers = { "x-scope-orgid" = "tenant-1" }
+        compression = "zstd"
+        timeout = "20s"
+        max_batch_spans = 512
+        max_pending_spans = 4096
+        ca_file = "/etc/ca.pem"
+        cert_file = "/etc/cert.pem"
+        key_file = "/etc/key.pem"
+        logs_endpoint = "https://loki.example.com"
+
+        [export.resource]
+        service_name = "jobs"
+        service_name_from_task = true
+        attributes = { "deployment.environment" = "prod" }
+
+        [conversion]
+        logs = "otlp_logs"
+        enrich = false
+
+        [state]
+        path = "/var/lib/bridge/state.db"
+        retention = "30d"
+
+        [server]
+        listen = ""
+
+        [log]
+        format = "json"
+        level = "debug"
+    "#;
+
+    fn full_config() -> BridgeConfig {
+        let mut c = BridgeConfig::default();
+        c.trigger.api_url = "https://trigger.example.com".into();
+        c.trigger.secret_key = SecretString::new("tr_prod_abc");
+        c.trigger.requests_per_minute = 600;
+        c.trigger.timeout = Duration::from_secs(3);
+        c.trigger.max_body_bytes = 1_048_576;
+        c.runs.ids = vec!["run_a".into(), "run_b".into()];
+        c.runs.poll_interval = Duration::from_secs(2);
+        c.runs.max_poll_interval = Duration::from_secs(120);
+        c.runs.settle = Duration::from_secs(10);
+        c.runs.max_age = Duration::from_secs(12 * 3600);
+        c.runs.concurrency = 4;
+        c.runs.shard = Shard::new(1, 3).expect("valid");
+        c.discovery.enabled = true;
+        c.discovery.interval = Duration::from_secs(60);
+        c.discovery.tasks = vec!["task-a".into()];
+        c.discovery.tags = vec!["team:x".into(), "007".into()];
+        c.discovery.statuses = vec!["COMPLETED".into(), "FAILED".into()];
+        c.discovery.lookback = Duration::from_secs(7200);
+        c.discovery.include_test = true;
+        c.export.endpoint = "https://tempo.example.com:4318".into();
+        c.export.protocol = Protocol::HttpProtobuf;
+        c.export.headers = BTreeMap::from([("x-scope-orgid".into(), "tenant-1".into())]);
+        c.export.compression = Compression::Zstd;
+        c.export.timeout = Duration::from_secs(20);
+        c.export.max_batch_spans = 512;
+        c.export.max_pending_spans = 4096;
+        c.export.ca_file = Some("/etc/ca.pem".into());
+        c.export.cert_file = Some("/etc/cert.pem".into());
+        c.export.key_file = Some("/etc/key.pem".into());
+        c.export.logs_endpoint = Some("https://loki.example.com".into());
+        c.export.resource.service_name = "jobs".into();
+        c.export.resource.service_name_from_task = true;
+        c.export.resource.attributes = BTreeMap::from([("deployment.environment".into(), "prod".into())]);
+        c.conversion.logs = LogsMode::OtlpLogs;
+        c.conversion.enrich = false;
+        c.state.path = "/var/lib/bridge/state.db".into();
+        c.state.retention = Duration::from_secs(30 * 86_400);
+        c.server.listen = None;
+        c.log.format = LogFormat::Json;
+        c.log.level = "debug".into();
+        c
+    }
+
+    #[test]
+    fn a_full_file_loads_every_key() {
+        assert_eq!(load_text(FULL, &[]), Ok(full_config()));
+    }
+
+    #[test]
+    fn redacted_toml_reloads_to_the_same_config_but_the_secrets() {
+        let printed = full_config().to_redacted_toml();
+        let reloaded = load_text(&printed, &[]).expect(&printed);
+        let mut expected = full_config();
+        expected.trigger.secret_key = SecretString::new("tr_prod_…****");
+        expected.export.headers = BTreeMap::from([("x-scope-orgid".into(), "****".into())]);
+        assert_eq!(reloaded, expected);
+    }
+
+    #[test]
+    fn prefixed_env_overrides_each_kind_of_value() {
+        let config = load_text(
+            FULL,
+            &[
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__API_URL", "http://trigger.internal"),
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__SECRET_KEY", "tr_stg_env"),
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__REQUESTS_PER_MINUTE", "60"),
+                ("TRIGGER_OTEL_BRIDGE__RUNS__POLL_INTERVAL", "1s"),
+                ("TRIGGER_OTEL_BRIDGE__RUNS__IDS", "run_x, run_y,,"),
+                ("TRIGGER_OTEL_BRIDGE__RUNS__SHARD", "auto/5"),
+                ("TRIGGER_OTEL_BRIDGE__DISCOVERY__ENABLED", "false"),
+                ("TRIGGER_OTEL_BRIDGE__DISCOVERY__TAGS", "007"),
+                ("TRIGGER_OTEL_BRIDGE__DISCOVERY__STATUSES", ""),
+                ("TRIGGER_OTEL_BRIDGE__EXPORT__PROTOCOL", "stdout"),
+                ("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__AUTHORIZATION", "0123"),
+                ("TRIGGER_OTEL_BRIDGE__EXPORT__RESOURCE__SERVICE_NAME", "svc"),
+                ("TRIGGER_OTEL_BRIDGE__SERVER__LISTEN", "0.0.0.0:9000"),
+                ("trigger_otel_bridge__log__level", "warn"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.trigger.api_url, "http://trigger.internal");
+        assert_eq!(config.trigger.secret_key.expose(), "tr_stg_env");
+        assert_eq!(config.trigger.requests_per_minute, 60);
+        assert_eq!(config.runs.poll_interval, Duration::from_secs(1));
+        assert_eq!(config.runs.ids, ["run_x", "run_y"]);
+        assert_eq!(config.runs.shard, Shard::auto(5).expect("valid"));
+        assert!(!config.discovery.enabled);
+        // Kept as a string: no leading zero or other digit is lost on the way.
+        assert_eq!(config.discovery.tags, ["007"]);
+        assert!(config.discovery.statuses.is_empty());
+        assert_eq!(config.export.protocol, Protocol::Stdout);
+        // Merged into the file's table; the environment lowercases names.
+        let headers: Vec<(&str, &str)> = config
+            .export
+            .headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.expose()))
+            .collect();
+        assert_eq!(headers, [("authorization", "0123"), ("x-scope-orgid", "tenant-1")]);
+        assert_eq!(config.export.resource.service_name, "svc");
+        assert_eq!(config.server.listen.as_deref(), Some("0.0.0.0:9000"));
+        assert_eq!(config.log.level, "warn");
+        // Untouched keys keep the file's values.
+        assert_eq!(config.runs.concurrency, 4);
+    }
+
+    #[test]
+    fn sdk_variables_override_the_file() {
+        let vars = [
+            ("TRIGGER_SECRET_KEY", "tr_dev_sdk"),
+            ("TRIGGER_API_URL", "http://localhost:3030"),
+        ];
+        let config = load_text(FULL, &vars).expect("valid");
+        assert_eq!(config.trigger.secret_key.expose(), "tr_dev_sdk");
+        assert_eq!(config.trigger.api_url, "http://localhost:3030");
+        let config = load(None, &env(&vars)).expect("valid");
+        assert_eq!(config.trigger.secret_key.expose(), "tr_dev_sdk");
+    }
+
+    #[test]
+    fn prefixed_variables_override_sdk_variables() {
+        let config = load_text(
+            FULL,
+            &[
+                ("TRIGGER_SECRET_KEY", "tr_dev_sdk"),
+                ("TRIGGER_API_URL", "http://sdk"),
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__SECRET_KEY", "tr_dev_prefixed"),
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__API_URL", "http://prefixed"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(config.trigger.secret_key.expose(), "tr_dev_prefixed");
+        assert_eq!(config.trigger.api_url, "http://prefixed");
+    }
+
+    #[test]
+    fn empty_sdk_variables_count_as_unset() {
+        let config = load_text(FULL, &[("TRIGGER_SECRET_KEY", "")]).expect("valid");
+        assert_eq!(config.trigger.secret_key.expose(), "tr_prod_abc");
+    }
+
+    #[test]
+    fn otel_endpoint_fills_only_an_unset_endpoint() {
+        let otel = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4317");
+        let config = load(None, &env(&[otel])).expect("valid");
+        assert_eq!(config.export.endpoint, "http://otel:4317");
+        let config = load_text("[export]\nprotocol = \"grpc\"", &[otel]).expect("valid");
+        assert_eq!(config.export.endpoint, "http://otel:4317");
+        let config = load(Some(Path::new(SHIPPED_CONFIG)), &env(&[otel])).expect("valid");
+        assert_eq!(config.export.endpoint, "http://otel:4317");
+
+        let config = load_text(FULL, &[otel]).expect("valid");
+        assert_eq!(config.export.endpoint, "https://tempo.example.com:4318");
+        let prefixed = ("TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT", "http://prefixed:4317");
+        let config = load(None, &env(&[otel, prefixed])).expect("valid");
+        assert_eq!(config.export.endpoint, "http://prefixed:4317");
+        let config = load(None, &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).expect("valid");
+        assert_eq!(config.export.endpoint, "http://localhost:4317");
+    }
+
+    #[test]
+    fn unrelated_variables_are_ignored() {
+        let vars = [
+            ("TRIGGER_OTEL_BRIDGE_CONFIG", "elsewhere.toml"),
+            ("TRIGGER_OTEL_BRIDGE_SERVICE_HOST", "10.0.0.1"),
+            ("PATH", "/usr/bin"),
+        ];
+        assert_eq!(load(None, &env(&vars)), Ok(BridgeConfig::default()));
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("nope.toml");
+        let error = load(Some(&path), &HashMap::new()).expect_err("missing");
+        assert_eq!(error, ConfigError::FileNotFound { path: path.clone() });
+        assert!(error.to_string().contains(&path.display().to_string()));
+        let error = load(Some(dir.path()), &HashMap::new()).expect_err("a directory");
+        assert!(error.to_string().contains("not a regular file"), "{error}");
+    }
+
+    #[test]
+    fn invalid_toml_names_the_path_and_line() {
+        let message = file_error("[runs\nconcurrency = 1");
+        assert!(message.starts_with("config file FILE is not valid TOML"), "{message}");
+        assert!(message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_name_the_full_key_the_file_and_a_suggestion() {
+        let message = file_error("[export]\nendpont = \"http://x\"");
+        assert_eq!(
+            message,
+            "unknown key `export.endpont` (in FILE); did you mean `export.endpoint`?"
+        );
+        let message = file_error("[exporter]\nendpoint = \"http://x\"");
+        assert_eq!(message, "unknown key `exporter` (in FILE); did you mean `export`?");
+        let message = file_error("[runs]\nfrobnicate = 1");
+        assert!(
+            message.starts_with("unknown key `runs.frobnicate` (in FILE); valid keys here: concurrency, ids,"),
+            "{message}"
+        );
+        let message = file_error("[export.resource]\nservice = \"x\"");
+        assert!(message.contains("`export.resource.service`"), "{message}");
+        // User-chosen keys are not checked against the schema.
+        let config = load_text("[export.headers]\nanything = \"x\"", &[]).expect("valid");
+        assert_eq!(config.export.headers.len(), 1);
+    }
+
+    #[test]
+    fn unknown_env_keys_name_the_variable() {
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__RUNS__POLLINTERVAL", "5s")]);
+        assert_eq!(
+            message,
+            "unknown key `runs.pollinterval` (from environment variable \
+             TRIGGER_OTEL_BRIDGE__RUNS__POLLINTERVAL); did you mean `runs.poll_interval`?"
+        );
+    }
+
+    #[test]
+    fn wrong_types_in_the_file_name_the_key() {
+        let cases = [
+            ("[runs]\nconcurrency = \"many\"", "`runs.concurrency` (in FILE): expected an integer like 8, found a string"),
+            // The config crate alone would round this to 3.
+            ("[runs]\nconcurrency = 2.7", "`runs.concurrency` (in FILE): expected an integer like 8, found a float"),
+            // … and read this as true.
+            ("[discovery]\nenabled = 5", "`discovery.enabled` (in FILE): expected true or false, found an integer"),
+            ("[runs]\npoll_interval = 5", "`runs.poll_interval` (in FILE): expected a string like \"5s\", found an integer"),
+            ("[runs]\nids = \"run_a\"", "`runs.ids` (in FILE): expected an array of strings, found a string"),
+            ("[runs]\nids = [\"run_a\", 2]", "`runs.ids[1]` (in FILE): expected a string, found an integer"),
+            ("runs = 1", "`runs` (in FILE): expected a table, found an integer"),
+            ("[runs]\nconcurrency = -1", "`runs.concurrency` (in FILE): invalid type: 64-bit integer `-1`, expected an unsigned 64 bit or less integer"),
+            ("[trigger]\nrequests_per_minute = 5000000000", "`trigger.requests_per_minute` (in FILE): invalid type: 64-bit unsigned integer `5000000000`, expected an unsigned 32 bit integer"),
+        ];
+        for (text, expected) in cases {
+            let message = file_error(text);
+            assert_eq!(message, format!("invalid value for {expected}"), "{text}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_in_the_env_name_the_key_and_variable() {
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY", "many")]);
+        assert_eq!(
+            message,
+            "invalid value for `runs.concurrency` (from environment variable \
+             TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY): invalid type: string \"many\", expected an integer"
+        );
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS", "Bearer xyz")]);
+        assert!(message.contains("`export.headers`"), "{message}");
+        assert!(
+            message.contains("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__<KEY>"),
+            "{message}"
+        );
+        assert!(!message.contains("xyz"), "{message}");
+    }
+
+    #[test]
+    fn bad_durations_explain_the_unit() {
+        let message = file_error("[runs]\npoll_interval = \"5 parsecs\"");
+        assert!(
+            message.starts_with("invalid value for `runs.poll_interval` (in FILE): \"5 parsecs\" is not a duration: unknown time unit \"parsecs\""),
+            "{message}"
+        );
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__EXPORT__TIMEOUT", "10")]);
+        assert!(message.starts_with("invalid value for `export.timeout` (from environment variable TRIGGER_OTEL_BRIDGE__EXPORT__TIMEOUT): \"10\" is not a duration: time unit needed"), "{message}");
+    }
+
+    #[test]
+    fn bad_shards_name_the_key_and_the_rule() {
+        for (shard, reason) in [
+            ("3/3", "index must be below the count"),
+            ("a/2", "index before `/` must be a whole number"),
+            ("1", "expected \"i/n\""),
+            ("0/0", "count n must be at least 1"),
+        ] {
+            let message = file_error(&format!("[runs]\nshard = \"{shard}\""));
+            let prefix = format!("invalid value for `runs.shard` (in FILE): \"{shard}\" is not a valid shard: ");
+            assert!(message.starts_with(&prefix) && message.contains(reason), "{message}");
+        }
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__RUNS__SHARD", "3/3")]);
+        assert!(
+            message.contains("(from environment variable TRIGGER_OTEL_BRIDGE__RUNS__SHARD)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn bad_enum_values_list_the_valid_ones() {
+        let cases = [
+            (
+                "[export]\nprotocol = \"http\"",
+                "export.protocol",
+                "grpc, http/protobuf, http/json, stdout",
+            ),
+            (
+                "[export]\ncompression = \"brotli\"",
+                "export.compression",
+                "gzip, zstd, none",
+            ),
+            (
+                "[conversion]\nlogs = \"events\"",
+                "conversion.logs",
+                "span_events, spans, drop, otlp_logs",
+            ),
+            ("[log]\nformat = \"yaml\"", "log.format", "text, json"),
+        ];
+        for (text, key, valid) in cases {
+            let message = file_error(text);
+            assert!(
+                message.starts_with(&format!("invalid value for `{key}` (in FILE): ")),
+                "{message}"
+            );
+            assert!(message.ends_with(&format!("expected one of {valid}")), "{message}");
+        }
+    }
+
+    #[test]
+    fn validation_errors_name_the_key_and_its_source() {
+        let cases = [
+            ("[runs]\nconcurrency = 0", "runs.concurrency", "must be at least 1"),
+            (
+                "[export]\nmax_batch_spans = 0",
+                "export.max_batch_spans",
+                "must be at least 1",
+            ),
+            (
+                "[export]\nmax_pending_spans = 100",
+                "export.max_pending_spans",
+                "must be at least export.max_batch_spans (2048)",
+            ),
+            (
+                "[trigger]\nrequests_per_minute = 0",
+                "trigger.requests_per_minute",
+                "must be at least 1",
+            ),
+            (
+                "[runs]\npoll_interval = \"2m\"",
+                "runs.poll_interval",
+                "2m must not exceed runs.max_poll_interval (1m)",
+            ),
+            (
+                "[trigger]\ntimeout = \"0s\"",
+                "trigger.timeout",
+                "must be longer than zero",
+            ),
+            (
+                "[export]\ntimeout = \"0s\"",
+                "export.timeout",
+                "must be longer than zero",
+            ),
+            (
+                "[export]\ncert_file = \"c.pem\"",
+                "export.cert_file",
+                "needs export.key_file",
+            ),
+            (
+                "[export]\nkey_file = \"k.pem\"",
+                "export.key_file",
+                "needs export.cert_file",
+            ),
+        ];
+        for (text, key, message_part) in cases {
+            let message = file_error(text);
+            let prefix = format!("invalid value for `{key}` (in FILE): ");
+            assert!(
+                message.starts_with(&prefix) && message.contains(message_part),
+                "{message}"
+            );
+        }
+        // Blamed on a key left at its default: say so.
+        let message = file_error("[export]\nmax_batch_spans = 200000");
+        assert!(
+            message.starts_with("invalid value for `export.max_pending_spans` (built-in default)"),
+            "{message}"
+        );
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY", "0")]);
+        assert!(
+            message.contains("(from environment variable TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY)"),
+            "{message}"
+        );
+        let message = env_error(&[("TRIGGER_API_URL", "localhost:3030")]);
+        assert!(
+            message.starts_with("invalid value for `trigger.api_url` (from environment variable TRIGGER_API_URL)"),
+            "{message}"
+        );
+        let message = env_error(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "otel:4317")]);
+        assert!(
+            message.starts_with(
+                "invalid value for `export.endpoint` (from environment variable OTEL_EXPORTER_OTLP_ENDPOINT)"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output_or_printed_toml() {
+        let text = format!(
+            "[trigger]\nsecret_key = \"{PLANTED_SECRET}\"\n[export.headers]\nauthorization = \"{PLANTED_HEADER}\"\n"
+        );
+        for config in [
+            load_text(&text, &[]).expect("valid"),
+            load(
+                None,
+                &env(&[
+                    ("TRIGGER_SECRET_KEY", PLANTED_SECRET),
+                    ("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__AUTHORIZATION", PLANTED_HEADER),
+                ]),
+            )
+            .expect("valid"),
+        ] {
+            assert_eq!(config.trigger.secret_key.expose(), PLANTED_SECRET);
+            assert_eq!(config.export.headers["authorization"].expose(), PLANTED_HEADER);
+            for printed in [format!("{config:?}"), format!("{config:#?}"), config.to_redacted_toml()] {
+                assert!(!printed.contains("PLANTED"), "{printed}");
+            }
+            let toml = config.to_redacted_toml();
+            assert!(toml.contains("secret_key = \"tr_dev_…****\""), "{toml}");
+            assert!(toml.contains("authorization = \"****\""), "{toml}");
+        }
+    }
+
+    #[test]
+    fn errors_about_secret_keys_do_not_quote_the_value() {
+        let message = file_error(&format!("[export]\nheaders = \"{PLANTED_HEADER}\""));
+        assert!(
+            message.contains("`export.headers`") && !message.contains("PLANTED"),
+            "{message}"
+        );
+        let message = file_error(&format!("[export.headers]\nauthorization = [\"{PLANTED_HEADER}\"]"));
+        assert!(
+            message.contains("`export.headers.authorization`") && !message.contains("PLANTED"),
+            "{message}"
+        );
+        let message = file_error("[trigger]\nsecret_key = 123456");
+        assert!(
+            message.contains("`trigger.secret_key`") && !message.contains("123456"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn resolve_path_precedence() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path();
+        let flag = Some(PathBuf::from("flag.toml"));
+        let var = env(&[(CONFIG_PATH_VAR, "var.toml")]);
+        let none = HashMap::new();
+
+        assert_eq!(resolve_path_in(None, &none, base), None);
+        std::fs::create_dir(base.join("config")).expect("mkdir");
+        std::fs::write(base.join("config/bridge.toml"), "").expect("write");
+        assert_eq!(
+            resolve_path_in(None, &none, base),
+            Some(base.join("config/bridge.toml"))
+        );
+        std::fs::write(base.join("bridge.toml"), "").expect("write");
+        assert_eq!(resolve_path_in(None, &none, base), Some(base.join("bridge.toml")));
+        assert_eq!(resolve_path_in(None, &var, base), Some(PathBuf::from("var.toml")));
+        assert_eq!(resolve_path_in(flag.clone(), &var, base), flag);
+        let empty = env(&[(CONFIG_PATH_VAR, "")]);
+        assert_eq!(resolve_path_in(None, &empty, base), Some(base.join("bridge.toml")));
+    }
+
+    #[test]
+    fn edit_distance_and_suggestions() {
+        assert_eq!(edit_distance("endpont", "endpoint"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let valid = ["endpoint".to_owned(), "timeout".to_owned()];
+        assert_eq!(closest("timeot", &valid), Some("timeout"));
+        assert_eq!(closest("compression_level", &valid), None);
+    }
+}
