@@ -35,7 +35,10 @@ fn prints_the_effective_config_with_secrets_redacted() {
     assert!(stdout.contains("tr_dev_…****"), "{stdout}");
     assert!(stdout.contains("concurrency = 3"), "env override applied: {stdout}");
     for text in [&stdout, &stderr] {
-        assert!(!text.contains("PLANTEDsecret123") && !text.contains("PLANTEDheader456"), "{text}");
+        assert!(
+            !text.contains("PLANTEDsecret123") && !text.contains("PLANTEDheader456"),
+            "{text}"
+        );
     }
     // What it prints is itself a valid config that loads (round trip through TOML).
     let printed: toml::Table = toml::from_str(&stdout).expect("check-config prints TOML");
@@ -52,7 +55,10 @@ fn secret_from_the_sdk_environment_variable_is_redacted_too() {
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success());
-    assert!(stdout.contains("tr_prod_…****") && !stdout.contains("PLANTEDsecret789"), "{stdout}");
+    assert!(
+        stdout.contains("tr_prod_…****") && !stdout.contains("PLANTEDsecret789"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -73,14 +79,20 @@ fn bad_configs_exit_2_naming_the_key_and_file() {
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
         assert!(stderr.contains(key), "{text}: {stderr}");
-        assert!(stderr.contains(&*file.path().to_string_lossy()), "names the file: {stderr}");
+        assert!(
+            stderr.contains(&*file.path().to_string_lossy()),
+            "names the file: {stderr}"
+        );
         assert!(output.stdout.is_empty());
     }
 }
 
 #[test]
 fn a_missing_config_file_is_a_usage_error() {
-    let output = bridge().args(["check-config", "--config", "/nonexistent/bridge.toml"]).output().unwrap();
+    let output = bridge()
+        .args(["check-config", "--config", "/nonexistent/bridge.toml"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/bridge.toml"));
 }
@@ -95,5 +107,8 @@ fn bad_environment_override_names_the_variable() {
         .unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(stderr.contains("runs.concurrency") && stderr.contains("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY"), "{stderr}");
+    assert!(
+        stderr.contains("runs.concurrency") && stderr.contains("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY"),
+        "{stderr}"
+    );
 }
