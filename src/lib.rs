@@ -6,5 +6,7 @@
 pub mod commands;
 pub mod config;
 pub mod convert;
+pub mod export;
 pub mod secret;
+pub mod tls;
 pub mod trigger;

@@ -1,0 +1,251 @@
+//! What the exporter is built from: `[export]`, with the standard `OTEL_EXPORTER_OTLP_*`
+//! variables filling what the file and the bridge's own variables leave unset.
+
+use crate::config::{Compression, ExportConfig, Protocol};
+use crate::secret::SecretString;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The OTLP defaults the OTel specification gives, which `[export]` also uses: a value equal
+/// to one of these is taken as "not set by the user" so the standard variables may fill it.
+const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
+
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub endpoint: String,
+    pub protocol: Protocol,
+    pub headers: BTreeMap<String, SecretString>,
+    pub compression: Compression,
+    pub timeout: Duration,
+    pub max_batch_spans: usize,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{var} = {value:?} is not valid: {reason}")]
+    BadVariable {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl ExportSettings {
+    /// `[export]` plus the standard variables in `env` (the traces-specific
+    /// `OTEL_EXPORTER_OTLP_TRACES_*` before the general `OTEL_EXPORTER_OTLP_*`) for every value
+    /// the configuration left at its default.
+    pub fn resolve(config: &ExportConfig, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let defaults = ExportConfig::default();
+        let var = |name: &'static str| -> Option<(&'static str, String)> {
+            let traces = name.replacen("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_TRACES_", 1);
+            env.get(&traces)
+                .map(|v| (name, v.clone()))
+                .or_else(|| env.get(name).map(|v| (name, v.clone())))
+                .filter(|(_, v)| !v.trim().is_empty())
+        };
+        let bad = |var: &'static str, value: &str, reason: &str| SettingsError::BadVariable {
+            var,
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+        };
+
+        let mut protocol = config.protocol;
+        if protocol == defaults.protocol {
+            if let Some((name, value)) = var("OTEL_EXPORTER_OTLP_PROTOCOL") {
+                protocol = match value.trim() {
+                    "grpc" => Protocol::Grpc,
+                    "http/protobuf" => Protocol::HttpProtobuf,
+                    "http/json" => Protocol::HttpJson,
+                    _ => return Err(bad(name, &value, "expected grpc, http/protobuf or http/json")),
+                };
+            }
+        }
+        let mut endpoint = config.endpoint.clone();
+        if endpoint == DEFAULT_GRPC_ENDPOINT {
+            if let Some((_, value)) = var("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                endpoint = value.trim().to_owned();
+            } else if matches!(protocol, Protocol::HttpProtobuf | Protocol::HttpJson) {
+                // The OTLP/HTTP default port, when only the protocol was changed.
+                endpoint = "http://localhost:4318".to_owned();
+            }
+        }
+        let mut headers = config.headers.clone();
+        if let Some((name, value)) = var("OTEL_EXPORTER_OTLP_HEADERS") {
+            for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+                let (key, val) = pair
+                    .split_once('=')
+                    .ok_or_else(|| bad(name, "(redacted)", "expected key=value pairs separated by commas"))?;
+                // The file's headers win; the variable only adds the ones it lacks.
+                headers
+                    .entry(key.trim().to_lowercase())
+                    .or_insert_with(|| SecretString::new(percent_decode(val.trim())));
+            }
+        }
+        let mut compression = config.compression;
+        if compression == defaults.compression {
+            if let Some((name, value)) = var("OTEL_EXPORTER_OTLP_COMPRESSION") {
+                compression = match value.trim() {
+                    "gzip" => Compression::Gzip,
+                    "zstd" => Compression::Zstd,
+                    "none" => Compression::None,
+                    _ => return Err(bad(name, &value, "expected gzip, zstd or none")),
+                };
+            }
+        }
+        let mut timeout = config.timeout;
+        if timeout == defaults.timeout {
+            if let Some((name, value)) = var("OTEL_EXPORTER_OTLP_TIMEOUT") {
+                let millis: u64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| bad(name, &value, "expected milliseconds"))?;
+                timeout = Duration::from_millis(millis);
+            }
+        }
+        let file_var = |configured: &Option<PathBuf>, name| {
+            configured
+                .clone()
+                .or_else(|| var(name).map(|(_, v)| PathBuf::from(v.trim())))
+        };
+        Ok(ExportSettings {
+            endpoint,
+            protocol,
+            headers,
+            compression,
+            timeout,
+            max_batch_spans: config.max_batch_spans,
+            ca_file: file_var(&config.ca_file, "OTEL_EXPORTER_OTLP_CERTIFICATE"),
+            cert_file: file_var(&config.cert_file, "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"),
+            key_file: file_var(&config.key_file, "OTEL_EXPORTER_OTLP_CLIENT_KEY"),
+        })
+    }
+
+    /// The URL an OTLP/HTTP exporter posts to: the endpoint as given when it already names a
+    /// path, else the endpoint plus `/v1/traces` (as `OTEL_EXPORTER_OTLP_ENDPOINT` is read).
+    pub fn http_traces_url(&self) -> String {
+        let trimmed = self.endpoint.trim_end_matches('/');
+        let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
+        if after_scheme.contains('/') {
+            trimmed.to_owned()
+        } else {
+            format!("{trimmed}/v1/traces")
+        }
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` values are percent-encoded (W3C baggage format).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                out.push(byte);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn standard_variables_fill_what_the_config_left_at_default() {
+        let settings = ExportSettings::resolve(
+            &ExportConfig::default(),
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "x-scope-orgid=tenant%201,authorization=Bearer abc",
+                ),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.endpoint, "http://collector:4318");
+        assert_eq!(
+            settings.protocol,
+            Protocol::HttpJson,
+            "the traces-specific variable wins"
+        );
+        assert_eq!(settings.headers["x-scope-orgid"].expose(), "tenant 1");
+        assert_eq!(settings.headers["authorization"].expose(), "Bearer abc");
+        assert_eq!(settings.compression, Compression::Zstd);
+        assert_eq!(settings.timeout, Duration::from_millis(2500));
+        assert_eq!(settings.ca_file, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(settings.http_traces_url(), "http://collector:4318/v1/traces");
+    }
+
+    #[test]
+    fn the_config_wins_over_the_standard_variables() {
+        let mut config = ExportConfig::default();
+        config.endpoint = "http://tempo:4317".into();
+        config
+            .headers
+            .insert("authorization".into(), SecretString::new("from-file"));
+        let settings = ExportSettings::resolve(
+            &config,
+            &env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://other:4317"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=from-env"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.endpoint, "http://tempo:4317");
+        assert_eq!(settings.headers["authorization"].expose(), "from-file");
+    }
+
+    #[test]
+    fn http_protocol_alone_moves_the_default_port() {
+        let mut config = ExportConfig::default();
+        config.protocol = Protocol::HttpProtobuf;
+        let settings = ExportSettings::resolve(&config, &HashMap::new()).unwrap();
+        assert_eq!(settings.http_traces_url(), "http://localhost:4318/v1/traces");
+    }
+
+    #[test]
+    fn explicit_paths_are_kept() {
+        let mut config = ExportConfig::default();
+        config.endpoint = "https://otlp.example.com/otlp/v1/traces".into();
+        let settings = ExportSettings::resolve(&config, &HashMap::new()).unwrap();
+        assert_eq!(settings.http_traces_url(), "https://otlp.example.com/otlp/v1/traces");
+    }
+
+    #[test]
+    fn bad_variables_name_themselves_without_secret_values() {
+        let err = ExportSettings::resolve(
+            &ExportConfig::default(),
+            &env(&[("OTEL_EXPORTER_OTLP_TIMEOUT", "soon")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_TIMEOUT"), "{err}");
+        let err = ExportSettings::resolve(
+            &ExportConfig::default(),
+            &env(&[("OTEL_EXPORTER_OTLP_HEADERS", "Bearer-secret-without-equals")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}
