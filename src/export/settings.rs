@@ -198,11 +198,11 @@ mod tests {
 
     #[test]
     fn the_config_wins_over_the_standard_variables() {
-        let mut config = ExportConfig::default();
-        config.endpoint = "http://tempo:4317".into();
-        config
-            .headers
-            .insert("authorization".into(), SecretString::new("from-file"));
+        let config = ExportConfig {
+            endpoint: "http://tempo:4317".into(),
+            headers: [("authorization".to_owned(), SecretString::new("from-file"))].into(),
+            ..ExportConfig::default()
+        };
         let settings = ExportSettings::resolve(
             &config,
             &env(&[
@@ -217,16 +217,20 @@ mod tests {
 
     #[test]
     fn http_protocol_alone_moves_the_default_port() {
-        let mut config = ExportConfig::default();
-        config.protocol = Protocol::HttpProtobuf;
+        let config = ExportConfig {
+            protocol: Protocol::HttpProtobuf,
+            ..ExportConfig::default()
+        };
         let settings = ExportSettings::resolve(&config, &HashMap::new()).unwrap();
         assert_eq!(settings.http_traces_url(), "http://localhost:4318/v1/traces");
     }
 
     #[test]
     fn explicit_paths_are_kept() {
-        let mut config = ExportConfig::default();
-        config.endpoint = "https://otlp.example.com/otlp/v1/traces".into();
+        let config = ExportConfig {
+            endpoint: "https://otlp.example.com/otlp/v1/traces".into(),
+            ..ExportConfig::default()
+        };
         let settings = ExportSettings::resolve(&config, &HashMap::new()).unwrap();
         assert_eq!(settings.http_traces_url(), "https://otlp.example.com/otlp/v1/traces");
     }

@@ -8,6 +8,7 @@
 //! - gRPC errors reach us as text ("… failed with gRPC code: Unavailable"); the code name is
 //!   parsed from it. A gRPC partial success is logged by `opentelemetry-otlp` and not visible
 //!   here (a known limit, see docs/export.md).
+//!
 //! `opentelemetry-otlp`'s own retry is disabled: retrying is the sender's job.
 
 use super::policy::{classify_grpc, classify_http, parse_retry_after, Disposition};

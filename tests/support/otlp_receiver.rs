@@ -1,0 +1,211 @@
+//! A real OTLP receiver for tests: opentelemetry-proto's generated tonic `TraceService` on one
+//! loopback port and an axum `/v1/traces` endpoint decoding protobuf and JSON (gzip or zstd
+//! bodies) on another. It records every request it accepted and can be scripted to fail.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+use std::collections::VecDeque;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+
+/// A scripted answer for the next request instead of accepting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// HTTP 503 / gRPC Unavailable.
+    Unavailable,
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub requests: Mutex<Vec<ExportTraceServiceRequest>>,
+    pub faults: Mutex<VecDeque<Fault>>,
+    /// Requests holding a span with this name are rejected as invalid data (400 / InvalidArgument).
+    pub poison_name: Mutex<Option<String>>,
+    pub attempts: Mutex<u64>,
+    pub content_encodings: Mutex<Vec<String>>,
+}
+
+pub enum Verdict {
+    Accept,
+    Unavailable,
+    Invalid,
+}
+
+impl Recorder {
+    fn judge(&self, request: &ExportTraceServiceRequest) -> Verdict {
+        *self.attempts.lock().unwrap() += 1;
+        if let Some(Fault::Unavailable) = self.faults.lock().unwrap().pop_front() {
+            return Verdict::Unavailable;
+        }
+        if let Some(poison) = self.poison_name.lock().unwrap().as_deref() {
+            if spans_of(request).iter().any(|s| s.name == poison) {
+                return Verdict::Invalid;
+            }
+        }
+        self.requests.lock().unwrap().push(request.clone());
+        Verdict::Accept
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        self.requests.lock().unwrap().iter().flat_map(spans_of).collect()
+    }
+}
+
+pub fn spans_of(request: &ExportTraceServiceRequest) -> Vec<Span> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect()
+}
+
+struct Grpc(Arc<Recorder>);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        match self.0.judge(request.get_ref()) {
+            Verdict::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
+            Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned span")),
+        }
+    }
+}
+
+async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("identity")
+        .to_owned();
+    recorder.content_encodings.lock().unwrap().push(encoding.clone());
+    let raw = match encoding.as_str() {
+        "gzip" => {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
+            out
+        }
+        "zstd" => zstd_decode(&body),
+        _ => body.to_vec(),
+    };
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"));
+    let request: ExportTraceServiceRequest = if json {
+        match serde_json::from_slice(&raw) {
+            Ok(r) => r,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    } else {
+        match ExportTraceServiceRequest::decode(&raw[..]) {
+            Ok(r) => r,
+            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        }
+    };
+    match recorder.judge(&request) {
+        Verdict::Accept => {
+            let response = ExportTraceServiceResponse::default();
+            if json {
+                (
+                    [("content-type", "application/json")],
+                    serde_json::to_vec(&response).unwrap(),
+                )
+                    .into_response()
+            } else {
+                ([("content-type", "application/x-protobuf")], response.encode_to_vec()).into_response()
+            }
+        }
+        Verdict::Unavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "0")],
+            "scripted outage",
+        )
+            .into_response(),
+        Verdict::Invalid => (StatusCode::BAD_REQUEST, "poisoned span").into_response(),
+    }
+}
+
+fn zstd_decode(body: &[u8]) -> Vec<u8> {
+    // The zstd crate is in the tree through tonic/opentelemetry-otlp's zstd features.
+    zstd::stream::decode_all(body).unwrap()
+}
+
+pub struct Receiver {
+    pub recorder: Arc<Recorder>,
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let recorder = Arc::new(Recorder::default());
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_addr = grpc_listener.local_addr().unwrap();
+        let http_addr = http_listener.local_addr().unwrap();
+        let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
+        let (http_stop, http_stopped) = oneshot::channel::<()>();
+        let service = TraceServiceServer::new(Grpc(recorder.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
+        let grpc = tokio::spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), async {
+                    let _ = grpc_stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(http_traces))
+            .with_state(recorder.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(http_listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = http_stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Receiver {
+            recorder,
+            grpc_addr,
+            http_addr,
+            stops: vec![grpc_stop, http_stop],
+            tasks: vec![grpc, http],
+        }
+    }
+
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http_addr)
+    }
+
+    pub async fn stop(mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
