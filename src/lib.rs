@@ -7,6 +7,8 @@ pub mod commands;
 pub mod config;
 pub mod convert;
 pub mod export;
+pub mod fetch;
+pub mod logging;
 pub mod secret;
 pub mod tls;
 pub mod trigger;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use trigger_otel_bridge::commands::check_config::check_config;
 use trigger_otel_bridge::commands::convert::{convert_body, read_input, ConvertOptions};
+use trigger_otel_bridge::commands::export::{run_export, BackfillOptions};
 use trigger_otel_bridge::commands::ExitStatus;
+use trigger_otel_bridge::config::{load, resolve_path};
 use trigger_otel_bridge::config::{process_env, LogsMode};
 
 #[derive(Debug, Parser)]
@@ -38,6 +40,27 @@ enum Command {
         /// `service.name` of the resource.
         #[arg(long, value_name = "NAME")]
         service_name: Option<String>,
+    },
+    /// One-shot backfill: export the named runs and/or the runs the filters find.
+    Export {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Runs to export (run_…).
+        #[arg(value_name = "RUN_ID")]
+        run_ids: Vec<String>,
+        /// Runs of this task (repeatable).
+        #[arg(long = "task", value_name = "TASK")]
+        tasks: Vec<String>,
+        /// Runs with this tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Runs in this status (repeatable), e.g. COMPLETED, FAILED.
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        /// Runs created within this long before now, e.g. 2h, 7d.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
     },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig {
@@ -94,6 +117,23 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Export {
+            config,
+            run_ids,
+            tasks,
+            tags,
+            statuses,
+            since,
+        } => export(
+            config,
+            BackfillOptions {
+                run_ids,
+                tasks,
+                tags,
+                statuses,
+                since,
+            },
+        ),
         Command::CheckConfig { config } => match check_config(config, &process_env(), &mut std::io::stdout().lock()) {
             Ok(()) => ExitStatus::Success,
             Err(error) => {
@@ -103,4 +143,41 @@ fn main() -> ExitCode {
         },
     };
     ExitCode::from(status as u8)
+}
+
+fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus {
+    let env = process_env();
+    let config = match load(resolve_path(config_flag, &env).as_deref(), &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitStatus::Usage;
+        }
+    };
+    trigger_otel_bridge::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitStatus::Failure;
+        }
+    };
+    match runtime.block_on(run_export(&config, &options, &env)) {
+        Ok(summary) => {
+            eprint!("{summary}");
+            if summary.failed().next().is_some() {
+                ExitStatus::Failure
+            } else {
+                ExitStatus::Success
+            }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            if error.is_usage() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Failure
+            }
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod convert;
+pub mod export;
 
 /// Exit codes of the binary (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

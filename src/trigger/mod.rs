@@ -1,5 +1,15 @@
-//! The Trigger.dev REST API: the shapes of its responses (`model`).
-//!
-//! The HTTP client arrives with the API-client issue; the converter only needs the model.
+//! The Trigger.dev REST API: the shapes of its responses (`model`, `api_types`) and the HTTP
+//! client (`client`) with its rate limit (`rate_limit`), retry policy (`retry`) and errors (`error`).
 
+pub mod api_types;
+pub mod client;
+pub mod error;
 pub mod model;
+pub mod rate_limit;
+pub mod retry;
+
+pub use api_types::{RunDetails, RunFilters, RunPage, RunSummary, RunTrace};
+pub use client::{ClientTuning, TriggerClient};
+pub use error::ApiError;
+pub use rate_limit::{RateLimitTuning, RateLimiter};
+pub use retry::RetryPolicy;

@@ -1,4 +1,5 @@
 //! Shared test support: real servers on loopback.
 #![allow(dead_code)]
 
+pub mod fake_api;
 pub mod otlp_receiver;

@@ -1,0 +1,305 @@
+//! `export`: one-shot backfill of named runs and/or the runs found by filters. Each run is
+//! fetched, converted and exported; finished runs entirely, runs still executing with their
+//! finished spans. A progress bar on a terminal, and always a summary.
+
+use crate::config::{BridgeConfig, LogsMode};
+use crate::convert::otlp::ResourceSettings;
+use crate::convert::NothingExported;
+use crate::export::{BackoffPolicy, ExportSettings, SenderOptions, SpanSender, Transport};
+use crate::fetch::FetchedRun;
+use crate::trigger::{RunFilters, TriggerClient};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Clone, Default)]
+pub struct BackfillOptions {
+    pub run_ids: Vec<String>,
+    pub tasks: Vec<String>,
+    pub tags: Vec<String>,
+    pub statuses: Vec<String>,
+    /// Runs created within this long before now.
+    pub since: Option<Duration>,
+}
+
+impl BackfillOptions {
+    fn has_filters(&self) -> bool {
+        !self.tasks.is_empty() || !self.tags.is_empty() || !self.statuses.is_empty() || self.since.is_some()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("name runs to export (RUN_ID…) or filters to find them (--task, --tag, --status, --since)")]
+    NothingToExport,
+    #[error("conversion.logs = \"otlp_logs\" is not supported by export yet; use span_events, spans or drop")]
+    OtlpLogsUnsupported,
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("export settings: {0}")]
+    Settings(#[from] crate::export::settings::SettingsError),
+    #[error("exporter: {0}")]
+    Transport(#[from] crate::export::transport::TransportError),
+    #[error(transparent)]
+    Api(#[from] crate::trigger::ApiError),
+}
+
+impl BackfillError {
+    /// Bad usage and bad configuration are exit code 2; the rest 1.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            BackfillError::NothingToExport
+                | BackfillError::OtlpLogsUnsupported
+                | BackfillError::Config(_)
+                | BackfillError::Settings(_)
+                | BackfillError::Transport(_)
+        )
+    }
+}
+
+/// What happened to one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Exported {
+        spans: u64,
+        invalid_skipped: u64,
+        still_running: bool,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackfillSummary {
+    pub outcomes: Vec<(String, RunOutcome)>,
+}
+
+impl BackfillSummary {
+    pub fn spans(&self) -> u64 {
+        self.exported().map(|(spans, _, _)| spans).sum()
+    }
+    pub fn invalid_skipped(&self) -> u64 {
+        self.exported().map(|(_, invalid, _)| invalid).sum()
+    }
+    pub fn failed(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.outcomes.iter().filter_map(|(run, outcome)| match outcome {
+            RunOutcome::Failed { reason } => Some((run.as_str(), reason.as_str())),
+            _ => None,
+        })
+    }
+    fn exported(&self) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+        self.outcomes.iter().filter_map(|(_, outcome)| match outcome {
+            RunOutcome::Exported {
+                spans,
+                invalid_skipped,
+                still_running,
+            } => Some((*spans, *invalid_skipped, *still_running)),
+            _ => None,
+        })
+    }
+}
+
+impl fmt::Display for BackfillSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let failed: Vec<(&str, &str)> = self.failed().collect();
+        writeln!(
+            f,
+            "exported {} spans from {} runs ({} invalid elements skipped, {} runs failed)",
+            self.spans(),
+            self.outcomes.len() - failed.len(),
+            self.invalid_skipped(),
+            failed.len()
+        )?;
+        for (run, outcome) in &self.outcomes {
+            if let RunOutcome::Exported {
+                spans,
+                still_running: true,
+                ..
+            } = outcome
+            {
+                writeln!(f, "  {run}: still executing; exported its {spans} finished spans")?;
+            }
+        }
+        for (run, reason) in failed {
+            writeln!(f, "  {run}: failed: {reason}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The runs to export: the named ones, then those the filters find (newest first), once each.
+pub async fn select_runs(client: &TriggerClient, options: &BackfillOptions) -> Result<Vec<String>, BackfillError> {
+    if options.run_ids.is_empty() && !options.has_filters() {
+        return Err(BackfillError::NothingToExport);
+    }
+    let mut runs = options.run_ids.clone();
+    let mut seen: BTreeSet<String> = runs.iter().cloned().collect();
+    if options.has_filters() {
+        let filters = RunFilters {
+            statuses: options.statuses.clone(),
+            task_identifiers: options.tasks.clone(),
+            tags: options.tags.clone(),
+            created_from: options.since.map(|since| SystemTime::now() - since),
+            page_size: Some(100),
+            ..RunFilters::default()
+        };
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = client.list_runs(&filters, cursor.as_deref()).await?;
+            for run in page.runs {
+                if seen.insert(run.id.clone()) {
+                    runs.push(run.id);
+                }
+            }
+            match page.next_cursor {
+                Some(next) if Some(&next) != cursor.as_ref() => cursor = Some(next),
+                _ => break,
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The sender `export` uses: the configured exporter, retrying a down collector for a while
+/// (a one-shot command must end) instead of forever as the daemon does.
+pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Result<SpanSender, BackfillError> {
+    let settings = ExportSettings::resolve(&config.export, env)?;
+    let transport = Transport::new(&settings)?;
+    let resources = ResourceSettings {
+        service_name: config.export.resource.service_name.clone(),
+        service_name_from_task: config.export.resource.service_name_from_task,
+        attributes: config.export.resource.attributes.clone(),
+    };
+    Ok(SpanSender::new(
+        transport,
+        resources,
+        SenderOptions {
+            max_batch_spans: settings.max_batch_spans,
+            backoff: BackoffPolicy::default(),
+            give_up_after: Some(Duration::from_secs(120)),
+        },
+    ))
+}
+
+/// Export `runs`, `concurrency` at a time, drawing progress on `progress`.
+pub async fn backfill(
+    client: TriggerClient,
+    sender: Arc<SpanSender>,
+    runs: Vec<String>,
+    logs: LogsMode,
+    concurrency: usize,
+    progress: ProgressBar,
+) -> Result<BackfillSummary, BackfillError> {
+    if logs == LogsMode::OtlpLogs {
+        return Err(BackfillError::OtlpLogsUnsupported);
+    }
+    progress.set_length(runs.len() as u64);
+    let permits = Arc::new(Semaphore::new(concurrency.max(1)));
+    let spans_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, run_id) in runs.iter().cloned().enumerate() {
+        let (client, sender, permits, progress, spans_done) = (
+            client.clone(),
+            sender.clone(),
+            permits.clone(),
+            progress.clone(),
+            spans_done.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let outcome = export_one(&client, &sender, &run_id, logs).await;
+            if let RunOutcome::Exported { spans, .. } = &outcome {
+                let total = spans_done.fetch_add(*spans, std::sync::atomic::Ordering::Relaxed) + spans;
+                progress.set_message(format!("{total} spans"));
+            }
+            progress.inc(1);
+            (index, run_id, outcome)
+        });
+    }
+    let mut outcomes = Vec::with_capacity(runs.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(done) => outcomes.push(done),
+            Err(panic) => std::panic::resume_unwind(panic.into_panic()),
+        }
+    }
+    progress.finish_and_clear();
+    outcomes.sort_by_key(|(index, _, _)| *index);
+    Ok(BackfillSummary {
+        outcomes: outcomes.into_iter().map(|(_, run, outcome)| (run, outcome)).collect(),
+    })
+}
+
+async fn export_one(client: &TriggerClient, sender: &SpanSender, run_id: &str, logs: LogsMode) -> RunOutcome {
+    let mut fetched = match FetchedRun::fetch(client, run_id).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            return RunOutcome::Failed {
+                reason: error.to_string(),
+            }
+        }
+    };
+    let conversion = fetched.convert(logs, &NothingExported);
+    let invalid_skipped = conversion
+        .invalid
+        .iter()
+        .filter(|(reason, _)| reason.skips_element())
+        .map(|(_, tally)| tally.count)
+        .sum();
+    for (reason, tally) in conversion.invalid.iter() {
+        tracing::warn!(run_id, %reason, count = tally.count, first = %tally.first, "invalid elements");
+    }
+    match sender.send(conversion.spans).await {
+        Ok(report) => RunOutcome::Exported {
+            spans: report.delivered_spans,
+            invalid_skipped,
+            still_running: !fetched.is_ended(),
+        },
+        Err(gave_up) => RunOutcome::Failed {
+            reason: gave_up.to_string(),
+        },
+    }
+}
+
+/// A progress bar of runs with a span count, drawn on stderr only when it is a terminal.
+pub fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} exporting runs [{bar:30}] {pos}/{len} · {msg} · {elapsed}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_message("0 spans");
+    // Redraw while runs are being fetched, not only when one completes.
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
+/// The whole command: select the runs, export them, return the summary.
+pub async fn run_export(
+    config: &BridgeConfig,
+    options: &BackfillOptions,
+    env: &HashMap<String, String>,
+) -> Result<BackfillSummary, BackfillError> {
+    if config.conversion.logs == LogsMode::OtlpLogs {
+        return Err(BackfillError::OtlpLogsUnsupported);
+    }
+    config.trigger.require_secret_key()?;
+    let sender = Arc::new(build_sender(config, env)?);
+    let client = TriggerClient::new(&config.trigger)?;
+    let runs = select_runs(&client, options).await?;
+    backfill(
+        client,
+        sender,
+        runs,
+        config.conversion.logs,
+        config.runs.concurrency,
+        progress_bar(),
+    )
+    .await
+}

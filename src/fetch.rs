@@ -1,0 +1,50 @@
+//! Fetch: everything the converter needs to know about one run, from the API, and the
+//! conversion of it. Shared by the one-shot `export` command and (later) the daemon.
+
+use crate::config::LogsMode;
+use crate::convert::{convert_events, Conversion, ExportedSpans, RunInfo, RunState};
+use crate::trigger::model::RawEvent;
+use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
+
+/// One run as fetched: its trace (when the API has one), its state, and its raw events.
+#[derive(Debug)]
+pub struct FetchedRun {
+    pub run_id: String,
+    pub trace: Option<RunTrace>,
+    pub details: RunDetails,
+    pub events: Vec<RawEvent>,
+}
+
+impl FetchedRun {
+    /// Trace id first (it names the trace every span joins), then the run's state, then the
+    /// events: read last, so a run seen as ended cannot have produced events after them.
+    pub async fn fetch(client: &TriggerClient, run_id: &str) -> Result<FetchedRun, ApiError> {
+        let trace = client.trace(run_id).await?;
+        let details = client.retrieve_run(run_id).await?;
+        let events = client.events(run_id).await?.events;
+        Ok(FetchedRun {
+            run_id: run_id.to_owned(),
+            trace,
+            details,
+            events,
+        })
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.details.is_terminal()
+    }
+
+    /// Convert the events (consuming them: the body is not kept after conversion).
+    pub fn convert(&mut self, logs: LogsMode, exported: &dyn ExportedSpans) -> Conversion {
+        let state = if self.is_ended() {
+            RunState::Ended {
+                finished_at: self.details.finished_at,
+            }
+        } else {
+            RunState::Live
+        };
+        let mut run = RunInfo::new(&self.run_id, self.trace.as_ref().map(|t| t.trace_id.as_str()), state);
+        run.task_identifier = self.details.task_identifier.as_deref();
+        convert_events(std::mem::take(&mut self.events), &run, logs, exported)
+    }
+}

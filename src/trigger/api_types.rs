@@ -1,0 +1,534 @@
+//! Typed views of the trace, retrieve-run and list-runs responses, and the list-runs filters.
+//!
+//! Like `model.rs`, parsing is lenient: a body is read as a `serde_json::Value` and each field is
+//! picked out when it has the expected type; a missing, null or wrongly typed field becomes `None`
+//! (or empty), never a failed response. Only what cannot be done without (a run's `id` and `status`,
+//! a trace's `traceId`) is required. The events body has its own model, [`super::model::EventsBody`].
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::{Map, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use crate::config::DiscoveryConfig;
+
+/// Statuses after which a run records nothing new (see trigger-api.md: `isCompleted` misses the
+/// last two, so a set `finishedAt` counts as terminal too).
+pub const TERMINAL_STATUSES: [&str; 8] = [
+    "COMPLETED",
+    "CANCELED",
+    "FAILED",
+    "CRASHED",
+    "INTERRUPTED",
+    "SYSTEM_FAILURE",
+    "EXPIRED",
+    "TIMED_OUT",
+];
+
+/// True for a terminal status, or whenever the run has a `finishedAt`.
+pub fn is_terminal(status: &str, finished_at: Option<u64>) -> bool {
+    finished_at.is_some() || TERMINAL_STATUSES.contains(&status)
+}
+
+/// `GET /api/v1/runs/{runId}/trace`: the run's trace id and each span's OTel attributes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunTrace {
+    /// As sent (normally 32 lowercase hex chars); the converter validates it.
+    pub trace_id: String,
+    /// Span id → `data.properties` of that span, for every span of the tree that has properties.
+    pub span_properties: HashMap<String, Value>,
+}
+
+impl RunTrace {
+    /// Reads `{"trace": {"traceId", "rootSpan": {id, data: {properties}, children: [...]}}}`.
+    /// The tree is walked without recursion; nodes without an `id` are skipped but their children
+    /// are still visited. `properties` is read from `data` or, failing that, from the node itself.
+    pub fn from_value(body: &Value) -> Result<Self, String> {
+        let trace = body.get("trace").filter(|t| t.is_object()).unwrap_or(body);
+        let trace_id = trace
+            .get("traceId")
+            .and_then(Value::as_str)
+            .ok_or_else(|| "the trace has no string `traceId`".to_owned())?
+            .to_owned();
+        let mut span_properties = HashMap::new();
+        let mut stack: Vec<&Value> = trace.get("rootSpan").into_iter().collect();
+        while let Some(node) = stack.pop() {
+            let Some(node) = node.as_object() else { continue };
+            let properties = node
+                .get("data")
+                .and_then(|data| data.get("properties"))
+                .or_else(|| node.get("properties"))
+                .filter(|p| !p.is_null());
+            if let (Some(id), Some(properties)) = (node.get("id").and_then(Value::as_str), properties) {
+                span_properties.insert(id.to_owned(), properties.clone());
+            }
+            if let Some(children) = node.get("children").and_then(Value::as_array) {
+                stack.extend(children.iter().rev());
+            }
+        }
+        Ok(Self {
+            trace_id,
+            span_properties,
+        })
+    }
+}
+
+/// `GET /api/v3/runs/{runId}`: what the bridge uses of a run. Times are unix nanoseconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunDetails {
+    pub id: String,
+    /// As sent (`EXECUTING`, `COMPLETED`…): new statuses pass through untouched.
+    pub status: String,
+    pub task_identifier: Option<String>,
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+    pub is_test: bool,
+    pub idempotency_key: Option<String>,
+    pub created_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+    pub updated_at: Option<u64>,
+    pub is_completed: bool,
+    pub is_success: bool,
+    pub is_failed: bool,
+    pub is_cancelled: bool,
+    pub attempt_count: Option<u64>,
+    pub duration_ms: Option<u64>,
+    pub depth: Option<u64>,
+    /// `relatedRuns.parent.id` / `relatedRuns.root.id`.
+    pub parent_run_id: Option<String>,
+    pub root_run_id: Option<String>,
+}
+
+impl RunDetails {
+    /// Reads a retrieve-run body; only `id` and `status` are required.
+    pub fn from_value(body: &Value) -> Result<Self, String> {
+        let run = body
+            .as_object()
+            .ok_or_else(|| "the run is not a JSON object".to_owned())?;
+        let related = run.get("relatedRuns");
+        let related_id = |key: &str| {
+            related.and_then(|r| r.get(key)).and_then(|r| match r {
+                Value::String(id) => Some(id.clone()),
+                other => string(other.as_object()?, "id"),
+            })
+        };
+        Ok(Self {
+            id: required(run, "id")?,
+            status: required(run, "status")?,
+            task_identifier: string(run, "taskIdentifier"),
+            version: string(run, "version"),
+            tags: strings(run, "tags"),
+            is_test: flag(run, "isTest"),
+            idempotency_key: string(run, "idempotencyKey"),
+            created_at: timestamp(run, "createdAt"),
+            started_at: timestamp(run, "startedAt"),
+            finished_at: timestamp(run, "finishedAt"),
+            updated_at: timestamp(run, "updatedAt"),
+            is_completed: flag(run, "isCompleted"),
+            is_success: flag(run, "isSuccess"),
+            is_failed: flag(run, "isFailed"),
+            is_cancelled: flag(run, "isCancelled"),
+            attempt_count: count(run, "attemptCount"),
+            duration_ms: count(run, "durationMs"),
+            depth: count(run, "depth"),
+            parent_run_id: related_id("parent"),
+            root_run_id: related_id("root"),
+        })
+    }
+
+    /// The run will record nothing new: a terminal status, or `finishedAt` set.
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(&self.status, self.finished_at)
+    }
+}
+
+/// One element of `GET /api/v1/runs`'s `data`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    pub id: String,
+    pub status: String,
+    pub task_identifier: Option<String>,
+    pub version: Option<String>,
+    pub tags: Vec<String>,
+    pub is_test: bool,
+    pub created_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+impl RunSummary {
+    /// `None` for an element without a string `id` (the page skips it).
+    fn from_value(run: &Value) -> Option<Self> {
+        let run = run.as_object()?;
+        Some(Self {
+            id: string(run, "id")?,
+            status: string(run, "status").unwrap_or_default(),
+            task_identifier: string(run, "taskIdentifier"),
+            version: string(run, "version"),
+            tags: strings(run, "tags"),
+            is_test: flag(run, "isTest"),
+            created_at: timestamp(run, "createdAt"),
+            started_at: timestamp(run, "startedAt"),
+            finished_at: timestamp(run, "finishedAt"),
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        is_terminal(&self.status, self.finished_at)
+    }
+}
+
+/// One page of `GET /api/v1/runs`, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunPage {
+    pub runs: Vec<RunSummary>,
+    /// `pagination.next`: pass it back as the cursor for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+    /// Elements of `data` without an `id`, left out of `runs`.
+    pub skipped: usize,
+}
+
+impl RunPage {
+    /// Reads `{"data": [...], "pagination": {"next": ...}}`; `data` must be an array.
+    pub fn from_value(body: &Value) -> Result<Self, String> {
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| "the run list has no `data` array".to_owned())?;
+        let runs: Vec<RunSummary> = data.iter().filter_map(RunSummary::from_value).collect();
+        let next_cursor = body
+            .get("pagination")
+            .and_then(|p| p.get("next"))
+            .and_then(Value::as_str)
+            .filter(|next| !next.is_empty())
+            .map(str::to_owned);
+        Ok(Self {
+            skipped: data.len() - runs.len(),
+            runs,
+            next_cursor,
+        })
+    }
+}
+
+/// Filters of `GET /api/v1/runs`. Empty lists and `None` send nothing (the server's defaults:
+/// every status, a 7-day window, 25 a page).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilters {
+    pub statuses: Vec<String>,
+    pub task_identifiers: Vec<String>,
+    pub tags: Vec<String>,
+    pub versions: Vec<String>,
+    /// `Some(false)`: real runs only; `Some(true)`: test runs only; `None`: both.
+    pub is_test: Option<bool>,
+    /// `filter[createdAt][from]` / `[to]`, sent as RFC 3339 UTC with milliseconds.
+    pub created_from: Option<SystemTime>,
+    pub created_to: Option<SystemTime>,
+    /// `filter[createdAt][period]`, such as `90m`, `2h`, `7d`; see [`RunFilters::period`].
+    pub created_period: Option<String>,
+    /// `page[size]`, clamped to 1–100.
+    pub page_size: Option<u8>,
+}
+
+impl RunFilters {
+    /// The filters `[discovery]` asks for: its tasks, tags and statuses, runs created within
+    /// `lookback`, test runs only when `include_test`, 100 a page.
+    pub fn from_discovery(discovery: &DiscoveryConfig) -> Self {
+        Self {
+            statuses: discovery.statuses.clone(),
+            task_identifiers: discovery.tasks.clone(),
+            tags: discovery.tags.clone(),
+            versions: Vec::new(),
+            is_test: (!discovery.include_test).then_some(false),
+            created_from: None,
+            created_to: None,
+            created_period: Some(Self::period(discovery.lookback)),
+            page_size: Some(100),
+        }
+    }
+
+    /// A period the server understands: whole minutes, rounded up, at least `1m`.
+    pub fn period(lookback: Duration) -> String {
+        let minutes = lookback.as_nanos().div_ceil(60_000_000_000);
+        format!("{}m", minutes.max(1))
+    }
+
+    /// The query pairs, in a fixed order; `cursor` becomes `page[after]`.
+    pub fn to_query(&self, cursor: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut query = Vec::new();
+        let lists = [
+            ("filter[status]", &self.statuses),
+            ("filter[taskIdentifier]", &self.task_identifiers),
+            ("filter[tag]", &self.tags),
+            ("filter[version]", &self.versions),
+        ];
+        for (key, values) in lists {
+            let values: Vec<&str> = values.iter().map(|v| v.trim()).filter(|v| !v.is_empty()).collect();
+            if !values.is_empty() {
+                query.push((key, values.join(",")));
+            }
+        }
+        if let Some(is_test) = self.is_test {
+            query.push(("filter[isTest]", is_test.to_string()));
+        }
+        if let Some(from) = self.created_from.and_then(rfc3339) {
+            query.push(("filter[createdAt][from]", from));
+        }
+        if let Some(to) = self.created_to.and_then(rfc3339) {
+            query.push(("filter[createdAt][to]", to));
+        }
+        if let Some(period) = self.created_period.as_ref().filter(|p| !p.is_empty()) {
+            query.push(("filter[createdAt][period]", period.clone()));
+        }
+        if let Some(size) = self.page_size {
+            query.push(("page[size]", size.clamp(1, 100).to_string()));
+        }
+        if let Some(cursor) = cursor {
+            query.push(("page[after]", cursor.to_owned()));
+        }
+        query
+    }
+}
+
+/// ISO-8601 / RFC 3339 (`2025-09-23T12:32:49.250Z`) → unix nanoseconds; `None` when unparsable
+/// or before 1970.
+pub fn parse_timestamp(text: &str) -> Option<u64> {
+    let at = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
+    u64::try_from(at.unix_timestamp_nanos()).ok()
+}
+
+fn rfc3339(at: SystemTime) -> Option<String> {
+    let at = OffsetDateTime::from(at);
+    let at = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).ok()?;
+    at.format(&Rfc3339).ok()
+}
+
+fn required(run: &Map<String, Value>, key: &str) -> Result<String, String> {
+    string(run, key).ok_or_else(|| format!("the run has no string `{key}`"))
+}
+
+fn string(object: &Map<String, Value>, key: &str) -> Option<String> {
+    object.get(key).and_then(Value::as_str).map(str::to_owned)
+}
+
+fn strings(object: &Map<String, Value>, key: &str) -> Vec<String> {
+    let Some(values) = object.get(key).and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    values.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+}
+
+fn flag(object: &Map<String, Value>, key: &str) -> bool {
+    object.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn count(object: &Map<String, Value>, key: &str) -> Option<u64> {
+    let value = object.get(key)?;
+    value.as_u64().or_else(|| {
+        value
+            .as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f.round() as u64)
+    })
+}
+
+fn timestamp(object: &Map<String, Value>, key: &str) -> Option<u64> {
+    object.get(key).and_then(Value::as_str).and_then(parse_timestamp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_slice(&std::fs::read(&path).expect(&path)).expect("fixture is JSON")
+    }
+
+    #[test]
+    fn retrieve_run_fixtures() {
+        let run = RunDetails::from_value(&fixture("finished_run.run.json")).expect("valid");
+        assert_eq!(run.id, "run_cm1finished01");
+        assert_eq!(run.status, "COMPLETED");
+        assert_eq!(run.task_identifier.as_deref(), Some("process-order"));
+        assert_eq!(run.tags, vec!["order_ord_7Hq2kXb9", "customer_cus_QmA12"]);
+        assert_eq!(run.created_at, Some(1_758_630_768_120_000_000));
+        assert_eq!(run.finished_at, Some(1_758_630_778_285_000_000));
+        assert_eq!(run.attempt_count, Some(2));
+        assert!(run.is_completed && run.is_terminal());
+        assert_eq!(run.parent_run_id, None);
+
+        let executing = RunDetails::from_value(&fixture("executing_run.run.json")).expect("valid");
+        assert_eq!(executing.finished_at, None);
+        assert!(!executing.is_terminal());
+
+        let child = RunDetails::from_value(&fixture("child_run.run.json")).expect("valid");
+        assert_eq!(child.parent_run_id.as_deref(), Some("run_cm1finished01"));
+        assert_eq!(child.root_run_id.as_deref(), Some("run_cm1finished01"));
+        assert_eq!(child.depth, Some(1));
+
+        let cancelled = RunDetails::from_value(&fixture("selfhosted_run.run.json")).expect("valid");
+        assert!(cancelled.is_terminal());
+    }
+
+    #[test]
+    fn terminal_statuses_and_finished_at() {
+        for status in ["EXPIRED", "TIMED_OUT", "SYSTEM_FAILURE", "CANCELED"] {
+            assert!(is_terminal(status, None), "{status}");
+        }
+        assert!(!is_terminal("EXECUTING", None));
+        assert!(!is_terminal("WAITING_FOR_DEPLOY", None));
+        assert!(is_terminal("SOMETHING_NEW", Some(1)));
+    }
+
+    #[test]
+    fn retrieve_run_tolerates_odd_fields_but_needs_id_and_status() {
+        let run = RunDetails::from_value(&json!({
+            "id": "run_x", "status": "QUEUED", "tags": ["a", 1, null], "createdAt": "yesterday",
+            "finishedAt": null, "startedAt": 5, "attemptCount": "two", "durationMs": 12.6,
+            "relatedRuns": {"parent": "run_p", "root": {"id": 7}}, "isCompleted": "yes", "newField": {}
+        }))
+        .expect("valid");
+        assert_eq!(run.tags, vec!["a"]);
+        assert_eq!((run.created_at, run.started_at, run.finished_at), (None, None, None));
+        assert_eq!((run.attempt_count, run.duration_ms), (None, Some(13)));
+        assert_eq!(run.parent_run_id.as_deref(), Some("run_p"));
+        assert_eq!(run.root_run_id, None);
+        assert!(!run.is_completed);
+
+        let message = RunDetails::from_value(&json!({"id": "run_x"})).expect_err("no status");
+        assert!(message.contains("`status`"), "{message}");
+        assert!(RunDetails::from_value(&json!([])).is_err());
+    }
+
+    #[test]
+    fn trace_fixtures_collect_every_span() {
+        let trace = RunTrace::from_value(&fixture("finished_run.trace.json")).expect("valid");
+        assert_eq!(trace.trace_id, "a4c123b1612dd272d1371c17149d4395");
+        assert_eq!(trace.span_properties.len(), 12);
+        assert_eq!(
+            trace.span_properties["64d32c5a798e81ae"]["ctx.queue.name"],
+            json!("task/process-order")
+        );
+        let executing = RunTrace::from_value(&fixture("executing_run.trace.json")).expect("valid");
+        assert_eq!(executing.span_properties.len(), 7);
+    }
+
+    #[test]
+    fn trace_tolerates_missing_and_misplaced_fields() {
+        let trace = RunTrace::from_value(&json!({"trace": {
+            "traceId": "abc",
+            "rootSpan": {"id": "a", "properties": {"k": 1}, "children": [
+                {"data": {"properties": {"lost": true}}, "children": [{"id": "c", "data": {"properties": {"k": 3}}}]},
+                {"id": "d", "data": {"properties": null}},
+                {"id": "e", "data": 5, "children": "none"},
+                42
+            ]}
+        }}))
+        .expect("valid");
+        assert_eq!(trace.trace_id, "abc");
+        let mut ids: Vec<&str> = trace.span_properties.keys().map(String::as_str).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec!["a", "c"]);
+
+        let bare = RunTrace::from_value(&json!({"traceId": "t"})).expect("valid");
+        assert!(bare.span_properties.is_empty());
+        assert!(RunTrace::from_value(&json!({"trace": {"rootSpan": {}}})).is_err());
+    }
+
+    #[test]
+    fn run_page_reads_data_and_cursor() {
+        let page = RunPage::from_value(&json!({
+            "data": [
+                {"id": "run_2", "status": "EXECUTING", "taskIdentifier": "t", "createdAt": "2025-09-23T12:32:49.250Z"},
+                {"status": "no id"},
+                {"id": "run_1", "status": "COMPLETED", "finishedAt": "2025-09-23T12:32:50Z", "isTest": true}
+            ],
+            "pagination": {"next": "cursor_1", "previous": null}
+        }))
+        .expect("valid");
+        assert_eq!(page.runs.len(), 2);
+        assert_eq!(page.skipped, 1);
+        assert_eq!(page.runs[0].created_at, Some(1_758_630_769_250_000_000));
+        assert!(page.runs[1].is_terminal() && page.runs[1].is_test);
+        assert_eq!(page.next_cursor.as_deref(), Some("cursor_1"));
+
+        let last = RunPage::from_value(&json!({"data": [], "pagination": {"next": null}})).expect("valid");
+        assert_eq!(last.next_cursor, None);
+        assert!(RunPage::from_value(&json!({"error": "nope"})).is_err());
+    }
+
+    #[test]
+    fn filters_to_query() {
+        let filters = RunFilters {
+            statuses: vec!["COMPLETED".into(), "FAILED".into()],
+            task_identifiers: vec!["a".into(), " ".into()],
+            tags: vec!["x".into()],
+            versions: vec!["20250923.4".into()],
+            is_test: Some(false),
+            created_from: Some(SystemTime::UNIX_EPOCH + Duration::from_nanos(1_758_630_769_250_123_456)),
+            created_to: None,
+            created_period: Some("2h".into()),
+            page_size: Some(250),
+        };
+        let query = filters.to_query(Some("cur"));
+        let expected: Vec<(&str, String)> = vec![
+            ("filter[status]", "COMPLETED,FAILED".into()),
+            ("filter[taskIdentifier]", "a".into()),
+            ("filter[tag]", "x".into()),
+            ("filter[version]", "20250923.4".into()),
+            ("filter[isTest]", "false".into()),
+            ("filter[createdAt][from]", "2025-09-23T12:32:49.25Z".into()),
+            ("filter[createdAt][period]", "2h".into()),
+            ("page[size]", "100".into()),
+            ("page[after]", "cur".into()),
+        ];
+        assert_eq!(query, expected);
+        assert!(RunFilters::default().to_query(None).is_empty());
+    }
+
+    #[test]
+    fn filters_from_discovery() {
+        let discovery = DiscoveryConfig {
+            tasks: vec!["t".into()],
+            statuses: vec!["FAILED".into()],
+            lookback: Duration::from_secs(5400),
+            ..DiscoveryConfig::default()
+        };
+        let filters = RunFilters::from_discovery(&discovery);
+        assert_eq!(filters.task_identifiers, vec!["t"]);
+        assert_eq!(filters.is_test, Some(false));
+        assert_eq!(filters.created_period.as_deref(), Some("90m"));
+        assert_eq!(filters.page_size, Some(100));
+        let all = DiscoveryConfig {
+            include_test: true,
+            ..DiscoveryConfig::default()
+        };
+        assert_eq!(RunFilters::from_discovery(&all).is_test, None);
+    }
+
+    #[test]
+    fn period_rounds_up_to_whole_minutes() {
+        assert_eq!(RunFilters::period(Duration::from_secs(3600)), "60m");
+        assert_eq!(RunFilters::period(Duration::from_secs(61)), "2m");
+        assert_eq!(RunFilters::period(Duration::from_millis(60_500)), "2m");
+        assert_eq!(RunFilters::period(Duration::ZERO), "1m");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            parse_timestamp("2025-09-23T12:32:49.250Z"),
+            Some(1_758_630_769_250_000_000)
+        );
+        assert_eq!(
+            parse_timestamp("2025-09-23T14:32:49.250+02:00"),
+            Some(1_758_630_769_250_000_000)
+        );
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_timestamp("soon"), None);
+    }
+}

@@ -1,0 +1,638 @@
+//! `TriggerClient`: the four Trigger.dev REST calls the bridge makes, over reqwest, with the auth
+//! headers, the shared rate limit, the retry policy and the body-size limit applied to every one.
+//!
+//! Each call is a loop of attempts: wait for the rate limiter, send, record the `x-ratelimit-*`
+//! headers, read the body as a stream (counting decompressed bytes), parse. A failed attempt is
+//! classified ([`RetryClass`]) and [`RetryState`] decides whether to try again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
+use reqwest::{Response, StatusCode, Url};
+use serde_json::Value;
+use tracing::{debug, warn};
+
+use super::api_types::{RunDetails, RunFilters, RunPage, RunTrace};
+use super::error::ApiError;
+use super::model::EventsBody;
+use super::rate_limit::{until_reset, RateLimitTuning, RateLimiter, ServerBudget};
+use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
+use crate::config::TriggerConfig;
+
+/// Sent as `x-trigger-api-version`: the version whose status names this bridge knows.
+pub const API_VERSION: &str = "2025-07-16";
+
+/// Sent as `User-Agent`.
+pub const USER_AGENT: &str = concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION"));
+
+/// How much of an error response (4xx/5xx) is read for its message and 429 reset.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// How much of a non-JSON body is quoted in [`ApiError::NotJson`].
+const SNIPPET_BYTES: usize = 200;
+
+/// Longest server message quoted in an error.
+const MESSAGE_CHARS: usize = 200;
+
+/// Behaviour that is not in the config file: the retry policy and the rate limiter's knobs.
+/// Tests shrink the backoffs to milliseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ClientTuning {
+    /// Includes `not_found_retries`, the retries of a 404 sent with `x-should-retry: true`.
+    pub retry: RetryPolicy,
+    pub rate_limit: RateLimitTuning,
+}
+
+/// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
+/// budget.
+#[derive(Clone)]
+pub struct TriggerClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    limiter: RateLimiter,
+    retry: RetryPolicy,
+    timeout: Duration,
+    max_body_bytes: u64,
+    environment: Option<&'static str>,
+}
+
+impl fmt::Debug for TriggerClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TriggerClient")
+            .field("api_url", &self.inner.base.as_str())
+            .field("environment", &self.inner.environment)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One request: where it goes and what it is about (for errors and logs).
+struct Call<'a> {
+    url: Url,
+    run_id: Option<&'a str>,
+    query: Vec<(&'static str, String)>,
+}
+
+impl Call<'_> {
+    /// The path as sent (run ids percent-encoded), used to name the endpoint in errors.
+    fn endpoint(&self) -> &str {
+        self.url.path()
+    }
+}
+
+/// A failed attempt: the error to return if the policy gives up, and how it may be retried.
+struct Failed {
+    error: ApiError,
+    class: RetryClass,
+}
+
+impl Failed {
+    fn new(error: ApiError, class: RetryClass) -> Self {
+        Self { error, class }
+    }
+}
+
+impl TriggerClient {
+    /// A client with the default retry policy and rate-limit tuning.
+    pub fn new(config: &TriggerConfig) -> Result<Self, ApiError> {
+        Self::with_tuning(config, ClientTuning::default())
+    }
+
+    /// A client with its own tuning. Fails when the key is unset or not a valid header value, or
+    /// `api_url` is not an http(s) URL. Installs rustls' ring provider as the process default if no
+    /// provider is installed yet (reqwest is built with `rustls-no-provider`).
+    pub fn with_tuning(config: &TriggerConfig, tuning: ClientTuning) -> Result<Self, ApiError> {
+        let build_error = |reason: &str| ApiError::Build {
+            reason: reason.to_owned(),
+        };
+        if config.secret_key.is_empty() {
+            return Err(build_error(
+                "trigger.secret_key is not set (set TRIGGER_SECRET_KEY to a tr_dev_/tr_prod_ key)",
+            ));
+        }
+        let base = Url::parse(config.api_url.trim())
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https") && !url.cannot_be_a_base())
+            .ok_or_else(|| build_error(&format!("trigger.api_url {:?} is not an http(s) URL", config.api_url)))?;
+
+        let mut authorization = HeaderValue::try_from(format!("Bearer {}", config.secret_key.expose()))
+            .map_err(|_| build_error("trigger.secret_key contains characters that cannot be sent in an HTTP header"))?;
+        authorization.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, authorization);
+        headers.insert("x-trigger-api-version", HeaderValue::from_static(API_VERSION));
+
+        install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .user_agent(USER_AGENT)
+            .gzip(true)
+            // Not `.timeout()`: that deadline would cover the whole body, and a big run's events
+            // (tens of MB) on a slow link would then time out on every attempt. Instead the
+            // response head must arrive within `timeout` (see `attempt`) and the body may never
+            // stall for longer than `timeout`.
+            .connect_timeout(config.timeout)
+            .read_timeout(config.timeout)
+            .build()
+            .map_err(|err| build_error(&describe(&err)))?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                limiter: RateLimiter::new(config.requests_per_minute, tuning.rate_limit),
+                retry: tuning.retry,
+                timeout: config.timeout,
+                max_body_bytes: config.max_body_bytes,
+                environment: config.secret_key.environment_prefix(),
+            }),
+        })
+    }
+
+    /// The budget shared by every request of this client (and its clones).
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.limiter
+    }
+
+    /// `x-ratelimit-remaining` of the latest response, for metrics.
+    pub fn remaining(&self) -> Option<u64> {
+        self.inner.limiter.remaining()
+    }
+
+    /// `GET /api/v1/runs/{runId}/events`: every event of the run (no paging exists).
+    pub async fn events(&self, run_id: &str) -> Result<EventsBody, ApiError> {
+        let call = self.run_call(run_id, &["api", "v1", "runs", run_id, "events"])?;
+        self.get(&call, |body| {
+            EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))
+        })
+        .await
+    }
+
+    /// `GET /api/v1/runs/{runId}/trace`: the trace id and span attributes; `Ok(None)` on a 404
+    /// (after the retries a 404 marked `x-should-retry` gets), so the caller derives the trace id.
+    pub async fn trace(&self, run_id: &str) -> Result<Option<RunTrace>, ApiError> {
+        let call = self.run_call(run_id, &["api", "v1", "runs", run_id, "trace"])?;
+        let result = self
+            .get(&call, |body| {
+                let value = parse_value(&call, body)?;
+                RunTrace::from_value(&value).map_err(|reason| invalid(&call, reason))
+            })
+            .await;
+        match result {
+            Ok(trace) => Ok(Some(trace)),
+            Err(ApiError::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `GET /api/v3/runs/{runId}`: the run's status and times.
+    pub async fn retrieve_run(&self, run_id: &str) -> Result<RunDetails, ApiError> {
+        let call = self.run_call(run_id, &["api", "v3", "runs", run_id])?;
+        self.get(&call, |body| {
+            let value = parse_value(&call, body)?;
+            RunDetails::from_value(&value).map_err(|reason| invalid(&call, reason))
+        })
+        .await
+    }
+
+    /// `GET /api/v1/runs`: one page of runs matching `filters`, newest first; pass the page's
+    /// `next_cursor` back as `cursor` for the next one.
+    pub async fn list_runs(&self, filters: &RunFilters, cursor: Option<&str>) -> Result<RunPage, ApiError> {
+        let call = Call {
+            url: self.url(&["api", "v1", "runs"]),
+            run_id: None,
+            query: filters.to_query(cursor),
+        };
+        self.get(&call, |body| {
+            let value = parse_value(&call, body)?;
+            RunPage::from_value(&value).map_err(|reason| invalid(&call, reason))
+        })
+        .await
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.inner.base.clone();
+        url.set_query(None);
+        url.set_fragment(None);
+        // `cannot_be_a_base` was ruled out at construction; each segment is percent-encoded,
+        // `/` included, so a run id is always exactly one segment.
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// A call about one run. Ids that cannot be one path segment (`""`, `.`, `..`, which URL
+    /// normalisation would drop) are refused without a request.
+    fn run_call<'a>(&self, run_id: &'a str, segments: &[&str]) -> Result<Call<'a>, ApiError> {
+        let url = self.url(segments);
+        if matches!(run_id, "" | "." | "..") {
+            return Err(ApiError::NotFound {
+                endpoint: url.path().to_owned(),
+                message: Some(format!("{run_id:?} is not a run id")),
+            });
+        }
+        Ok(Call {
+            url,
+            run_id: Some(run_id),
+            query: Vec::new(),
+        })
+    }
+
+    /// The attempt loop shared by every endpoint.
+    async fn get<T>(&self, call: &Call<'_>, parse: impl Fn(&[u8]) -> Result<T, Failed>) -> Result<T, ApiError> {
+        let mut state = RetryState::new();
+        loop {
+            self.inner.limiter.acquire().await;
+            let failed = match self.attempt(call).await {
+                Ok(body) => match parse(&body) {
+                    Ok(value) => return Ok(value),
+                    Err(failed) => failed,
+                },
+                Err(failed) => failed,
+            };
+            let attempt = state.attempts();
+            let error = failed.error.with_attempts(attempt);
+            match state.next(&self.inner.retry, failed.class) {
+                Decision::GiveUp => return Err(error),
+                Decision::Retry { wait } => {
+                    warn!(
+                        run_id = call.run_id.unwrap_or("-"),
+                        endpoint = call.endpoint(),
+                        attempt,
+                        wait_ms = wait.as_millis() as u64,
+                        held_ms = self.inner.limiter.held_for().map_or(0, |d| d.as_millis() as u64),
+                        error = %error,
+                        "Trigger.dev API call failed; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// One request and its body.
+    async fn attempt(&self, call: &Call<'_>) -> Result<Vec<u8>, Failed> {
+        let mut request = self.inner.http.get(call.url.clone());
+        if !call.query.is_empty() {
+            request = request.query(&call.query);
+        }
+        let response = match tokio::time::timeout(self.inner.timeout, request.send()).await {
+            Ok(sent) => sent.map_err(|err| self.transport_failure(call, &err, false))?,
+            Err(_elapsed) => return Err(self.timed_out(call)),
+        };
+        let budget = server_budget(response.headers());
+        self.inner.limiter.observe(&budget);
+        let status = response.status();
+        debug!(
+            run_id = call.run_id.unwrap_or("-"),
+            endpoint = call.endpoint(),
+            status = status.as_u16(),
+            remaining = budget.remaining,
+            "Trigger.dev API response"
+        );
+        if status.is_success() {
+            self.read_body(call, response).await
+        } else {
+            Err(self.status_failure(call, status, response, budget).await)
+        }
+    }
+
+    /// Reads the body chunk by chunk (already decompressed by reqwest), stopping as soon as it
+    /// passes `max_body_bytes`.
+    async fn read_body(&self, call: &Call<'_>, mut response: Response) -> Result<Vec<u8>, Failed> {
+        let limit = self.inner.max_body_bytes;
+        let too_large = || {
+            Failed::new(
+                ApiError::BodyTooLarge {
+                    endpoint: call.endpoint().to_owned(),
+                    limit,
+                },
+                RetryClass::Never,
+            )
+        };
+        // Known only for an uncompressed body; a compressed one is checked as it streams.
+        let declared = response.content_length();
+        if declared.is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(limit).min(64 << 20) as usize);
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|err| self.transport_failure(call, &err, true))?
+        {
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Turns a non-2xx response into its error and retry class; a 429 also holds the limiter.
+    async fn status_failure(
+        &self,
+        call: &Call<'_>,
+        status: StatusCode,
+        response: Response,
+        mut budget: ServerBudget,
+    ) -> Failed {
+        let should_retry = response
+            .headers()
+            .get("x-should-retry")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_should_retry);
+        let body = read_capped(response, ERROR_BODY_LIMIT).await;
+        let json: Option<Value> = serde_json::from_slice(&body).ok();
+        let message = json.as_ref().and_then(server_message);
+        let endpoint = call.endpoint().to_owned();
+        let class = classify_status(status.as_u16(), should_retry);
+        let error = match status.as_u16() {
+            401 | 403 => ApiError::Unauthorized {
+                endpoint,
+                status: status.as_u16(),
+                environment: self.inner.environment,
+            },
+            404 => ApiError::NotFound { endpoint, message },
+            429 => {
+                if budget.until_reset.is_none() {
+                    budget.until_reset = json.as_ref().and_then(problem_reset);
+                }
+                self.inner.limiter.rate_limited(&budget);
+                ApiError::RateLimited { endpoint, attempts: 0 }
+            }
+            500..=599 => ApiError::Server {
+                endpoint,
+                status: status.as_u16(),
+                message,
+                attempts: 0,
+            },
+            other => ApiError::Rejected {
+                endpoint,
+                status: other,
+                message,
+            },
+        };
+        Failed::new(error, class)
+    }
+
+    /// A reqwest error: a timeout (connect, or a read stalled for `timeout`), a connection that
+    /// failed or dropped before the response (`in_body` false), or a body that broke off
+    /// (`in_body` true).
+    fn transport_failure(&self, call: &Call<'_>, err: &reqwest::Error, in_body: bool) -> Failed {
+        let endpoint = call.endpoint().to_owned();
+        let reason = describe(err);
+        if err.is_builder() || err.is_redirect() {
+            return Failed::new(
+                ApiError::Connection {
+                    endpoint,
+                    reason,
+                    attempts: 0,
+                },
+                RetryClass::Never,
+            );
+        }
+        if err.is_timeout() {
+            return self.timed_out(call);
+        }
+        let error = if in_body {
+            ApiError::BodyCut {
+                endpoint,
+                reason,
+                attempts: 0,
+            }
+        } else {
+            ApiError::Connection {
+                endpoint,
+                reason,
+                attempts: 0,
+            }
+        };
+        Failed::new(error, RetryClass::Transient)
+    }
+
+    fn timed_out(&self, call: &Call<'_>) -> Failed {
+        let error = ApiError::Timeout {
+            endpoint: call.endpoint().to_owned(),
+            timeout: self.inner.timeout,
+            attempts: 0,
+        };
+        Failed::new(error, RetryClass::Transient)
+    }
+}
+
+/// reqwest is built with `rustls-no-provider`: make ring the process default unless something
+/// (the OTLP exporter, a test) installed a provider first, which is just as good.
+fn install_crypto_provider() {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Reads `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (unix ms).
+fn server_budget(headers: &HeaderMap) -> ServerBudget {
+    let number = |name: &str| {
+        let text = headers.get(name)?.to_str().ok()?.trim();
+        text.parse::<u64>().ok().or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && *f >= 0.0)
+                .map(|f| f as u64)
+        })
+    };
+    ServerBudget {
+        limit: number("x-ratelimit-limit"),
+        remaining: number("x-ratelimit-remaining"),
+        until_reset: number("x-ratelimit-reset").map(|reset| until_reset(reset, now_unix_ms())),
+    }
+}
+
+/// A 429's problem+json body: `reset` (unix ms), else `secondsUntilReset`.
+fn problem_reset(body: &Value) -> Option<Duration> {
+    let reset = body.get("reset").and_then(Value::as_u64);
+    let seconds = body
+        .get("secondsUntilReset")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s >= 0.0);
+    reset
+        .map(|reset| until_reset(reset, now_unix_ms()))
+        .or_else(|| seconds.map(Duration::from_secs_f64))
+}
+
+/// `error`, `message`, `detail` or `title` of an error body, shortened.
+fn server_message(body: &Value) -> Option<String> {
+    let message = ["error", "message", "detail", "title"]
+        .iter()
+        .find_map(|key| body.get(key).and_then(Value::as_str))?;
+    Some(message.chars().take(MESSAGE_CHARS).collect())
+}
+
+/// Up to `limit` bytes of an error body; a body that fails midway yields what arrived.
+async fn read_capped(mut response: Response, limit: u64) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = (limit as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= limit {
+            break;
+        }
+    }
+    body
+}
+
+fn parse_value(call: &Call<'_>, body: &[u8]) -> Result<Value, Failed> {
+    serde_json::from_slice(body).map_err(|err| json_failure(call, body, err))
+}
+
+fn invalid(call: &Call<'_>, reason: String) -> Failed {
+    Failed::new(
+        ApiError::Invalid {
+            endpoint: call.endpoint().to_owned(),
+            reason,
+        },
+        RetryClass::Never,
+    )
+}
+
+/// A body that did not parse. JSON that stops early was most likely cut in transit without the
+/// transport noticing (retried); anything else that is not JSON is quoted; JSON of the wrong shape
+/// is `Invalid`.
+fn json_failure(call: &Call<'_>, body: &[u8], err: serde_json::Error) -> Failed {
+    use serde_json::error::Category;
+    let endpoint = call.endpoint().to_owned();
+    match err.classify() {
+        Category::Eof | Category::Io => Failed::new(
+            ApiError::BodyCut {
+                endpoint,
+                reason: format!("the JSON stops early ({err}, {} bytes received)", body.len()),
+                attempts: 0,
+            },
+            RetryClass::Transient,
+        ),
+        Category::Syntax if err.to_string().starts_with("recursion limit exceeded") => Failed::new(
+            ApiError::Invalid {
+                endpoint,
+                reason: format!("nested too deeply to parse ({err})"),
+            },
+            RetryClass::Never,
+        ),
+        Category::Syntax => Failed::new(
+            ApiError::NotJson {
+                endpoint,
+                snippet: String::from_utf8_lossy(&body[..body.len().min(SNIPPET_BYTES)]).into_owned(),
+            },
+            RetryClass::Never,
+        ),
+        Category::Data => Failed::new(
+            ApiError::Invalid {
+                endpoint,
+                reason: err.to_string(),
+            },
+            RetryClass::Never,
+        ),
+    }
+}
+
+/// A reqwest error and its causes on one line, without the URL (reqwest would print it, and the
+/// endpoint is named separately). Never contains headers, so never the key.
+fn describe(err: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
+    let head = err.to_string();
+    let head = head.split(" for url (").next().unwrap_or(&head).to_owned();
+    parts.push(head);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TriggerConfig {
+        TriggerConfig {
+            api_url: "https://api.example.com/base/".into(),
+            secret_key: "tr_dev_abc".into(),
+            ..TriggerConfig::default()
+        }
+    }
+
+    #[test]
+    fn run_ids_are_one_escaped_path_segment() {
+        let client = TriggerClient::new(&config()).expect("client");
+        let call = client
+            .run_call("run a/b?c#d%", &["api", "v1", "runs", "run a/b?c#d%", "events"])
+            .expect("call");
+        assert_eq!(call.endpoint(), "/base/api/v1/runs/run%20a%2Fb%3Fc%23d%25/events");
+        for bad in ["", ".", ".."] {
+            assert!(matches!(
+                client.run_call(bad, &["api", "v3", "runs", bad]),
+                Err(ApiError::NotFound { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn construction_checks_key_and_url_without_echoing_the_key() {
+        let mut no_key = config();
+        no_key.secret_key = "".into();
+        assert!(TriggerClient::new(&no_key)
+            .expect_err("no key")
+            .to_string()
+            .contains("TRIGGER_SECRET_KEY"));
+
+        let mut bad_url = config();
+        bad_url.api_url = "ftp://x".into();
+        assert!(TriggerClient::new(&bad_url).is_err());
+
+        let mut bad_key = config();
+        bad_key.secret_key = "tr_dev_bad\nkey".into();
+        let message = TriggerClient::new(&bad_key).expect_err("bad key").to_string();
+        assert!(!message.contains("bad"), "{message}");
+
+        let client = TriggerClient::new(&config()).expect("client");
+        assert!(!format!("{client:?}").contains("abc"));
+    }
+
+    #[test]
+    fn rate_limit_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-limit", HeaderValue::from_static("1500"));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from_static(" 1499 "));
+        let reset = (now_unix_ms() + 60_000).to_string();
+        headers.insert("x-ratelimit-reset", HeaderValue::try_from(reset).expect("ascii"));
+        let budget = server_budget(&headers);
+        assert_eq!((budget.limit, budget.remaining), (Some(1500), Some(1499)));
+        let left = budget.until_reset.expect("reset");
+        assert!(
+            left > Duration::from_secs(59) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        assert_eq!(server_budget(&HeaderMap::new()), ServerBudget::default());
+    }
+
+    #[test]
+    fn problem_json_reset() {
+        let body = serde_json::json!({"secondsUntilReset": 2.5, "limit": 1500});
+        assert_eq!(problem_reset(&body), Some(Duration::from_millis(2500)));
+        let body = serde_json::json!({"reset": now_unix_ms() + 3_000, "secondsUntilReset": 99});
+        assert!(problem_reset(&body).expect("reset") <= Duration::from_secs(3));
+        assert_eq!(problem_reset(&serde_json::json!({})), None);
+    }
+}

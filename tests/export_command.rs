@@ -1,0 +1,227 @@
+//! `export` end to end: the built binary against the fake Trigger.dev API and a real OTLP
+//! receiver, both on loopback.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::Duration;
+use support::fake_api::{FakeApi, FakeRun, Scripted, SECRET_KEY};
+use support::otlp_receiver::Receiver;
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bridge_command(api: &FakeApi, receiver: &Receiver, protocol: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"));
+    let endpoint = if protocol == "grpc" {
+        receiver.grpc_endpoint()
+    } else {
+        receiver.http_endpoint()
+    };
+    let empty_config = std::env::temp_dir().join("trigger-otel-bridge-empty.toml");
+    std::fs::write(&empty_config, "").unwrap();
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRIGGER_OTEL_BRIDGE_CONFIG", &empty_config)
+        .env("TRIGGER_API_URL", api.url())
+        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
+        .env("TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT", endpoint)
+        .env("TRIGGER_OTEL_BRIDGE__EXPORT__PROTOCOL", protocol)
+        .env("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY", "2")
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(mut cmd: tokio::process::Command, args: &[&str]) -> (Output, String) {
+    let output = tokio::time::timeout(Duration::from_secs(60), cmd.arg("export").args(args).output())
+        .await
+        .expect("export finishes")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output, stderr)
+}
+
+fn all_fixture_runs() -> Vec<FakeRun> {
+    ["finished_run", "executing_run", "selfhosted_run", "child_run"]
+        .map(FakeRun::fixture)
+        .into()
+}
+
+#[tokio::test]
+async fn exports_named_runs_finished_entirely_and_executing_ones_by_their_finished_spans() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    for protocol in ["grpc", "http/protobuf"] {
+        receiver.recorder.requests.lock().unwrap().clear();
+        let (output, stderr) = run(
+            bridge_command(&api, &receiver, protocol),
+            &[
+                "run_cm1finished01",
+                "run_cm1executing1",
+                "run_cm1selfhosted",
+                "run_cm1childrun01",
+            ],
+        )
+        .await;
+        assert!(output.status.success(), "{protocol}: {stderr}");
+        // 12 + the 4 finished spans of the executing run + 7 + 5; logs ride on their parents.
+        assert!(
+            stderr.contains("exported 28 spans from 4 runs (0 invalid elements skipped, 0 runs failed)"),
+            "{stderr}"
+        );
+        assert!(stderr.contains("run_cm1executing1: still executing"), "{stderr}");
+        let spans = receiver.recorder.spans();
+        assert_eq!(spans.len(), 28);
+        let ids: BTreeSet<String> = spans.iter().map(|s| hex(&s.span_id)).collect();
+        assert_eq!(ids.len(), 28, "no span twice");
+        // The executing run's partial spans stay back; its finished duplicate came once, finished.
+        assert!(spans
+            .iter()
+            .all(|s| !s.attributes.iter().any(|kv| kv.key == "trigger.partial")));
+        let duplicate = spans.iter().find(|s| hex(&s.span_id) == "b5f1d03b649ce44f").unwrap();
+        assert!(duplicate.end_time_unix_nano > duplicate.start_time_unix_nano);
+        // Parent and child runs share Trigger.dev's trace id.
+        let trace_of = |span_id: &str| hex(&spans.iter().find(|s| hex(&s.span_id) == span_id).unwrap().trace_id);
+        assert_eq!(trace_of("64d32c5a798e81ae"), "a4c123b1612dd272d1371c17149d4395");
+        assert_eq!(trace_of("a3888ce30d59af2f"), "a4c123b1612dd272d1371c17149d4395");
+    }
+    // Every request carried the key.
+    assert!(api
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|s| s.authorization.as_deref() == Some(&*format!("Bearer {SECRET_KEY}"))));
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn filters_find_runs_through_the_list_endpoint_with_paging() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let (output, stderr) = run(
+        bridge_command(&api, &receiver, "grpc"),
+        &["--status", "COMPLETED", "--since", "2h"],
+    )
+    .await;
+    assert!(output.status.success(), "{stderr}");
+    // finished_run and child_run are COMPLETED.
+    assert!(stderr.contains("exported 17 spans from 2 runs"), "{stderr}");
+    let list_queries: Vec<String> = api
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/api/v1/runs")
+        .map(|s| s.query.clone())
+        .collect();
+    assert!(
+        list_queries.iter().all(|q| q.contains("filter%5Bstatus%5D=COMPLETED")),
+        "{list_queries:?}"
+    );
+    assert!(
+        list_queries[0].contains("filter%5BcreatedAt%5D%5Bfrom%5D"),
+        "{list_queries:?}"
+    );
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_run_is_reported_and_the_others_exported() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let (output, stderr) = run(
+        bridge_command(&api, &receiver, "grpc"),
+        &["run_cm1finished01", "run_doesnotexist"],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("exported 12 spans from 1 runs (0 invalid elements skipped, 1 runs failed)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("run_doesnotexist: failed:"), "{stderr}");
+    assert_eq!(receiver.recorder.spans().len(), 12);
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_nothing_is_lost() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    api.state.script(
+        "/api/v1/runs/run_cm1finished01/events",
+        [Scripted::status(500, "boom"), Scripted::status(500, "boom")],
+    );
+    let receiver = Receiver::start().await;
+    let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["run_cm1finished01"]).await;
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(api.state.requests_to("/api/v1/runs/run_cm1finished01/events"), 3);
+    assert_eq!(receiver.recorder.spans().len(), 12);
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn a_rejected_key_is_a_clear_error_with_exit_1_and_no_secret() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let mut cmd = bridge_command(&api, &receiver, "grpc");
+    cmd.env("TRIGGER_SECRET_KEY", "tr_dev_WRONGkeyPLANTED");
+    let (output, stderr) = run(cmd, &["run_cm1finished01"]).await;
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("rejected") && stderr.contains("tr_dev_"), "{stderr}");
+    assert!(!stderr.contains("WRONGkeyPLANTED"), "{stderr}");
+    assert!(stderr.contains("1 runs failed"), "{stderr}");
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn no_runs_and_no_filters_is_a_usage_error() {
+    let api = FakeApi::start([]).await;
+    let receiver = Receiver::start().await;
+    let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &[]).await;
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("name runs to export"), "{stderr}");
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    *api.state.events_delay.lock().unwrap() = Duration::from_millis(400);
+    let receiver = Receiver::start().await;
+    // `script` gives the bridge a pseudo-terminal; its output file is the terminal transcript.
+    let transcript = tempfile::NamedTempFile::new().unwrap();
+    let bridge = env!("CARGO_BIN_EXE_trigger-otel-bridge");
+    let cmd = bridge_command(&api, &receiver, "grpc");
+    let mut script = tokio::process::Command::new("script");
+    script
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{bridge} export run_cm1finished01 run_cm1selfhosted"))
+        .arg(transcript.path());
+    for (key, value) in cmd.as_std().get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    script.env("TERM", "xterm").stdin(std::process::Stdio::null());
+    let output = tokio::time::timeout(Duration::from_secs(60), script.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let shown = std::fs::read_to_string(transcript.path()).unwrap();
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("exporting runs ["), "no progress bar drawn: {shown:?}");
+    assert!(shown.contains("exported 19 spans from 2 runs"), "{shown}");
+    api.stop().await;
+    receiver.stop().await;
+}
