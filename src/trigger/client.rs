@@ -127,7 +127,7 @@ impl TriggerClient {
         headers.insert(AUTHORIZATION, authorization);
         headers.insert("x-trigger-api-version", HeaderValue::from_static(API_VERSION));
 
-        install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(USER_AGENT)
@@ -429,10 +429,6 @@ impl TriggerClient {
 
 /// reqwest is built with `rustls-no-provider`: make ring the process default unless something
 /// (the OTLP exporter, a test) installed a provider first, which is just as good.
-fn install_crypto_provider() {
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Reads `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (unix ms).
 fn server_budget(headers: &HeaderMap) -> ServerBudget {
     let number = |name: &str| {

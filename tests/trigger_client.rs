@@ -1,0 +1,947 @@
+//! `TriggerClient` against a fake Trigger.dev API on 127.0.0.1: an in-process axum server for
+//! ordinary responses, and a raw TCP listener for broken ones (bodies cut short, endless bodies).
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use trigger_otel_bridge::config::TriggerConfig;
+use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
+
+const KEY: &str = "tr_dev_SECRETplanted0123456789";
+const MB: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// The fake API
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+struct Hit {
+    /// Arrival, unix milliseconds (compared with `x-ratelimit-reset`).
+    at_ms: u64,
+    path: String,
+    query: Vec<(String, String)>,
+    headers: HeaderMap,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+    fn param(&self, key: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+type Reply = Pin<Box<dyn Future<Output = Response> + Send>>;
+type Handler = Arc<dyn Fn(Hit, usize) -> Reply + Send + Sync>;
+
+/// An axum server answering every request with `handler(hit, index)`, recording each hit.
+struct FakeApi {
+    addr: SocketAddr,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl FakeApi {
+    async fn start<F, Fut>(handler: F) -> Self
+    where
+        F: Fn(Hit, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Response> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |hit, n| Box::pin(handler(hit, n)));
+        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let recorded = hits.clone();
+        let router = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
+            let handler = handler.clone();
+            let recorded = recorded.clone();
+            async move {
+                let hit = Hit {
+                    at_ms: now_ms(),
+                    path: uri.path().to_owned(),
+                    query: parse_query(uri.query().unwrap_or("")),
+                    headers,
+                };
+                let index = {
+                    let mut hits = recorded.lock().unwrap();
+                    hits.push(hit.clone());
+                    hits.len() - 1
+                };
+                handler(hit, index).await
+            }
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .expect("serve");
+        });
+        Self {
+            addr,
+            hits,
+            shutdown,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// What the raw TCP server sends after reading a request's head.
+#[derive(Clone, Copy)]
+enum RawReply {
+    /// Declares `Content-Length: 1000`, sends a few bytes of JSON, closes.
+    CutShort,
+    /// No Content-Length, `Connection: close`, then `len` bytes (ends when the client hangs up).
+    Endless { len: usize },
+    /// A valid events body sent in `chunks` pieces with `gap` between them.
+    Trickle { chunks: usize, gap: Duration },
+    /// The head and half a body, then nothing for `stall` before closing.
+    Stall { stall: Duration },
+}
+
+/// A hand-rolled HTTP/1.1 server for responses axum will not produce; counts connections.
+struct RawServer {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl RawServer {
+    async fn start(reply: RawReply) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counter = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    match reply {
+                        RawReply::CutShort => {
+                            let response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"events\": [{\"spanId\": \"0123";
+                            let _ = stream.write_all(response.as_bytes()).await;
+                            let _ = stream.flush().await;
+                        }
+                        RawReply::Endless { len } => {
+                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"events\": [";
+                            if stream.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let chunk = vec![b' '; 64 * 1024];
+                            let mut sent = 0;
+                            while sent < len {
+                                if stream.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                                sent += chunk.len();
+                            }
+                            let _ = stream.write_all(b"]}").await;
+                        }
+                        RawReply::Trickle { chunks, gap } => {
+                            let body = fixture("finished_run.events.json");
+                            let head = format!(
+                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            if stream.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            for piece in body.chunks(body.len().div_ceil(chunks)) {
+                                tokio::time::sleep(gap).await;
+                                if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        RawReply::Stall { stall } => {
+                            let response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"events\": [";
+                            let _ = stream.write_all(response.as_bytes()).await;
+                            let _ = stream.flush().await;
+                            tokio::time::sleep(stall).await;
+                        }
+                    }
+                    let _ = stream.shutdown().await;
+                });
+            }
+        });
+        Self {
+            addr,
+            connections,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn stop(self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
+}
+
+fn parse_query(query: &str) -> Vec<(String, String)> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
+                out.push(u8::from_str_radix(hex, 16).expect("hex"));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).expect(&path)
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
+    encoder.write_all(body).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    (status, [("content-type", "application/json")], body.into()).into_response()
+}
+
+fn gzip_response(body: &[u8]) -> Response {
+    (
+        StatusCode::OK,
+        [("content-type", "application/json"), ("content-encoding", "gzip")],
+        gzip(body),
+    )
+        .into_response()
+}
+
+fn ok_json(value: Value) -> Response {
+    json_response(StatusCode::OK, value.to_string())
+}
+
+fn tuning() -> ClientTuning {
+    ClientTuning {
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            max_attempts: 3,
+            not_found_retries: 3,
+            max_rate_limited: 10,
+        },
+        rate_limit: RateLimitTuning {
+            jitter: Duration::from_millis(50),
+            ..RateLimitTuning::default()
+        },
+    }
+}
+
+fn test_config(url: &str) -> TriggerConfig {
+    TriggerConfig {
+        api_url: url.to_owned(),
+        secret_key: KEY.into(),
+        requests_per_minute: 60_000,
+        timeout: Duration::from_secs(10),
+        ..TriggerConfig::default()
+    }
+}
+
+fn client(url: &str) -> TriggerClient {
+    TriggerClient::with_tuning(&test_config(url), tuning()).expect("client")
+}
+
+fn assert_no_key(text: &str) {
+    assert!(!text.contains("SECRETplanted"), "the key leaked: {text}");
+}
+
+/// An events body of about `target` bytes: elements with a 2,000-char message.
+fn big_events_body(target: usize) -> (Vec<u8>, usize) {
+    let message = "x".repeat(2000);
+    let mut body = Vec::with_capacity(target + 4096);
+    body.extend_from_slice(b"{\"events\":[");
+    let mut count = 0;
+    while body.len() < target {
+        if count > 0 {
+            body.push(b',');
+        }
+        write!(
+            body,
+            r#"{{"spanId":"{count:016x}","parentId":null,"runId":"run_big","message":"{message}","startTime":"1758630768120000000","duration":1000000,"isError":false,"isPartial":false,"isCancelled":false,"level":"TRACE","kind":"UNSPECIFIED"}}"#
+        )
+        .expect("write");
+        count += 1;
+    }
+    body.extend_from_slice(b"]}");
+    (body, count)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Happy paths
+
+#[tokio::test]
+async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
+    let api = FakeApi::start(|hit, _| async move {
+        match hit.path.as_str() {
+            "/api/v1/runs/run_cm1finished01/events" => gzip_response(&fixture("finished_run.events.json")),
+            "/api/v1/runs/run_cm1finished01/trace" => gzip_response(&fixture("finished_run.trace.json")),
+            "/api/v3/runs/run_cm1finished01" => json_response(StatusCode::OK, fixture("finished_run.run.json")),
+            "/api/v1/runs" => ok_json(json!({
+                "data": [{"id": "run_cm1finished01", "status": "COMPLETED", "taskIdentifier": "process-order",
+                          "createdAt": "2025-09-23T12:32:48.120Z", "finishedAt": "2025-09-23T12:32:58.285Z"}],
+                "pagination": {"next": null}
+            })),
+            "/api/v1/runs/run%20with%2Fslash%3F/events" => ok_json(json!({"events": []})),
+            _ => json_response(StatusCode::NOT_FOUND, r#"{"error":"Run not found"}"#),
+        }
+    })
+    .await;
+    let client = client(&api.url());
+
+    let events = client.events("run_cm1finished01").await.expect("events");
+    assert_eq!(events.events.len(), 19);
+
+    let trace = client.trace("run_cm1finished01").await.expect("trace").expect("found");
+    assert_eq!(trace.trace_id, "a4c123b1612dd272d1371c17149d4395");
+    assert_eq!(trace.span_properties.len(), 12);
+    assert_eq!(
+        trace.span_properties["fde53c9c0a28e52c"]["ctx.task.id"],
+        json!("process-order")
+    );
+
+    let run = client.retrieve_run("run_cm1finished01").await.expect("run");
+    assert_eq!(run.status, "COMPLETED");
+    assert_eq!(run.task_identifier.as_deref(), Some("process-order"));
+    assert_eq!(run.finished_at, Some(1_758_630_778_285_000_000));
+    assert!(run.is_terminal());
+
+    let page = client.list_runs(&RunFilters::default(), None).await.expect("list");
+    assert_eq!(page.runs.len(), 1);
+    assert_eq!(page.runs[0].created_at, Some(1_758_630_768_120_000_000));
+    assert_eq!(page.next_cursor, None);
+
+    // A run id is one escaped path segment.
+    let odd = client.events("run with/slash?").await.expect("escaped id");
+    assert!(odd.events.is_empty());
+
+    let hits = api.hits();
+    assert_eq!(hits.len(), 5);
+    for hit in &hits {
+        assert_eq!(hit.header("authorization"), format!("Bearer {KEY}"), "{}", hit.path);
+        assert_eq!(hit.header("x-trigger-api-version"), "2025-07-16");
+        assert_eq!(
+            hit.header("user-agent"),
+            format!("trigger-otel-bridge/{}", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(hit.header("accept-encoding").contains("gzip"), "{:?}", hit.headers);
+    }
+    assert_eq!(client.remaining(), None);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn list_runs_sends_filters_and_follows_the_cursor() {
+    let api = FakeApi::start(|hit, _| async move {
+        match hit.param("page[after]") {
+            None => ok_json(json!({
+                "data": [{"id": "run_3", "status": "EXECUTING"}, {"id": "run_2", "status": "COMPLETED"}],
+                "pagination": {"next": "cursor_2"}
+            })),
+            Some("cursor_2") => ok_json(json!({
+                "data": [{"id": "run_1", "status": "FAILED", "tags": ["a"]}],
+                "pagination": {"next": null, "previous": "cursor_2"}
+            })),
+            Some(_) => json_response(StatusCode::BAD_REQUEST, r#"{"error":"bad cursor"}"#),
+        }
+    })
+    .await;
+    let client = client(&api.url());
+    let filters = RunFilters {
+        statuses: vec!["COMPLETED".into(), "FAILED".into()],
+        task_identifiers: vec!["process-order".into(), "send-email".into()],
+        tags: vec!["customer_1".into()],
+        versions: vec!["20250923.4".into()],
+        is_test: Some(false),
+        created_period: Some("90m".into()),
+        page_size: Some(2),
+        ..RunFilters::default()
+    };
+
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = client.list_runs(&filters, cursor.as_deref()).await.expect("page");
+        ids.extend(page.runs.into_iter().map(|run| run.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(ids, vec!["run_3", "run_2", "run_1"]);
+
+    let hits = api.hits();
+    assert_eq!(hits.len(), 2);
+    let first = &hits[0];
+    assert_eq!(first.path, "/api/v1/runs");
+    assert_eq!(first.param("filter[status]"), Some("COMPLETED,FAILED"));
+    assert_eq!(first.param("filter[taskIdentifier]"), Some("process-order,send-email"));
+    assert_eq!(first.param("filter[tag]"), Some("customer_1"));
+    assert_eq!(first.param("filter[version]"), Some("20250923.4"));
+    assert_eq!(first.param("filter[isTest]"), Some("false"));
+    assert_eq!(first.param("filter[createdAt][period]"), Some("90m"));
+    assert_eq!(first.param("page[size]"), Some("2"));
+    assert_eq!(first.param("page[after]"), None);
+    assert_eq!(hits[1].param("page[after]"), Some("cursor_2"));
+    assert_eq!(hits[1].param("filter[status]"), Some("COMPLETED,FAILED"));
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rate limits
+
+#[tokio::test]
+async fn a_429_holds_every_request_until_the_reset() {
+    let reset_ms = Arc::new(Mutex::new(0u64));
+    let reset = reset_ms.clone();
+    let api = FakeApi::start(move |_, index| {
+        let reset = reset.clone();
+        async move {
+            if index == 0 {
+                let at = now_ms() + 2000;
+                *reset.lock().unwrap() = at;
+                let body = json!({"title": "Rate Limit Exceeded", "status": 429, "limit": 1500, "remaining": 0,
+                                  "reset": at, "secondsUntilReset": 2});
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [
+                        ("content-type", "application/problem+json".to_owned()),
+                        ("x-ratelimit-limit", "1500".to_owned()),
+                        ("x-ratelimit-remaining", "0".to_owned()),
+                        ("x-ratelimit-reset", at.to_string()),
+                    ],
+                    body.to_string(),
+                )
+                    .into_response();
+            }
+            let mut response = ok_json(json!({"events": []}));
+            response
+                .headers_mut()
+                .insert("x-ratelimit-remaining", "1499".parse().unwrap());
+            response
+        }
+    })
+    .await;
+    let client = client(&api.url());
+    let started = Instant::now();
+    let first = {
+        let client = client.clone();
+        tokio::spawn(async move { client.events("run_a").await })
+    };
+    // Once the 429 has been answered, a second request from a clone must wait as well.
+    while api.hits().is_empty() || client.rate_limiter().held_for().is_none() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = client.events("run_b").await.expect("second");
+    assert!(second.events.is_empty());
+    first.await.expect("task").expect("first succeeds after the reset");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1900), "waited only {waited:?}");
+
+    let hits = api.hits();
+    let reset = *reset_ms.lock().unwrap();
+    assert_eq!(hits.len(), 3, "{hits:?}");
+    for hit in &hits[1..] {
+        assert!(
+            hit.at_ms >= reset,
+            "{} reached the server {} ms before the reset",
+            hit.path,
+            reset - hit.at_ms
+        );
+    }
+    assert_eq!(client.remaining(), Some(1499));
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
+    let api = FakeApi::start(|_, index| async move {
+        if index == 0 {
+            let body = json!({"status": 429, "secondsUntilReset": 1});
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("content-type", "application/problem+json")],
+                body.to_string(),
+            )
+                .into_response();
+        }
+        ok_json(json!({"id": "run_a", "status": "QUEUED"}))
+    })
+    .await;
+    let client = client(&api.url());
+    let run = client.retrieve_run("run_a").await.expect("run");
+    assert_eq!(run.status, "QUEUED");
+    let hits = api.hits();
+    assert!(hits[1].at_ms - hits[0].at_ms >= 990, "{hits:?}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
+    let reset_ms = Arc::new(Mutex::new(0u64));
+    let reset = reset_ms.clone();
+    let api = FakeApi::start(move |_, index| {
+        let reset = reset.clone();
+        async move {
+            let mut response = ok_json(json!({"events": []}));
+            if index == 0 {
+                let at = now_ms() + 1500;
+                *reset.lock().unwrap() = at;
+                let headers = response.headers_mut();
+                headers.insert("x-ratelimit-limit", "1500".parse().unwrap());
+                headers.insert("x-ratelimit-remaining", "1".parse().unwrap());
+                headers.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
+            }
+            response
+        }
+    })
+    .await;
+    let client = client(&api.url());
+    client.events("run_a").await.expect("first");
+    assert_eq!(client.remaining(), Some(1));
+    client.events("run_a").await.expect("second");
+    let hits = api.hits();
+    let reset = *reset_ms.lock().unwrap();
+    assert!(
+        hits[1].at_ms >= reset,
+        "second request {} ms early",
+        reset - hits[1].at_ms
+    );
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Retries and errors
+
+/// Collects what `tracing` writes during a test.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_the_key() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let api = FakeApi::start(|_, index| async move {
+        if index < 2 {
+            return json_response(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"Something went wrong"}"#);
+        }
+        gzip_response(&fixture("executing_run.events.json"))
+    })
+    .await;
+    let client = client(&api.url());
+    let events = client
+        .events("run_cm1executing1")
+        .await
+        .expect("third attempt succeeds");
+    assert_eq!(events.events.len(), 12);
+    assert_eq!(api.hits().len(), 3);
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
+    assert_eq!(logs.matches("retrying").count(), 2, "{logs}");
+    assert!(
+        logs.contains("run_id=\"run_cm1executing1\"") || logs.contains("run_id=run_cm1executing1"),
+        "{logs}"
+    );
+    assert!(logs.contains("HTTP 500"), "{logs}");
+    assert_no_key(&logs);
+    assert!(!logs.to_lowercase().contains("authorization"), "{logs}");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn server_errors_give_up_after_max_attempts() {
+    let api = FakeApi::start(|_, _| async move { json_response(StatusCode::BAD_GATEWAY, "") }).await;
+    let client = client(&api.url());
+    let err = client.retrieve_run("run_a").await.expect_err("always 502");
+    assert!(
+        matches!(
+            err,
+            ApiError::Server {
+                status: 502,
+                attempts: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(api.hits().len(), 3);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn unauthorized_names_the_environment_never_the_key() {
+    let api = FakeApi::start(|_, _| async move {
+        json_response(StatusCode::UNAUTHORIZED, r#"{"error":"Invalid or Missing API key"}"#)
+    })
+    .await;
+    let client = client(&api.url());
+    let err = client.events("run_a").await.expect_err("401");
+    assert!(
+        matches!(
+            err,
+            ApiError::Unauthorized {
+                environment: Some("dev"),
+                status: 401,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(message.contains("tr_dev_"), "{message}");
+    assert!(message.contains("/api/v1/runs/run_a/events"), "{message}");
+    assert_no_key(&message);
+    assert_no_key(&format!("{err:?}"));
+    assert!(!err.is_retryable());
+    assert_eq!(api.hits().len(), 1, "a rejected key is not retried");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_404_marked_should_retry_is_retried_until_found() {
+    let api = FakeApi::start(|hit, index| async move {
+        if hit.path.ends_with("/trace") {
+            // Never found: retried `not_found_retries` times, then None.
+            return (
+                StatusCode::NOT_FOUND,
+                [("x-should-retry", "true")],
+                r#"{"error":"Trace not found"}"#,
+            )
+                .into_response();
+        }
+        if index < 2 {
+            return (
+                StatusCode::NOT_FOUND,
+                [("x-should-retry", "true")],
+                r#"{"error":"Run not found"}"#,
+            )
+                .into_response();
+        }
+        json_response(StatusCode::OK, fixture("executing_run.run.json"))
+    })
+    .await;
+    let client = client(&api.url());
+    let run = client
+        .retrieve_run("run_cm1executing1")
+        .await
+        .expect("found on the third try");
+    assert_eq!(run.status, "EXECUTING");
+    assert!(!run.is_terminal());
+    assert_eq!(api.hits().len(), 3);
+
+    assert_eq!(client.trace("run_cm1executing1").await.expect("no error"), None);
+    assert_eq!(api.hits().len(), 3 + 4, "1 try + 3 retries");
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_plain_404_is_not_found_at_once() {
+    let api =
+        FakeApi::start(|_, _| async move { json_response(StatusCode::NOT_FOUND, r#"{"error":"Run not found"}"#) })
+            .await;
+    let client = client(&api.url());
+    let err = client.events("run_gone").await.expect_err("404");
+    assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
+    assert!(err.to_string().contains("Run not found"), "{err}");
+    assert!(err.to_string().contains("run_gone"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(api.hits().len(), 1);
+
+    assert_eq!(client.trace("run_gone").await.expect("None, not an error"), None);
+    assert_eq!(api.hits().len(), 2);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_server_times_out_is_retried_then_the_error_names_the_timeout() {
+    let api = FakeApi::start(|_, _| async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        ok_json(json!({"events": []}))
+    })
+    .await;
+    let mut config = test_config(&api.url());
+    config.timeout = Duration::from_millis(200);
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    let started = Instant::now();
+    let err = client.events("run_slow").await.expect_err("timeout");
+    assert!(matches!(err, ApiError::Timeout { attempts: 3, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(message.contains("timed out after 200ms"), "{message}");
+    assert!(err.is_retryable());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(api.hits().len(), 3);
+    drop(client);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_for_the_timeout_is_a_timeout() {
+    let server = RawServer::start(RawReply::Stall {
+        stall: Duration::from_secs(3),
+    })
+    .await;
+    let mut config = test_config(&server.url());
+    config.timeout = Duration::from_millis(200);
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    let started = Instant::now();
+    let err = client.events("run_stalled").await.expect_err("stalled body");
+    assert!(matches!(err, ApiError::Timeout { attempts: 3, .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
+    // 8 pieces 100 ms apart: 800 ms in all, with a 300 ms timeout.
+    let server = RawServer::start(RawReply::Trickle {
+        chunks: 8,
+        gap: Duration::from_millis(100),
+    })
+    .await;
+    let mut config = test_config(&server.url());
+    config.timeout = Duration::from_millis(300);
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    let started = Instant::now();
+    let events = client.events("run_trickle").await.expect("steady body");
+    assert_eq!(events.events.len(), 19);
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_body_cut_midway_is_retried_then_reported() {
+    let server = RawServer::start(RawReply::CutShort).await;
+    let client = client(&server.url());
+    let err = client.events("run_cut").await.expect_err("cut body");
+    assert!(matches!(err, ApiError::BodyCut { attempts: 3, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("cut off") && message.contains("/api/v1/runs/run_cut/events"),
+        "{message}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_non_json_body_is_quoted() {
+    let page = format!(
+        "<html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
+        "z".repeat(500)
+    );
+    let api = FakeApi::start(move |_, _| {
+        let page = page.clone();
+        async move { (StatusCode::OK, [("content-type", "text/html")], page).into_response() }
+    })
+    .await;
+    let client = client(&api.url());
+    let err = client.events("run_html").await.expect_err("not JSON");
+    let ApiError::NotJson { snippet, endpoint } = &err else {
+        panic!("{err:?}");
+    };
+    assert!(snippet.starts_with("<html><head><title>502 Bad Gateway"), "{snippet}");
+    assert_eq!(snippet.len(), 200);
+    assert_eq!(endpoint, "/api/v1/runs/run_html/events");
+    assert!(err.to_string().contains("502 Bad Gateway"), "{err}");
+    assert!(!err.is_retryable());
+    assert_eq!(api.hits().len(), 1);
+    api.stop().await;
+}
+
+#[tokio::test]
+async fn json_of_the_wrong_shape_is_invalid_not_retried() {
+    let api = FakeApi::start(|_, _| async move { ok_json(json!({"error": "odd", "data": 1})) }).await;
+    let client = client(&api.url());
+    let err = client.events("run_a").await.expect_err("no events key");
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+    let err = client
+        .list_runs(&RunFilters::default(), None)
+        .await
+        .expect_err("data not an array");
+    assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
+    assert_eq!(api.hits().len(), 2);
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Body limits
+
+#[tokio::test]
+async fn bodies_past_max_body_bytes_are_refused_without_reading_them_all() {
+    let (body, _) = big_events_body(50 * MB);
+    let plain = Bytes::from(body.clone());
+    let compressed = Bytes::from(gzip(&body));
+    assert!(
+        compressed.len() < 10 * MB,
+        "the gzip case must be under the limit on the wire"
+    );
+    let api = FakeApi::start(move |hit, _| {
+        let (plain, compressed) = (plain.clone(), compressed.clone());
+        async move {
+            if hit.path.contains("gzip") {
+                (
+                    StatusCode::OK,
+                    [("content-type", "application/json"), ("content-encoding", "gzip")],
+                    compressed,
+                )
+                    .into_response()
+            } else {
+                json_response(StatusCode::OK, plain)
+            }
+        }
+    })
+    .await;
+    let mut config = test_config(&api.url());
+    config.max_body_bytes = 10 * MB as u64;
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+
+    // Content-Length says 50 MB: refused before reading.
+    let err = client.events("run_plain").await.expect_err("too large");
+    assert!(
+        matches!(err, ApiError::BodyTooLarge { limit, .. } if limit == 10 * MB as u64),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("run_plain"), "{err}");
+    assert!(!err.is_retryable());
+
+    // Small on the wire, 50 MB decompressed: stopped while streaming.
+    let err = client.events("run_gzip").await.expect_err("too large decompressed");
+    assert!(matches!(err, ApiError::BodyTooLarge { .. }), "{err:?}");
+    assert_eq!(api.hits().len(), 2, "not retried");
+    api.stop().await;
+
+    // No Content-Length at all (close-delimited): stopped while streaming too.
+    let server = RawServer::start(RawReply::Endless { len: 50 * MB }).await;
+    let mut config = test_config(&server.url());
+    config.max_body_bytes = 10 * MB as u64;
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    let err = client.events("run_endless").await.expect_err("too large");
+    assert!(matches!(err, ApiError::BodyTooLarge { .. }), "{err:?}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_50_mb_body_under_the_limit_parses() {
+    let (body, count) = big_events_body(50 * MB);
+    let body = Bytes::from(body);
+    let api = FakeApi::start(move |_, _| {
+        let body = body.clone();
+        async move { json_response(StatusCode::OK, body) }
+    })
+    .await;
+    let mut config = test_config(&api.url());
+    config.max_body_bytes = 64 * MB as u64;
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    let events = client.events("run_big").await.expect("parses");
+    assert_eq!(events.events.len(), count);
+    assert_eq!(
+        events.events[count - 1].span_id_str(),
+        Some(format!("{:016x}", count - 1).as_str())
+    );
+    api.stop().await;
+}
