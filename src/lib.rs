@@ -5,10 +5,12 @@
 
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod convert;
 pub mod export;
 pub mod fetch;
 pub mod logging;
 pub mod secret;
+pub mod state;
 pub mod tls;
 pub mod trigger;

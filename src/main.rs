@@ -4,12 +4,14 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use trigger_otel_bridge::commands::check_config::check_config;
 use trigger_otel_bridge::commands::convert::{convert_body, read_input, ConvertOptions};
 use trigger_otel_bridge::commands::export::{run_export, BackfillOptions};
 use trigger_otel_bridge::commands::ExitStatus;
 use trigger_otel_bridge::config::{load, resolve_path};
 use trigger_otel_bridge::config::{process_env, LogsMode};
+use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,12 +20,22 @@ use trigger_otel_bridge::config::{process_env, LogsMode};
     about = "Trigger.dev runs as OpenTelemetry traces"
 )]
 struct Cli {
+    /// With no subcommand: `run`.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    /// Config file for `run` when no subcommand is given.
+    #[arg(long, value_name = "PATH", global = false)]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The daemon: watch runs, export each finished span once, survive restarts.
+    Run {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Offline: a Trigger.dev events body (JSON) → one OTLP/JSON ExportTraceServiceRequest on stdout.
     Convert {
         /// The events body: `{"events": [...]}` or a bare array; `-` or nothing reads stdin.
@@ -92,7 +104,9 @@ impl From<LogsArg> for LogsMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let status = match cli.command {
+    let command = cli.command.unwrap_or(Command::Run { config: cli.config });
+    let status = match command {
+        Command::Run { config } => run_daemon(config),
         Command::Convert {
             file,
             trace_id,
@@ -179,5 +193,77 @@ fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus 
                 ExitStatus::Failure
             }
         }
+    }
+}
+
+/// The daemon: load the config, set up logging, run until SIGTERM/SIGINT (a second one exits at
+/// once), map the outcome to an exit code.
+fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
+    let env = process_env();
+    let config = match load(resolve_path(config_flag, &env).as_deref(), &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitStatus::Usage;
+        }
+    };
+    trigger_otel_bridge::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitStatus::Failure;
+        }
+    };
+    let options = DaemonOptions {
+        env,
+        ..DaemonOptions::default()
+    };
+    let stats = Arc::new(DaemonStats::default());
+    let result = runtime.block_on(async move {
+        let shutdown = async {
+            first_signal().await;
+            // A second signal while shutting down: stop at once.
+            tokio::spawn(async {
+                first_signal().await;
+                eprintln!("second signal: exiting now");
+                std::process::exit(130);
+            });
+        };
+        daemon::run(config, options, stats, shutdown).await
+    });
+    match result {
+        Ok(()) => ExitStatus::Success,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if error.is_config() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Failure
+            }
+        }
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C).
+async fn first_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -7,6 +7,7 @@ use crate::convert::otlp::ResourceSettings;
 use crate::convert::BridgeSpan;
 use opentelemetry::trace::SpanId;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -46,6 +47,8 @@ pub struct SpanSender {
     transport: Transport,
     resources: ResourceSettings,
     options: SenderOptions,
+    /// Attempts that failed since the last accepted one (the daemon pauses polling meanwhile).
+    consecutive_failures: AtomicU32,
 }
 
 impl SpanSender {
@@ -54,7 +57,13 @@ impl SpanSender {
             transport,
             resources,
             options,
+            consecutive_failures: AtomicU32::new(0),
         }
+    }
+
+    /// Whether the collector's last answer was a failure still being retried.
+    pub fn failing(&self) -> bool {
+        self.consecutive_failures.load(Ordering::Relaxed) > 0
     }
 
     /// Deliver `spans`; returns only when every span is delivered or dropped as rejected (or,
@@ -87,6 +96,7 @@ impl SpanSender {
                     let data = batch.iter().map(|s| s.data.clone()).collect();
                     match self.transport.send(&service_name, &resource, data).await {
                         Disposition::Delivered { rejected, message } => {
+                            self.consecutive_failures.store(0, Ordering::Relaxed);
                             if rejected > 0 || !message.is_empty() {
                                 tracing::error!(
                                     rejected_spans = rejected,
@@ -103,6 +113,7 @@ impl SpanSender {
                             break;
                         }
                         Disposition::Reject { reason } if batch.len() > 1 => {
+                            self.consecutive_failures.store(0, Ordering::Relaxed);
                             tracing::warn!(%reason, batch_spans = batch.len(), "batch rejected; splitting it to isolate the offending spans");
                             let mut first = batch;
                             let second = first.split_off(first.len() / 2);
@@ -111,6 +122,7 @@ impl SpanSender {
                             break;
                         }
                         Disposition::Reject { reason } => {
+                            self.consecutive_failures.store(0, Ordering::Relaxed);
                             let span = &batch[0];
                             tracing::error!(
                                 %reason,
@@ -124,6 +136,7 @@ impl SpanSender {
                             break;
                         }
                         Disposition::Retry { after, reason } => {
+                            self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                             let delay = self.options.backoff.delay(attempt, after);
                             if let Some(limit) = self.options.give_up_after {
                                 if started.elapsed() + delay > limit {

@@ -1,0 +1,98 @@
+//! The export queue: spans of many runs → batches → the collector → one state transaction per
+//! acknowledged batch → acknowledgements back to the daemon loop. A span id reaches the state
+//! store only after the collector accepted the batch that held it.
+
+use super::stats::DaemonStats;
+use crate::convert::BridgeSpan;
+use crate::export::SpanSender;
+use crate::state::StateStore;
+use opentelemetry::trace::SpanId;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Spans of one run, waiting to be exported.
+pub struct ExportItem {
+    pub run_id: Arc<str>,
+    pub spans: Vec<BridgeSpan>,
+}
+
+/// Spans of these runs are exported and committed: `(run, number of spans)`.
+pub struct Ack {
+    pub per_run: Vec<(Arc<str>, usize)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("cannot record exported spans: {0}")]
+    State(#[from] crate::state::StateError),
+    #[error("the state store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// Drain `items` until the channel closes: gather up to `max_batch_spans` spans (of any runs),
+/// send them (the sender retries until the collector accepts or rejects each span), commit their
+/// ids, acknowledge. A state-store failure stops the queue: better stop than export without
+/// being able to remember it (that would duplicate on every restart).
+pub async fn run_queue(
+    mut items: mpsc::UnboundedReceiver<ExportItem>,
+    acks: mpsc::UnboundedSender<Ack>,
+    sender: Arc<SpanSender>,
+    state: Arc<Mutex<StateStore>>,
+    max_batch_spans: usize,
+    stats: Arc<DaemonStats>,
+) -> Result<(), QueueError> {
+    while let Some(first) = items.recv().await {
+        let mut batch = vec![first];
+        let mut total = batch[0].spans.len();
+        while total < max_batch_spans {
+            match items.try_recv() {
+                Ok(item) => {
+                    total += item.spans.len();
+                    batch.push(item);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut per_run: Vec<(Arc<str>, usize)> = Vec::with_capacity(batch.len());
+        let mut commit: Vec<(String, SpanId)> = Vec::with_capacity(total);
+        let mut spans: Vec<BridgeSpan> = Vec::with_capacity(total);
+        for item in batch {
+            per_run.push((item.run_id.clone(), item.spans.len()));
+            for span in &item.spans {
+                commit.extend(span.covers.iter().map(|id| (item.run_id.to_string(), *id)));
+            }
+            spans.extend(item.spans);
+        }
+        let started = tokio::time::Instant::now();
+        // The daemon's sender never gives up (no `give_up_after`), so this returns once every
+        // span was accepted or rejected as data.
+        let report = match sender.send(spans).await {
+            Ok(report) => report,
+            Err(gave_up) => gave_up.partial,
+        };
+        stats.export_batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .export_nanos_total
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&commit))
+            .await??;
+        stats
+            .spans_exported
+            .fetch_add(report.delivered_spans, Ordering::Relaxed);
+        stats.spans_rejected.fetch_add(report.rejected_spans, Ordering::Relaxed);
+        let _ = acks.send(Ack { per_run });
+    }
+    Ok(())
+}
+
+/// Sum an ack per run (several items of one run can share a batch).
+pub fn per_run_totals(ack: &Ack) -> HashMap<Arc<str>, usize> {
+    let mut totals: HashMap<Arc<str>, usize> = HashMap::new();
+    for (run, count) in &ack.per_run {
+        *totals.entry(run.clone()).or_default() += count;
+    }
+    totals
+}

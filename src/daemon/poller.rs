@@ -1,0 +1,91 @@
+//! One poll of one run: trace id (first time), status (when asked), events; then conversion
+//! against the spans already exported. Runs as its own task; the daemon loop applies the result.
+
+use super::watched::{fingerprint, has_partials};
+use crate::config::LogsMode;
+use crate::convert::{convert_events, BridgeSpan, InvalidReport, RunInfo, RunState};
+use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
+use opentelemetry::trace::SpanId;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// What the daemon loop hands a poll task.
+pub struct PollJob {
+    pub run_id: Arc<str>,
+    /// `None`: ask the trace endpoint (first poll); `Some(id)`: already known.
+    pub known_trace_id: Option<Option<String>>,
+    pub ask_status: bool,
+    pub task_identifier: Option<String>,
+    pub state: RunState,
+    pub exported: Arc<HashSet<SpanId>>,
+    pub logs: LogsMode,
+    /// At most this many spans may be admitted to the export queue (backpressure).
+    pub capacity: usize,
+}
+
+pub struct PollResult {
+    pub run_id: Arc<str>,
+    /// The trace, when it was asked for on this poll.
+    pub trace: Option<Option<RunTrace>>,
+    pub details: Option<RunDetails>,
+    pub fingerprint: u64,
+    pub had_partials: bool,
+    pub spans: Vec<BridgeSpan>,
+    /// False when `capacity` cut the spans short: the rest comes on a later poll.
+    pub complete: bool,
+    pub invalid: InvalidReport,
+}
+
+pub async fn poll(client: TriggerClient, job: PollJob) -> (Arc<str>, Result<PollResult, ApiError>) {
+    let run_id = job.run_id.clone();
+    (run_id, poll_inner(&client, job).await)
+}
+
+async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, ApiError> {
+    let run_id: &str = &job.run_id;
+    let trace = match job.known_trace_id {
+        Some(_) => None,
+        None => Some(match client.trace(run_id).await {
+            Ok(trace) => trace,
+            Err(error @ (ApiError::Invalid { .. } | ApiError::NotJson { .. })) => {
+                tracing::warn!(run_id, %error, "unreadable trace; deriving the trace id from the run id");
+                None
+            }
+            Err(error) => return Err(error),
+        }),
+    };
+    let details = if job.ask_status {
+        Some(client.retrieve_run(run_id).await?)
+    } else {
+        None
+    };
+    let events = client.events(run_id).await?.events;
+    let fingerprint = fingerprint(&events);
+    let had_partials = has_partials(&events);
+
+    let trace_id: Option<&str> = match (&trace, &job.known_trace_id) {
+        (Some(asked), _) => asked.as_ref().map(|t| t.trace_id.as_str()),
+        (None, Some(known)) => known.as_deref(),
+        (None, None) => None,
+    };
+    let task_identifier = details
+        .as_ref()
+        .and_then(|d| d.task_identifier.as_deref())
+        .or(job.task_identifier.as_deref());
+    let mut run = RunInfo::new(run_id, trace_id, job.state);
+    run.task_identifier = task_identifier;
+    let conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
+    let mut spans = conversion.spans;
+    let complete = spans.len() <= job.capacity;
+    spans.truncate(job.capacity);
+    Ok(PollResult {
+        run_id: job.run_id.clone(),
+        trace,
+        details,
+        fingerprint,
+        had_partials,
+        spans,
+        complete,
+        invalid: conversion.invalid,
+    })
+}

@@ -1,0 +1,274 @@
+//! One watched run: what the daemon remembers between polls, and the lifecycle decisions
+//! (when to ask for the run's status, how long to wait, when to finalise and retire) as pure
+//! functions of that memory and "now".
+
+use crate::convert::RunState;
+use crate::trigger::model::RawEvent;
+use opentelemetry::trace::SpanId;
+use rand::Rng;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// How often the run's status is asked for at the latest while it runs (every Nth poll), besides
+/// whenever its events suggest it ended.
+pub const STATUS_EVERY_N_POLLS: u32 = 10;
+
+/// Why a run stops being watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetireReason {
+    /// Ended, settled, everything exported.
+    Settled,
+    /// Older than `runs.max_age` without ending.
+    MaxAge,
+    /// The API does not know it.
+    NotFound,
+}
+
+impl RetireReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetireReason::Settled => "settled",
+            RetireReason::MaxAge => "max_age",
+            RetireReason::NotFound => "not_found",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Polled for new finished spans.
+    Watching,
+    /// The next poll converts the run as ended (partial spans exported by rule 10).
+    Finalizing(RetireReason),
+    /// Everything is queued; retire once the collector acknowledged it all.
+    Retiring(RetireReason),
+}
+
+/// The lifecycle knobs (`[runs]`).
+#[derive(Debug, Clone)]
+pub struct Lifecycle {
+    pub poll_interval: Duration,
+    pub max_poll_interval: Duration,
+    pub settle: Duration,
+    pub max_age: Duration,
+}
+
+#[derive(Debug)]
+pub struct WatchedRun {
+    pub id: Arc<str>,
+    /// The API's trace id once asked (`Some(None)`: asked, none, derive).
+    pub trace_id: Option<Option<String>>,
+    pub task_identifier: Option<String>,
+    pub status: Option<String>,
+    pub finished_at: Option<u64>,
+    /// When the bridge learnt the run ended (start of `settle`).
+    pub ended_seen: Option<Instant>,
+    /// When the bridge started watching (for `max_age`), as a monotonic instant.
+    pub watched_since: Instant,
+    /// The same, and the end, as Unix ns for the state store.
+    pub first_seen_ns: u64,
+    pub ended_ns: Option<u64>,
+    /// Span ids acknowledged or queued for export: never converted again.
+    pub exported: Arc<HashSet<SpanId>>,
+    /// Spans queued for export and not yet acknowledged.
+    pub queued: usize,
+    pub interval: Duration,
+    pub fingerprint: Option<u64>,
+    pub polls_since_status: u32,
+    pub phase: Phase,
+    /// Invalid-element reasons already logged for this run (logged once per run).
+    pub logged_reasons: HashSet<&'static str>,
+    /// Whether the last response still had running elements (a hint for asking the status).
+    pub last_had_partials: bool,
+    /// The sequence number of this run's entry in the schedule (older entries are stale).
+    pub scheduled: u64,
+}
+
+impl WatchedRun {
+    pub fn new(id: Arc<str>, lifecycle: &Lifecycle, watched_since: Instant) -> Self {
+        WatchedRun {
+            id,
+            trace_id: None,
+            task_identifier: None,
+            status: None,
+            finished_at: None,
+            ended_seen: None,
+            watched_since,
+            first_seen_ns: 0,
+            ended_ns: None,
+            exported: Arc::new(HashSet::new()),
+            queued: 0,
+            interval: lifecycle.poll_interval,
+            fingerprint: None,
+            polls_since_status: STATUS_EVERY_N_POLLS,
+            phase: Phase::Watching,
+            logged_reasons: HashSet::new(),
+            last_had_partials: true,
+            scheduled: 0,
+        }
+    }
+
+    /// Ask retrieve-run on this poll? On the first poll, every Nth poll, when the events hint
+    /// that the run ended (no partial element left), and before finalising.
+    pub fn wants_status(&self, last_had_partials: bool) -> bool {
+        self.ended_seen.is_none()
+            && (self.status.is_none() || !last_had_partials || self.polls_since_status >= STATUS_EVERY_N_POLLS)
+    }
+
+    /// How the converter should see the run on this poll.
+    pub fn run_state(&self) -> RunState {
+        match self.phase {
+            Phase::Watching => RunState::Live,
+            Phase::Finalizing(_) | Phase::Retiring(_) => RunState::Ended {
+                finished_at: self.finished_at,
+            },
+        }
+    }
+
+    /// After a successful poll: adapt the interval to whether anything changed, and move to
+    /// `Finalizing` once the run settled or grew too old. Returns the delay to the next poll.
+    pub fn after_poll(&mut self, lifecycle: &Lifecycle, changed: bool, now: Instant) -> Duration {
+        self.interval = if changed {
+            lifecycle.poll_interval
+        } else {
+            (self.interval * 2).min(lifecycle.max_poll_interval)
+        };
+        if self.phase == Phase::Watching {
+            if let Some(ended) = self.ended_seen {
+                let settled_at = ended + lifecycle.settle;
+                if now >= settled_at {
+                    self.phase = Phase::Finalizing(RetireReason::Settled);
+                    return Duration::ZERO;
+                }
+                // Keep polling through the settle time, and be there when it ends.
+                return jitter(self.interval).min(settled_at - now);
+            }
+            if now.duration_since(self.watched_since) >= lifecycle.max_age {
+                self.phase = Phase::Finalizing(RetireReason::MaxAge);
+                return Duration::ZERO;
+            }
+        }
+        jitter(self.interval)
+    }
+
+    /// After a failed poll: back off like an unchanged run.
+    pub fn after_error(&mut self, lifecycle: &Lifecycle) -> Duration {
+        self.interval = (self.interval * 2)
+            .min(lifecycle.max_poll_interval)
+            .max(lifecycle.poll_interval);
+        jitter(self.interval)
+    }
+}
+
+/// ±20 % so runs added together do not poll in lockstep.
+pub fn jitter(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(0.8..=1.2))
+}
+
+/// A cheap summary of a response: whether anything changed since the last poll.
+pub fn fingerprint(events: &[RawEvent]) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    events.len().hash(&mut hasher);
+    let text = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+    for event in events {
+        text(&event.span_id).hash(&mut hasher);
+        text(&event.is_partial).hash(&mut hasher);
+        text(&event.duration).hash(&mut hasher);
+        text(&event.is_error).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+/// Whether any element is still running.
+pub fn has_partials(events: &[RawEvent]) -> bool {
+    events.iter().any(|e| e.is_partial == Some(Value::Bool(true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifecycle() -> Lifecycle {
+        Lifecycle {
+            poll_interval: Duration::from_secs(5),
+            max_poll_interval: Duration::from_secs(60),
+            settle: Duration::from_secs(30),
+            max_age: Duration::from_secs(3600),
+        }
+    }
+
+    fn run(now: Instant) -> WatchedRun {
+        WatchedRun::new(Arc::from("run_x"), &lifecycle(), now)
+    }
+
+    #[test]
+    fn unchanged_runs_back_off_to_the_ceiling_and_changes_reset_it() {
+        let now = Instant::now();
+        let mut r = run(now);
+        let mut last = Duration::ZERO;
+        for _ in 0..10 {
+            last = r.after_poll(&lifecycle(), false, now);
+        }
+        assert_eq!(r.interval, Duration::from_secs(60));
+        assert!(last >= Duration::from_secs(48) && last <= Duration::from_secs(72));
+        r.after_poll(&lifecycle(), true, now);
+        assert_eq!(r.interval, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_ended_run_settles_then_finalizes() {
+        let start = Instant::now();
+        let mut r = run(start);
+        r.ended_seen = Some(start);
+        let wait = r.after_poll(&lifecycle(), false, start + Duration::from_secs(10));
+        assert!(
+            wait <= Duration::from_secs(20),
+            "never sleeps past the settle time: {wait:?}"
+        );
+        assert_eq!(r.phase, Phase::Watching);
+        assert_eq!(
+            r.after_poll(&lifecycle(), false, start + Duration::from_secs(30)),
+            Duration::ZERO
+        );
+        assert_eq!(r.phase, Phase::Finalizing(RetireReason::Settled));
+        assert!(matches!(r.run_state(), RunState::Ended { .. }));
+    }
+
+    #[test]
+    fn a_run_that_never_ends_is_finalized_at_max_age() {
+        let start = Instant::now();
+        let mut r = run(start);
+        r.after_poll(&lifecycle(), true, start + Duration::from_secs(3599));
+        assert_eq!(r.phase, Phase::Watching);
+        r.after_poll(&lifecycle(), true, start + Duration::from_secs(3600));
+        assert_eq!(r.phase, Phase::Finalizing(RetireReason::MaxAge));
+    }
+
+    #[test]
+    fn status_is_asked_first_on_hints_and_every_nth_poll() {
+        let mut r = run(Instant::now());
+        assert!(r.wants_status(true), "first poll");
+        r.status = Some("EXECUTING".into());
+        r.polls_since_status = 0;
+        assert!(!r.wants_status(true));
+        assert!(r.wants_status(false), "no partial span left: it may have ended");
+        r.polls_since_status = STATUS_EVERY_N_POLLS;
+        assert!(r.wants_status(true));
+        r.ended_seen = Some(Instant::now());
+        assert!(!r.wants_status(false), "an ended run is not asked again");
+    }
+
+    #[test]
+    fn fingerprints_notice_a_span_finishing() {
+        use crate::trigger::model::EventsBody;
+        let before = EventsBody::from_slice(br#"[{"spanId":"a","isPartial":true,"duration":0}]"#).unwrap();
+        let after = EventsBody::from_slice(br#"[{"spanId":"a","isPartial":false,"duration":10}]"#).unwrap();
+        assert_ne!(fingerprint(&before.events), fingerprint(&after.events));
+        assert_eq!(fingerprint(&before.events), fingerprint(&before.events.clone()));
+        assert!(has_partials(&before.events) && !has_partials(&after.events));
+    }
+}
