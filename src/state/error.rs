@@ -22,8 +22,8 @@ pub enum StateError {
     /// The file is not a SQLite database, or SQLite found it damaged.
     #[error(
         "the state file {} is corrupt or not a SQLite database ({reason}); the bridge leaves it untouched: move it \
-         aside (keep it for inspection) or restore a backup, then start again — a new state file makes every run \
-         not yet retired be exported from the start",
+         aside (keep it for inspection) or restore a backup, then start again (a new state file means every run \
+         the bridge is given is exported again from the start)",
         path.display()
     )]
     Corrupt { path: PathBuf, reason: String },
@@ -63,7 +63,11 @@ impl StateError {
                 path: path.to_path_buf(),
                 reason: format!("{operation}: {source}"),
             },
-            _ => StateError::Sqlite { path: path.to_path_buf(), operation, source },
+            _ => StateError::Sqlite {
+                path: path.to_path_buf(),
+                operation,
+                source,
+            },
         }
     }
 }

@@ -169,15 +169,20 @@ impl StateStore {
     pub fn open(path: &Path) -> Result<Self, StateError> {
         // No SQLITE_OPEN_URI: a configured path is a file name, never a `file:` URI with options.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags)
-            .map_err(|source| StateError::Open { path: path.to_path_buf(), source })?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|source| StateError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::init(conn, path.to_path_buf(), false)
     }
 
     /// A store that lives and dies with the process (tests, one-shot commands that keep no state).
     pub fn open_in_memory() -> Result<Self, StateError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|source| StateError::Open { path: path.clone(), source })?;
+        let conn = Connection::open_in_memory().map_err(|source| StateError::Open {
+            path: path.clone(),
+            source,
+        })?;
         Self::init(conn, path, true)
     }
 
@@ -204,8 +209,9 @@ impl StateStore {
 
     /// Inserts the run or merges `run` into the stored row. The merge never forgets a fact:
     /// - a `None` field keeps the stored value; a `Some` replaces it;
-    /// - the trace id is write-once: once stored it stays, with its `trace_id_derived` flag (spans
-    ///   already exported under it must stay in one trace);
+    /// - the trace id is decided once: once a trace id is stored or `trace_id_derived` is set (with
+    ///   or without the derived id itself), both stay as they are (spans already exported under that
+    ///   trace must stay in one trace);
     /// - `first_seen_at` keeps the earliest value;
     /// - retirement is one-way: a stored `retired_at`/`retire_reason` is kept, so a stale record
     ///   cannot bring a retired run back. Use [`StateStore::retire`] to retire.
@@ -215,9 +221,10 @@ impl StateStore {
             run_columns!(),
             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (run_id) DO UPDATE SET
-                trace_id_derived = CASE WHEN runs.trace_id IS NULL THEN excluded.trace_id_derived
-                                        ELSE runs.trace_id_derived END,
-                trace_id = COALESCE(runs.trace_id, excluded.trace_id),
+                trace_id_derived = CASE WHEN runs.trace_id IS NULL AND NOT runs.trace_id_derived
+                                        THEN excluded.trace_id_derived ELSE runs.trace_id_derived END,
+                trace_id = CASE WHEN runs.trace_id IS NULL AND NOT runs.trace_id_derived
+                                THEN excluded.trace_id ELSE runs.trace_id END,
                 status = COALESCE(excluded.status, runs.status),
                 task_identifier = COALESCE(excluded.task_identifier, runs.task_identifier),
                 created_at = COALESCE(excluded.created_at, runs.created_at),
@@ -252,7 +259,9 @@ impl StateStore {
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
         let sql = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
         let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("reading a run"))?;
-        stmt.query_row([run_id], RunRecord::from_row).optional().map_err(self.err("reading a run"))
+        stmt.query_row([run_id], RunRecord::from_row)
+            .optional()
+            .map_err(self.err("reading a run"))
     }
 
     /// Every run not yet retired, oldest first seen first: what a start resumes.
@@ -262,9 +271,15 @@ impl StateStore {
             run_columns!(),
             " FROM runs WHERE retired_at IS NULL ORDER BY first_seen_at, run_id"
         );
-        let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("listing unretired runs"))?;
-        let rows = stmt.query_map([], RunRecord::from_row).map_err(self.err("listing unretired runs"))?;
-        rows.collect::<Result<_, _>>().map_err(self.err("listing unretired runs"))
+        let mut stmt = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(self.err("listing unretired runs"))?;
+        let rows = stmt
+            .query_map([], RunRecord::from_row)
+            .map_err(self.err("listing unretired runs"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing unretired runs"))
     }
 
     /// Whether the run is retired; `false` for a run never stored.
@@ -273,8 +288,10 @@ impl StateStore {
             .conn
             .prepare_cached("SELECT retired_at IS NOT NULL FROM runs WHERE run_id = ?1")
             .map_err(self.err("reading a run"))?;
-        let retired: Option<bool> =
-            stmt.query_row([run_id], |row| row.get(0)).optional().map_err(self.err("reading a run"))?;
+        let retired: Option<bool> = stmt
+            .query_row([run_id], |row| row.get(0))
+            .optional()
+            .map_err(self.err("reading a run"))?;
         Ok(retired.unwrap_or(false))
     }
 
@@ -287,7 +304,8 @@ impl StateStore {
         let rows = stmt
             .query_map([run_id], |row| row.get::<_, [u8; 8]>(0).map(SpanId::from_bytes))
             .map_err(self.err("reading exported span ids"))?;
-        rows.collect::<Result<_, _>>().map_err(self.err("reading exported span ids"))
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("reading exported span ids"))
     }
 
     /// Records the span ids of one acknowledged batch, possibly spanning runs, in one transaction:
@@ -300,14 +318,19 @@ impl StateStore {
         }
         let path = &self.path;
         let err = |source| StateError::sqlite(path, "committing exported span ids", source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         let mut inserted = 0;
         {
             let mut stmt = tx
                 .prepare_cached("INSERT OR IGNORE INTO exported_spans (run_id, span_id) VALUES (?1, ?2)")
                 .map_err(err)?;
             for (run_id, span_id) in spans {
-                inserted += stmt.execute(rusqlite::params![run_id, span_id.to_bytes()]).map_err(err)?;
+                inserted += stmt
+                    .execute(rusqlite::params![run_id, span_id.to_bytes()])
+                    .map_err(err)?;
             }
         }
         tx.commit().map_err(err)?;
@@ -327,7 +350,8 @@ impl StateStore {
                     retired_at = COALESCE(runs.retired_at, excluded.retired_at)",
             )
             .map_err(self.err("retiring a run"))?;
-        stmt.execute(rusqlite::params![run_id, reason, Nanos(at_unix_ns)]).map_err(self.err("retiring a run"))?;
+        stmt.execute(rusqlite::params![run_id, reason, Nanos(at_unix_ns)])
+            .map_err(self.err("retiring a run"))?;
         Ok(())
     }
 
@@ -339,7 +363,10 @@ impl StateStore {
         let cutoff = Nanos(now_unix_ns.saturating_sub(retention_ns).min(i64::MAX as u64));
         let path = &self.path;
         let err = |source| StateError::sqlite(path, "pruning span ids", source);
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
         let report = {
             let mut count = tx
                 .prepare_cached(
@@ -354,7 +381,10 @@ impl StateStore {
                 )
                 .map_err(err)?;
             let span_ids = delete.execute([cutoff]).map_err(err)?;
-            PruneReport { runs: runs as usize, span_ids }
+            PruneReport {
+                runs: runs as usize,
+                span_ids,
+            }
         };
         tx.commit().map_err(err)?;
         Ok(report)
@@ -372,8 +402,14 @@ impl StateStore {
             )
             .map_err(self.err("counting"))?;
         let count = |row: &Row<'_>, idx| row.get::<_, i64>(idx).map(|n| n as u64); // COUNT(*) is never negative
-        stmt.query_row([], |row| Ok(StateCounts { runs: count(row, 0)?, unretired: count(row, 1)?, span_ids: count(row, 2)? }))
-            .map_err(self.err("counting"))
+        stmt.query_row([], |row| {
+            Ok(StateCounts {
+                runs: count(row, 0)?,
+                unretired: count(row, 1)?,
+                span_ids: count(row, 2)?,
+            })
+        })
+        .map_err(self.err("counting"))
     }
 }
 
@@ -398,7 +434,9 @@ impl ToSql for Nanos {
 impl FromSql for Nanos {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
         let value = i64::column_result(value)?;
-        u64::try_from(value).map(Nanos).map_err(|_| FromSqlError::OutOfRange(value))
+        u64::try_from(value)
+            .map(Nanos)
+            .map_err(|_| FromSqlError::OutOfRange(value))
     }
 }
 

@@ -68,7 +68,10 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<Found, StateErro
     let application_id: i32 = conn
         .query_row("PRAGMA application_id", [], |row| row.get(0))
         .map_err(|source| match source.sqlite_error_code() {
-            Some(rusqlite::ffi::ErrorCode::CannotOpen) => StateError::Open { path: path.to_path_buf(), source },
+            Some(rusqlite::ffi::ErrorCode::CannotOpen) => StateError::Open {
+                path: path.to_path_buf(),
+                source,
+            },
             _ => StateError::sqlite(path, "reading the file header", source),
         })?;
     let user_version: i32 = conn
@@ -82,7 +85,11 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<Found, StateErro
             reason: format!("negative schema version {user_version}"),
         })?;
         if version > SCHEMA_VERSION {
-            return Err(StateError::NewerSchema { path: path.to_path_buf(), found: version, supported: SCHEMA_VERSION });
+            return Err(StateError::NewerSchema {
+                path: path.to_path_buf(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
         }
         Found::Bridge { version }
     } else if application_id == 0 && user_version == 0 && objects.is_empty() {
@@ -93,7 +100,11 @@ pub(crate) fn inspect(conn: &Connection, path: &Path) -> Result<Found, StateErro
         } else {
             let shown: Vec<&str> = objects.iter().take(5).map(String::as_str).collect();
             let more = objects.len().saturating_sub(shown.len());
-            let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
             format!("tables {}{more}", shown.join(", "))
         };
         return Err(StateError::NotBridgeState {
@@ -120,7 +131,7 @@ fn schema_objects(conn: &Connection) -> rusqlite::Result<Vec<String>> {
 /// content cross-check of `integrity_check`. Linear in the file size; run once per open.
 fn quick_check(conn: &Connection, path: &Path) -> Result<(), StateError> {
     let mut stmt = conn
-        .prepare("PRAGMA quick_check(10)")
+        .prepare("PRAGMA quick_check(5)")
         .map_err(|source| StateError::sqlite(path, "checking the file (quick_check)", source))?;
     let problems: Vec<String> = stmt
         .query_map([], |row| row.get(0))
@@ -129,21 +140,41 @@ fn quick_check(conn: &Connection, path: &Path) -> Result<(), StateError> {
     if problems.len() == 1 && problems[0] == "ok" {
         return Ok(());
     }
-    Err(StateError::Corrupt { path: path.to_path_buf(), reason: format!("quick_check: {}", problems.join("; ")) })
+    // Each row may hold several lines, the first often "*** in database main ***".
+    let lines: Vec<&str> = problems
+        .iter()
+        .flat_map(|p| p.lines())
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("***"))
+        .collect();
+    Err(StateError::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("quick_check: {}", lines.join("; ")),
+    })
 }
 
 /// Brings a recognised file to [`SCHEMA_VERSION`]: every pending migration, the new version and the
 /// application id in one immediate transaction, so a crash leaves the old version or the new one.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path, found: Found) -> Result<(), StateError> {
-    if found == (Found::Bridge { version: SCHEMA_VERSION }) {
+    if found
+        == (Found::Bridge {
+            version: SCHEMA_VERSION,
+        })
+    {
         return Ok(());
     }
     let err = |source| StateError::sqlite(path, "migrating the schema", source);
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(err)?;
     // Read again under the write lock: another process may have migrated the file since `inspect`.
     let current: u32 = tx.query_row("PRAGMA user_version", [], |row| row.get(0)).map_err(err)?;
     if current > SCHEMA_VERSION {
-        return Err(StateError::NewerSchema { path: path.to_path_buf(), found: current, supported: SCHEMA_VERSION });
+        return Err(StateError::NewerSchema {
+            path: path.to_path_buf(),
+            found: current,
+            supported: SCHEMA_VERSION,
+        });
     }
     for script in &MIGRATIONS[current as usize..] {
         tx.execute_batch(script).map_err(err)?;

@@ -67,17 +67,29 @@ fn runs_and_span_ids_round_trip() {
 
     assert_eq!(store.commit_exported(&spans("run_a", [1, 2, u64::MAX])).unwrap(), 3);
     assert_eq!(store.commit_exported(&spans("run_b", [1])).unwrap(), 1);
-    assert_eq!(store.exported_span_ids("run_a").unwrap(), HashSet::from([span(1), span(2), span(u64::MAX)]));
+    assert_eq!(
+        store.exported_span_ids("run_a").unwrap(),
+        HashSet::from([span(1), span(2), span(u64::MAX)])
+    );
     assert_eq!(store.exported_span_ids("run_b").unwrap(), HashSet::from([span(1)]));
     assert!(store.exported_span_ids("run_c").unwrap().is_empty());
-    assert_eq!(store.counts().unwrap(), StateCounts { runs: 1, unretired: 1, span_ids: 4 });
+    assert_eq!(
+        store.counts().unwrap(),
+        StateCounts {
+            runs: 1,
+            unretired: 1,
+            span_ids: 4
+        }
+    );
 
     // Stored as the 8 big-endian bytes, so `hex(span_id)` is the usual form.
     let hex: String = store
         .conn
-        .query_row("SELECT hex(span_id) FROM exported_spans WHERE run_id = 'run_a' ORDER BY span_id LIMIT 1", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT hex(span_id) FROM exported_spans WHERE run_id = 'run_a' ORDER BY span_id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(hex, "0000000000000001");
 }
@@ -108,11 +120,27 @@ fn upsert_never_forgets_a_fact() {
     store.upsert_run(&with_trace).unwrap();
     assert_eq!(store.run("run_b").unwrap().unwrap().trace_id, with_trace.trace_id);
 
+    // A derived trace id counts as decided even when only the flag is stored.
+    let mut derived = RunRecord::new("run_c", T0);
+    derived.trace_id_derived = true;
+    store.upsert_run(&derived).unwrap();
+    store
+        .upsert_run(&RunRecord {
+            run_id: "run_c".to_owned(),
+            ..with_trace.clone()
+        })
+        .unwrap();
+    let stored = store.run("run_c").unwrap().unwrap();
+    assert_eq!((stored.trace_id, stored.trace_id_derived), (None, true));
+
     // Retirement is one-way: a stale unretired record does not bring the run back.
     store.retire("run_a", "settled", T0 + 2 * DAY).unwrap();
     store.upsert_run(&full_record("run_a")).unwrap();
     let stored = store.run("run_a").unwrap().unwrap();
-    assert_eq!((stored.retired_at, stored.retire_reason.as_deref()), (Some(T0 + 2 * DAY), Some("settled")));
+    assert_eq!(
+        (stored.retired_at, stored.retire_reason.as_deref()),
+        (Some(T0 + 2 * DAY), Some("settled"))
+    );
     assert!(store.is_retired("run_a").unwrap());
 }
 
@@ -124,7 +152,10 @@ fn retire_is_idempotent_and_creates_unknown_runs() {
     store.retire("run_gone", "max_age", T0 + DAY).unwrap();
     let stored = store.run("run_gone").unwrap().unwrap();
     assert_eq!(stored.first_seen_at, T0);
-    assert_eq!((stored.retired_at, stored.retire_reason.as_deref()), (Some(T0), Some("not_found")));
+    assert_eq!(
+        (stored.retired_at, stored.retire_reason.as_deref()),
+        (Some(T0), Some("not_found"))
+    );
     assert!(stored.is_retired());
     assert!(store.unretired_runs().unwrap().is_empty());
 }
@@ -149,7 +180,14 @@ fn reopening_resumes_unretired_runs_and_keeps_retired_ones_retired() {
     assert!(!store.is_retired("run_a").unwrap());
     assert_eq!(store.exported_span_ids("run_a").unwrap().len(), 100);
     assert_eq!(store.exported_span_ids("run_b").unwrap().len(), 10);
-    assert_eq!(store.counts().unwrap(), StateCounts { runs: 3, unretired: 2, span_ids: 110 });
+    assert_eq!(
+        store.counts().unwrap(),
+        StateCounts {
+            runs: 3,
+            unretired: 2,
+            span_ids: 110
+        }
+    );
 }
 
 #[test]
@@ -178,7 +216,16 @@ fn a_failing_batch_commits_nothing() {
     let mut batch = spans("run_a", [2, 3, 0xff, 4]);
     batch.extend(spans("run_b", [5]));
     let err = store.commit_exported(&batch).unwrap_err();
-    assert!(matches!(err, StateError::Sqlite { operation: "committing exported span ids", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StateError::Sqlite {
+                operation: "committing exported span ids",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(store.exported_span_ids("run_a").unwrap(), HashSet::from([span(1)]));
     assert!(store.exported_span_ids("run_b").unwrap().is_empty());
 
@@ -216,19 +263,32 @@ fn prune_removes_only_span_ids_of_runs_retired_longer_than_retention_ago() {
     store.retire("run_edge", "settled", now - 7 * DAY).unwrap(); // exactly `retention` ago: kept
     store.retire("run_recent", "max_age", now - DAY).unwrap();
 
-    assert_eq!(store.prune(retention, now).unwrap(), PruneReport { runs: 1, span_ids: 5 });
+    assert_eq!(
+        store.prune(retention, now).unwrap(),
+        PruneReport { runs: 1, span_ids: 5 }
+    );
     assert!(store.exported_span_ids("run_old").unwrap().is_empty());
     for id in ["run_edge", "run_recent", "run_live"] {
         assert_eq!(store.exported_span_ids(id).unwrap().len(), 5, "{id}");
     }
     // The pruned run stays known and retired, so it is never polled (and exported) again.
     assert!(store.is_retired("run_old").unwrap());
-    assert_eq!(store.counts().unwrap(), StateCounts { runs: 4, unretired: 1, span_ids: 15 });
+    assert_eq!(
+        store.counts().unwrap(),
+        StateCounts {
+            runs: 4,
+            unretired: 1,
+            span_ids: 15
+        }
+    );
     assert_eq!(store.prune(retention, now).unwrap(), PruneReport::default());
 
     // A retention longer than the epoch prunes nothing; a zero retention prunes every retired run.
     assert_eq!(store.prune(Duration::MAX, now).unwrap(), PruneReport::default());
-    assert_eq!(store.prune(Duration::ZERO, now).unwrap(), PruneReport { runs: 2, span_ids: 10 });
+    assert_eq!(
+        store.prune(Duration::ZERO, now).unwrap(),
+        PruneReport { runs: 2, span_ids: 10 }
+    );
     assert_eq!(store.exported_span_ids("run_live").unwrap().len(), 5);
 }
 
@@ -239,7 +299,10 @@ fn a_new_or_empty_file_gets_the_schema_in_wal_mode() {
     let zero_bytes = dir.path().join("zero.db");
     std::fs::write(&zero_bytes, b"").unwrap();
     let empty_sqlite = dir.path().join("empty-sqlite.db");
-    Connection::open(&empty_sqlite).unwrap().execute_batch("PRAGMA page_size = 8192; VACUUM;").unwrap();
+    Connection::open(&empty_sqlite)
+        .unwrap()
+        .execute_batch("PRAGMA page_size = 8192; VACUUM;")
+        .unwrap();
     assert!(std::fs::metadata(&empty_sqlite).unwrap().len() > 0);
 
     for path in [&missing, &zero_bytes, &empty_sqlite] {
@@ -273,7 +336,9 @@ fn a_new_or_empty_file_gets_the_schema_in_wal_mode() {
 fn garbage_is_corrupt_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = state_path(&dir);
-    let garbage: Vec<u8> = (0..16_384u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..16_384u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(&path, &garbage).unwrap();
     let before = snapshot(&path);
 
@@ -313,12 +378,19 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let path = state_path(&dir);
     drop(StateStore::open(&path).unwrap());
-    Connection::open(&path).unwrap().pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
     let before = snapshot(&path);
 
     let err = StateStore::open(&path).unwrap_err();
     match &err {
-        StateError::NewerSchema { found, supported, path: reported } => {
+        StateError::NewerSchema {
+            found,
+            supported,
+            path: reported,
+        } => {
             assert_eq!((*found, *supported), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
             assert_eq!(reported, &path);
         }
@@ -339,13 +411,19 @@ fn another_applications_database_is_refused_and_left_untouched() {
     let before = snapshot(&path);
 
     let err = StateStore::open(&path).unwrap_err();
-    assert!(matches!(&err, StateError::NotBridgeState { detail, .. } if detail.contains("users")), "{err:?}");
+    assert!(
+        matches!(&err, StateError::NotBridgeState { detail, .. } if detail.contains("users")),
+        "{err:?}"
+    );
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
     assert_eq!(snapshot(&path), before, "not switched to WAL, not written");
 
     // An application id of its own, even without tables, is not ours either.
     let other = dir.path().join("other.db");
-    Connection::open(&other).unwrap().pragma_update(None, "application_id", 0x1234).unwrap();
+    Connection::open(&other)
+        .unwrap()
+        .pragma_update(None, "application_id", 0x1234)
+        .unwrap();
     let err = StateStore::open(&other).unwrap_err();
     assert!(matches!(err, StateError::NotBridgeState { .. }), "{err:?}");
 }
@@ -353,7 +431,10 @@ fn another_applications_database_is_refused_and_left_untouched() {
 #[test]
 fn an_unopenable_path_is_an_open_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    for path in [dir.path().to_path_buf(), dir.path().join("missing-dir").join("state.db")] {
+    for path in [
+        dir.path().to_path_buf(),
+        dir.path().join("missing-dir").join("state.db"),
+    ] {
         let err = StateStore::open(&path).unwrap_err();
         assert!(matches!(err, StateError::Open { .. }), "{}: {err:?}", path.display());
         assert!(err.to_string().contains(&path.display().to_string()), "{err}");
@@ -366,5 +447,35 @@ fn in_memory_store_works() {
     assert_eq!(store.path(), Path::new(":memory:"));
     store.upsert_run(&RunRecord::new("run_a", T0)).unwrap();
     store.commit_exported(&spans("run_a", [1])).unwrap();
-    assert_eq!(store.counts().unwrap(), StateCounts { runs: 1, unretired: 1, span_ids: 1 });
+    assert_eq!(
+        store.counts().unwrap(),
+        StateCounts {
+            runs: 1,
+            unretired: 1,
+            span_ids: 1
+        }
+    );
+}
+
+#[test]
+fn commits_survive_a_process_that_never_closed_the_file() {
+    // What a SIGKILL leaves on disk: the main file plus an un-checkpointed WAL (the shared-memory
+    // index is rebuilt from the WAL). Copy exactly that and open the copy.
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    let mut store = StateStore::open(&path).unwrap();
+    store.upsert_run(&full_record("run_a")).unwrap();
+    assert_eq!(store.commit_exported(&spans("run_a", 0..1_000)).unwrap(), 1_000);
+    store.retire("run_a", "settled", T0 + DAY).unwrap();
+
+    let copy = dir.path().join("after-kill.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let wal = std::fs::read(format!("{}-wal", path.display())).unwrap();
+    assert!(!wal.is_empty(), "the commits are still in the WAL");
+    std::fs::write(format!("{}-wal", copy.display()), wal).unwrap();
+    std::mem::forget(store); // never closed, never checkpointed
+
+    let reopened = StateStore::open(&copy).unwrap();
+    assert_eq!(reopened.exported_span_ids("run_a").unwrap().len(), 1_000);
+    assert!(reopened.is_retired("run_a").unwrap());
 }

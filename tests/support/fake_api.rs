@@ -80,6 +80,17 @@ pub struct FakeState {
     pub seen: Mutex<Vec<Seen>>,
     /// Delay added to every events response (to let a progress bar draw).
     pub events_delay: Mutex<Duration>,
+    pub chaos: Mutex<Option<Chaos>>,
+    /// (when a 429 was answered, the reset it announced).
+    pub rate_limited: Mutex<Vec<(Instant, Instant)>>,
+}
+
+/// Random failures: a share of 500s and of 429s with a reset `reset_after` ahead.
+pub struct Chaos {
+    pub rng: rand::rngs::StdRng,
+    pub p500: f64,
+    pub p429: f64,
+    pub reset_after: Duration,
 }
 
 impl FakeState {
@@ -126,6 +137,9 @@ async fn scripted_or(state: &FakeState, path: String, query: String, headers: &H
                 .into_response(),
         );
     }
+    if let Some(response) = chaos(state) {
+        return Some(response);
+    }
     let next = state
         .scripts
         .lock()
@@ -142,6 +156,34 @@ async fn scripted_or(state: &FakeState, path: String, query: String, headers: &H
         );
     }
     Some(response)
+}
+
+fn chaos(state: &FakeState) -> Option<Response> {
+    use rand::Rng;
+    let mut chaos = state.chaos.lock().unwrap();
+    let chaos = chaos.as_mut()?;
+    let roll: f64 = chaos.rng.random();
+    if roll < chaos.p500 {
+        return Some((StatusCode::INTERNAL_SERVER_ERROR, "chaos").into_response());
+    }
+    if roll < chaos.p500 + chaos.p429 {
+        let now = Instant::now();
+        let reset_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + chaos.reset_after.as_millis();
+        // The announced reset is whole milliseconds: round the instant up to match.
+        state.rate_limited.lock().unwrap().push((now, now + chaos.reset_after));
+        let body = json!({"title": "Rate limit exceeded", "status": 429, "reset": reset_unix_ms as u64, "limit": 1500, "remaining": 0});
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit", "1500".parse().unwrap());
+        headers.insert("x-ratelimit-remaining", "0".parse().unwrap());
+        headers.insert("x-ratelimit-reset", reset_unix_ms.to_string().parse().unwrap());
+        return Some(response);
+    }
+    None
 }
 
 async fn events(State(state): State<Arc<FakeState>>, Path(run): Path<String>, headers: HeaderMap) -> Response {

@@ -30,6 +30,10 @@ pub struct Recorder {
     /// Requests holding a span with this name are rejected as invalid data (400 / InvalidArgument).
     pub poison_name: Mutex<Option<String>>,
     pub attempts: Mutex<u64>,
+    /// Every request before this instant is answered as unavailable (a collector outage).
+    pub down_until: Mutex<Option<std::time::Instant>>,
+    /// Added before answering each request (a slow collector).
+    pub delay: Mutex<std::time::Duration>,
     pub content_encodings: Mutex<Vec<String>>,
 }
 
@@ -43,6 +47,14 @@ impl Recorder {
     fn judge(&self, request: &ExportTraceServiceRequest) -> Verdict {
         *self.attempts.lock().unwrap() += 1;
         if let Some(Fault::Unavailable) = self.faults.lock().unwrap().pop_front() {
+            return Verdict::Unavailable;
+        }
+        if self
+            .down_until
+            .lock()
+            .unwrap()
+            .is_some_and(|until| std::time::Instant::now() < until)
+        {
             return Verdict::Unavailable;
         }
         if let Some(poison) = self.poison_name.lock().unwrap().as_deref() {
@@ -76,6 +88,8 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let delay = *self.0.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         match self.0.judge(request.get_ref()) {
             Verdict::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
             Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
@@ -115,6 +129,8 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
             Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         }
     };
+    let delay = *recorder.delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     match recorder.judge(&request) {
         Verdict::Accept => {
             let response = ExportTraceServiceResponse::default();

@@ -1,0 +1,445 @@
+//! The daemon in-process against the fake API and a real OTLP receiver: runs that progress from
+//! executing to finished while watched, runs that end still partial, discovery and shards,
+//! backpressure while the collector is down, and an API that fails often.
+
+mod support;
+
+use opentelemetry_proto::tonic::trace::v1::Span;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::fake_api::{FakeApi, FakeRun, SECRET_KEY};
+use support::generate;
+use support::otlp_receiver::Receiver;
+use tokio::sync::oneshot;
+use trigger_otel_bridge::config::{BridgeConfig, Shard};
+use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
+use trigger_otel_bridge::export::BackoffPolicy;
+use trigger_otel_bridge::secret::SecretString;
+use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a opentelemetry_proto::tonic::common::v1::any_value::Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| v.value.as_ref())
+}
+
+fn run_id_of(span: &Span) -> String {
+    match attr(span, "trigger.run_id") {
+        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(id)) => id.clone(),
+        other => panic!("span without run id: {other:?}"),
+    }
+}
+
+fn config(api: &FakeApi, receiver: &Receiver, state: &std::path::Path, runs: &[&str]) -> BridgeConfig {
+    let mut config = BridgeConfig::default();
+    config.trigger.api_url = api.url();
+    config.trigger.secret_key = SecretString::new(SECRET_KEY);
+    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
+    config.runs.poll_interval = Duration::from_millis(100);
+    config.runs.max_poll_interval = Duration::from_millis(400);
+    config.runs.settle = Duration::from_millis(300);
+    config.runs.concurrency = 4;
+    config.export.endpoint = receiver.grpc_endpoint();
+    config.export.max_batch_spans = 100;
+    config.state.path = state.to_path_buf();
+    config
+}
+
+fn fast_options() -> DaemonOptions {
+    DaemonOptions {
+        client_tuning: ClientTuning {
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
+            rate_limit: RateLimitTuning {
+                jitter: Duration::from_millis(50),
+                ..RateLimitTuning::default()
+            },
+        },
+        export_backoff: BackoffPolicy {
+            initial: Duration::from_millis(50),
+            multiplier: 1.5,
+            max: Duration::from_millis(300),
+        },
+        shutdown_deadline: Duration::from_secs(10),
+        env: HashMap::new(),
+    }
+}
+
+struct Running {
+    stats: Arc<DaemonStats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+}
+
+impl Running {
+    fn start(config: BridgeConfig, options: DaemonOptions) -> Running {
+        let stats = Arc::new(DaemonStats::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async {
+            let _ = stopped.await;
+        }));
+        Running {
+            stats,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
+        let started = Instant::now();
+        while !condition(&self.stats) {
+            assert!(
+                started.elapsed() < limit,
+                "timed out waiting for {what}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("the daemon stops within its deadline")
+            .unwrap()
+            .expect("the daemon stops cleanly");
+    }
+}
+
+/// The executing fixture as it looks once finished: partial copies dropped when a finished copy
+/// exists, the other partial spans finished, the run COMPLETED.
+fn finished_version(run: &FakeRun) -> FakeRun {
+    let mut run = run.clone();
+    let events = run.events["events"].as_array().unwrap().clone();
+    let finished_ids: Vec<String> = events
+        .iter()
+        .filter(|e| e["isPartial"] == false)
+        .map(|e| e["spanId"].as_str().unwrap().to_owned())
+        .collect();
+    let done: Vec<serde_json::Value> = events
+        .into_iter()
+        .filter(|e| !(e["isPartial"] == true && finished_ids.contains(&e["spanId"].as_str().unwrap().to_owned())))
+        .map(|mut e| {
+            if e["isPartial"] == true {
+                e["isPartial"] = false.into();
+                e["duration"] = 9_000_000_000u64.into();
+            }
+            e
+        })
+        .collect();
+    run.events = serde_json::json!({ "events": done });
+    run.run["status"] = "COMPLETED".into();
+    run.run["finishedAt"] = "2025-09-23T13:05:25.000Z".into();
+    run.run["isCompleted"] = true.into();
+    run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
+    let executing = FakeRun::fixture("executing_run");
+    let ended_partial = generate::fake_run("run_endspartial", "generated-task", 30, true);
+    let api = FakeApi::start([executing.clone(), ended_partial.clone()]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Running::start(
+        config(
+            &api,
+            &receiver,
+            &dir.path().join("state.db"),
+            &["run_cm1executing1", "run_endspartial"],
+        ),
+        fast_options(),
+    );
+    // While executing: only finished spans arrive.
+    daemon
+        .wait_for("the first polls", Duration::from_secs(10), |s| {
+            s.polls.load(Ordering::Relaxed) >= 6
+        })
+        .await;
+    let early = receiver.recorder.spans();
+    assert!(
+        early.iter().all(|s| attr(s, "trigger.partial").is_none()),
+        "no partial span while running"
+    );
+    assert_eq!(
+        early.iter().filter(|s| run_id_of(s) == "run_cm1executing1").count(),
+        4,
+        "the 4 finished spans"
+    );
+    // The first run finishes; the second ends (cancelled) with its root still partial.
+    api.state
+        .runs
+        .lock()
+        .unwrap()
+        .insert("run_cm1executing1".into(), finished_version(&executing));
+    let mut cancelled = ended_partial.clone();
+    cancelled.run["status"] = "CANCELED".into();
+    api.state
+        .runs
+        .lock()
+        .unwrap()
+        .insert("run_endspartial".into(), cancelled);
+    daemon
+        .wait_for("both runs retired", Duration::from_secs(20), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 2
+        })
+        .await;
+
+    let spans = receiver.recorder.spans();
+    let mut per_id: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for span in &spans {
+        *per_id.entry((run_id_of(span), hex(&span.span_id))).or_default() += 1;
+    }
+    assert!(per_id.values().all(|&n| n == 1), "each span exactly once: {per_id:?}");
+    let of = |run: &str| spans.iter().filter(|s| run_id_of(s) == run).collect::<Vec<_>>();
+    assert_eq!(of("run_cm1executing1").len(), 7, "all 7 spans, each once");
+    assert!(of("run_cm1executing1")
+        .iter()
+        .all(|s| attr(s, "trigger.partial").is_none()));
+    let partial_root = of("run_endspartial")
+        .into_iter()
+        .find(|s| s.parent_span_id.is_empty())
+        .expect("the cancelled run's root arrived");
+    assert_eq!(
+        attr(partial_root, "trigger.partial"),
+        Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::BoolValue(
+            true
+        ))
+    );
+    assert_eq!(of("run_endspartial").len(), generate::span_count(30));
+    // The right parents: every child of the generated run points at its root.
+    let root_id = partial_root.span_id.clone();
+    assert!(of("run_endspartial")
+        .iter()
+        .filter(|s| s.span_id != root_id)
+        .all(|s| s.parent_span_id == root_id));
+    // Retired runs are not polled any more.
+    let polls = api.state.seen.lock().unwrap().len();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        api.state.seen.lock().unwrap().len(),
+        polls,
+        "no polling after retirement"
+    );
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
+    let spans = receiver.recorder.spans();
+    let mut per_id: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for span in &spans {
+        *per_id.entry((run_id_of(span), hex(&span.span_id))).or_default() += 1;
+    }
+    for (run, count) in runs {
+        let arrived = per_id.keys().filter(|(r, _)| r == run).count();
+        assert_eq!(arrived, *count, "{run}: every span arrived");
+    }
+    let duplicates: usize = per_id.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "no duplicates without a crash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded() {
+    let runs: Vec<FakeRun> = (0..10)
+        .map(|i| generate::fake_run(&format!("run_down{i:02}"), "t", 120, false))
+        .collect();
+    let ids: Vec<String> = (0..10).map(|i| format!("run_down{i:02}")).collect();
+    let api = FakeApi::start(runs).await;
+    let receiver = Receiver::start().await;
+    *receiver.recorder.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(20));
+    let dir = tempfile::tempdir().unwrap();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &id_refs);
+    config.export.max_pending_spans = 200;
+    let daemon = Running::start(config, fast_options());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let polls_mid_outage = daemon.stats.polls.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        daemon.stats.polls.load(Ordering::Relaxed),
+        polls_mid_outage,
+        "polling of new data pauses while the collector fails"
+    );
+    assert!(daemon.stats.pending() <= 200);
+    daemon
+        .wait_for("every run retired", Duration::from_secs(40), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 10
+        })
+        .await;
+    let peak = daemon.stats.peak_pending_spans.load(Ordering::Relaxed);
+    assert!(peak <= 200, "pending spans peaked at {peak}, above the limit of 200");
+    assert!(peak > 0);
+    let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(120))).collect();
+    all_spans_once(&receiver, &expected);
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
+    use rand::SeedableRng;
+    let ids: Vec<String> = (0..6).map(|i| format!("run_chaos{i:02}")).collect();
+    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
+    *api.state.chaos.lock().unwrap() = Some(support::fake_api::Chaos {
+        rng: rand::rngs::StdRng::seed_from_u64(7),
+        p500: 0.2,
+        p429: 0.1,
+        reset_after: Duration::from_millis(700),
+    });
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &id_refs);
+    // One request at a time, so a request in flight when a 429 is answered cannot be mistaken
+    // for one sent after it.
+    config.runs.concurrency = 1;
+    let daemon = Running::start(config, fast_options());
+    daemon
+        .wait_for("every run retired", Duration::from_secs(50), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 6
+        })
+        .await;
+    let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(40))).collect();
+    all_spans_once(&receiver, &expected);
+    let limited = api.state.rate_limited.lock().unwrap().clone();
+    assert!(
+        !limited.is_empty(),
+        "the chaos answered some 429s ({} requests)",
+        api.state.seen.lock().unwrap().len()
+    );
+    let seen = api.state.seen.lock().unwrap().clone();
+    for (answered, reset) in limited {
+        // 2 ms of slack: the reset travels as whole unix milliseconds.
+        let early: Vec<_> = seen
+            .iter()
+            .filter(|s| s.at > answered && s.at + Duration::from_millis(2) < reset)
+            .collect();
+        assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
+    }
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_picks_up_new_runs_matching_the_filters_only() {
+    let api = FakeApi::start([
+        generate::fake_run("run_wanted01", "wanted", 20, false),
+        generate::fake_run("run_other001", "other", 20, false),
+    ])
+    .await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &[]);
+    config.discovery.enabled = true;
+    config.discovery.interval = Duration::from_millis(200);
+    config.discovery.tasks = vec!["wanted".into()];
+    let daemon = Running::start(config, fast_options());
+    daemon
+        .wait_for("the first run", Duration::from_secs(10), |s| {
+            s.runs_retired.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+    // Runs created while the daemon runs.
+    api.state.add(generate::fake_run("run_wanted02", "wanted", 20, false));
+    api.state.add(generate::fake_run("run_other002", "other", 20, false));
+    daemon
+        .wait_for("the new run", Duration::from_secs(10), |s| {
+            s.runs_retired.load(Ordering::Relaxed) >= 2
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let spans = receiver.recorder.spans();
+    let runs: std::collections::BTreeSet<String> = spans.iter().map(run_id_of).collect();
+    assert_eq!(
+        runs.into_iter().collect::<Vec<_>>(),
+        vec!["run_wanted01", "run_wanted02"]
+    );
+    for other in ["run_other001", "run_other002"] {
+        assert_eq!(
+            api.state.requests_to(&format!("/api/v1/runs/{other}/events")),
+            0,
+            "{other} was polled"
+        );
+    }
+    let list_queries: Vec<String> = api
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.path == "/api/v1/runs")
+        .map(|s| s.query.clone())
+        .collect();
+    assert!(
+        list_queries
+            .iter()
+            .all(|q| q.contains("filter%5BtaskIdentifier%5D=wanted")),
+        "{list_queries:?}"
+    );
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
+    let ids: Vec<String> = (0..12).map(|i| format!("run_shard{i:02}")).collect();
+    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 10, false))).await;
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let receivers = [Receiver::start().await, Receiver::start().await];
+    let mut daemons = Vec::new();
+    for (index, receiver) in receivers.iter().enumerate() {
+        let mut config = config(&api, receiver, &dir.path().join(format!("state-{index}.db")), &id_refs);
+        config.runs.shard = Shard::new(index as u32, 2).unwrap();
+        daemons.push(Running::start(config, fast_options()));
+    }
+    let started = Instant::now();
+    while daemons
+        .iter()
+        .map(|d| d.stats.runs_retired.load(Ordering::Relaxed))
+        .sum::<u64>()
+        < 12
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "shards did not retire all runs"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let runs_of = |receiver: &Receiver| -> std::collections::BTreeSet<String> {
+        receiver.recorder.spans().iter().map(run_id_of).collect()
+    };
+    let (first, second) = (runs_of(&receivers[0]), runs_of(&receivers[1]));
+    assert!(
+        first.is_disjoint(&second),
+        "overlap: {:?}",
+        first.intersection(&second).collect::<Vec<_>>()
+    );
+    let union: std::collections::BTreeSet<String> = first.union(&second).cloned().collect();
+    assert_eq!(union, ids.iter().cloned().collect(), "gap between the shards");
+    assert!(!first.is_empty() && !second.is_empty());
+    for daemon in daemons {
+        daemon.stop().await;
+    }
+    api.stop().await;
+    for receiver in receivers {
+        receiver.stop().await;
+    }
+}
