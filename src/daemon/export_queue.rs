@@ -7,7 +7,7 @@ use crate::convert::BridgeSpan;
 use crate::export::SpanSender;
 use crate::state::StateStore;
 use opentelemetry::trace::SpanId;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -31,10 +31,11 @@ pub enum QueueError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Drain `items` until the channel closes: gather up to `max_batch_spans` spans (of any runs),
-/// send them (the sender retries until the collector accepts or rejects each span), commit their
-/// ids, acknowledge. A state-store failure stops the queue: better stop than export without
-/// being able to remember it (that would duplicate on every restart).
+/// Drain `items` until the channel closes: cut the queued spans (of any runs) into batches of
+/// at most `max_batch_spans`, send each (the sender retries until the collector accepts or
+/// rejects every span), commit its ids in one transaction, acknowledge. Committing per batch is
+/// what bounds the duplicates of a crash to one batch. A state-store failure stops the queue:
+/// better stop than export without being able to remember it.
 pub async fn run_queue(
     mut items: mpsc::UnboundedReceiver<ExportItem>,
     acks: mpsc::UnboundedSender<Ack>,
@@ -43,27 +44,29 @@ pub async fn run_queue(
     max_batch_spans: usize,
     stats: Arc<DaemonStats>,
 ) -> Result<(), QueueError> {
-    while let Some(first) = items.recv().await {
-        let mut batch = vec![first];
-        let mut total = batch[0].spans.len();
-        while total < max_batch_spans {
-            match items.try_recv() {
-                Ok(item) => {
-                    total += item.spans.len();
-                    batch.push(item);
-                }
-                Err(_) => break,
+    let max_batch_spans = max_batch_spans.max(1);
+    let mut queued: VecDeque<(Arc<str>, BridgeSpan)> = VecDeque::new();
+    loop {
+        if queued.is_empty() {
+            match items.recv().await {
+                Some(item) => queued.extend(item.spans.into_iter().map(|span| (item.run_id.clone(), span))),
+                None => return Ok(()),
             }
         }
-        let mut per_run: Vec<(Arc<str>, usize)> = Vec::with_capacity(batch.len());
-        let mut commit: Vec<(String, SpanId)> = Vec::with_capacity(total);
-        let mut spans: Vec<BridgeSpan> = Vec::with_capacity(total);
-        for item in batch {
-            per_run.push((item.run_id.clone(), item.spans.len()));
-            for span in &item.spans {
-                commit.extend(span.covers.iter().map(|id| (item.run_id.to_string(), *id)));
+        while let Ok(item) = items.try_recv() {
+            queued.extend(item.spans.into_iter().map(|span| (item.run_id.clone(), span)));
+        }
+        let take = queued.len().min(max_batch_spans);
+        let mut per_run: Vec<(Arc<str>, usize)> = Vec::new();
+        let mut commit: Vec<(String, SpanId)> = Vec::with_capacity(take);
+        let mut spans: Vec<BridgeSpan> = Vec::with_capacity(take);
+        for (run_id, span) in queued.drain(..take) {
+            match per_run.last_mut() {
+                Some((last, count)) if *last == run_id => *count += 1,
+                _ => per_run.push((run_id.clone(), 1)),
             }
-            spans.extend(item.spans);
+            commit.extend(span.covers.iter().map(|id| (run_id.to_string(), *id)));
+            spans.push(span);
         }
         let started = tokio::time::Instant::now();
         // The daemon's sender never gives up (no `give_up_after`), so this returns once every
@@ -85,7 +88,6 @@ pub async fn run_queue(
         stats.spans_rejected.fetch_add(report.rejected_spans, Ordering::Relaxed);
         let _ = acks.send(Ack { per_run });
     }
-    Ok(())
 }
 
 /// Sum an ack per run (several items of one run can share a batch).

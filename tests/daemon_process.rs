@@ -1,0 +1,210 @@
+//! The daemon as a process: killed with SIGKILL at random moments while it exports thousands
+//! of spans and restarted on the same state file (nothing lost, duplicates bounded by one batch
+//! per kill), and stopped with SIGTERM mid-export (exit 0 in time, state committed, nothing sent
+//! twice after a restart).
+
+mod support;
+
+use rand::{Rng, SeedableRng};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use support::fake_api::{FakeApi, SECRET_KEY};
+use support::generate;
+use support::otlp_receiver::Receiver;
+use tokio::process::{Child, Command};
+
+const BATCH: usize = 50;
+
+fn write_config(dir: &Path, api: &FakeApi, receiver: &Receiver, runs: &[String], max_pending: usize) -> PathBuf {
+    let ids: Vec<String> = runs.iter().map(|r| format!("\"{r}\"")).collect();
+    let text = format!(
+        r#"
+[trigger]
+api_url = "{api}"
+[runs]
+ids = [{ids}]
+poll_interval = "100ms"
+max_poll_interval = "300ms"
+settle = "200ms"
+concurrency = 4
+[export]
+endpoint = "{endpoint}"
+protocol = "grpc"
+max_batch_spans = {BATCH}
+max_pending_spans = {max_pending}
+[state]
+path = "{state}"
+[server]
+listen = ""
+[log]
+level = "info"
+"#,
+        api = api.url(),
+        ids = ids.join(", "),
+        endpoint = receiver.grpc_endpoint(),
+        state = dir.join("state.db").display(),
+    );
+    let path = dir.join("bridge.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Received spans by (run id attribute, span id), with how often each arrived.
+fn received(receiver: &Receiver) -> HashMap<(String, Vec<u8>), usize> {
+    let mut counts = HashMap::new();
+    for span in receiver.recorder.spans() {
+        let run = span
+            .attributes
+            .iter()
+            .find(|kv| kv.key == "trigger.run_id")
+            .and_then(|kv| kv.value.clone())
+            .map(|v| format!("{:?}", v.value))
+            .unwrap_or_default();
+        *counts.entry((run, span.span_id.clone())).or_default() += 1;
+    }
+    counts
+}
+
+async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_nothing() {
+    let runs: Vec<String> = (0..8).map(|i| format!("run_crash{i:02}")).collect();
+    let elements = 600;
+    let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;
+    let receiver = Receiver::start().await;
+    // A collector that takes a moment per batch, so kills land while batches are in flight.
+    *receiver.recorder.delay.lock().unwrap() = Duration::from_millis(60);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &api, &receiver, &runs, 100_000);
+    let log = dir.path().join("bridge.log");
+    let expected = runs.len() * generate::span_count(elements);
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut kills = 0;
+    while kills < 10 {
+        let mut child = spawn(&config, &log);
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        child.kill().await.unwrap(); // SIGKILL
+        kills += 1;
+        if received(&receiver).len() >= expected {
+            break;
+        }
+    }
+    // Finally let it run to the end (and install its signal handlers before the SIGTERM).
+    let mut child = spawn(&config, &log);
+    let starts = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("daemon starting")
+            .count()
+    };
+    wait_until("the last start", Duration::from_secs(10), || starts(&log) == kills + 1).await;
+    wait_until("every span", Duration::from_secs(45), || {
+        received(&receiver).len() >= expected
+    })
+    .await;
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let counts = received(&receiver);
+    assert_eq!(counts.len(), expected, "every finished span arrived, none missing");
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    println!(
+        "crash test: {kills} SIGKILLs, {expected} spans, {duplicates} duplicates (bound {})",
+        kills * BATCH
+    );
+    assert!(
+        duplicates <= kills * BATCH,
+        "{duplicates} duplicates after {kills} kills exceed one batch ({BATCH}) per kill"
+    );
+    assert!(
+        kills >= 10 || duplicates == 0,
+        "the export finished before 10 kills: make it slower"
+    );
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_export_exits_cleanly_and_a_restart_sends_nothing_twice() {
+    let runs: Vec<String> = (0..4).map(|i| format!("run_term{i:02}")).collect();
+    let elements = 300;
+    let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;
+    let receiver = Receiver::start().await;
+    *receiver.recorder.delay.lock().unwrap() = Duration::from_millis(150);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &api, &receiver, &runs, 300);
+    let log = dir.path().join("bridge.log");
+    let expected = runs.len() * generate::span_count(elements);
+
+    let mut child = spawn(&config, &log);
+    wait_until("the first batches", Duration::from_secs(20), || {
+        received(&receiver).len() >= 2 * BATCH
+    })
+    .await;
+    sigterm(&child).await;
+    let asked = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits within the shutdown deadline")
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
+    assert!(asked.elapsed() < Duration::from_secs(11), "took {:?}", asked.elapsed());
+    let before_restart = received(&receiver).len();
+    assert!(before_restart < expected, "the test must stop the daemon mid-export");
+
+    let mut child = spawn(&config, &log);
+    wait_until("every span", Duration::from_secs(45), || {
+        received(&receiver).len() >= expected
+    })
+    .await;
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let counts = received(&receiver);
+    assert_eq!(counts.len(), expected);
+    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    assert_eq!(duplicates, 0, "the restart sent {duplicates} spans twice");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(!log_text.contains(SECRET_KEY), "the key leaked into the log");
+    api.stop().await;
+    receiver.stop().await;
+}
