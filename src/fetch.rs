@@ -15,20 +15,24 @@ pub struct FetchedRun {
     pub events: Vec<RawEvent>,
 }
 
+/// The run's trace. A trace the bridge cannot read (too deep, not JSON) costs the run its own
+/// trace id (derived instead), never its spans.
+pub async fn fetch_trace(client: &TriggerClient, run_id: &str) -> Result<Option<RunTrace>, ApiError> {
+    match client.trace(run_id).await {
+        Ok(trace) => Ok(trace),
+        Err(error @ (ApiError::Invalid { .. } | ApiError::NotJson { .. })) => {
+            tracing::warn!(run_id, %error, "unreadable trace; deriving the trace id from the run id");
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
 impl FetchedRun {
     /// Trace id first (it names the trace every span joins), then the run's state, then the
     /// events: read last, so a run seen as ended cannot have produced events after them.
     pub async fn fetch(client: &TriggerClient, run_id: &str) -> Result<FetchedRun, ApiError> {
-        // The trace only names the trace id: a trace the bridge cannot read (too deep, not JSON)
-        // costs the run its own trace id (derived instead), never its spans.
-        let trace = match client.trace(run_id).await {
-            Ok(trace) => trace,
-            Err(error @ (ApiError::Invalid { .. } | ApiError::NotJson { .. })) => {
-                tracing::warn!(run_id, %error, "unreadable trace; deriving the trace id from the run id");
-                None
-            }
-            Err(error) => return Err(error),
-        };
+        let trace = fetch_trace(client, run_id).await?;
         let details = client.retrieve_run(run_id).await?;
         let events = client.events(run_id).await?.events;
         Ok(FetchedRun {

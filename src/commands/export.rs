@@ -3,9 +3,8 @@
 //! finished spans. A progress bar on a terminal, and always a summary.
 
 use crate::config::{BridgeConfig, LogsMode};
-use crate::convert::otlp::ResourceSettings;
 use crate::convert::NothingExported;
-use crate::export::{BackoffPolicy, ExportSettings, SenderOptions, SpanSender, Transport};
+use crate::export::{BackoffPolicy, SpanSender};
 use crate::fetch::FetchedRun;
 use crate::trigger::{RunFilters, TriggerClient};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -39,10 +38,8 @@ pub enum BackfillError {
     OtlpLogsUnsupported,
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("export settings: {0}")]
-    Settings(#[from] crate::export::settings::SettingsError),
-    #[error("exporter: {0}")]
-    Transport(#[from] crate::export::transport::TransportError),
+    #[error(transparent)]
+    Export(#[from] crate::export::BuildError),
     #[error(transparent)]
     Api(#[from] crate::trigger::ApiError),
 }
@@ -55,8 +52,7 @@ impl BackfillError {
             BackfillError::NothingToExport
                 | BackfillError::OtlpLogsUnsupported
                 | BackfillError::Config(_)
-                | BackfillError::Settings(_)
-                | BackfillError::Transport(_)
+                | BackfillError::Export(_)
         )
     }
 }
@@ -168,22 +164,12 @@ pub async fn select_runs(client: &TriggerClient, options: &BackfillOptions) -> R
 /// The sender `export` uses: the configured exporter, retrying a down collector for a while
 /// (a one-shot command must end) instead of forever as the daemon does.
 pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Result<SpanSender, BackfillError> {
-    let settings = ExportSettings::resolve(&config.export, env)?;
-    let transport = Transport::new(&settings)?;
-    let resources = ResourceSettings {
-        service_name: config.export.resource.service_name.clone(),
-        service_name_from_task: config.export.resource.service_name_from_task,
-        attributes: config.export.resource.attributes.clone(),
-    };
-    Ok(SpanSender::new(
-        transport,
-        resources,
-        SenderOptions {
-            max_batch_spans: settings.max_batch_spans,
-            backoff: BackoffPolicy::default(),
-            give_up_after: Some(Duration::from_secs(120)),
-        },
-    ))
+    Ok(crate::export::build_sender(
+        config,
+        env,
+        BackoffPolicy::default(),
+        Some(Duration::from_secs(120)),
+    )?)
 }
 
 /// Export `runs`, `concurrency` at a time, drawing progress on `progress`.

@@ -17,8 +17,7 @@ pub mod stats;
 pub mod watched;
 
 use crate::config::{BridgeConfig, LogsMode, Shard};
-use crate::convert::otlp::ResourceSettings;
-use crate::export::{BackoffPolicy, ExportSettings, SenderOptions, SpanSender, Transport};
+use crate::export::{BackoffPolicy, SpanSender};
 use crate::state::{RunRecord, StateStore};
 use crate::trigger::{ApiError, ClientTuning, RunFilters, TriggerClient};
 use discovery::Discovery;
@@ -49,10 +48,8 @@ pub enum DaemonError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Api(#[from] ApiError),
-    #[error("export settings: {0}")]
-    Settings(#[from] crate::export::settings::SettingsError),
-    #[error("exporter: {0}")]
-    Transport(#[from] crate::export::transport::TransportError),
+    #[error(transparent)]
+    Export(#[from] crate::export::BuildError),
     #[error("export queue: {0}")]
     Queue(#[from] export_queue::QueueError),
     #[error("a daemon task failed: {0}")]
@@ -64,10 +61,7 @@ impl DaemonError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            DaemonError::Config(_)
-                | DaemonError::OtlpLogsUnsupported
-                | DaemonError::Settings(_)
-                | DaemonError::Transport(_)
+            DaemonError::Config(_) | DaemonError::OtlpLogsUnsupported | DaemonError::Export(_)
         )
     }
 }
@@ -118,20 +112,12 @@ pub async fn run(
             .resolve_ordinal(options.env.get("HOSTNAME").map(String::as_str).unwrap_or_default())?,
         false => config.runs.shard,
     };
-    let settings = ExportSettings::resolve(&config.export, &options.env)?;
-    let sender = Arc::new(SpanSender::new(
-        Transport::new(&settings)?,
-        ResourceSettings {
-            service_name: config.export.resource.service_name.clone(),
-            service_name_from_task: config.export.resource.service_name_from_task,
-            attributes: config.export.resource.attributes.clone(),
-        },
-        SenderOptions {
-            max_batch_spans: settings.max_batch_spans,
-            backoff: options.export_backoff,
-            give_up_after: None,
-        },
-    ));
+    let sender = Arc::new(crate::export::build_sender(
+        &config,
+        &options.env,
+        options.export_backoff,
+        None,
+    )?);
     let client = TriggerClient::with_tuning(&config.trigger, options.client_tuning.clone())?;
     let store = StateStore::open(&config.state.path)?;
     let state = Arc::new(Mutex::new(store));
@@ -148,7 +134,7 @@ pub async fn run(
         ack_tx,
         sender.clone(),
         state.clone(),
-        settings.max_batch_spans,
+        config.export.max_batch_spans,
         stats.clone(),
     ));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -4,6 +4,7 @@
 use super::watched::{fingerprint, has_partials};
 use crate::config::LogsMode;
 use crate::convert::{convert_events, BridgeSpan, InvalidReport, RunInfo, RunState};
+use crate::fetch::fetch_trace;
 use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
 use opentelemetry::trace::SpanId;
 use std::collections::HashSet;
@@ -45,14 +46,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     let run_id: &str = &job.run_id;
     let trace = match job.known_trace_id {
         Some(_) => None,
-        None => Some(match client.trace(run_id).await {
-            Ok(trace) => trace,
-            Err(error @ (ApiError::Invalid { .. } | ApiError::NotJson { .. })) => {
-                tracing::warn!(run_id, %error, "unreadable trace; deriving the trace id from the run id");
-                None
-            }
-            Err(error) => return Err(error),
-        }),
+        None => Some(fetch_trace(client, run_id).await?),
     };
     let details = if job.ask_status {
         Some(client.retrieve_run(run_id).await?)

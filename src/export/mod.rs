@@ -15,3 +15,41 @@ pub use policy::BackoffPolicy;
 pub use sender::{GaveUp, SendReport, SenderOptions, SpanSender};
 pub use settings::ExportSettings;
 pub use transport::Transport;
+
+use crate::config::BridgeConfig;
+use crate::convert::otlp::ResourceSettings;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("export settings: {0}")]
+    Settings(#[from] settings::SettingsError),
+    #[error("exporter: {0}")]
+    Transport(#[from] transport::TransportError),
+}
+
+/// The sender `[export]` describes, with the standard variables from `env`. `give_up_after`:
+/// `None` retries a down collector forever (the daemon), `Some` bounds it (one-shot commands).
+pub fn build_sender(
+    config: &BridgeConfig,
+    env: &HashMap<String, String>,
+    backoff: BackoffPolicy,
+    give_up_after: Option<Duration>,
+) -> Result<SpanSender, BuildError> {
+    let settings = ExportSettings::resolve(&config.export, env)?;
+    let resource = &config.export.resource;
+    Ok(SpanSender::new(
+        Transport::new(&settings)?,
+        ResourceSettings {
+            service_name: resource.service_name.clone(),
+            service_name_from_task: resource.service_name_from_task,
+            attributes: resource.attributes.clone(),
+        },
+        SenderOptions {
+            max_batch_spans: settings.max_batch_spans,
+            backoff,
+            give_up_after,
+        },
+    ))
+}
