@@ -5,8 +5,8 @@
 
 pub mod commands;
 pub mod config;
-pub mod daemon;
 pub mod convert;
+pub mod daemon;
 pub mod export;
 pub mod fetch;
 pub mod logging;
