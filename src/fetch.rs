@@ -47,17 +47,53 @@ impl FetchedRun {
         self.details.is_terminal()
     }
 
-    /// Convert the events (consuming them: the body is not kept after conversion).
-    pub fn convert(&mut self, logs: LogsMode, exported: &dyn ExportedSpans) -> Conversion {
-        let state = if self.is_ended() {
+    /// The run as the converter sees it: ended at its `finishedAt`, or live.
+    pub fn run_state(&self) -> RunState {
+        if self.is_ended() {
             RunState::Ended {
                 finished_at: self.details.finished_at,
             }
         } else {
             RunState::Live
-        };
+        }
+    }
+
+    /// Convert the events (consuming them: the body is not kept after conversion), enriched
+    /// with the trace's span properties (`conversion.enrich`'s default).
+    pub fn convert(&mut self, logs: LogsMode, exported: &dyn ExportedSpans) -> Conversion {
+        self.convert_with(logs, true, exported)
+    }
+
+    /// [`FetchedRun::convert`] with enrichment on or off.
+    pub fn convert_with(&mut self, logs: LogsMode, enrich: bool, exported: &dyn ExportedSpans) -> Conversion {
+        let state = self.run_state();
+        self.convert_inner(state, logs, enrich, exported)
+    }
+
+    /// [`FetchedRun::convert_with`] with the run seen in `state` (`inspect` shows a live run's
+    /// running spans by converting it as if it ended now).
+    pub fn convert_as(
+        &mut self,
+        state: RunState,
+        logs: LogsMode,
+        enrich: bool,
+        exported: &dyn ExportedSpans,
+    ) -> Conversion {
+        self.convert_inner(state, logs, enrich, exported)
+    }
+
+    fn convert_inner(
+        &mut self,
+        state: RunState,
+        logs: LogsMode,
+        enrich: bool,
+        exported: &dyn ExportedSpans,
+    ) -> Conversion {
         let mut run = RunInfo::new(&self.run_id, self.trace.as_ref().map(|t| t.trace_id.as_str()), state);
         run.task_identifier = self.details.task_identifier.as_deref();
+        if enrich {
+            run.span_properties = self.trace.as_ref().map(|trace| &trace.span_properties);
+        }
         convert_events(std::mem::take(&mut self.events), &run, logs, exported)
     }
 }

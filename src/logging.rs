@@ -1,19 +1,38 @@
 //! The bridge's own logs: `tracing` to stderr, text or JSON, `log.level` unless `RUST_LOG` says
-//! otherwise.
+//! otherwise. The level can be changed while running (config reload).
 
 use crate::config::{LogConfig, LogFormat};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
-/// Install the global subscriber; a second call (tests) is ignored.
-pub fn init(config: &LogConfig) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match config.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+/// Changes the log level of the installed subscriber (config reload).
+#[derive(Clone, Debug)]
+pub struct LevelControl(reload::Handle<EnvFilter, Registry>);
+
+impl LevelControl {
+    pub fn set(&self, level: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))?;
+        self.0.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
+/// Install the global subscriber and return a control for its level; `None` when a subscriber
+/// was installed already (tests) or `RUST_LOG` fixes the filter.
+pub fn init(config: &LogConfig) -> Option<LevelControl> {
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let env_fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| EnvFilter::try_new(&config.level).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let (filter, handle) = reload::Layer::new(filter);
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let installed = match config.format {
+        LogFormat::Json => Registry::default().with(filter).with(fmt.json()).try_init(),
+        LogFormat::Text => Registry::default().with(filter).with(fmt).try_init(),
     };
+    if installed.is_err() || env_fixed {
+        return None;
+    }
+    Some(LevelControl(handle))
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use trigger_otel_bridge::commands::check_config::check_config;
 use trigger_otel_bridge::commands::convert::{convert_body, read_input, ConvertOptions};
 use trigger_otel_bridge::commands::export::{run_export, BackfillOptions};
+use trigger_otel_bridge::commands::inspect::{inspect, InspectOptions};
+use trigger_otel_bridge::commands::waterfall::stdout_wants_color;
 use trigger_otel_bridge::commands::ExitStatus;
 use trigger_otel_bridge::config::{load, resolve_path};
-use trigger_otel_bridge::config::{process_env, LogsMode};
+use trigger_otel_bridge::config::{process_env, LogConfig, LogsMode, Protocol};
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 
 #[derive(Debug, Parser)]
@@ -73,6 +75,30 @@ enum Command {
         /// Runs created within this long before now, e.g. 2h, 7d.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         since: Option<std::time::Duration>,
+    },
+    /// Fetch one run and print it as a waterfall (or, with --json, as OTLP/JSON); nothing is exported.
+    Inspect {
+        /// The run (run_…).
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Print the OTLP/JSON ExportTraceServiceRequest instead of the waterfall.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-contained tour: sample runs on an embedded fake Trigger.dev, watched by the real daemon.
+    Demo {
+        /// Export to this OTLP collector (e.g. http://localhost:4317) instead of printing waterfalls.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        /// The collector's protocol: grpc, http/protobuf or http/json.
+        #[arg(long, value_name = "P", default_value = "grpc")]
+        protocol: Protocol,
+        /// How many times faster than written the sample runs progress (tests).
+        #[arg(long, hide = true, env = trigger_otel_bridge::demo::SPEED_VAR, default_value_t = 1.0)]
+        speed: f64,
     },
     /// Validate the configuration and print it, secrets redacted.
     CheckConfig {
@@ -148,6 +174,12 @@ fn main() -> ExitCode {
                 since,
             },
         ),
+        Command::Inspect { run_id, config, json } => inspect_run(config, run_id, json),
+        Command::Demo {
+            otlp_endpoint,
+            protocol,
+            speed,
+        } => demo(otlp_endpoint, protocol, speed),
         Command::CheckConfig { config } => match check_config(config, &process_env(), &mut std::io::stdout().lock()) {
             Ok(()) => ExitStatus::Success,
             Err(error) => {
@@ -196,9 +228,7 @@ fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus 
     }
 }
 
-/// The daemon: load the config, set up logging, run until SIGTERM/SIGINT (a second one exits at
-/// once), map the outcome to an exit code.
-fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
+fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> ExitStatus {
     let env = process_env();
     let config = match load(resolve_path(config_flag, &env).as_deref(), &env) {
         Ok(config) => config,
@@ -208,6 +238,35 @@ fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
         }
     };
     trigger_otel_bridge::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitStatus::Failure;
+        }
+    };
+    let options = InspectOptions {
+        run_id,
+        json,
+        color: stdout_wants_color(),
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
+    match runtime.block_on(inspect(&config, &options, &mut out, &mut err)) {
+        Ok(()) => ExitStatus::Success,
+        Err(error) => {
+            eprintln!("error: {error}");
+            error.exit_status()
+        }
+    }
+}
+
+fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitStatus {
+    trigger_otel_bridge::demo::exclude_loopback_from_proxies();
+    // The demo tells its own story on stdout; the daemon's logs only when something is wrong.
+    trigger_otel_bridge::logging::init(&LogConfig {
+        level: "warn".to_owned(),
+        ..LogConfig::default()
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -215,25 +274,79 @@ fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
             return ExitStatus::Failure;
         }
     };
-    let options = DaemonOptions {
-        env,
-        ..DaemonOptions::default()
+    let options = trigger_otel_bridge::demo::DemoOptions {
+        otlp_endpoint,
+        protocol,
+        speed,
+        color: stdout_wants_color(),
+    };
+    let mut out = std::io::stdout();
+    match runtime.block_on(trigger_otel_bridge::demo::run(options, &mut out)) {
+        Ok(summary) if summary.is_complete() => ExitStatus::Success,
+        Ok(_) => ExitStatus::Failure,
+        Err(error) => {
+            eprintln!("error: {error}");
+            if error.is_usage() {
+                ExitStatus::Usage
+            } else {
+                ExitStatus::Failure
+            }
+        }
+    }
+}
+
+/// The daemon: load the config, set up logging, run until SIGTERM/SIGINT (a second one exits at
+/// once), map the outcome to an exit code.
+fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
+    let env = process_env();
+    let path = resolve_path(config_flag, &env);
+    let config = match load(path.as_deref(), &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitStatus::Usage;
+        }
+    };
+    let log_level = trigger_otel_bridge::logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitStatus::Failure;
+        }
     };
     let stats = Arc::new(DaemonStats::default());
     let result = runtime.block_on(async move {
-        let shutdown = async {
-            first_signal().await;
+        // Registered before anything else, so no signal meets the default action (death).
+        let mut signals = match Signals::register() {
+            Ok(signals) => signals,
+            Err(error) => {
+                eprintln!("error: cannot install signal handlers: {error}");
+                return Ok(Err(ExitStatus::Failure));
+            }
+        };
+        let (hup_tx, hup_rx) = tokio::sync::watch::channel(0u64);
+        let options = DaemonOptions {
+            env,
+            config_path: path,
+            sighup: Some(hup_rx),
+            log_level,
+            ..DaemonOptions::default()
+        };
+        let shutdown = async move {
+            signals.stop_requested(&hup_tx).await;
             // A second signal while shutting down: stop at once.
-            tokio::spawn(async {
-                first_signal().await;
+            tokio::spawn(async move {
+                signals.stop_requested(&hup_tx).await;
                 eprintln!("second signal: exiting now");
                 std::process::exit(130);
             });
         };
-        daemon::run(config, options, stats, shutdown).await
+        daemon::run(config, options, stats, shutdown).await.map(Ok)
     });
     match result {
-        Ok(()) => ExitStatus::Success,
+        Ok(Ok(())) => ExitStatus::Success,
+        Ok(Err(status)) => status,
         Err(error) => {
             eprintln!("error: {error}");
             if error.is_config() {
@@ -245,25 +358,33 @@ fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
     }
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn first_signal() {
-    #[cfg(unix)]
-    {
+/// SIGTERM and SIGINT stop the daemon; SIGHUP reloads its configuration.
+struct Signals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Wait for SIGTERM or SIGINT, forwarding every SIGHUP meanwhile as a reload request.
+    async fn stop_requested(&mut self, reload: &tokio::sync::watch::Sender<u64>) {
+        loop {
+            tokio::select! {
+                _ = self.terminate.recv() => return,
+                _ = self.interrupt.recv() => return,
+                _ = self.hangup.recv() => {
+                    reload.send_modify(|count| *count += 1);
                 }
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -50,6 +50,8 @@ fn config(api: &FakeApi, receiver: &Receiver, state: &std::path::Path, runs: &[&
     config.export.endpoint = receiver.grpc_endpoint();
     config.export.max_batch_spans = 100;
     config.state.path = state.to_path_buf();
+    // No metrics server: tests run in parallel and would fight over the default port.
+    config.server.listen = None;
     config
 }
 
@@ -73,6 +75,7 @@ fn fast_options() -> DaemonOptions {
         },
         shutdown_deadline: Duration::from_secs(10),
         env: HashMap::new(),
+        ..DaemonOptions::default()
     }
 }
 
@@ -442,4 +445,134 @@ async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
     for receiver in receivers {
         receiver.stop().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_once() {
+    let api = FakeApi::start([FakeRun::fixture("finished_run")]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Running::start(
+        config(&api, &receiver, &dir.path().join("state.db"), &["run_cm1finished01"]),
+        fast_options(),
+    );
+    daemon
+        .wait_for("the run retired", Duration::from_secs(15), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let spans = receiver.recorder.spans();
+    assert_eq!(spans.len(), 12);
+    let trace = FakeRun::fixture("finished_run").trace.unwrap();
+    // Every span whose trace node has properties carries them, flattened; the bridge's own
+    // `trigger.*` attributes stay as the converter made them.
+    let mut stack = vec![trace["trace"]["rootSpan"].clone()];
+    let mut checked = 0;
+    while let Some(node) = stack.pop() {
+        if let Some(children) = node["children"].as_array() {
+            stack.extend(children.iter().cloned());
+        }
+        let Some(properties) = node["data"]["properties"].as_object() else {
+            continue;
+        };
+        let span = spans
+            .iter()
+            .find(|s| hex(&s.span_id) == node["id"].as_str().unwrap())
+            .expect("span exported");
+        for (key, value) in properties {
+            if value.is_object() || key.starts_with("trigger.") {
+                continue;
+            }
+            let got = attr(span, key).unwrap_or_else(|| panic!("{} lacks {key}", node["id"]));
+            let text = match got {
+                opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => serde_json::json!(s),
+                opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i) => serde_json::json!(i),
+                opentelemetry_proto::tonic::common::v1::any_value::Value::BoolValue(b) => serde_json::json!(b),
+                opentelemetry_proto::tonic::common::v1::any_value::Value::DoubleValue(d) => serde_json::json!(d),
+                other => panic!("unexpected {other:?}"),
+            };
+            assert_eq!(&text, value, "{key} on {}", node["id"]);
+            checked += 1;
+        }
+        assert_eq!(
+            attr(span, "trigger.run_id"),
+            Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                "run_cm1finished01".into()
+            ))
+        );
+    }
+    assert!(checked >= 12, "only {checked} properties checked");
+    assert_eq!(
+        api.state.requests_to("/api/v1/runs/run_cm1finished01/trace"),
+        1,
+        "the trace is read once"
+    );
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_properties() {
+    let run_id = "run_enrich001";
+    let node = |id: String, properties: serde_json::Value| serde_json::json!({"id": id, "data": {"properties": properties}, "children": []});
+    let mut run = generate::fake_run(run_id, "t", 1, true);
+    let root = generate::span_id(run_id, 0);
+    run.trace = Some(
+        serde_json::json!({"trace": {"traceId": "0af7651916cd43dd8448eb211c80319c", "rootSpan": node(root.clone(), serde_json::json!({"a": 1}))}}),
+    );
+    let api = FakeApi::start([run.clone()]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Running::start(
+        config(&api, &receiver, &dir.path().join("state.db"), &[run_id]),
+        fast_options(),
+    );
+    daemon
+        .wait_for("a few polls", Duration::from_secs(10), |s| {
+            s.polls.load(Ordering::Relaxed) >= 3
+        })
+        .await;
+    assert_eq!(
+        api.state.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
+        1,
+        "nothing new: no second read"
+    );
+    // A child finishes, and the trace now knows its properties.
+    let mut grown = run.clone();
+    grown.events = generate::events(run_id, 3, true);
+    let mut root_node = node(root.clone(), serde_json::json!({"a": 1}));
+    root_node["children"] = serde_json::json!([
+        node(generate::span_id(run_id, 1), serde_json::json!({"child": "one"})),
+        node(generate::span_id(run_id, 2), serde_json::json!({"child": "two"}))
+    ]);
+    grown.trace =
+        Some(serde_json::json!({"trace": {"traceId": "0af7651916cd43dd8448eb211c80319c", "rootSpan": root_node}}));
+    api.state.runs.lock().unwrap().insert(run_id.into(), grown);
+    daemon
+        .wait_for("the children", Duration::from_secs(10), |_| {
+            receiver.recorder.spans().len() >= 2
+        })
+        .await;
+    let spans = receiver.recorder.spans();
+    for (index, expected) in [(1, "one"), (2, "two")] {
+        let child = spans
+            .iter()
+            .find(|s| hex(&s.span_id) == generate::span_id(run_id, index))
+            .unwrap();
+        assert_eq!(
+            attr(child, "child"),
+            Some(&opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                expected.into()
+            ))
+        );
+    }
+    assert_eq!(
+        api.state.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
+        2,
+        "read again once"
+    );
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
 }

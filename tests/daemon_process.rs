@@ -112,9 +112,21 @@ async fn sigkill_at_random_moments_loses_nothing() {
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
     let mut kills = 0;
+    let starts = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .matches("daemon starting")
+            .count()
+    };
     while kills < 10 {
         let mut child = spawn(&config, &log);
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..900))).await;
+        // Kill only a daemon that got going: a kill before it logged its start would make the
+        // start count, and the test's idea of progress, wrong.
+        wait_until("the daemon to start", Duration::from_secs(10), || {
+            starts(&log) == kills + 1
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(50..700))).await;
         child.kill().await.unwrap(); // SIGKILL
         kills += 1;
         if received(&receiver).len() >= expected {
@@ -123,12 +135,6 @@ async fn sigkill_at_random_moments_loses_nothing() {
     }
     // Finally let it run to the end (and install its signal handlers before the SIGTERM).
     let mut child = spawn(&config, &log);
-    let starts = |log: &Path| {
-        std::fs::read_to_string(log)
-            .unwrap_or_default()
-            .matches("daemon starting")
-            .count()
-    };
     wait_until("the last start", Duration::from_secs(10), || starts(&log) == kills + 1).await;
     wait_until("every span", Duration::from_secs(45), || {
         received(&receiver).len() >= expected
@@ -205,6 +211,76 @@ async fn sigterm_during_export_exits_cleanly_and_a_restart_sends_nothing_twice()
     assert_eq!(duplicates, 0, "the restart sent {duplicates} spans twice");
     let log_text = std::fs::read_to_string(&log).unwrap();
     assert!(!log_text.contains(SECRET_KEY), "the key leaked into the log");
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
+    let ids = ["run_reload_a", "run_reload_b", "run_reload_c"].map(String::from);
+    // Runs that keep running, so they stay watched until removed.
+    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 5, true))).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &api, &receiver, &ids[..2], 100_000);
+    let log = dir.path().join("bridge.log");
+    let mut child = spawn(&config, &log);
+    let polls = |run: &str| api.state.requests_to(&format!("/api/v1/runs/{run}/events"));
+    wait_until("a and b polled", Duration::from_secs(15), || {
+        polls("run_reload_a") > 0 && polls("run_reload_b") > 0
+    })
+    .await;
+    assert_eq!(polls("run_reload_c"), 0);
+
+    // Swap a for c, then SIGHUP.
+    write_config(dir.path(), &api, &receiver, &ids[1..], 100_000);
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    wait_until("c polled", Duration::from_secs(15), || polls("run_reload_c") > 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a_after_removal = polls("run_reload_a");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        polls("run_reload_a"),
+        a_after_removal,
+        "a removed run is not polled any more"
+    );
+
+    // A broken config: refused, the old one stays in effect.
+    std::fs::write(&config, "[runs]\nconcurrency = \"many\"\n").unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let refused = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("keeping the running one")
+    };
+    wait_until("the refusal logged", Duration::from_secs(10), refused).await;
+    let (b, c) = (polls("run_reload_b"), polls("run_reload_c"));
+    wait_until("b and c still polled", Duration::from_secs(10), || {
+        polls("run_reload_b") > b && polls("run_reload_c") > c
+    })
+    .await;
+    assert!(
+        std::fs::read_to_string(&log).unwrap().contains("runs.concurrency"),
+        "the reason names the key"
+    );
+
+    sigterm(&child).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
     api.stop().await;
     receiver.stop().await;
 }

@@ -2,7 +2,7 @@
 //! fetched, converted and exported; finished runs entirely, runs still executing with their
 //! finished spans. A progress bar on a terminal, and always a summary.
 
-use crate::config::{BridgeConfig, LogsMode};
+use crate::config::{BridgeConfig, ConversionConfig, LogsMode};
 use crate::convert::NothingExported;
 use crate::export::{BackoffPolicy, SpanSender};
 use crate::fetch::FetchedRun;
@@ -177,10 +177,11 @@ pub async fn backfill(
     client: TriggerClient,
     sender: Arc<SpanSender>,
     runs: Vec<String>,
-    logs: LogsMode,
+    conversion: &ConversionConfig,
     concurrency: usize,
     progress: ProgressBar,
 ) -> Result<BackfillSummary, BackfillError> {
+    let (logs, enrich) = (conversion.logs, conversion.enrich);
     if logs == LogsMode::OtlpLogs {
         return Err(BackfillError::OtlpLogsUnsupported);
     }
@@ -198,7 +199,7 @@ pub async fn backfill(
         );
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-            let outcome = export_one(&client, &sender, &run_id, logs).await;
+            let outcome = export_one(&client, &sender, &run_id, logs, enrich).await;
             if let RunOutcome::Exported { spans, .. } = &outcome {
                 let total = spans_done.fetch_add(*spans, std::sync::atomic::Ordering::Relaxed) + spans;
                 progress.set_message(format!("{total} spans"));
@@ -221,7 +222,13 @@ pub async fn backfill(
     })
 }
 
-async fn export_one(client: &TriggerClient, sender: &SpanSender, run_id: &str, logs: LogsMode) -> RunOutcome {
+async fn export_one(
+    client: &TriggerClient,
+    sender: &SpanSender,
+    run_id: &str,
+    logs: LogsMode,
+    enrich: bool,
+) -> RunOutcome {
     let mut fetched = match FetchedRun::fetch(client, run_id).await {
         Ok(fetched) => fetched,
         Err(error) => {
@@ -230,7 +237,7 @@ async fn export_one(client: &TriggerClient, sender: &SpanSender, run_id: &str, l
             }
         }
     };
-    let conversion = fetched.convert(logs, &NothingExported);
+    let conversion = fetched.convert_with(logs, enrich, &NothingExported);
     let invalid_skipped = conversion
         .invalid
         .iter()
@@ -283,7 +290,7 @@ pub async fn run_export(
         client,
         sender,
         runs,
-        config.conversion.logs,
+        &config.conversion,
         config.runs.concurrency,
         progress_bar(),
     )

@@ -4,6 +4,8 @@
 pub mod check_config;
 pub mod convert;
 pub mod export;
+pub mod inspect;
+pub mod waterfall;
 
 /// Exit codes of the binary (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -101,9 +101,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
     let is_cancelled = flag(&raw.is_cancelled, "isCancelled");
     let is_partial = flag(&raw.is_partial, "isPartial");
     let kind_text = Element::string_field(&raw.kind);
-    // Rule 13: the cloud store always says UNSPECIFIED, so the level is what tells logs apart.
-    // A missing level is read as a span: dropping a span into a log would hide its duration.
-    let is_log = kind_text == Some("LOG") || Element::string_field(&raw.level).is_some_and(|level| level != "TRACE");
+    let is_log = is_log_record(&raw);
     Some(Element {
         index,
         span,
@@ -117,6 +115,14 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
         kind: span_kind(kind_text),
         raw,
     })
+}
+
+/// Rule 13: a log record, not a span. The cloud store always says UNSPECIFIED, so the level is
+/// what tells logs apart. A missing level is read as a span: dropping a span into a log would
+/// hide its duration.
+pub fn is_log_record(raw: &RawEvent) -> bool {
+    Element::string_field(&raw.kind) == Some("LOG")
+        || Element::string_field(&raw.level).is_some_and(|level| level != "TRACE")
 }
 
 /// Rule 8.

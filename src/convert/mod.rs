@@ -21,6 +21,9 @@ pub mod time;
 
 use crate::config::LogsMode;
 use crate::trigger::model::RawEvent;
+/// Rule 12's flattening of `properties`, public for the property tests (tests/properties.rs).
+pub use attributes::flatten_properties;
+pub use element::is_log_record;
 use element::{validate, Element};
 use ids::{derive_trace_id, parse_trace_id};
 pub use invalid::{InvalidReason, InvalidReport};
@@ -56,6 +59,9 @@ pub struct RunInfo<'a> {
     /// `taskIdentifier` from retrieve-run, for elements without `taskSlug`.
     pub task_identifier: Option<&'a str>,
     pub state: RunState,
+    /// `conversion.enrich`: each span's `data.properties` from the trace endpoint, by span id
+    /// as the API writes it; flattened onto the span, the bridge's own attributes winning.
+    pub span_properties: Option<&'a HashMap<String, serde_json::Value>>,
 }
 
 impl<'a> RunInfo<'a> {
@@ -68,6 +74,7 @@ impl<'a> RunInfo<'a> {
             trace_id_derived: parsed.is_none(),
             task_identifier: None,
             state,
+            span_properties: None,
         }
     }
 }

@@ -164,7 +164,14 @@ impl SpanBuild<'_> {
         if self.partial {
             markers.push(KeyValue::new("trigger.partial", true));
         }
-        let attributes = element_attributes(element, run, markers);
+        let mut attributes = element_attributes(element, run, markers);
+        // Enrichment last: `flatten_properties` skips keys already present, so the bridge's own
+        // attributes win on conflict. Log records are not in the trace tree.
+        if !element.is_log {
+            if let Some(properties) = run.span_properties.and_then(|all| all.get(element.raw_span_id())) {
+                flatten_properties(properties, &mut attributes);
+            }
+        }
         // Rule 13: a log record's span is always UNSET; its level already says how bad it was.
         let status = if element.is_error && !element.is_log {
             Status::Error {

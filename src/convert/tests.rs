@@ -779,3 +779,40 @@ fn log_spans_are_unset_even_when_flagged_as_errors() {
     let out = convert(vec![errored_log], &ended(), LogsMode::Spans);
     assert_eq!(out.spans[0].data.status, Status::Unset);
 }
+
+#[test]
+fn enrichment_flattens_trace_properties_onto_spans_and_the_bridge_wins() {
+    let properties: HashMap<String, Value> = [
+        (
+            "0000000000000001".to_owned(),
+            json!({"http": {"method": "GET", "status_code": 200}, "trigger": {"run_id": "spoofed"}}),
+        ),
+        ("0000000000000002".to_owned(), Value::Null),
+        // A log's id: logs are not enriched (the trace tree has no logs).
+        ("0000000000000003".to_owned(), json!({"should": "not appear"})),
+    ]
+    .into();
+    let mut run = ended();
+    run.span_properties = Some(&properties);
+    let out = convert(
+        vec![
+            span("0000000000000001", None, T0, 5),
+            span("0000000000000002", None, T0, 5),
+            log("0000000000000003", None, T0, "INFO", "x"),
+        ],
+        &run,
+        LogsMode::Spans,
+    );
+    let enriched = find(&out, "0000000000000001");
+    assert_eq!(attr(enriched, "http.method"), Some(&AttrValue::from("GET")));
+    assert_eq!(attr(enriched, "http.status_code"), Some(&AttrValue::I64(200)));
+    assert_eq!(
+        attr(enriched, "trigger.run_id"),
+        Some(&AttrValue::from(RUN)),
+        "the bridge's key wins"
+    );
+    let keys: Vec<&str> = enriched.data.attributes.iter().map(|kv| kv.key.as_str()).collect();
+    assert_eq!(keys.iter().filter(|k| **k == "trigger.run_id").count(), 1);
+    assert_eq!(attr(find(&out, "0000000000000002"), "http.method"), None);
+    assert_eq!(attr(find(&out, "0000000000000003"), "should"), None);
+}

@@ -6,9 +6,9 @@ use super::stats::DaemonStats;
 use crate::convert::BridgeSpan;
 use crate::export::SpanSender;
 use crate::state::StateStore;
+use crate::telemetry::events::SpansExported;
 use opentelemetry::trace::SpanId;
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -75,17 +75,16 @@ pub async fn run_queue(
             Ok(report) => report,
             Err(gave_up) => gave_up.partial,
         };
-        stats.export_batches.fetch_add(1, Ordering::Relaxed);
-        stats
-            .export_nanos_total
-            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        let duration = started.elapsed();
         let state = state.clone();
         tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&commit))
             .await??;
-        stats
-            .spans_exported
-            .fetch_add(report.delivered_spans, Ordering::Relaxed);
-        stats.spans_rejected.fetch_add(report.rejected_spans, Ordering::Relaxed);
+        // Rejected spans were counted by the sender as they were rejected (`SpanRejected`).
+        SpansExported {
+            spans: report.delivered_spans,
+            duration,
+        }
+        .emit(&stats);
         let _ = acks.send(Ack { per_run });
     }
 }

@@ -12,21 +12,26 @@
 pub mod discovery;
 pub mod export_queue;
 pub mod poller;
+pub mod reload;
 pub mod shard;
 pub mod stats;
 pub mod watched;
 
 use crate::config::{BridgeConfig, LogsMode, Shard};
 use crate::export::{BackoffPolicy, SpanSender};
+use crate::logging::LevelControl;
 use crate::state::{RunRecord, StateStore};
+use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, PollStarted, RunNotFound, RunRetired};
 use crate::trigger::{ApiError, ClientTuning, RunFilters, TriggerClient};
 use discovery::Discovery;
 use export_queue::{per_run_totals, run_queue, Ack, ExportItem};
 use poller::{poll, PollJob, PollResult};
+use reload::ConfigSource;
 use stats::DaemonStats;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,6 +42,9 @@ use watched::{Lifecycle, Phase, RetireReason, WatchedRun};
 
 /// How often retired runs' span ids are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the loop proves it is alive (`/healthz`) when nothing else wakes it.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -54,6 +62,8 @@ pub enum DaemonError {
     Queue(#[from] export_queue::QueueError),
     #[error("a daemon task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Listen(#[from] crate::telemetry::ListenError),
 }
 
 impl DaemonError {
@@ -75,6 +85,24 @@ pub struct DaemonOptions {
     pub shutdown_deadline: Duration,
     /// The process environment (OTEL_EXPORTER_OTLP_*, HOSTNAME for `shard = "auto/N"`).
     pub env: HashMap<String, String>,
+    /// Told of each run as it is retired, after all its spans were acknowledged (`demo`).
+    pub retired: Option<mpsc::UnboundedSender<RetiredRun>>,
+    /// `/readyz` fails while spans wait and the collector accepted nothing for this long.
+    pub readiness_export_bound: Duration,
+    /// Reload: the config file to watch (and read again on SIGHUP) …
+    pub config_path: Option<PathBuf>,
+    /// … the SIGHUP count the binary forwards …
+    pub sighup: Option<watch::Receiver<u64>>,
+    /// … and the control of the log level. Reload is on when a path or SIGHUP is given.
+    pub log_level: Option<LevelControl>,
+}
+
+/// A run the daemon stopped watching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredRun {
+    pub run_id: String,
+    /// `settled`, `max_age` or `not_found`.
+    pub reason: &'static str,
 }
 
 impl Default for DaemonOptions {
@@ -84,6 +112,11 @@ impl Default for DaemonOptions {
             export_backoff: BackoffPolicy::default(),
             shutdown_deadline: Duration::from_secs(10),
             env: HashMap::new(),
+            retired: None,
+            readiness_export_bound: crate::telemetry::health::DEFAULT_EXPORT_BOUND,
+            config_path: None,
+            sighup: None,
+            log_level: None,
         }
     }
 }
@@ -118,8 +151,28 @@ pub async fn run(
         options.export_backoff,
         None,
     )?);
-    let client = TriggerClient::with_tuning(&config.trigger, options.client_tuning.clone())?;
+    let mut trigger = config.trigger.clone();
+    let default_budget = crate::config::TriggerConfig::default().requests_per_minute;
+    if shard.count() > 1 && trigger.requests_per_minute == default_budget {
+        // Replicas share one key's budget: left at its default, each takes its share.
+        trigger.requests_per_minute = (default_budget / shard.count()).max(1);
+        tracing::info!(
+            requests_per_minute = trigger.requests_per_minute,
+            replicas = shard.count(),
+            "request budget split between shards"
+        );
+    }
+    let client = TriggerClient::with_tuning(&trigger, options.client_tuning.clone())?;
+    sender.set_metrics(stats.clone());
+    client.set_metrics(stats.clone());
+    stats.health.set_export_bound(options.readiness_export_bound);
+    stats.health.set_config_loaded(true);
+    let server = match config.server.listen.as_deref() {
+        Some(listen) => Some(crate::telemetry::start(listen, stats.clone()).await?),
+        None => None,
+    };
     let store = StateStore::open(&config.state.path)?;
+    stats.health.set_state_open(true);
     let state = Arc::new(Mutex::new(store));
     tracing::info!(
         state = %config.state.path.display(),
@@ -137,19 +190,9 @@ pub async fn run(
         config.export.max_batch_spans,
         stats.clone(),
     ));
-    let (stop_tx, stop_rx) = watch::channel(false);
     let (found_tx, found_rx) = mpsc::unbounded_channel::<String>();
-    let discovery_task = config.discovery.enabled.then(|| {
-        tokio::spawn(
-            Discovery {
-                client: client.clone(),
-                filters: RunFilters::from_discovery(&config.discovery),
-                interval: config.discovery.interval,
-                lookback: config.discovery.lookback,
-            }
-            .run(found_tx.clone(), stop_rx.clone()),
-        )
-    });
+    let reload = (options.config_path.is_some() || options.sighup.is_some())
+        .then(|| ConfigSource::new(options.config_path.clone(), options.env.clone(), options.sighup.clone()));
 
     let mut daemon = Loop {
         lifecycle: Lifecycle {
@@ -159,6 +202,7 @@ pub async fn run(
             max_age: config.runs.max_age,
         },
         logs: config.conversion.logs,
+        enrich: config.conversion.enrich,
         concurrency: config.runs.concurrency.max(1),
         max_pending: config.export.max_pending_spans.max(1),
         retention: config.state.retention,
@@ -174,24 +218,27 @@ pub async fn run(
         reserved: 0,
         in_flight: JoinSet::new(),
         in_flight_capacity: HashMap::new(),
+        retired: options.retired.clone(),
+        found_tx,
+        discovery: None,
+        log_level: options.log_level.clone(),
+        config: config.clone(),
     };
+    daemon.start_discovery();
     daemon.prune().await?;
     daemon.resume().await?;
     for id in &config.runs.ids {
         daemon.add_run(id).await?;
     }
-    let result = daemon.event_loop(shutdown, ack_rx, found_rx, queue_task).await;
+    let result = daemon.event_loop(shutdown, ack_rx, found_rx, queue_task, reload).await;
 
     // Staged shutdown: no new polls or discoveries; abandon polls in flight (their spans were
     // never queued, so nothing is lost); let the export queue finish within the deadline.
-    let _ = stop_tx.send(true);
+    daemon.stop_discovery();
     daemon.in_flight.abort_all();
-    let Loop { queue_tx, .. } = daemon;
+    let Loop { queue_tx, found_tx, .. } = daemon;
     drop(queue_tx);
     drop(found_tx);
-    if let Some(task) = discovery_task {
-        task.abort();
-    }
     let (queue_task, loop_result) = result?;
     if let Some(mut queue_task) = queue_task {
         match tokio::time::timeout(options.shutdown_deadline, &mut queue_task).await {
@@ -205,15 +252,38 @@ pub async fn run(
             }
         }
     }
+    if let Some(server) = server {
+        server.stop().await;
+    }
     tracing::info!("trigger-otel-bridge daemon stopped");
     loop_result
 }
 
 type QueueTask = tokio::task::JoinHandle<Result<(), export_queue::QueueError>>;
 
+/// The next configuration from `source`, or never when reload is off.
+async fn next_config(source: &mut Option<ConfigSource>) -> Result<BridgeConfig, String> {
+    match source {
+        Some(source) => source.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A running discovery task and the switch that stops it.
+struct DiscoveryTask {
+    task: tokio::task::JoinHandle<()>,
+    stop: watch::Sender<bool>,
+}
+
 struct Loop {
+    /// The configuration in effect (settings that need a restart keep their starting values).
+    config: BridgeConfig,
+    found_tx: mpsc::UnboundedSender<String>,
+    discovery: Option<DiscoveryTask>,
+    log_level: Option<LevelControl>,
     lifecycle: Lifecycle,
     logs: LogsMode,
+    enrich: bool,
     concurrency: usize,
     max_pending: usize,
     retention: Duration,
@@ -232,6 +302,7 @@ struct Loop {
     reserved: usize,
     in_flight: JoinSet<(Arc<str>, Result<PollResult, ApiError>)>,
     in_flight_capacity: HashMap<Arc<str>, usize>,
+    retired: Option<mpsc::UnboundedSender<RetiredRun>>,
 }
 
 impl Loop {
@@ -344,6 +415,11 @@ impl Loop {
                 return;
             }
             self.due.pop();
+            PollStarted {
+                run_id: &id,
+                lag: now - when,
+            }
+            .emit(&self.stats);
             let free_slots = (self.concurrency - self.in_flight.len()).max(1);
             let capacity = (self.free_capacity() / free_slots).max(1);
             let ask_status = run.wants_status(run.last_had_partials);
@@ -356,6 +432,8 @@ impl Loop {
                 exported: run.exported.clone(),
                 logs: self.logs,
                 capacity,
+                enrich: self.enrich,
+                span_properties: run.span_properties.clone(),
             };
             self.reserved += capacity;
             self.in_flight_capacity.insert(id.clone(), capacity);
@@ -369,11 +447,14 @@ impl Loop {
         mut acks: mpsc::UnboundedReceiver<Ack>,
         mut found: mpsc::UnboundedReceiver<String>,
         queue_task: QueueTask,
+        mut reload: Option<ConfigSource>,
     ) -> Result<(Option<QueueTask>, Result<(), DaemonError>), DaemonError> {
         tokio::pin!(shutdown);
         let mut queue_task = queue_task;
         let mut prune_timer = tokio::time::interval_at(Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
+            self.stats.health.beat();
             self.dispatch();
             let next_due = self.due.peek().map(|Reverse((when, _, _))| *when);
             let wait_for_due = next_due.filter(|_| self.may_poll());
@@ -397,17 +478,104 @@ impl Loop {
                 }
                 Some(ack) = acks.recv() => self.on_ack(&ack).await?,
                 Some(run_id) = found.recv() => self.add_run(&run_id).await?,
+                loaded = next_config(&mut reload) => match loaded {
+                    Ok(new) => self.apply_reload(new).await?,
+                    Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
+                },
                 _ = prune_timer.tick() => self.prune().await?,
+                _ = heartbeat.tick() => {}
                 _ = tokio::time::sleep_until(wait_for_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wait_for_due.is_some() => {}
             }
         }
+    }
+
+    fn start_discovery(&mut self) {
+        if !self.config.discovery.enabled {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let discovery = Discovery {
+            client: self.client.clone(),
+            filters: RunFilters::from_discovery(&self.config.discovery),
+            interval: self.config.discovery.interval,
+            lookback: self.config.discovery.lookback,
+        };
+        let task = tokio::spawn(discovery.run(self.found_tx.clone(), stopped));
+        self.discovery = Some(DiscoveryTask { task, stop });
+    }
+
+    fn stop_discovery(&mut self) {
+        if let Some(discovery) = self.discovery.take() {
+            let _ = discovery.stop.send(true);
+            discovery.task.abort();
+        }
+    }
+
+    /// Apply what can change while running; say what needs a restart.
+    async fn apply_reload(&mut self, new: BridgeConfig) -> Result<(), DaemonError> {
+        let plan = reload::plan(&self.config, &new);
+        for setting in &plan.needs_restart {
+            tracing::warn!(setting, "changed in the configuration; takes effect after a restart");
+        }
+        if let Some(level) = &plan.log_level {
+            match self.log_level.as_ref().map(|control| control.set(level)) {
+                Some(Ok(())) => tracing::info!(level = %level, "log level changed"),
+                Some(Err(reason)) => tracing::warn!(%reason, "cannot change the log level"),
+                None => tracing::warn!("the log level is fixed (RUST_LOG is set); log.level ignored"),
+            }
+        }
+        let mut running = new;
+        // Keep the starting values of what needs a restart, so the next reload compares
+        // against what is really in effect.
+        running.state = self.config.state.clone();
+        running.server = self.config.server.clone();
+        running.export = self.config.export.clone();
+        running.trigger = self.config.trigger.clone();
+        running.runs.shard = self.config.runs.shard;
+        running.log.format = self.config.log.format;
+        self.config = running;
+        self.lifecycle = Lifecycle {
+            poll_interval: self.config.runs.poll_interval,
+            max_poll_interval: self.config.runs.max_poll_interval,
+            settle: self.config.runs.settle,
+            max_age: self.config.runs.max_age,
+        };
+        self.concurrency = self.config.runs.concurrency.max(1);
+        self.logs = self.config.conversion.logs;
+        self.enrich = self.config.conversion.enrich;
+        if plan.discovery_changed {
+            self.stop_discovery();
+            self.start_discovery();
+            tracing::info!(enabled = self.config.discovery.enabled, "discovery settings applied");
+        }
+        for run_id in &plan.removed_runs {
+            if let Some(run) = self.runs.get_mut(run_id.as_str()) {
+                tracing::info!(run_id = %run_id, "removed from runs.ids; no longer watched");
+                run.phase = Phase::Retiring(RetireReason::Removed);
+                let id = run.id.clone();
+                self.retire_if_done(&id).await?;
+            }
+        }
+        for run_id in &plan.added_runs {
+            self.add_run(run_id).await?;
+        }
+        tracing::info!(
+            added = plan.added_runs.len(),
+            removed = plan.removed_runs.len(),
+            "configuration reloaded"
+        );
+        Ok(())
     }
 
     async fn on_poll(&mut self, id: Arc<str>, result: Result<PollResult, ApiError>) -> Result<(), DaemonError> {
         if let Some(capacity) = self.in_flight_capacity.remove(&id) {
             self.reserved = self.reserved.saturating_sub(capacity);
         }
-        self.stats.polls.fetch_add(1, Ordering::Relaxed);
+        PollFinished {
+            run_id: &id,
+            spans: result.as_ref().map_or(0, |r| r.spans.len()),
+        }
+        .emit(&self.stats);
         let now = Instant::now();
         let Some(run) = self.runs.get_mut(&id) else {
             return Ok(());
@@ -415,15 +583,22 @@ impl Loop {
         let result = match result {
             Ok(result) => result,
             Err(ApiError::NotFound { endpoint, .. }) => {
-                tracing::warn!(run_id = %id, %endpoint, "run not found; retiring it");
-                self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
+                RunNotFound {
+                    run_id: &id,
+                    endpoint: &endpoint,
+                }
+                .emit(&self.stats);
                 run.phase = Phase::Retiring(RetireReason::NotFound);
                 return self.retire_if_done(&id).await;
             }
             Err(error) => {
-                self.stats.poll_errors.fetch_add(1, Ordering::Relaxed);
                 let wait = run.after_error(&self.lifecycle);
-                tracing::warn!(run_id = %id, %error, retry_in = ?wait, "poll failed");
+                PollFailed {
+                    run_id: &id,
+                    error: &error,
+                    retry_in: wait,
+                }
+                .emit(&self.stats);
                 self.schedule(&id, wait);
                 return Ok(());
             }
@@ -453,10 +628,21 @@ impl Loop {
         }
         run.last_had_partials = result.had_partials;
         for (reason, tally) in result.invalid.iter() {
-            self.stats.invalid_elements.fetch_add(tally.count, Ordering::Relaxed);
-            if run.logged_reasons.insert(reason.as_str()) {
-                tracing::warn!(run_id = %id, reason = reason.as_str(), count = tally.count, first = %tally.first, "invalid elements in run");
+            let counted = run.invalid_counted.entry(reason.as_str()).or_default();
+            if tally.count > *counted {
+                InvalidElements {
+                    run_id: &id,
+                    reason: reason.as_str(),
+                    count: tally.count - *counted,
+                    total: tally.count,
+                    first: &tally.first,
+                }
+                .emit(&self.stats);
+                *counted = tally.count;
             }
+        }
+        if let Some(properties) = result.span_properties {
+            run.span_properties = Some(properties);
         }
         let changed = run.fingerprint != Some(result.fingerprint) || !result.spans.is_empty();
         run.fingerprint = Some(result.fingerprint);
@@ -466,6 +652,7 @@ impl Loop {
                 exported.extend(span.covers.iter().copied());
             }
             run.queued += result.spans.len();
+            run.forget_exported_properties();
             self.stats.add_pending(result.spans.len());
             let _ = self.queue_tx.send(ExportItem {
                 run_id: id.clone(),
@@ -519,8 +706,17 @@ impl Loop {
         self.with_state(|s| s.retire(&run_id, reason.as_str(), unix_now_ns()))?;
         self.runs.remove(id);
         self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
-        self.stats.runs_retired.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(run_id = %id, reason = reason.as_str(), "run retired");
+        RunRetired {
+            run_id: &run_id,
+            reason: reason.as_str(),
+        }
+        .emit(&self.stats);
+        if let Some(retired) = &self.retired {
+            let _ = retired.send(RetiredRun {
+                run_id,
+                reason: reason.as_str(),
+            });
+        }
         Ok(())
     }
 }

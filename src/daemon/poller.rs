@@ -3,10 +3,13 @@
 
 use super::watched::{fingerprint, has_partials};
 use crate::config::LogsMode;
-use crate::convert::{convert_events, BridgeSpan, InvalidReport, RunInfo, RunState};
+use crate::convert::ids::span_identity;
+use crate::convert::{convert_events, is_log_record, BridgeSpan, InvalidReport, RunInfo, RunState};
 use crate::fetch::fetch_trace;
 use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
 use opentelemetry::trace::SpanId;
+use serde_json::Value;
+use std::collections::HashMap;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -22,6 +25,9 @@ pub struct PollJob {
     pub logs: LogsMode,
     /// At most this many spans may be admitted to the export queue (backpressure).
     pub capacity: usize,
+    /// `conversion.enrich`, and the span properties read from the trace so far.
+    pub enrich: bool,
+    pub span_properties: Option<Arc<HashMap<String, Value>>>,
 }
 
 pub struct PollResult {
@@ -35,6 +41,8 @@ pub struct PollResult {
     /// False when `capacity` cut the spans short: the rest comes on a later poll.
     pub complete: bool,
     pub invalid: InvalidReport,
+    /// Fresh span properties, when the trace was read on this poll (enrichment).
+    pub span_properties: Option<Arc<HashMap<String, Value>>>,
 }
 
 pub async fn poll(client: TriggerClient, job: PollJob) -> (Arc<str>, Result<PollResult, ApiError>) {
@@ -57,6 +65,30 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     let fingerprint = fingerprint(&events);
     let had_partials = has_partials(&events);
 
+    // Enrichment reuses the trace read for the trace id, and reads it again only when a finished
+    // span that is still to be exported is not in it yet.
+    let mut fresh_properties = trace
+        .as_ref()
+        .map(|t| t.as_ref().map(|t| Arc::new(t.span_properties.clone())));
+    if job.enrich && trace.is_none() {
+        let known = job.span_properties.as_deref();
+        let lacking = events.iter().any(|raw| {
+            raw.is_partial != Some(Value::Bool(true))
+                && !is_log_record(raw)
+                && raw.span_id_str().is_some_and(|id| {
+                    !known.is_some_and(|props| props.contains_key(id))
+                        && span_identity(id).is_some_and(|identity| !job.exported.contains(&identity.id()))
+                })
+        });
+        if lacking {
+            fresh_properties = Some(fetch_trace(client, run_id).await?.map(|t| Arc::new(t.span_properties)));
+        }
+    }
+    let properties: Option<Arc<HashMap<String, Value>>> = match &fresh_properties {
+        Some(fresh) => fresh.clone(),
+        None => job.span_properties.clone(),
+    };
+
     let trace_id: Option<&str> = match (&trace, &job.known_trace_id) {
         (Some(asked), _) => asked.as_ref().map(|t| t.trace_id.as_str()),
         (None, Some(known)) => known.as_deref(),
@@ -68,6 +100,9 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         .or(job.task_identifier.as_deref());
     let mut run = RunInfo::new(run_id, trace_id, job.state);
     run.task_identifier = task_identifier;
+    if job.enrich {
+        run.span_properties = properties.as_deref();
+    }
     let conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
     let mut spans = conversion.spans;
     let complete = spans.len() <= job.capacity;
@@ -81,5 +116,6 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         spans,
         complete,
         invalid: conversion.invalid,
+        span_properties: fresh_properties.flatten(),
     })
 }

@@ -2,12 +2,13 @@
 //! (when to ask for the run's status, how long to wait, when to finalise and retire) as pure
 //! functions of that memory and "now".
 
+use crate::convert::ids::span_identity;
 use crate::convert::RunState;
 use crate::trigger::model::RawEvent;
 use opentelemetry::trace::SpanId;
 use rand::Rng;
 use serde_json::Value;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum RetireReason {
     MaxAge,
     /// The API does not know it.
     NotFound,
+    /// Taken out of `runs.ids` by a configuration reload.
+    Removed,
 }
 
 impl RetireReason {
@@ -34,6 +37,7 @@ impl RetireReason {
             RetireReason::Settled => "settled",
             RetireReason::MaxAge => "max_age",
             RetireReason::NotFound => "not_found",
+            RetireReason::Removed => "removed",
         }
     }
 }
@@ -80,12 +84,15 @@ pub struct WatchedRun {
     pub fingerprint: Option<u64>,
     pub polls_since_status: u32,
     pub phase: Phase,
-    /// Invalid-element reasons already logged for this run (logged once per run).
-    pub logged_reasons: HashSet<&'static str>,
+    /// Invalid elements per reason already counted and logged for this run (each response
+    /// holds them all again: only more than this is new).
+    pub invalid_counted: HashMap<&'static str, u64>,
     /// Whether the last response still had running elements (a hint for asking the status).
     pub last_had_partials: bool,
     /// The sequence number of this run's entry in the schedule (older entries are stale).
     pub scheduled: u64,
+    /// Enrichment: `data.properties` of the spans not exported yet, from the trace endpoint.
+    pub span_properties: Option<Arc<HashMap<String, Value>>>,
 }
 
 impl WatchedRun {
@@ -106,9 +113,10 @@ impl WatchedRun {
             fingerprint: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
             phase: Phase::Watching,
-            logged_reasons: HashSet::new(),
+            invalid_counted: HashMap::new(),
             last_had_partials: true,
             scheduled: 0,
+            span_properties: None,
         }
     }
 
@@ -153,6 +161,17 @@ impl WatchedRun {
             }
         }
         jitter(self.interval)
+    }
+
+    /// Keep span properties only for spans still to be exported: memory stays proportional to
+    /// what is running, not to the run's history.
+    pub fn forget_exported_properties(&mut self) {
+        let Some(properties) = self.span_properties.as_mut() else {
+            return;
+        };
+        let exported = &self.exported;
+        Arc::make_mut(properties)
+            .retain(|id, _| span_identity(id).is_none_or(|identity| !exported.contains(&identity.id())));
     }
 
     /// After a failed poll: back off like an unchanged run.

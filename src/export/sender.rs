@@ -5,9 +5,12 @@ use super::policy::{BackoffPolicy, Disposition};
 use super::transport::Transport;
 use crate::convert::otlp::ResourceSettings;
 use crate::convert::BridgeSpan;
+use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, SpanRejected};
+use crate::telemetry::Metrics;
 use opentelemetry::trace::SpanId;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,8 @@ pub struct SpanSender {
     options: SenderOptions,
     /// Attempts that failed since the last accepted one (the daemon pauses polling meanwhile).
     consecutive_failures: AtomicU32,
+    /// Counts attempts, failures and rejections when set ([`SpanSender::set_metrics`]).
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl SpanSender {
@@ -58,7 +63,13 @@ impl SpanSender {
             resources,
             options,
             consecutive_failures: AtomicU32::new(0),
+            metrics: OnceLock::new(),
         }
+    }
+
+    /// Count export attempts in `metrics` (the daemon); the first call wins.
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Whether the collector's last answer was a failure still being retried.
@@ -94,9 +105,15 @@ impl SpanSender {
                     attempt += 1;
                     report.batches += 1;
                     let data = batch.iter().map(|s| s.data.clone()).collect();
+                    let attempt_started = tokio::time::Instant::now();
                     match self.transport.send(&service_name, &resource, data).await {
                         Disposition::Delivered { rejected, message } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
+                            ExportBatchSent {
+                                spans: batch.len(),
+                                duration: attempt_started.elapsed(),
+                            }
+                            .emit(self.metrics.get().map(Arc::as_ref));
                             if rejected > 0 || !message.is_empty() {
                                 tracing::error!(
                                     rejected_spans = rejected,
@@ -124,12 +141,13 @@ impl SpanSender {
                         Disposition::Reject { reason } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             let span = &batch[0];
-                            tracing::error!(
-                                %reason,
-                                span_id = %span.data.span_context.span_id(),
-                                span_name = %span.data.name,
-                                "the collector rejected this span; it is dropped"
-                            );
+                            SpanRejected {
+                                run_id: run_id_of(span),
+                                span_id: &span.data.span_context.span_id(),
+                                span_name: &span.data.name,
+                                reason: &reason,
+                            }
+                            .emit(self.metrics.get().map(Arc::as_ref));
                             report.rejected_spans += 1;
                             // Committed as handled: re-sending a poisoned span would fail forever.
                             report.delivered.extend(span.covers.iter().copied());
@@ -148,7 +166,14 @@ impl SpanSender {
                                     });
                                 }
                             }
-                            tracing::warn!(%reason, attempt, retry_in = ?delay, batch_spans = batch.len(), "export failed; retrying");
+                            ExportBatchFailed {
+                                spans: batch.len(),
+                                attempt,
+                                retry_in: delay,
+                                reason: &reason,
+                                duration: attempt_started.elapsed(),
+                            }
+                            .emit(self.metrics.get().map(Arc::as_ref));
                             report.retries += 1;
                             tokio::time::sleep(delay).await;
                         }
@@ -158,4 +183,15 @@ impl SpanSender {
         }
         Ok(report)
     }
+}
+
+/// The `trigger.run_id` attribute every converted span carries, for logs about one span.
+fn run_id_of(span: &BridgeSpan) -> Option<&str> {
+    span.data
+        .attributes
+        .iter()
+        .find_map(|kv| match (kv.key.as_str(), &kv.value) {
+            ("trigger.run_id", opentelemetry::Value::String(id)) => Some(id.as_str()),
+            _ => None,
+        })
 }

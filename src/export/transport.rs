@@ -260,31 +260,41 @@ impl Transport {
                 let seen = observed
                     .as_ref()
                     .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
-                match (seen, result) {
-                    (Some(seen), _) => match classify_http(seen.status, seen.retry_after) {
-                        Disposition::Delivered { .. } => partial_success(&seen.body, *json),
-                        other => other,
-                    },
-                    (None, Ok(())) => Disposition::Delivered {
-                        rejected: 0,
-                        message: String::new(),
-                    },
-                    (None, Err(error)) => {
-                        let text = error.to_string();
-                        match grpc_code(&text) {
-                            Some(code) => match classify_grpc(code) {
-                                Disposition::Retry { after, .. } => Disposition::Retry { after, reason: text },
-                                Disposition::Reject { .. } => Disposition::Reject { reason: text },
-                                delivered => delivered,
-                            },
-                            // No response at all (connection refused, timeout): retry.
-                            None => Disposition::Retry {
-                                after: None,
-                                reason: text,
-                            },
-                        }
-                    }
-                }
+                outcome(seen, result, |body| partial_success(body, *json))
+            }
+        }
+    }
+}
+
+/// One attempt's disposition from what the observing HTTP client saw (OTLP/HTTP) or from
+/// `opentelemetry-otlp`'s result (gRPC, or no response at all).
+fn outcome(
+    seen: Option<Observed>,
+    result: opentelemetry_sdk::error::OTelSdkResult,
+    partial: impl Fn(&[u8]) -> Disposition,
+) -> Disposition {
+    match (seen, result) {
+        (Some(seen), _) => match classify_http(seen.status, seen.retry_after) {
+            Disposition::Delivered { .. } => partial(&seen.body),
+            other => other,
+        },
+        (None, Ok(())) => Disposition::Delivered {
+            rejected: 0,
+            message: String::new(),
+        },
+        (None, Err(error)) => {
+            let text = error.to_string();
+            match grpc_code(&text) {
+                Some(code) => match classify_grpc(code) {
+                    Disposition::Retry { after, .. } => Disposition::Retry { after, reason: text },
+                    Disposition::Reject { .. } => Disposition::Reject { reason: text },
+                    delivered => delivered,
+                },
+                // No response at all (connection refused, timeout): retry.
+                None => Disposition::Retry {
+                    after: None,
+                    reason: text,
+                },
             }
         }
     }

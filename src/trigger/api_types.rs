@@ -37,7 +37,7 @@ pub fn is_terminal(status: &str, finished_at: Option<u64>) -> bool {
 pub struct RunTrace {
     /// As sent (normally 32 lowercase hex chars); the converter validates it.
     pub trace_id: String,
-    /// Span id → `data.properties` of that span, for every span of the tree that has properties.
+    /// Span id → `data.properties` of that span (`null` when it has none), for every span of the tree.
     pub span_properties: HashMap<String, Value>,
 }
 
@@ -61,8 +61,10 @@ impl RunTrace {
                 .and_then(|data| data.get("properties"))
                 .or_else(|| node.get("properties"))
                 .filter(|p| !p.is_null());
-            if let (Some(id), Some(properties)) = (node.get("id").and_then(Value::as_str), properties) {
-                span_properties.insert(id.to_owned(), properties.clone());
+            // Every span of the tree is recorded, `null` when it has no properties, so a caller
+            // can tell "not in the trace yet" from "nothing to add".
+            if let Some(id) = node.get("id").and_then(Value::as_str) {
+                span_properties.insert(id.to_owned(), properties.cloned().unwrap_or(Value::Null));
             }
             if let Some(children) = node.get("children").and_then(Value::as_array) {
                 stack.extend(children.iter().rev());
@@ -432,7 +434,13 @@ mod tests {
         assert_eq!(trace.trace_id, "abc");
         let mut ids: Vec<&str> = trace.span_properties.keys().map(String::as_str).collect();
         ids.sort_unstable();
-        assert_eq!(ids, vec!["a", "c"]);
+        assert_eq!(
+            ids,
+            vec!["a", "c", "d", "e"],
+            "every node with an id, with or without properties"
+        );
+        assert_eq!(trace.span_properties["d"], Value::Null);
+        assert_eq!(trace.span_properties["e"], Value::Null);
 
         let bare = RunTrace::from_value(&json!({"traceId": "t"})).expect("valid");
         assert!(bare.span_properties.is_empty());

@@ -6,7 +6,7 @@
 //! classified ([`RetryClass`]) and [`RetryState`] decides whether to try again.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
@@ -20,6 +20,7 @@ use super::model::EventsBody;
 use super::rate_limit::{until_reset, RateLimitTuning, RateLimiter, ServerBudget};
 use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
 use crate::config::TriggerConfig;
+use crate::telemetry::{events::ApiResponse, Metrics};
 
 /// Sent as `x-trigger-api-version`: the version whose status names this bridge knows.
 pub const API_VERSION: &str = "2025-07-16";
@@ -60,6 +61,8 @@ struct Inner {
     timeout: Duration,
     max_body_bytes: u64,
     environment: Option<&'static str>,
+    /// Counts every attempt's outcome when set ([`TriggerClient::set_metrics`]).
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 impl fmt::Debug for TriggerClient {
@@ -74,6 +77,8 @@ impl fmt::Debug for TriggerClient {
 /// One request: where it goes and what it is about (for errors and logs).
 struct Call<'a> {
     url: Url,
+    /// The endpoint's name in metrics: `events`, `trace`, `run` or `list`.
+    kind: &'static str,
     run_id: Option<&'a str>,
     query: Vec<(&'static str, String)>,
 }
@@ -150,6 +155,7 @@ impl TriggerClient {
                 timeout: config.timeout,
                 max_body_bytes: config.max_body_bytes,
                 environment: config.secret_key.environment_prefix(),
+                metrics: OnceLock::new(),
             }),
         })
     }
@@ -159,6 +165,12 @@ impl TriggerClient {
         &self.inner.limiter
     }
 
+    /// Count every attempt of this client and its clones in `metrics` (`api_requests_total`, the
+    /// rate-limit headroom, readiness); the first call wins.
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.inner.metrics.set(metrics);
+    }
+
     /// `x-ratelimit-remaining` of the latest response, for metrics.
     pub fn remaining(&self) -> Option<u64> {
         self.inner.limiter.remaining()
@@ -166,7 +178,7 @@ impl TriggerClient {
 
     /// `GET /api/v1/runs/{runId}/events`: every event of the run (no paging exists).
     pub async fn events(&self, run_id: &str) -> Result<EventsBody, ApiError> {
-        let call = self.run_call(run_id, &["api", "v1", "runs", run_id, "events"])?;
+        let call = self.run_call("events", run_id, &["api", "v1", "runs", run_id, "events"])?;
         self.get(&call, |body| {
             EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))
         })
@@ -176,7 +188,7 @@ impl TriggerClient {
     /// `GET /api/v1/runs/{runId}/trace`: the trace id and span attributes; `Ok(None)` on a 404
     /// (after the retries a 404 marked `x-should-retry` gets), so the caller derives the trace id.
     pub async fn trace(&self, run_id: &str) -> Result<Option<RunTrace>, ApiError> {
-        let call = self.run_call(run_id, &["api", "v1", "runs", run_id, "trace"])?;
+        let call = self.run_call("trace", run_id, &["api", "v1", "runs", run_id, "trace"])?;
         let result = self
             .get(&call, |body| {
                 let value = parse_value(&call, body)?;
@@ -192,7 +204,7 @@ impl TriggerClient {
 
     /// `GET /api/v3/runs/{runId}`: the run's status and times.
     pub async fn retrieve_run(&self, run_id: &str) -> Result<RunDetails, ApiError> {
-        let call = self.run_call(run_id, &["api", "v3", "runs", run_id])?;
+        let call = self.run_call("run", run_id, &["api", "v3", "runs", run_id])?;
         self.get(&call, |body| {
             let value = parse_value(&call, body)?;
             RunDetails::from_value(&value).map_err(|reason| invalid(&call, reason))
@@ -205,6 +217,7 @@ impl TriggerClient {
     pub async fn list_runs(&self, filters: &RunFilters, cursor: Option<&str>) -> Result<RunPage, ApiError> {
         let call = Call {
             url: self.url(&["api", "v1", "runs"]),
+            kind: "list",
             run_id: None,
             query: filters.to_query(cursor),
         };
@@ -229,7 +242,7 @@ impl TriggerClient {
 
     /// A call about one run. Ids that cannot be one path segment (`""`, `.`, `..`, which URL
     /// normalisation would drop) are refused without a request.
-    fn run_call<'a>(&self, run_id: &'a str, segments: &[&str]) -> Result<Call<'a>, ApiError> {
+    fn run_call<'a>(&self, kind: &'static str, run_id: &'a str, segments: &[&str]) -> Result<Call<'a>, ApiError> {
         let url = self.url(segments);
         if matches!(run_id, "" | "." | "..") {
             return Err(ApiError::NotFound {
@@ -239,6 +252,7 @@ impl TriggerClient {
         }
         Ok(Call {
             url,
+            kind,
             run_id: Some(run_id),
             query: Vec::new(),
         })
@@ -283,12 +297,20 @@ impl TriggerClient {
             request = request.query(&call.query);
         }
         let response = match tokio::time::timeout(self.inner.timeout, request.send()).await {
-            Ok(sent) => sent.map_err(|err| self.transport_failure(call, &err, false))?,
-            Err(_elapsed) => return Err(self.timed_out(call)),
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                self.count(call, None, None);
+                return Err(self.transport_failure(call, &err, false));
+            }
+            Err(_elapsed) => {
+                self.count(call, None, None);
+                return Err(self.timed_out(call));
+            }
         };
         let budget = server_budget(response.headers());
         self.inner.limiter.observe(&budget);
         let status = response.status();
+        self.count(call, Some(status.as_u16()), budget.remaining);
         debug!(
             run_id = call.run_id.unwrap_or("-"),
             endpoint = call.endpoint(),
@@ -300,6 +322,18 @@ impl TriggerClient {
             self.read_body(call, response).await
         } else {
             Err(self.status_failure(call, status, response, budget).await)
+        }
+    }
+
+    /// The single place an attempt's outcome is counted: its status, or `None` without a response.
+    fn count(&self, call: &Call<'_>, status: Option<u16>, remaining: Option<u64>) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            ApiResponse {
+                endpoint: call.kind,
+                status,
+                remaining,
+            }
+            .emit(metrics);
         }
     }
 
@@ -573,12 +607,16 @@ mod tests {
     fn run_ids_are_one_escaped_path_segment() {
         let client = TriggerClient::new(&config()).expect("client");
         let call = client
-            .run_call("run a/b?c#d%", &["api", "v1", "runs", "run a/b?c#d%", "events"])
+            .run_call(
+                "events",
+                "run a/b?c#d%",
+                &["api", "v1", "runs", "run a/b?c#d%", "events"],
+            )
             .expect("call");
         assert_eq!(call.endpoint(), "/base/api/v1/runs/run%20a%2Fb%3Fc%23d%25/events");
         for bad in ["", ".", ".."] {
             assert!(matches!(
-                client.run_call(bad, &["api", "v3", "runs", bad]),
+                client.run_call("run", bad, &["api", "v3", "runs", bad]),
                 Err(ApiError::NotFound { .. })
             ));
         }

@@ -83,6 +83,8 @@ pub struct FakeState {
     pub chaos: Mutex<Option<Chaos>>,
     /// (when a 429 was answered, the reset it announced).
     pub rate_limited: Mutex<Vec<(Instant, Instant)>>,
+    /// The key answered with data instead of 401; `None`: [`SECRET_KEY`].
+    pub accepted_key: Mutex<Option<String>>,
 }
 
 /// Random failures: a share of 500s and of 429s with a reset `reset_after` ahead.
@@ -128,7 +130,9 @@ async fn scripted_or(state: &FakeState, path: String, query: String, headers: &H
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     });
-    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&format!("Bearer {SECRET_KEY}")) {
+    let key = state.accepted_key.lock().unwrap().clone();
+    let expected = format!("Bearer {}", key.as_deref().unwrap_or(SECRET_KEY));
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str()) {
         return Some(
             (
                 StatusCode::UNAUTHORIZED,

@@ -35,6 +35,8 @@ pub struct Recorder {
     /// Added before answering each request (a slow collector).
     pub delay: Mutex<std::time::Duration>,
     pub content_encodings: Mutex<Vec<String>>,
+    /// Bodies `/v1/traces` could not decode (answered 400), with the decoder's error.
+    pub decode_errors: Mutex<Vec<String>>,
 }
 
 pub enum Verdict {
@@ -121,12 +123,18 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
     let request: ExportTraceServiceRequest = if json {
         match serde_json::from_slice(&raw) {
             Ok(r) => r,
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => {
+                recorder.decode_errors.lock().unwrap().push(e.to_string());
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
         }
     } else {
         match ExportTraceServiceRequest::decode(&raw[..]) {
             Ok(r) => r,
-            Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            Err(e) => {
+                recorder.decode_errors.lock().unwrap().push(e.to_string());
+                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
+            }
         }
     };
     let delay = *recorder.delay.lock().unwrap();

@@ -1,0 +1,240 @@
+//! End to end (issue 6, item 4): the built `trigger-otel-bridge run` as a child process, polling a
+//! fake Trigger.dev API and exporting over OTLP/gRPC (gzip, the default) to a counting receiver,
+//! both on loopback in this process. Measures, per scenario:
+//!
+//! - spans per second: every span the runs hold, from the bridge's start until the receiver has
+//!   all of them (process start, SQLite, first polls included);
+//! - CPU seconds of the bridge process (utime + stime from /proc) and per million spans;
+//! - peak RSS (VmHWM), beside the largest response body and an idle bridge's RSS.
+//!
+//! Scenarios: 100 runs × 1,000 events, and one run of 25,000 events (the cloud store's cap).
+//! The runs are finished (COMPLETED) and made of realistic elements (benches/support/realistic.rs).
+//! The request budget is raised to 100,000 a minute so that it is the bridge, not the budget,
+//! being measured (the budget is benches/idle_scale.rs' subject).
+//!
+//! `cargo bench --bench end_to_end [-- FILTER]` (FILTER: `100x1000`, `1x25000` or `idle`);
+//! `E2E_REPEAT=N` repeats each scenario (default 3) and reports every repetition and the median.
+//! This is a report, not a test: it fails only when the bridge fails to deliver.
+
+#[path = "support/api.rs"]
+mod api;
+#[path = "support/collector.rs"]
+mod collector;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/realistic.rs"]
+mod realistic;
+
+use axum::body::Bytes;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use trigger_otel_bridge::config::LogsMode;
+use trigger_otel_bridge::convert::{convert_events, NothingExported, RunInfo, RunState};
+use trigger_otel_bridge::trigger::model::EventsBody;
+
+struct Scenario {
+    name: &'static str,
+    runs: usize,
+    events: usize,
+}
+
+const SCENARIOS: [Scenario; 2] = [
+    Scenario {
+        name: "100x1000",
+        runs: 100,
+        events: 1000,
+    },
+    Scenario {
+        name: "1x25000",
+        runs: 1,
+        events: 25_000,
+    },
+];
+
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    wall_s: f64,
+    cpu_s: f64,
+    peak_rss_kib: u64,
+    spans: u64,
+    received: u64,
+    requests: u64,
+}
+
+fn write_config(dir: &Path, api_url: &str, endpoint: &str, run_ids: &[String]) -> std::path::PathBuf {
+    let ids: Vec<String> = run_ids.iter().map(|id| format!("\"{id}\"")).collect();
+    let text = format!(
+        r#"[trigger]
+api_url = "{api_url}"
+requests_per_minute = 100000
+[runs]
+ids = [{ids}]
+poll_interval = "1s"
+max_poll_interval = "5s"
+settle = "2s"
+[export]
+endpoint = "{endpoint}"
+protocol = "grpc"
+[state]
+path = "{state}"
+[server]
+listen = ""
+[log]
+level = "warn"
+"#,
+        ids = ids.join(", "),
+        state = dir.join("state.db").display(),
+    );
+    let path = dir.join("bridge.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// How many OTLP spans the bridge will export for this body (the converter, in process).
+fn expected_spans(run_id: &str, body: &[u8]) -> u64 {
+    let events = EventsBody::from_slice(body).unwrap().events;
+    let run = RunInfo::new(run_id, None, RunState::Live);
+    convert_events(events, &run, LogsMode::SpanEvents, &NothingExported)
+        .spans
+        .len() as u64
+}
+
+async fn run_scenario(scenario: &Scenario, repetition: usize) -> Measured {
+    let mut served = HashMap::new();
+    let mut ids = Vec::new();
+    let mut expected = 0;
+    for i in 0..scenario.runs {
+        let id = format!("run_bench{}_{i:04}", scenario.name.replace('x', "_"));
+        let body = realistic::run_body(&id, scenario.events, 7 + i as u64);
+        expected += expected_spans(&id, &body);
+        served.insert(
+            id.clone(),
+            api::Served {
+                events: Bytes::from(body),
+                run: api::run_body(&id, true),
+            },
+        );
+        ids.push(id);
+    }
+    let api = api::FakeApi::start(served).await;
+    let collector = collector::Collector::start().await;
+    let dir = process::work_dir(&format!("end_to_end-{}-{repetition}", scenario.name));
+    let config = write_config(&dir, &api.url(), &collector.endpoint(), &ids);
+
+    let started = Instant::now();
+    let mut child = process::spawn_bridge(&config, &dir.join("bridge.log"), api::SECRET_KEY);
+    let pid = child.id();
+    let mut last = process::Usage::default();
+    let limit = Duration::from_secs(300);
+    while (collector.received.distinct() as u64) < expected {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the bridge exited early ({status}): {}",
+                std::fs::read_to_string(dir.join("bridge.log")).unwrap_or_default()
+            );
+        }
+        assert!(started.elapsed() < limit, "not every span arrived within {limit:?}");
+        if let Some(usage) = process::usage(pid) {
+            last = usage;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    let at_end = process::usage(pid).unwrap_or(last);
+    let status = process::stop(&mut child, Duration::from_secs(15));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the bridge did not stop cleanly: {status:?}"
+    );
+    Measured {
+        wall_s,
+        cpu_s: at_end.cpu_s,
+        peak_rss_kib: at_end.peak_rss_kib,
+        spans: expected,
+        received: collector.received.spans(),
+        requests: api.counters.total(),
+    }
+}
+
+/// An idle bridge (no runs): the RSS every scenario starts from.
+async fn idle_baseline() -> process::Usage {
+    let api = api::FakeApi::start(HashMap::new()).await;
+    let collector = collector::Collector::start().await;
+    let dir = process::work_dir("end_to_end-idle");
+    let config = write_config(&dir, &api.url(), &collector.endpoint(), &[]);
+    let mut child = process::spawn_bridge(&config, &dir.join("bridge.log"), api::SECRET_KEY);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let usage = process::usage(child.id()).unwrap_or_default();
+    process::stop(&mut child, Duration::from_secs(15));
+    usage
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    if std::env::args().any(|a| a == "--test") {
+        return; // `cargo test --benches`: nothing to check here.
+    }
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    let repeat: usize = std::env::var("E2E_REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    println!(
+        "end to end: bridge {} (child process), {} cores, {} repetition(s) per scenario",
+        process::BINARY,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        repeat
+    );
+    let idle = idle_baseline().await;
+    println!(
+        "idle bridge (no runs, 3 s): RSS {:.1} MiB, peak {:.1} MiB",
+        process::mib(idle.rss_kib),
+        process::mib(idle.peak_rss_kib)
+    );
+    for scenario in SCENARIOS.iter().filter(|s| wanted(s.name)) {
+        let body_bytes = realistic::run_body("run_size_probe_000000", scenario.events, 7).len();
+        println!(
+            "\n{}: {} run(s) × {} events, largest body ≈ {:.1} MiB",
+            scenario.name,
+            scenario.runs,
+            scenario.events,
+            body_bytes as f64 / 1048576.0
+        );
+        let mut all = Vec::new();
+        for repetition in 0..repeat {
+            let m = run_scenario(scenario, repetition).await;
+            println!(
+                "  #{repetition}: {} spans in {:.2} s = {:.0} spans/s; CPU {:.2} s ({:.0}% of wall) = {:.2} CPU s per million spans; peak RSS {:.1} MiB ({:.2}x the body; {:.1} MiB above idle); {} requests; {} spans received ({} duplicates)",
+                m.spans,
+                m.wall_s,
+                m.spans as f64 / m.wall_s,
+                m.cpu_s,
+                100.0 * m.cpu_s / m.wall_s,
+                m.cpu_s / (m.spans as f64 / 1e6),
+                process::mib(m.peak_rss_kib),
+                (m.peak_rss_kib * 1024) as f64 / body_bytes as f64,
+                process::mib(m.peak_rss_kib.saturating_sub(idle.peak_rss_kib)),
+                m.requests,
+                m.received,
+                m.received - m.spans,
+            );
+            all.push(m);
+        }
+        let spans = all[0].spans as f64;
+        println!(
+            "  median: {:.0} spans/s, {:.2} CPU s per million spans, CPU {:.0}% of wall, peak RSS {:.1} MiB ({:.2}x the largest body)",
+            median(all.iter().map(|m| spans / m.wall_s).collect()),
+            median(all.iter().map(|m| m.cpu_s / (spans / 1e6)).collect()),
+            median(all.iter().map(|m| 100.0 * m.cpu_s / m.wall_s).collect()),
+            median(all.iter().map(|m| process::mib(m.peak_rss_kib)).collect()),
+            median(all.iter().map(|m| (m.peak_rss_kib * 1024) as f64 / body_bytes as f64).collect()),
+        );
+    }
+}

@@ -1,0 +1,846 @@
+//! The terminal waterfall of converted spans, printed by `inspect` and `demo`.
+//!
+//! [`render`] is a pure function: spans and options in, text out. No clock, no terminal
+//! detection: the caller decides about colours ([`RenderOptions::color`]), so tests are exact.
+//!
+//! Spans come as [`SpanView`]s, made from the converter's `SpanData`
+//! ([`SpanView::from_span_data`]) or from the OTLP spans a collector receives
+//! ([`SpanView::from_otlp`]), so both commands draw the same picture of the same data.
+//!
+//! The picture: a header line (trace id, counts, duration), a time axis, then one line per span,
+//! indented as a tree by parent (a span whose parent is not among the spans is drawn at the top
+//! level with a note), with its duration and a bar scaled to the whole trace. Under each span,
+//! its log records (the span events named `log`) and its other span events, with their offset
+//! from the span's start. Errors are red, cancelled spans yellow, partial spans marked (and drawn
+//! with a lighter bar, because their end is assumed).
+
+use opentelemetry::trace::{SpanId, Status};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
+use opentelemetry_sdk::trace::SpanData;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Columns of the bar of a span.
+pub const BAR_WIDTH: usize = 40;
+/// The name column grows with the tree up to this many characters; longer names are cut.
+const NAME_MAX: usize = 56;
+const NAME_MIN: usize = 24;
+/// Longest log message or event detail shown (the first line only).
+const TEXT_MAX: usize = 160;
+/// Longest error description shown next to a span.
+const ERROR_MAX: usize = 80;
+
+/// One span as the waterfall needs it. Times are Unix nanoseconds; ids are lowercase hex.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SpanView {
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_id: Option<String>,
+    pub name: String,
+    pub start: u64,
+    pub end: u64,
+    /// Status ERROR, with its description.
+    pub error: Option<String>,
+    /// `trigger.cancelled`.
+    pub cancelled: bool,
+    /// `trigger.partial`: the span had not finished; its end is assumed.
+    pub partial: bool,
+    /// `trigger.level`: a span made from a log record has a level other than `TRACE`.
+    pub level: Option<String>,
+    pub run_id: Option<String>,
+    pub events: Vec<EventView>,
+}
+
+/// One span event (a log record folded into its span is an event named `log`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventView {
+    pub name: String,
+    pub time: u64,
+    /// Attribute values as text, in the order sent.
+    pub attributes: Vec<(String, String)>,
+}
+
+impl EventView {
+    fn attribute(&self, key: &str) -> Option<&str> {
+        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    fn is_log(&self) -> bool {
+        self.name == "log"
+    }
+}
+
+fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn any_value_text(value: Option<&AnyValue>) -> String {
+    use any_value::Value;
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(text)) => text.clone(),
+        Some(Value::BoolValue(flag)) => flag.to_string(),
+        Some(Value::IntValue(number)) => number.to_string(),
+        Some(Value::DoubleValue(number)) => number.to_string(),
+        Some(Value::ArrayValue(array)) => format!(
+            "[{}]",
+            array
+                .values
+                .iter()
+                .map(|v| any_value_text(Some(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Value::KvlistValue(list)) => format!(
+            "{{{}}}",
+            list.values
+                .iter()
+                .map(|kv| format!("{}: {}", kv.key, any_value_text(kv.value.as_ref())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Some(Value::BytesValue(bytes)) => hex(bytes),
+        Some(Value::StringValueStrindex(_)) | None => String::new(),
+    }
+}
+
+impl SpanView {
+    /// From the converter's output.
+    pub fn from_span_data(span: &SpanData) -> SpanView {
+        let attribute = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == key)
+                .map(|kv| kv.value.as_str().into_owned())
+        };
+        let flag = |key: &str| attribute(key).is_some_and(|v| v == "true");
+        SpanView {
+            trace_id: span.span_context.trace_id().to_string(),
+            span_id: span.span_context.span_id().to_string(),
+            parent_id: (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_string()),
+            name: span.name.to_string(),
+            start: unix_nanos(span.start_time),
+            end: unix_nanos(span.end_time),
+            error: match &span.status {
+                Status::Error { description } => Some(description.to_string()),
+                _ => None,
+            },
+            cancelled: flag("trigger.cancelled"),
+            partial: flag("trigger.partial"),
+            level: attribute("trigger.level"),
+            run_id: attribute("trigger.run_id"),
+            events: span
+                .events
+                .iter()
+                .map(|event| EventView {
+                    name: event.name.to_string(),
+                    time: unix_nanos(event.timestamp),
+                    attributes: event
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// From a span as OTLP carries it (what a collector receives).
+    pub fn from_otlp(span: &OtlpSpan) -> SpanView {
+        let attribute = |key: &str| {
+            span.attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .map(|kv| any_value_text(kv.value.as_ref()))
+        };
+        let flag = |key: &str| attribute(key).is_some_and(|v| v == "true");
+        SpanView {
+            trace_id: hex(&span.trace_id),
+            span_id: hex(&span.span_id),
+            parent_id: (!span.parent_span_id.is_empty() && span.parent_span_id.iter().any(|b| *b != 0))
+                .then(|| hex(&span.parent_span_id)),
+            name: span.name.clone(),
+            start: span.start_time_unix_nano,
+            end: span.end_time_unix_nano,
+            error: span
+                .status
+                .as_ref()
+                .filter(|status| status.code == StatusCode::Error as i32)
+                .map(|status| status.message.clone()),
+            cancelled: flag("trigger.cancelled"),
+            partial: flag("trigger.partial"),
+            level: attribute("trigger.level"),
+            run_id: attribute("trigger.run_id"),
+            events: span
+                .events
+                .iter()
+                .map(|event| EventView {
+                    name: event.name.clone(),
+                    time: event.time_unix_nano,
+                    attributes: event
+                        .attributes
+                        .iter()
+                        .map(|kv| (kv.key.clone(), any_value_text(kv.value.as_ref())))
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A span made from a log record (`conversion.logs = "spans"`, or a log without its parent).
+    fn is_log(&self) -> bool {
+        self.level.as_deref().is_some_and(|level| level != "TRACE")
+    }
+
+    fn duration(&self) -> u64 {
+        self.end.saturating_sub(self.start)
+    }
+}
+
+/// How to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RenderOptions {
+    /// ANSI colours (only on a terminal, and not with `NO_COLOR`: the caller decides).
+    pub color: bool,
+    /// Columns of each span's bar.
+    pub bar_width: usize,
+    /// The run is still executing: partial spans are "running" (they end now), not "partial".
+    pub live: bool,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            color: false,
+            bar_width: BAR_WIDTH,
+            live: false,
+        }
+    }
+}
+
+/// Counts shown in the header, also useful to callers (the demo's summary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tally {
+    /// Spans, not counting the ones made from log records.
+    pub spans: usize,
+    /// Log records: `log` events plus spans made from log records.
+    pub logs: usize,
+    /// Spans with status ERROR.
+    pub errors: usize,
+}
+
+impl Tally {
+    pub fn of(spans: &[SpanView]) -> Tally {
+        let mut tally = Tally::default();
+        for span in spans {
+            if span.is_log() {
+                tally.logs += 1;
+            } else {
+                tally.spans += 1;
+            }
+            tally.logs += span.events.iter().filter(|e| e.is_log()).count();
+            tally.errors += usize::from(span.error.is_some());
+        }
+        tally
+    }
+}
+
+/// A duration in human units with three significant digits: `850ns`, `1.23µs`, `456ms`,
+/// `1.5s`, `10.2s`, `2m05s`, `1h02m`.
+pub fn human_duration(nanos: u64) -> String {
+    const MICRO: u64 = 1_000;
+    const SECOND: u64 = 1_000_000_000;
+    if nanos < MICRO {
+        return format!("{nanos}ns");
+    }
+    for (unit, name, below) in [(MICRO, "µs", 1000), (1_000_000, "ms", 1000), (SECOND, "s", 60)] {
+        if let Some(text) = three_digits(nanos, unit, below) {
+            return format!("{text}{name}");
+        }
+    }
+    let seconds = (u128::from(nanos) + u128::from(SECOND / 2)) / u128::from(SECOND);
+    if seconds < 3600 {
+        format!("{}m{:02}s", seconds / 60, seconds % 60)
+    } else {
+        let minutes = (seconds + 30) / 60;
+        format!("{}h{:02}m", minutes / 60, minutes % 60)
+    }
+}
+
+/// `nanos` in `unit`, rounded to three significant digits, when the result is below `below`.
+fn three_digits(nanos: u64, unit: u64, below: u128) -> Option<String> {
+    let (nanos, unit) = (u128::from(nanos), u128::from(unit));
+    for decimals in [2u32, 1, 0] {
+        let scale = 10u128.pow(decimals);
+        let scaled = (nanos * scale + unit / 2) / unit;
+        if scaled < 1000 {
+            if scaled >= below * scale {
+                return None;
+            }
+            let whole = scaled / scale;
+            let fraction = scaled % scale;
+            let mut text = if decimals == 0 {
+                whole.to_string()
+            } else {
+                format!("{whole}.{fraction:0width$}", width = decimals as usize)
+            };
+            if text.contains('.') {
+                while text.ends_with('0') {
+                    text.pop();
+                }
+                if text.ends_with('.') {
+                    text.pop();
+                }
+            }
+            return Some(text);
+        }
+    }
+    None
+}
+
+/// An offset such as `+118ms` or `-3ms`.
+fn offset(from: u64, to: u64) -> String {
+    if to >= from {
+        format!("+{}", human_duration(to - from))
+    } else {
+        format!("-{}", human_duration(from - to))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paint {
+    Red,
+    Yellow,
+    Cyan,
+    Dim,
+}
+
+fn paint(text: &str, paint: Option<Paint>, color: bool) -> String {
+    match (paint, color) {
+        (Some(paint), true) if !text.is_empty() => {
+            let code = match paint {
+                Paint::Red => "31",
+                Paint::Yellow => "33",
+                Paint::Cyan => "36",
+                Paint::Dim => "2",
+            };
+            format!("\x1b[{code}m{text}\x1b[0m")
+        }
+        _ => text.to_owned(),
+    }
+}
+
+/// At most `max` characters, the last one `…` when cut.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// The first line of `text`, cut to `max`; `…` marks anything left out.
+fn one_line(text: &str, max: usize) -> String {
+    let mut lines = text.trim_end().lines();
+    let first = lines.next().unwrap_or_default();
+    if lines.next().is_some() {
+        cut(&format!("{first} …"), max)
+    } else {
+        cut(first, max)
+    }
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// One line of the tree.
+struct Row {
+    index: usize,
+    /// Drawn before the span's name (`│  ├─ `).
+    line_prefix: String,
+    /// Drawn before its children's and its events' lines.
+    child_prefix: String,
+    has_children: bool,
+    /// Why it is drawn at the top level although it has a parent.
+    note: Option<String>,
+}
+
+/// The tree, depth first, children by start time. Iterative: a deep chain of spans cannot
+/// overflow the stack. A parent cycle (only possible in malformed input) is cut where found.
+fn tree(spans: &[SpanView]) -> Vec<Row> {
+    let mut order: Vec<usize> = (0..spans.len()).collect();
+    order.sort_by(|&a, &b| (spans[a].start, &spans[a].span_id, a).cmp(&(spans[b].start, &spans[b].span_id, b)));
+    let mut position: HashMap<&str, usize> = HashMap::new();
+    for &i in &order {
+        position.entry(spans[i].span_id.as_str()).or_insert(i);
+    }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
+    let mut roots: Vec<(usize, Option<String>)> = Vec::new();
+    for &i in &order {
+        match spans[i].parent_id.as_deref() {
+            Some(parent) => match position.get(parent) {
+                Some(&p) if p != i => children[p].push(i),
+                Some(_) => roots.push((i, Some(format!("parent {parent} is itself")))),
+                None => roots.push((i, Some(format!("parent {parent} is outside this run")))),
+            },
+            None => roots.push((i, None)),
+        }
+    }
+    let mut rows = Vec::with_capacity(spans.len());
+    let mut visited = vec![false; spans.len()];
+    // Spans left over after the roots are in a parent cycle: drawn at the top level.
+    let cycles = order.iter().map(|&i| {
+        let parent = spans[i].parent_id.clone().unwrap_or_default();
+        (i, Some(format!("parent {parent} is in a cycle")))
+    });
+    for (top, note) in roots.into_iter().chain(cycles) {
+        if visited[top] {
+            continue;
+        }
+        let mut stack = vec![(top, String::new(), String::new(), note)];
+        while let Some((index, line_prefix, child_prefix, note)) = stack.pop() {
+            if visited[index] {
+                continue;
+            }
+            visited[index] = true;
+            let kids: Vec<usize> = children[index].iter().copied().filter(|&k| !visited[k]).collect();
+            for (n, &kid) in kids.iter().enumerate().rev() {
+                let last = n + 1 == kids.len();
+                stack.push((
+                    kid,
+                    format!("{child_prefix}{}", if last { "└─ " } else { "├─ " }),
+                    format!("{child_prefix}{}", if last { "   " } else { "│  " }),
+                    None,
+                ));
+            }
+            rows.push(Row {
+                index,
+                line_prefix,
+                child_prefix,
+                has_children: !kids.is_empty(),
+                note,
+            });
+        }
+    }
+    rows
+}
+
+/// The cells `[first, last)` of a bar for `[start, end]` within `[t0, t0 + total]`.
+fn bar_cells(start: u64, end: u64, t0: u64, total: u64, width: usize) -> (usize, usize) {
+    if total == 0 || width == 0 {
+        return (0, width.min(1));
+    }
+    let (width128, total128) = (width as u128, u128::from(total));
+    let first = (u128::from(start.saturating_sub(t0)) * width128 / total128) as usize;
+    let last = (u128::from(end.saturating_sub(t0)) * width128).div_ceil(total128) as usize;
+    let first = first.min(width - 1);
+    (first, last.clamp(first + 1, width))
+}
+
+/// Draw `spans` (one trace, or one run of it) as a waterfall. See the module documentation.
+pub fn render(spans: &[SpanView], options: &RenderOptions) -> String {
+    let mut out = String::new();
+    if spans.is_empty() {
+        out.push_str("no spans\n");
+        return out;
+    }
+    let color = options.color;
+    let width = options.bar_width.max(1);
+    let t0 = spans.iter().map(|s| s.start).min().unwrap_or(0);
+    let t1 = spans.iter().map(|s| s.end.max(s.start)).max().unwrap_or(t0);
+    let total = t1 - t0;
+
+    let tally = Tally::of(spans);
+    let mut traces: Vec<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+    traces.sort_unstable();
+    traces.dedup();
+    let mut header = format!("trace {}", traces[0]);
+    if traces.len() > 1 {
+        let _ = write!(header, " (+{} more)", traces.len() - 1);
+    }
+    let _ = write!(
+        header,
+        " · {} · {} · {} · {}",
+        plural(tally.spans, "span"),
+        plural(tally.logs, "log"),
+        plural(tally.errors, "error"),
+        human_duration(total)
+    );
+    if options.live {
+        header.push_str(" so far (still running)");
+    }
+    let _ = writeln!(out, "{header}");
+
+    let rows = tree(spans);
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|row| format!("{}{}", row.line_prefix, spans[row.index].name))
+        .collect();
+    let name_width = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(NAME_MIN, NAME_MAX);
+    const DURATION_WIDTH: usize = 7;
+
+    // The time axis: 0 over the first cell, the total over the last.
+    let mut axis: Vec<char> = vec![' '; width + 2];
+    axis[1] = '0';
+    let end_label: Vec<char> = human_duration(total).chars().collect();
+    if end_label.len() + 3 <= width {
+        let from = width + 1 - end_label.len();
+        axis[from..width + 1].copy_from_slice(&end_label);
+    }
+    let axis: String = axis.into_iter().collect();
+    let _ = writeln!(
+        out,
+        "{}",
+        format!("{:name_width$}  {:DURATION_WIDTH$}  {axis}", "", "").trim_end()
+    );
+
+    for (row, label) in rows.iter().zip(&labels) {
+        let span = &spans[row.index];
+        let tone = if span.error.is_some() {
+            Some(Paint::Red)
+        } else if span.cancelled {
+            Some(Paint::Yellow)
+        } else {
+            None
+        };
+        let label = cut(label, name_width);
+        let pad = name_width - label.chars().count();
+        let (first, last) = bar_cells(span.start, span.end.max(span.start), t0, total, width);
+        let fill = if span.partial { '▒' } else { '█' };
+        let bar: String = (0..width)
+            .map(|cell| if (first..last).contains(&cell) { fill } else { ' ' })
+            .collect();
+        let mut markers: Vec<String> = Vec::new();
+        if let Some(description) = &span.error {
+            markers.push(paint(&format!("✗ {}", one_line(description, ERROR_MAX)), tone, color));
+        }
+        if span.cancelled {
+            markers.push(paint("cancelled", Some(Paint::Yellow), color));
+        }
+        if span.partial {
+            let word = if options.live { "running" } else { "partial" };
+            markers.push(paint(word, Some(Paint::Cyan), color));
+        }
+        if span.is_log() {
+            markers.push(format!("log {}", span.level.as_deref().unwrap_or_default()));
+        }
+        if let Some(note) = &row.note {
+            markers.push(paint(&format!("↖ {note}"), Some(Paint::Dim), color));
+        }
+        let line = format!(
+            "{}{}  {:>DURATION_WIDTH$}  │{}│ {}",
+            paint(&label, tone, color),
+            " ".repeat(pad),
+            human_duration(span.duration()),
+            paint(&bar, tone, color),
+            markers.join(" "),
+        );
+        let _ = writeln!(out, "{}", line.trim_end());
+
+        let detail_prefix = format!("{}{}", row.child_prefix, if row.has_children { "│ " } else { "  " });
+        let mut events: Vec<&EventView> = span.events.iter().collect();
+        events.sort_by_key(|e| e.time);
+        for event in events {
+            let at = offset(span.start, event.time);
+            let line = if event.is_log() {
+                let level = event.attribute("log.severity").unwrap_or("LOG");
+                let message = one_line(event.attribute("log.message").unwrap_or_default(), TEXT_MAX);
+                let tone = match level {
+                    "ERROR" | "FATAL" => Some(Paint::Red),
+                    "WARN" | "WARNING" => Some(Paint::Yellow),
+                    "DEBUG" => Some(Paint::Dim),
+                    _ => None,
+                };
+                paint(&format!("· {level:<5} {at:>7}  {message}"), tone, color)
+            } else {
+                let detail = match event.attribute("exception.message") {
+                    Some(message) => one_line(message, TEXT_MAX),
+                    None => one_line(
+                        &event
+                            .attributes
+                            .iter()
+                            .filter(|(key, _)| !key.starts_with("trigger."))
+                            .take(3)
+                            .map(|(key, value)| format!("{key}={}", cut(value, 40)))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        TEXT_MAX,
+                    ),
+                };
+                let tone = matches!(event.name.as_str(), "exception" | "attempt_failed").then_some(Paint::Red);
+                paint(&format!("◆ {} {at}  {detail}", event.name), tone, color)
+            };
+            let _ = writeln!(out, "{}", format!("{detail_prefix}{line}").trim_end());
+        }
+    }
+    out
+}
+
+/// Whether standard output gets colours: only on a terminal, and not when `NO_COLOR` is set to
+/// anything non-empty (<https://no-color.org>). The one impure helper here; [`render`] is told.
+pub fn stdout_wants_color() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`render`] for the converter's spans.
+pub fn render_span_data<'a>(spans: impl IntoIterator<Item = &'a SpanData>, options: &RenderOptions) -> String {
+    let views: Vec<SpanView> = spans.into_iter().map(SpanView::from_span_data).collect();
+    render(&views, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const T0: u64 = 1_758_630_768_000_000_000;
+
+    fn span(id: &str, parent: Option<&str>, name: &str, start_ms: u64, end_ms: u64) -> SpanView {
+        SpanView {
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
+            span_id: id.into(),
+            parent_id: parent.map(str::to_owned),
+            name: name.into(),
+            start: T0 + start_ms * MS,
+            end: T0 + end_ms * MS,
+            level: Some("TRACE".into()),
+            ..SpanView::default()
+        }
+    }
+
+    fn log(at_ms: u64, level: &str, message: &str) -> EventView {
+        EventView {
+            name: "log".into(),
+            time: T0 + at_ms * MS,
+            attributes: vec![
+                ("log.message".into(), message.into()),
+                ("log.severity".into(), level.into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let cases = [
+            (0, "0ns"),
+            (999, "999ns"),
+            (1_000, "1µs"),
+            (1_234, "1.23µs"),
+            (12_345, "12.3µs"),
+            (999_499, "999µs"),
+            (999_600, "1ms"),
+            (456 * MS, "456ms"),
+            (1_230 * MS, "1.23s"),
+            (1_500 * MS, "1.5s"),
+            (2_000 * MS, "2s"),
+            (10_165 * MS, "10.2s"),
+            (59_940 * MS, "59.9s"),
+            (59_960 * MS, "1m00s"),
+            (125_000 * MS, "2m05s"),
+            (3_720_000 * MS, "1h02m"),
+            (u64::MAX, "5124095h35m"),
+        ];
+        for (nanos, text) in cases {
+            assert_eq!(human_duration(nanos), text, "{nanos} ns");
+        }
+    }
+
+    #[test]
+    fn a_tree_with_bars_logs_events_and_markers() {
+        let mut root = span("aaaaaaaaaaaaaaaa", None, "process-order", 0, 10_000);
+        root.events.push(EventView {
+            name: "attempt_failed".into(),
+            time: T0 + 2_500 * MS,
+            attributes: vec![("exception.message".into(), "Card declined".into())],
+        });
+        let mut attempt1 = span("bbbbbbbbbbbbbbbb", Some("aaaaaaaaaaaaaaaa"), "Attempt 1", 0, 2_500);
+        attempt1.error = Some("Card declined".into());
+        attempt1.events.push(log(100, "ERROR", "Failed to charge"));
+        let mut attempt2 = span("cccccccccccccccc", Some("aaaaaaaaaaaaaaaa"), "Attempt 2", 5_000, 10_000);
+        attempt2.events.push(log(5_500, "INFO", "Charged\nsecond line"));
+        attempt2.events.push(EventView {
+            name: "checkpoint".into(),
+            time: T0 + 5_250 * MS,
+            attributes: vec![("step".into(), "3".into()), ("trigger.span_id".into(), "x".into())],
+        });
+        let mut cancelled = span("dddddddddddddddd", Some("cccccccccccccccc"), "upload", 7_500, 10_000);
+        cancelled.cancelled = true;
+        cancelled.partial = true;
+        let text = render(&[attempt2, cancelled, root, attempt1], &RenderOptions::default());
+        let expected = "\
+trace 0af7651916cd43dd8448eb211c80319c · 4 spans · 2 logs · 1 error · 10s
+                                    0                                    10s
+process-order                 10s  │████████████████████████████████████████│
+│ ◆ attempt_failed +2.5s  Card declined
+├─ Attempt 1                 2.5s  │██████████                              │ ✗ Card declined
+│    · ERROR  +100ms  Failed to charge
+└─ Attempt 2                   5s  │                    ████████████████████│
+   │ ◆ checkpoint +250ms  step=3
+   │ · INFO   +500ms  Charged …
+   └─ upload                 2.5s  │                              ▒▒▒▒▒▒▒▒▒▒│ cancelled partial
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+
+    #[test]
+    fn orphans_are_top_level_and_noted_and_live_partials_are_running() {
+        let mut child_root = span("1111111111111111", Some("ffffffffffffffff"), "send-email", 0, 1_000);
+        child_root.partial = true;
+        let child = span("2222222222222222", Some("1111111111111111"), "POST /emails", 100, 600);
+        let options = RenderOptions {
+            live: true,
+            bar_width: 10,
+            ..RenderOptions::default()
+        };
+        let text = render(&[child, child_root], &options);
+        assert!(
+            text.starts_with(
+                "trace 0af7651916cd43dd8448eb211c80319c · 2 spans · 0 logs · 0 errors · 1s so far (still running)\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("send-email                     1s  │▒▒▒▒▒▒▒▒▒▒│ running ↖ parent ffffffffffffffff is outside this run\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("└─ POST /emails             500ms  │ █████    │\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn colours_only_when_asked() {
+        let mut failed = span("aaaaaaaaaaaaaaaa", None, "task", 0, 10);
+        failed.error = Some("boom".into());
+        let mut cancelled = span("bbbbbbbbbbbbbbbb", Some("aaaaaaaaaaaaaaaa"), "child", 0, 5);
+        cancelled.cancelled = true;
+        let spans = [failed, cancelled];
+        let plain = render(&spans, &RenderOptions::default());
+        assert!(!plain.contains('\x1b'));
+        let colored = render(
+            &spans,
+            &RenderOptions {
+                color: true,
+                ..RenderOptions::default()
+            },
+        );
+        assert!(colored.contains("\x1b[31mtask\x1b[0m"), "{colored}");
+        assert!(colored.contains("\x1b[31m✗ boom\x1b[0m"), "{colored}");
+        assert!(colored.contains("\x1b[33m└─ child\x1b[0m"), "{colored}");
+        assert!(colored.contains("\x1b[33mcancelled\x1b[0m"), "{colored}");
+    }
+
+    #[test]
+    fn cycles_and_self_parents_do_not_hang_or_lose_spans() {
+        let a = span("aaaaaaaaaaaaaaaa", Some("bbbbbbbbbbbbbbbb"), "a", 0, 10);
+        let b = span("bbbbbbbbbbbbbbbb", Some("aaaaaaaaaaaaaaaa"), "b", 1, 10);
+        let c = span("cccccccccccccccc", Some("cccccccccccccccc"), "c", 2, 10);
+        let text = render(&[a, b, c], &RenderOptions::default());
+        for name in ["a ", "└─ b", "c "] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name:?} in\n{text}");
+        }
+        assert!(text.contains("is in a cycle"));
+        assert!(text.contains("is itself"));
+    }
+
+    #[test]
+    fn zero_length_traces_and_long_names() {
+        let long = "x".repeat(100);
+        let text = render(
+            &[span("aaaaaaaaaaaaaaaa", None, &long, 0, 0)],
+            &RenderOptions::default(),
+        );
+        let line = text.lines().nth(2).unwrap();
+        assert!(line.starts_with(&format!("{}…", "x".repeat(NAME_MAX - 1))), "{line}");
+        assert!(line.contains("0ns  │█"), "{line}");
+        assert_eq!(render(&[], &RenderOptions::default()), "no spans\n");
+    }
+
+    #[test]
+    fn log_spans_count_as_logs() {
+        let mut log_span = span("aaaaaaaaaaaaaaaa", None, "Order done", 0, 0);
+        log_span.level = Some("INFO".into());
+        let tally = Tally::of(&[log_span.clone(), span("bbbbbbbbbbbbbbbb", None, "x", 0, 1)]);
+        assert_eq!(
+            tally,
+            Tally {
+                spans: 1,
+                logs: 1,
+                errors: 0
+            }
+        );
+        assert!(render(&[log_span], &RenderOptions::default()).contains("│ log INFO"));
+    }
+
+    #[test]
+    fn views_from_span_data_and_otlp_agree() {
+        use crate::config::LogsMode;
+        use crate::convert::otlp::{export_request, ResourceSettings};
+        use crate::convert::{convert_events, NothingExported, RunInfo, RunState};
+        use crate::trigger::model::EventsBody;
+        let body = br#"{"events": [
+            {"spanId": "aaaaaaaaaaaaaaaa", "parentId": null, "runId": "run_1", "message": "task",
+             "startTime": "1758630768000000000", "duration": 0, "isPartial": true, "isError": false,
+             "isCancelled": true, "level": "TRACE", "kind": "UNSPECIFIED", "events": []},
+            {"spanId": "bbbbbbbbbbbbbbbb", "parentId": "aaaaaaaaaaaaaaaa", "runId": "run_1", "message": "step",
+             "startTime": "1758630768100000000", "duration": 200000000, "isError": true, "level": "TRACE",
+             "events": [{"name": "exception", "time": "2025-09-23T12:32:48.250Z",
+                         "properties": {"exception": {"message": "boom"}}}]},
+            {"spanId": "cccccccccccccccc", "parentId": "bbbbbbbbbbbbbbbb", "runId": "run_1", "message": "hi",
+             "startTime": "1758630768150000000", "duration": 0, "level": "WARN"}
+        ]}"#;
+        let events = EventsBody::from_slice(body).unwrap().events;
+        let run = RunInfo::new(
+            "run_1",
+            Some("0af7651916cd43dd8448eb211c80319c"),
+            RunState::Ended {
+                finished_at: Some(1_758_630_769_000_000_000),
+            },
+        );
+        let conversion = convert_events(events, &run, LogsMode::SpanEvents, &NothingExported);
+        let from_data: Vec<SpanView> = conversion
+            .spans
+            .iter()
+            .map(|s| SpanView::from_span_data(&s.data))
+            .collect();
+        let request = export_request(conversion.spans, &ResourceSettings::default());
+        let from_otlp: Vec<SpanView> = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .map(SpanView::from_otlp)
+            .collect();
+        assert_eq!(from_data, from_otlp);
+        assert_eq!(from_data.len(), 2);
+        let root = &from_data[0];
+        assert!(root.cancelled && root.partial && root.parent_id.is_none());
+        assert_eq!(root.end, 1_758_630_769_000_000_000);
+        let step = &from_data[1];
+        assert_eq!(step.error.as_deref(), Some("boom"));
+        assert_eq!(step.parent_id.as_deref(), Some("aaaaaaaaaaaaaaaa"));
+        assert_eq!(step.run_id.as_deref(), Some("run_1"));
+        assert_eq!(step.events.len(), 2);
+        assert_eq!(step.events[1].attribute("log.severity"), Some("WARN"));
+    }
+}

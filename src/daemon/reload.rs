@@ -1,0 +1,173 @@
+//! Configuration reload: on SIGHUP or when the config file changes, load it again and work out
+//! what can change while running (runs, discovery, intervals, log level) and what needs a
+//! restart (said in the log). An invalid new config keeps the old one, and says why.
+
+use crate::config::{load, BridgeConfig};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+
+/// How often the config file's modification time is checked.
+pub const FILE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Where a new configuration comes from: the file and environment it was loaded from, the
+/// SIGHUP count forwarded by the binary, and the file's modification time.
+pub struct ConfigSource {
+    pub path: Option<PathBuf>,
+    pub env: HashMap<String, String>,
+    pub requests: Option<watch::Receiver<u64>>,
+    modified: Option<SystemTime>,
+}
+
+impl ConfigSource {
+    pub fn new(path: Option<PathBuf>, env: HashMap<String, String>, requests: Option<watch::Receiver<u64>>) -> Self {
+        let modified = path.as_deref().and_then(modified_at);
+        ConfigSource {
+            path,
+            env,
+            requests,
+            modified,
+        }
+    }
+
+    /// Wait for SIGHUP or a change of the file; then load it. `Err` carries why the new config
+    /// was refused.
+    pub async fn next(&mut self) -> Result<BridgeConfig, String> {
+        loop {
+            tokio::select! {
+                changed = sighup(&mut self.requests) => {
+                    if changed.is_err() {
+                        // No signal source any more: only the file can trigger a reload.
+                        self.requests = None;
+                        continue;
+                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    break;
+                }
+                _ = tokio::time::sleep(FILE_CHECK_EVERY), if self.path.is_some() => {
+                    let now = self.path.as_deref().and_then(modified_at);
+                    if now != self.modified {
+                        tracing::info!(path = %self.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(), "the config file changed: reloading");
+                        break;
+                    }
+                }
+            }
+        }
+        self.modified = self.path.as_deref().and_then(modified_at);
+        load(self.path.as_deref(), &self.env).map_err(|e| e.to_string())
+    }
+}
+
+async fn sighup(requests: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
+    match requests {
+        Some(requests) => requests.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn modified_at(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// What a reload changes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ReloadPlan {
+    pub added_runs: Vec<String>,
+    pub removed_runs: Vec<String>,
+    pub discovery_changed: bool,
+    pub log_level: Option<String>,
+    /// Settings that changed but only take effect after a restart.
+    pub needs_restart: Vec<&'static str>,
+}
+
+/// Compare the running configuration with the new one.
+pub fn plan(old: &BridgeConfig, new: &BridgeConfig) -> ReloadPlan {
+    let old_ids: BTreeSet<&String> = old.runs.ids.iter().collect();
+    let new_ids: BTreeSet<&String> = new.runs.ids.iter().collect();
+    let mut needs_restart = Vec::new();
+    let mut restart_if = |changed: bool, key: &'static str| {
+        if changed {
+            needs_restart.push(key);
+        }
+    };
+    restart_if(old.state != new.state, "state");
+    restart_if(old.server != new.server, "server.listen");
+    restart_if(old.export != new.export, "export");
+    restart_if(old.trigger != new.trigger, "trigger");
+    restart_if(old.runs.shard != new.runs.shard, "runs.shard");
+    restart_if(old.log.format != new.log.format, "log.format");
+    ReloadPlan {
+        added_runs: new_ids.difference(&old_ids).map(|id| id.to_string()).collect(),
+        removed_runs: old_ids.difference(&new_ids).map(|id| id.to_string()).collect(),
+        discovery_changed: old.discovery != new.discovery,
+        log_level: (old.log.level != new.log.level).then(|| new.log.level.clone()),
+        needs_restart,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_lists_runs_added_and_removed_and_what_needs_a_restart() {
+        let mut old = BridgeConfig::default();
+        old.runs.ids = vec!["run_a".into(), "run_b".into()];
+        let mut new = old.clone();
+        new.runs.ids = vec!["run_b".into(), "run_c".into()];
+        new.discovery.tags = vec!["prod".into()];
+        new.log.level = "debug".into();
+        new.state.path = "/elsewhere.db".into();
+        let plan = plan(&old, &new);
+        assert_eq!(plan.added_runs, vec!["run_c"]);
+        assert_eq!(plan.removed_runs, vec!["run_a"]);
+        assert!(plan.discovery_changed);
+        assert_eq!(plan.log_level.as_deref(), Some("debug"));
+        assert_eq!(plan.needs_restart, vec!["state"]);
+    }
+
+    #[test]
+    fn an_unchanged_config_plans_nothing() {
+        let config = BridgeConfig::default();
+        assert_eq!(plan(&config, &config.clone()), ReloadPlan::default());
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_reloaded_and_a_broken_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, "[runs]\nids = [\"run_a\"]\n").unwrap();
+        let mut source = ConfigSource::new(Some(path.clone()), HashMap::new(), None);
+        // Make sure the modification time moves even on coarse file systems.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "[runs]\nids = [\"run_a\", \"run_b\"]\n").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+        let config = tokio::time::timeout(Duration::from_secs(10), source.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(config.runs.ids, vec!["run_a", "run_b"]);
+
+        std::fs::write(&path, "[runs]\nconcurrency = \"many\"\n").unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(10)).unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(10), source.next())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(refused.contains("runs.concurrency"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_without_a_file_change() {
+        let (tx, rx) = watch::channel(0u64);
+        let mut source = ConfigSource::new(None, HashMap::new(), Some(rx));
+        tx.send(1).unwrap();
+        let config = tokio::time::timeout(Duration::from_secs(5), source.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(config, BridgeConfig::default());
+    }
+}

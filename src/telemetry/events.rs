@@ -1,0 +1,299 @@
+//! Internal events (Vector's pattern): each observable occurrence is a struct whose `emit()` logs it and counts it with the same labels.
+
+use super::metrics::{ApiLabels, Metrics, ReasonLabel};
+use std::borrow::Cow;
+use std::fmt::Display;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// A run stops being watched.
+pub struct RunRetired<'a> {
+    pub run_id: &'a str,
+    /// `settled`, `max_age` or `not_found`.
+    pub reason: &'static str,
+}
+
+impl RunRetired<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(run_id = self.run_id, reason = self.reason, "run retired");
+        metrics.runs_retired.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .prom
+            .runs_retired
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
+    }
+}
+
+/// A poll starts, `lag` after the run was due.
+pub struct PollStarted<'a> {
+    pub run_id: &'a str,
+    pub lag: Duration,
+}
+
+impl PollStarted<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::trace!(
+            run_id = self.run_id,
+            lag_ms = self.lag.as_millis() as u64,
+            "polling run"
+        );
+        metrics.prom.poll_lag.observe(self.lag.as_secs_f64());
+    }
+}
+
+/// A poll came back (successful or not).
+pub struct PollFinished<'a> {
+    pub run_id: &'a str,
+    pub spans: usize,
+}
+
+impl PollFinished<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(run_id = self.run_id, new_spans = self.spans, "polled run");
+        metrics.polls.fetch_add(1, Ordering::Relaxed);
+        metrics.prom.polls.inc();
+    }
+}
+
+/// A poll failed after the client's retries; the run is polled again later.
+pub struct PollFailed<'a, E: Display> {
+    pub run_id: &'a str,
+    pub error: &'a E,
+    pub retry_in: Duration,
+}
+
+impl<E: Display> PollFailed<'_, E> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(run_id = self.run_id, error = %self.error, retry_in = ?self.retry_in, "poll failed");
+        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
+        metrics.prom.poll_errors.inc();
+    }
+}
+
+/// The API does not know the run (404 after its retries): it is retired.
+pub struct RunNotFound<'a> {
+    pub run_id: &'a str,
+    pub endpoint: &'a str,
+}
+
+impl RunNotFound<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(
+            run_id = self.run_id,
+            endpoint = self.endpoint,
+            "run not found; retiring it"
+        );
+        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
+        metrics.prom.poll_errors.inc();
+    }
+}
+
+/// Elements of a run skipped as invalid: `count` not counted before, of `total` in the response.
+pub struct InvalidElements<'a> {
+    pub run_id: &'a str,
+    pub reason: &'static str,
+    pub count: u64,
+    pub total: u64,
+    /// A description of the first one.
+    pub first: &'a str,
+}
+
+impl InvalidElements<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(
+            run_id = self.run_id,
+            reason = self.reason,
+            count = self.count,
+            total = self.total,
+            first = self.first,
+            "invalid elements in run"
+        );
+        metrics.invalid_elements.fetch_add(self.count, Ordering::Relaxed);
+        metrics
+            .prom
+            .invalid_events
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc_by(self.count);
+    }
+}
+
+/// A batch the collector acknowledged was committed to the state store.
+pub struct SpansExported {
+    pub spans: u64,
+    /// Sending it, retries included.
+    pub duration: Duration,
+}
+
+impl SpansExported {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(
+            spans = self.spans,
+            duration_ms = self.duration.as_millis() as u64,
+            "batch exported and committed"
+        );
+        metrics.spans_exported.fetch_add(self.spans, Ordering::Relaxed);
+        metrics.export_batches.fetch_add(1, Ordering::Relaxed);
+        metrics
+            .export_nanos_total
+            .fetch_add(self.duration.as_nanos() as u64, Ordering::Relaxed);
+        metrics.prom.spans_exported.inc_by(self.spans);
+    }
+}
+
+/// One export attempt the collector accepted (possibly reporting partial rejections).
+pub struct ExportBatchSent {
+    pub spans: usize,
+    pub duration: Duration,
+}
+
+impl ExportBatchSent {
+    /// Counts only: the sender logs what is worth logging about an accepted batch.
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let Some(metrics) = metrics else { return };
+        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.health.export_progressed();
+    }
+}
+
+/// One export attempt failed and will be retried (collector down, 5xx, 429, timeout).
+pub struct ExportBatchFailed<'a> {
+    pub spans: usize,
+    pub attempt: u32,
+    pub retry_in: Duration,
+    pub reason: &'a str,
+    pub duration: Duration,
+}
+
+impl ExportBatchFailed<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        tracing::warn!(
+            reason = self.reason,
+            attempt = self.attempt,
+            retry_in = ?self.retry_in,
+            batch_spans = self.spans,
+            "export failed; retrying"
+        );
+        let Some(metrics) = metrics else { return };
+        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.prom.spans_export_failed.inc_by(self.spans as u64);
+    }
+}
+
+/// The collector refused one span as invalid data: it is dropped (and committed as handled).
+pub struct SpanRejected<'a> {
+    pub run_id: Option<&'a str>,
+    pub span_id: &'a dyn Display,
+    pub span_name: &'a str,
+    pub reason: &'a str,
+}
+
+impl SpanRejected<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        tracing::error!(
+            run_id = self.run_id.unwrap_or("-"),
+            reason = self.reason,
+            span_id = %self.span_id,
+            span_name = self.span_name,
+            "the collector rejected this span; it is dropped"
+        );
+        let Some(metrics) = metrics else { return };
+        metrics.spans_rejected.fetch_add(1, Ordering::Relaxed);
+        metrics.prom.spans_rejected.inc();
+        metrics.health.export_progressed();
+    }
+}
+
+/// One Trigger.dev API attempt ended: with an HTTP status, or without a response (`None`).
+pub struct ApiResponse {
+    /// `events`, `trace`, `run` or `list`.
+    pub endpoint: &'static str,
+    pub status: Option<u16>,
+    /// `x-ratelimit-remaining`, when the response had it.
+    pub remaining: Option<u64>,
+}
+
+impl ApiResponse {
+    /// Counts only: the client logs every response (debug) and every retry (warn) itself.
+    pub fn emit(&self, metrics: &Metrics) {
+        let status = match self.status {
+            Some(status) => Cow::Owned(status.to_string()),
+            None => Cow::Borrowed("error"),
+        };
+        metrics
+            .prom
+            .api_requests
+            .get_or_create(&ApiLabels {
+                endpoint: self.endpoint,
+                status,
+            })
+            .inc();
+        if let Some(remaining) = self.remaining {
+            let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
+            metrics
+                .prom
+                .rate_limit_remaining
+                .get_or_create(&Vec::new())
+                .set(remaining);
+        }
+        if let Some(status) = self.status {
+            metrics.health.api_status(status);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_count_with_their_labels() {
+        let metrics = Metrics::new();
+        RunRetired {
+            run_id: "run_a",
+            reason: "settled",
+        }
+        .emit(&metrics);
+        ApiResponse {
+            endpoint: "events",
+            status: Some(200),
+            remaining: Some(1499),
+        }
+        .emit(&metrics);
+        ApiResponse {
+            endpoint: "list",
+            status: None,
+            remaining: None,
+        }
+        .emit(&metrics);
+        InvalidElements {
+            run_id: "run_a",
+            reason: "bad_start_time",
+            count: 3,
+            total: 3,
+            first: "x",
+        }
+        .emit(&metrics);
+        ExportBatchFailed {
+            spans: 4,
+            attempt: 1,
+            retry_in: Duration::ZERO,
+            reason: "down",
+            duration: Duration::from_millis(3),
+        }
+        .emit(Some(&metrics));
+        let text = metrics.encode_prometheus();
+        for line in [
+            "trigger_otel_bridge_runs_retired_total{reason=\"settled\"} 1",
+            "trigger_otel_bridge_api_requests_total{endpoint=\"events\",status=\"200\"} 1",
+            "trigger_otel_bridge_api_requests_total{endpoint=\"list\",status=\"error\"} 1",
+            "trigger_otel_bridge_api_rate_limit_remaining 1499",
+            "trigger_otel_bridge_invalid_events_total{reason=\"bad_start_time\"} 3",
+            "trigger_otel_bridge_spans_export_failed_total 4",
+            "trigger_otel_bridge_export_batch_duration_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+        }
+        assert_eq!(metrics.runs_retired.load(Ordering::Relaxed), 1);
+    }
+}

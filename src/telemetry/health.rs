@@ -1,0 +1,213 @@
+//! `Health`: what `/healthz` (the daemon loop ticks) and `/readyz` (config, state, key, export) answer from.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+/// `/healthz` fails once the daemon loop has not ticked for this long.
+pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// Default readiness bound on exports: spans waiting longer than this without the collector
+/// accepting anything make the bridge not ready (the `export` command gives up after as long).
+pub const DEFAULT_EXPORT_BOUND: Duration = Duration::from_secs(120);
+
+const KEY_UNKNOWN: u8 = 0;
+const KEY_ACCEPTED: u8 = 1;
+const KEY_REJECTED: u8 = 2;
+
+/// Times are milliseconds since `epoch`, plus one (0: never).
+pub struct Health {
+    epoch: Instant,
+    heartbeat: AtomicU64,
+    config_loaded: AtomicBool,
+    state_open: AtomicBool,
+    key: AtomicU8,
+    key_rejected_status: AtomicU16,
+    last_export: AtomicU64,
+    waiting_since: AtomicU64,
+    export_bound_ms: AtomicU64,
+}
+
+impl fmt::Debug for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Health")
+            .field("live", &self.liveness(Instant::now()).is_ok())
+            .field("config_loaded", &self.config_loaded.load(Ordering::Relaxed))
+            .field("state_open", &self.state_open.load(Ordering::Relaxed))
+            .field("key", &self.key.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new()
+    }
+}
+
+impl Health {
+    pub fn new() -> Health {
+        Health {
+            epoch: Instant::now(),
+            heartbeat: AtomicU64::new(1),
+            config_loaded: AtomicBool::new(false),
+            state_open: AtomicBool::new(false),
+            key: AtomicU8::new(KEY_UNKNOWN),
+            key_rejected_status: AtomicU16::new(0),
+            last_export: AtomicU64::new(0),
+            waiting_since: AtomicU64::new(0),
+            export_bound_ms: AtomicU64::new(DEFAULT_EXPORT_BOUND.as_millis() as u64),
+        }
+    }
+
+    fn stamp(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64 + 1
+    }
+
+    fn age(&self, stamp: u64, now: Instant) -> Option<Duration> {
+        (stamp > 0).then(|| Duration::from_millis(self.stamp(now).saturating_sub(stamp)))
+    }
+
+    /// The daemon loop is alive.
+    pub fn beat(&self) {
+        self.heartbeat.store(self.stamp(Instant::now()), Ordering::Relaxed);
+    }
+
+    pub fn set_config_loaded(&self, loaded: bool) {
+        self.config_loaded.store(loaded, Ordering::Relaxed);
+    }
+
+    pub fn set_state_open(&self, open: bool) {
+        self.state_open.store(open, Ordering::Relaxed);
+    }
+
+    pub fn set_export_bound(&self, bound: Duration) {
+        self.export_bound_ms.store(bound.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// A Trigger.dev response with this status: 2xx accepts the key, 401/403 rejects it, anything
+    /// else says nothing about it.
+    pub fn api_status(&self, status: u16) {
+        match status {
+            200..=299 => self.key.store(KEY_ACCEPTED, Ordering::Relaxed),
+            401 | 403 => {
+                self.key_rejected_status.store(status, Ordering::Relaxed);
+                self.key.store(KEY_REJECTED, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// The collector answered an export attempt with acceptance (or a final rejection): exports
+    /// make progress.
+    pub fn export_progressed(&self) {
+        self.last_export.store(self.stamp(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Spans started waiting for the collector while none were (called by `add_pending`).
+    pub fn spans_waiting(&self) {
+        self.waiting_since.store(self.stamp(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// `/healthz`: the loop ticked within [`HEARTBEAT_STALE_AFTER`].
+    pub fn liveness(&self, now: Instant) -> Result<(), String> {
+        let age = self
+            .age(self.heartbeat.load(Ordering::Relaxed), now)
+            .unwrap_or_default();
+        if age > HEARTBEAT_STALE_AFTER {
+            return Err(format!("the daemon loop has not ticked for {} s", age.as_secs()));
+        }
+        Ok(())
+    }
+
+    /// `/readyz`, in this order: the config is loaded; the state file is open; Trigger.dev
+    /// accepted the key (its latest 2xx or 401/403 decides; not ready before the first answer);
+    /// and, while `pending` spans wait, the collector made progress within the export bound
+    /// (counted from the last accepted attempt, or from when spans started waiting if later).
+    pub fn readiness(&self, now: Instant, pending: usize) -> Result<(), String> {
+        if !self.config_loaded.load(Ordering::Relaxed) {
+            return Err("configuration not loaded".into());
+        }
+        if !self.state_open.load(Ordering::Relaxed) {
+            return Err("state file not open".into());
+        }
+        match self.key.load(Ordering::Relaxed) {
+            KEY_ACCEPTED => {}
+            KEY_REJECTED => {
+                let status = self.key_rejected_status.load(Ordering::Relaxed);
+                return Err(format!("Trigger.dev rejected the secret key (HTTP {status})"));
+            }
+            _ => return Err("no answer from Trigger.dev yet (secret key not confirmed)".into()),
+        }
+        if pending > 0 {
+            let since = self
+                .last_export
+                .load(Ordering::Relaxed)
+                .max(self.waiting_since.load(Ordering::Relaxed));
+            let stalled = self.age(since, now).unwrap_or_default();
+            let bound = Duration::from_millis(self.export_bound_ms.load(Ordering::Relaxed));
+            if stalled > bound {
+                return Err(format!(
+                    "the collector has accepted nothing for {} s while {pending} spans wait (bound {} s)",
+                    stalled.as_secs(),
+                    bound.as_secs_f64()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready_health() -> Health {
+        let health = Health::new();
+        health.set_config_loaded(true);
+        health.set_state_open(true);
+        health.api_status(200);
+        health
+    }
+
+    #[test]
+    fn not_ready_until_config_state_and_key() {
+        let health = Health::new();
+        let now = Instant::now();
+        assert!(health.readiness(now, 0).unwrap_err().contains("configuration"));
+        health.set_config_loaded(true);
+        assert!(health.readiness(now, 0).unwrap_err().contains("state"));
+        health.set_state_open(true);
+        assert!(health.readiness(now, 0).unwrap_err().contains("Trigger.dev"));
+        health.api_status(500);
+        assert!(health.readiness(now, 0).is_err(), "a 500 says nothing about the key");
+        health.api_status(200);
+        assert_eq!(health.readiness(now, 0), Ok(()));
+        health.api_status(401);
+        assert!(health.readiness(now, 0).unwrap_err().contains("HTTP 401"));
+        health.api_status(200);
+        assert_eq!(health.readiness(now, 0), Ok(()));
+    }
+
+    #[test]
+    fn pending_spans_without_progress_past_the_bound_are_not_ready() {
+        let health = ready_health();
+        health.set_export_bound(Duration::from_secs(10));
+        health.spans_waiting();
+        let now = Instant::now();
+        assert_eq!(health.readiness(now, 5), Ok(()));
+        let later = now + Duration::from_secs(11);
+        assert!(health.readiness(later, 5).unwrap_err().contains("collector"));
+        assert_eq!(health.readiness(later, 0), Ok(()), "nothing waits: ready");
+    }
+
+    #[test]
+    fn liveness_follows_the_heartbeat() {
+        let health = Health::new();
+        let now = Instant::now();
+        assert!(health.liveness(now).is_ok());
+        assert!(health.liveness(now + Duration::from_secs(31)).is_err());
+        health.beat();
+        assert!(health.liveness(Instant::now()).is_ok());
+    }
+}

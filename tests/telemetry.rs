@@ -1,0 +1,632 @@
+//! The bridge's own telemetry on loopback: `/metrics` counters move as spans are exported and
+//! rejected and parse as Prometheus text; `/healthz`; `/readyz` flips on a 401 from Trigger.dev
+//! and on a collector unreachable past the bound; the built binary serves all three on
+//! `server.listen` and never shows a planted secret key in its logs, metrics or errors.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::fake_api::{FakeApi, Scripted, SECRET_KEY};
+use support::generate;
+use support::otlp_receiver::Receiver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use trigger_otel_bridge::config::BridgeConfig;
+use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
+use trigger_otel_bridge::export::BackoffPolicy;
+use trigger_otel_bridge::secret::SecretString;
+use trigger_otel_bridge::telemetry;
+use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
+
+const PLANTED_KEY: &str = "tr_dev_PLANTEDsecretTELEMETRY42";
+const PLANTED_PART: &str = "PLANTEDsecret";
+
+/// One HTTP/1.1 GET over a fresh connection: (status, content type, body).
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Every line of a Prometheus text exposition is a comment or `name{labels} value`; returns the
+/// samples by series (`name{labels}`).
+fn parse_prometheus(text: &str) -> HashMap<String, f64> {
+    let mut samples = HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(comment) = line.strip_prefix('#') {
+            let kind = comment.split_whitespace().next().unwrap_or_default();
+            assert!(matches!(kind, "HELP" | "TYPE" | "UNIT" | "EOF"), "odd comment: {line}");
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+                && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "bad metric name: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name) {
+            assert!(
+                labels.is_empty() || (labels.starts_with('{') && labels.ends_with('}')),
+                "bad labels: {line}"
+            );
+        }
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            other => other.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        assert!(
+            samples.insert(series.to_owned(), value).is_none(),
+            "duplicate series: {line}"
+        );
+    }
+    samples
+}
+
+fn config(api: &FakeApi, export_endpoint: &str, state: &Path, runs: &[&str]) -> BridgeConfig {
+    let mut config = BridgeConfig::default();
+    config.trigger.api_url = api.url();
+    config.trigger.secret_key = SecretString::new(SECRET_KEY);
+    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
+    config.runs.poll_interval = Duration::from_millis(100);
+    config.runs.max_poll_interval = Duration::from_millis(300);
+    config.runs.settle = Duration::from_millis(200);
+    config.export.endpoint = export_endpoint.to_owned();
+    config.export.max_batch_spans = 100;
+    config.export.timeout = Duration::from_secs(2);
+    config.state.path = state.to_path_buf();
+    // The tests serve the daemon's metrics on their own port-0 listener.
+    config.server.listen = None;
+    config
+}
+
+fn fast_options() -> DaemonOptions {
+    DaemonOptions {
+        client_tuning: ClientTuning {
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
+            rate_limit: RateLimitTuning {
+                jitter: Duration::from_millis(20),
+                ..RateLimitTuning::default()
+            },
+        },
+        export_backoff: BackoffPolicy {
+            initial: Duration::from_millis(50),
+            multiplier: 1.5,
+            max: Duration::from_millis(200),
+        },
+        ..DaemonOptions::default()
+    }
+}
+
+/// The daemon in-process, with its metrics served on a loopback port of the test's choosing.
+struct Running {
+    stats: Arc<DaemonStats>,
+    addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    async fn start(config: BridgeConfig, options: DaemonOptions) -> Running {
+        let stats = Arc::new(DaemonStats::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server_stop, server_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(telemetry::serve(listener, stats.clone(), async {
+            let _ = server_stopped.await;
+        }));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async move {
+            let _ = stopped.await;
+            let _ = server_stop.send(());
+        }));
+        Running {
+            stats,
+            addr,
+            stop: Some(stop),
+            task,
+            server,
+        }
+    }
+
+    async fn metrics(&self) -> HashMap<String, f64> {
+        let (status, content_type, body) = get(self.addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+        parse_prometheus(&body)
+    }
+
+    /// Waits until `/readyz` answers `status`; returns its body.
+    async fn readyz_becomes(&self, status: u16, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let (got, _, body) = get(self.addr, "/readyz").await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
+        let started = Instant::now();
+        while !condition(&self.stats) {
+            assert!(
+                started.elapsed() < limit,
+                "timed out waiting for {what}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("the daemon stops within its deadline")
+            .unwrap()
+            .expect("the daemon stops cleanly");
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
+    *samples
+        .get(series)
+        .unwrap_or_else(|| panic!("{series} missing from {samples:#?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_as_spans_are_exported_and_rejected() {
+    let api = FakeApi::start([generate::fake_run("run_metrics1", "t", 30, false)]).await;
+    let receiver = Receiver::start().await;
+    *receiver.recorder.poison_name.lock().unwrap() = Some("step 5".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &api,
+        &receiver.grpc_endpoint(),
+        &dir.path().join("state.db"),
+        &["run_metrics1"],
+    );
+    let daemon = Running::start(config, fast_options()).await;
+
+    let (status, _, body) = get(daemon.addr, "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let before = daemon.metrics().await;
+    assert_eq!(
+        sample(&before, "trigger_otel_bridge_build_info{version=\"0.1.0\"}"),
+        1.0
+    );
+
+    daemon
+        .wait_for("the run retired", Duration::from_secs(15), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let after = daemon.metrics().await;
+    let spans = generate::span_count(30) as f64;
+    assert_eq!(sample(&after, "trigger_otel_bridge_spans_exported_total"), spans - 1.0);
+    assert_eq!(sample(&after, "trigger_otel_bridge_spans_rejected_total"), 1.0);
+    assert_eq!(sample(&after, "trigger_otel_bridge_spans_export_failed_total"), 0.0);
+    assert_eq!(
+        sample(&after, "trigger_otel_bridge_runs_retired_total{reason=\"settled\"}"),
+        1.0
+    );
+    assert_eq!(sample(&after, "trigger_otel_bridge_runs_watched"), 0.0);
+    assert_eq!(sample(&after, "trigger_otel_bridge_pending_spans"), 0.0);
+    assert!(
+        sample(
+            &after,
+            "trigger_otel_bridge_api_requests_total{endpoint=\"events\",status=\"200\"}"
+        ) >= 1.0
+    );
+    assert!(
+        sample(
+            &after,
+            "trigger_otel_bridge_api_requests_total{endpoint=\"run\",status=\"200\"}"
+        ) >= 1.0
+    );
+    // Generated runs have no trace: the trace endpoint answers 404.
+    assert_eq!(
+        sample(
+            &after,
+            "trigger_otel_bridge_api_requests_total{endpoint=\"trace\",status=\"404\"}"
+        ),
+        1.0
+    );
+    assert!(sample(&after, "trigger_otel_bridge_export_batch_duration_seconds_count") >= 2.0);
+    assert!(sample(&after, "trigger_otel_bridge_poll_lag_seconds_count") >= 1.0);
+    assert_eq!(
+        sample(&after, "trigger_otel_bridge_poll_lag_seconds_bucket{le=\"+Inf\"}"),
+        sample(&after, "trigger_otel_bridge_poll_lag_seconds_count")
+    );
+    // The counters agree with what the collector holds.
+    assert_eq!(receiver.recorder.spans().len() as f64, spans - 1.0);
+    assert_eq!(daemon.stats.spans_exported.load(Ordering::Relaxed) as f64, spans - 1.0);
+
+    let body = daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    assert_eq!(body, "ok\n");
+    // Prometheus asks for OpenMetrics and gets it.
+    let (status, content_type, body) = {
+        let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\nConnection: close\r\n\r\n";
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = String::new();
+        stream.read_to_string(&mut raw).await.unwrap();
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        let content_type = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-type:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .unwrap();
+        (
+            head.split(' ').nth(1).unwrap().to_owned(),
+            content_type,
+            body.to_owned(),
+        )
+    };
+    assert_eq!(status, "200");
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    assert!(body.ends_with("# EOF\n"));
+    parse_prometheus(&body);
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
+    // A run that keeps executing, so the daemon keeps asking.
+    let api = FakeApi::start([generate::fake_run("run_auth0001", "t", 10, true)]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &api,
+        &receiver.grpc_endpoint(),
+        &dir.path().join("state.db"),
+        &["run_auth0001"],
+    );
+    let daemon = Running::start(config, fast_options()).await;
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+
+    // The key is revoked: every endpoint answers 401.
+    let unauthorized = Scripted::status(401, r#"{"error":"Invalid or Missing API key"}"#);
+    for path in [
+        "/api/v1/runs/run_auth0001/events",
+        "/api/v3/runs/run_auth0001",
+        "/api/v1/runs/run_auth0001/trace",
+    ] {
+        api.state.script(path, std::iter::repeat_n(unauthorized.clone(), 1000));
+    }
+    let reason = daemon.readyz_becomes(503, Duration::from_secs(5)).await;
+    assert!(reason.contains("rejected the secret key (HTTP 401)"), "{reason}");
+    let (status, _, _) = get(daemon.addr, "/healthz").await;
+    assert_eq!(status, 200, "alive while not ready");
+    let samples = daemon.metrics().await;
+    assert!(
+        sample(
+            &samples,
+            "trigger_otel_bridge_api_requests_total{endpoint=\"events\",status=\"401\"}"
+        ) >= 1.0
+    );
+
+    // The key works again.
+    api.state.scripts.lock().unwrap().clear();
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_flips_to_not_ready_when_the_collector_is_unreachable_past_the_bound() {
+    let api = FakeApi::start([generate::fake_run("run_nocoll01", "t", 20, false)]).await;
+    // A port nothing listens on.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        &api,
+        &format!("http://{closed}"),
+        &dir.path().join("state.db"),
+        &["run_nocoll01"],
+    );
+    let options = DaemonOptions {
+        readiness_export_bound: Duration::from_secs(2),
+        // The spans never leave: stopping abandons them to the next start.
+        shutdown_deadline: Duration::from_millis(200),
+        ..fast_options()
+    };
+    let daemon = Running::start(config, options).await;
+    // Ready while the spans have waited less than the bound…
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    // …not ready once they waited longer.
+    let reason = daemon.readyz_becomes(503, Duration::from_secs(10)).await;
+    assert!(reason.contains("collector has accepted nothing"), "{reason}");
+    let samples = daemon.metrics().await;
+    assert!(sample(&samples, "trigger_otel_bridge_spans_export_failed_total") > 0.0);
+    assert!(sample(&samples, "trigger_otel_bridge_pending_spans") > 0.0);
+    assert_eq!(sample(&samples, "trigger_otel_bridge_spans_exported_total"), 0.0);
+    let (status, _, _) = get(daemon.addr, "/healthz").await;
+    assert_eq!(status, 200, "alive while not ready");
+    daemon.stop().await;
+    api.stop().await;
+}
+
+/// The daemon as a process, with a planted key and JSON logs at trace level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_telemetry_and_never_shows_the_key() {
+    let invalid_run = "run_invalid01".to_owned();
+    let mut with_invalid = generate::fake_run(&invalid_run, "t", 5, false);
+    with_invalid.events["events"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(42));
+    let api = FakeApi::start([generate::fake_run("run_planted1", "t", 20, false), with_invalid]).await;
+    *api.state.accepted_key.lock().unwrap() = Some(PLANTED_KEY.to_owned());
+    let receiver = Receiver::start().await;
+    *receiver.recorder.poison_name.lock().unwrap() = Some("step 13".into());
+    let dir = tempfile::tempdir().unwrap();
+    let config_text = format!(
+        r#"
+[trigger]
+api_url = "{api}"
+[runs]
+ids = ["run_planted1", "{invalid_run}"]
+poll_interval = "100ms"
+max_poll_interval = "300ms"
+settle = "200ms"
+[export]
+endpoint = "{endpoint}"
+[state]
+path = "{state}"
+[server]
+listen = "127.0.0.1:0"
+[log]
+format = "json"
+level = "trace"
+"#,
+        api = api.url(),
+        endpoint = receiver.grpc_endpoint(),
+        state = dir.path().join("state.db").display(),
+    );
+    let config_path = dir.path().join("bridge.toml");
+    std::fs::write(&config_path, config_text).unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRIGGER_SECRET_KEY", PLANTED_KEY)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The address it bound is in its log.
+    let started = Instant::now();
+    let addr: std::net::SocketAddr = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let found = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| {
+                l["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("telemetry server listening"))
+            })
+            .and_then(|l| l["fields"]["addr"].as_str().and_then(|a| a.parse().ok()));
+        if let Some(addr) = found {
+            break addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no listening line:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (status, _, _) = get(addr, "/healthz").await;
+    assert_eq!(status, 200);
+    let started = Instant::now();
+    let metrics_text = loop {
+        let (_, _, body) = get(addr, "/metrics").await;
+        let samples = parse_prometheus(&body);
+        let retired = samples
+            .iter()
+            .filter(|(k, _)| k.starts_with("trigger_otel_bridge_runs_retired_total"))
+            .map(|(_, v)| v)
+            .sum::<f64>();
+        if retired >= 2.0 {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "runs not retired:\n{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let samples = parse_prometheus(&metrics_text);
+    assert_eq!(sample(&samples, "trigger_otel_bridge_spans_rejected_total"), 1.0);
+    assert!(samples
+        .iter()
+        .any(|(k, v)| k.starts_with("trigger_otel_bridge_invalid_events_total{reason=") && *v > 0.0));
+    let (status, _, readyz) = get(addr, "/readyz").await;
+    assert_eq!((status, readyz.as_str()), (200, "ok\n"));
+    // The key was really sent (so not finding it below means something).
+    assert!(api
+        .state
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|s| s.authorization.as_deref() == Some(&format!("Bearer {PLANTED_KEY}"))));
+
+    let pid = child.id().unwrap().to_string();
+    assert!(tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap()
+        .success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!metrics_text.contains(PLANTED_PART), "the key in /metrics");
+    assert!(!logs.contains(PLANTED_PART), "the key in the logs:\n{logs}");
+    // Every line that mentions a run carries its run_id field.
+    for line in logs.lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        for run in ["run_planted1", invalid_run.as_str()] {
+            if line.contains(run) {
+                assert!(
+                    value["fields"]["run_id"].is_string() || value["span"]["run_id"].is_string(),
+                    "a line about {run} without run_id: {line}"
+                );
+            }
+        }
+    }
+    for message in [
+        "run retired",
+        "the collector rejected this span; it is dropped",
+        "invalid elements in run",
+    ] {
+        assert!(logs.contains(message), "{message:?} not logged:\n{logs}");
+    }
+    api.stop().await;
+    receiver.stop().await;
+}
+
+/// Error output of the commands that use the key: a rejected key, check-config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_and_check_config_never_show_the_key() {
+    let api = FakeApi::start([generate::fake_run("run_errors01", "t", 5, false)]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("bridge.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[trigger]\napi_url = \"{}\"\nsecret_key = \"{PLANTED_KEY}\"\n[export]\nendpoint = \"{}\"\n[state]\npath = \"{}\"\n[server]\nlisten = \"\"\n",
+            api.url(),
+            receiver.grpc_endpoint(),
+            dir.path().join("state.db").display()
+        ),
+    )
+    .unwrap();
+    let bridge = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let config_arg = config_path.to_str().unwrap();
+    // The fake API does not know the planted key: 401.
+    let output = tokio::task::spawn_blocking({
+        let config_arg = config_arg.to_owned();
+        move || bridge(&["export", "--config", &config_arg, "run_errors01"])
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("401"), "{stderr}");
+    let output = tokio::task::spawn_blocking({
+        let config_arg = config_arg.to_owned();
+        move || bridge(&["check-config", "--config", &config_arg])
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(stdout.contains("tr_dev_…****"), "{stdout}");
+    // A config error in the same file.
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(
+        &broken,
+        format!("[trigger]\nsecret_key = \"{PLANTED_KEY}\"\ntimeout = \"soon\"\n"),
+    )
+    .unwrap();
+    let broken_arg = broken.to_str().unwrap().to_owned();
+    let broken_output = tokio::task::spawn_blocking(move || bridge(&["run", "--config", &broken_arg]))
+        .await
+        .unwrap();
+    assert_eq!(broken_output.status.code(), Some(2));
+    for text in [
+        stderr,
+        stdout,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        String::from_utf8_lossy(&broken_output.stderr).into_owned(),
+        String::from_utf8_lossy(&broken_output.stdout).into_owned(),
+    ] {
+        assert!(!text.contains(PLANTED_PART), "the key shown:\n{text}");
+    }
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn the_daemon_binds_server_listen_and_a_taken_port_is_an_error() {
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = FakeApi::start([]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&api, "http://127.0.0.1:1", &dir.path().join("state.db"), &[]);
+    config.server.listen = Some(taken.local_addr().unwrap().to_string());
+    let stats = Arc::new(DaemonStats::default());
+    let error = daemon::run(config, fast_options(), stats, std::future::pending())
+        .await
+        .expect_err("the port is taken");
+    assert!(error.to_string().contains("server.listen"), "{error}");
+    assert!(!error.is_config());
+    api.stop().await;
+}
