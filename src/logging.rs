@@ -26,7 +26,10 @@ pub fn init(config: &LogConfig) -> Option<LevelControl> {
         .or_else(|| EnvFilter::try_new(&config.level).ok())
         .unwrap_or_else(|| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never in files, journald or container logs.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     let installed = match config.format {
         LogFormat::Json => Registry::default().with(filter).with(fmt.json()).try_init(),
         LogFormat::Text => Registry::default().with(filter).with(fmt).try_init(),

@@ -81,7 +81,13 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 })
         });
         if lacking {
-            fresh_properties = Some(fetch_trace(client, run_id).await?.map(|t| Arc::new(t.span_properties)));
+            // Enrichment is optional: a trace that cannot be read again costs these spans their
+            // properties, never their export.
+            match client.trace(run_id).await {
+                Ok(Some(trace)) => fresh_properties = Some(Some(Arc::new(trace.span_properties))),
+                Ok(None) => {}
+                Err(error) => tracing::debug!(run_id, %error, "cannot refresh span properties from the trace"),
+            }
         }
     }
     let properties: Option<Arc<HashMap<String, Value>>> = match &fresh_properties {
