@@ -576,3 +576,46 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     api.stop().await;
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
+    let mut run = FakeRun::fixture("child_run");
+    run.run["status"] = "EXECUTING".into();
+    run.run.as_object_mut().unwrap().remove("finishedAt");
+    let id = run.id();
+    let api = FakeApi::start([run]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Running::start(
+        config(&api, &receiver, &dir.path().join("state.db"), &[&id]),
+        fast_options(),
+    );
+    daemon
+        .wait_for("the 5 finished spans", Duration::from_secs(10), |_| {
+            receiver.recorder.spans().len() >= 5
+        })
+        .await;
+    // The trace endpoint starts failing, and a new finished span shows up in the events.
+    let trace_path = format!("/api/v1/runs/{id}/trace");
+    api.state.script(
+        &trace_path,
+        std::iter::repeat_n(support::fake_api::Scripted::status(500, "trace store down"), 10_000),
+    );
+    {
+        let mut runs = api.state.runs.lock().unwrap();
+        let events = runs.get_mut(&id).unwrap().events["events"].as_array_mut().unwrap();
+        let mut late = events[3].clone();
+        late["spanId"] = "00000000000000aa".into();
+        late["message"] = "late span".into();
+        events.push(late);
+    }
+    daemon
+        .wait_for("the late span", Duration::from_secs(10), |_| {
+            receiver.recorder.spans().len() >= 6
+        })
+        .await;
+    assert!(receiver.recorder.spans().iter().any(|s| s.name == "late span"));
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
