@@ -11,7 +11,7 @@ use trigger_otel_bridge::commands::export::{run_export, BackfillOptions};
 use trigger_otel_bridge::commands::inspect::{inspect, InspectOptions};
 use trigger_otel_bridge::commands::waterfall::stdout_wants_color;
 use trigger_otel_bridge::commands::ExitStatus;
-use trigger_otel_bridge::config::{load, resolve_path};
+use trigger_otel_bridge::config::{load, resolve_path, BridgeConfig};
 use trigger_otel_bridge::config::{process_env, LogConfig, LogsMode, Protocol};
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 
@@ -191,22 +191,38 @@ fn main() -> ExitCode {
     ExitCode::from(status as u8)
 }
 
-fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus {
-    let env = process_env();
-    let config = match load(resolve_path(config_flag, &env).as_deref(), &env) {
-        Ok(config) => config,
+/// The configuration and the file it came from; a bad one is reported and is exit code 2.
+fn load_config(
+    flag: Option<PathBuf>,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<(BridgeConfig, Option<PathBuf>), ExitStatus> {
+    let path = resolve_path(flag, env);
+    match load(path.as_deref(), env) {
+        Ok(config) => Ok((config, path)),
         Err(error) => {
             eprintln!("error: {error}");
-            return ExitStatus::Usage;
+            Err(ExitStatus::Usage)
         }
+    }
+}
+
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitStatus> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("error: cannot start the async runtime: {error}");
+        ExitStatus::Failure
+    })
+}
+
+fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus {
+    let env = process_env();
+    let (config, _) = match load_config(config_flag, &env) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
     };
     trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitStatus::Failure;
-        }
+        Err(status) => return status,
     };
     match runtime.block_on(run_export(&config, &options, &env)) {
         Ok(summary) => {
@@ -230,20 +246,14 @@ fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus 
 
 fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> ExitStatus {
     let env = process_env();
-    let config = match load(resolve_path(config_flag, &env).as_deref(), &env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitStatus::Usage;
-        }
+    let (config, _) = match load_config(config_flag, &env) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
     };
     trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitStatus::Failure;
-        }
+        Err(status) => return status,
     };
     let options = InspectOptions {
         run_id,
@@ -267,12 +277,9 @@ fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitSt
         level: "warn".to_owned(),
         ..LogConfig::default()
     });
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitStatus::Failure;
-        }
+        Err(status) => return status,
     };
     let options = trigger_otel_bridge::demo::DemoOptions {
         otlp_endpoint,
@@ -299,21 +306,14 @@ fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitSt
 /// once), map the outcome to an exit code.
 fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
     let env = process_env();
-    let path = resolve_path(config_flag, &env);
-    let config = match load(path.as_deref(), &env) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitStatus::Usage;
-        }
+    let (config, path) = match load_config(config_flag, &env) {
+        Ok(loaded) => loaded,
+        Err(status) => return status,
     };
     let log_level = trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitStatus::Failure;
-        }
+        Err(status) => return status,
     };
     let stats = Arc::new(DaemonStats::default());
     let result = runtime.block_on(async move {
