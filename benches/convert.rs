@@ -10,7 +10,8 @@
 //!   `info/gzip` (what the exporter's default compression adds on top).
 //!
 //! `cargo bench --bench convert` runs it and prints the full path / floor ratio at the end
-//! (from criterion's estimates of this run). BENCHMARKS.md has the figures.
+//! (from criterion's estimates of this run; after a filtered run, the others are older).
+//! BENCHMARKS.md has the figures.
 
 #[path = "support/realistic.rs"]
 mod realistic;
@@ -110,7 +111,8 @@ fn benches(c: &mut Criterion) {
     group.finish();
 }
 
-/// Criterion's mean estimate (ns per iteration) of one function of this run, if it ran.
+/// Criterion's estimate (ns per iteration) of one function of this run, if it ran: the slope when
+/// it sampled linearly (the figure it prints), else the mean.
 fn mean_ns(function: &str) -> Option<f64> {
     let target = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".to_owned());
     let path = format!(
@@ -119,7 +121,9 @@ fn mean_ns(function: &str) -> Option<f64> {
     );
     let text = std::fs::read_to_string(path).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
-    value["mean"]["point_estimate"].as_f64()
+    value["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| value["mean"]["point_estimate"].as_f64())
 }
 
 fn summary() {
@@ -129,7 +133,7 @@ fn summary() {
         return;
     };
     let per_s = |ns: f64| EVENTS as f64 / (ns / 1e9);
-    println!("\nsummary (criterion means of this run, {EVENTS} events per iteration):");
+    println!("\nsummary (criterion's estimates of this run, {EVENTS} events per iteration):");
     println!("  full path     {:>9.2} ms  {:>10.0} events/s", full / 1e6, per_s(full));
     println!(
         "  floor: parse  {:>9.2} ms  {:>10.0} events/s",
