@@ -467,9 +467,110 @@ fn missing_file_and_bad_options_fail_with_the_right_exit_codes() {
         .output()
         .unwrap();
     assert_eq!(bad_logs.status.code(), Some(2));
-    let otlp_logs = bridge()
-        .args(["convert", path.to_str().unwrap(), "--logs", "otlp_logs"])
+}
+
+/// `--logs otlp_logs`: a second line holds the logs request; every log element of the fixture is
+/// a record with its severity, body, time, the run's trace id and its parent span's id, and no
+/// log is in the trace request as a span or an event.
+#[test]
+fn otlp_logs_prints_a_logs_request_after_the_trace_request() {
+    let path = fixture_path("finished_run.events.json");
+    let trace_id = "a4c123b1612dd272d1371c17149d4395";
+    let output = bridge()
+        .args([
+            "convert",
+            path.to_str().unwrap(),
+            "--logs",
+            "otlp_logs",
+            "--trace-id",
+            trace_id,
+        ])
         .output()
         .unwrap();
-    assert_eq!(otlp_logs.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let lines: Vec<&[u8]> = output.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "a trace request line and a logs request line");
+    let traces: ExportTraceServiceRequest = serde_json::from_slice(lines[0]).unwrap();
+    let logs: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest =
+        serde_json::from_slice(lines[1]).unwrap();
+
+    let events = fixture("finished_run.events.json")["events"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let expected: BTreeMap<String, &Value> = events
+        .iter()
+        .filter(|e| e["level"] != "TRACE")
+        .map(|e| (e["spanId"].as_str().unwrap().to_owned(), e))
+        .collect();
+    assert_eq!(expected.len(), 7, "the fixture's log elements");
+    let spans: Vec<Span> = traces
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| s.spans.clone())
+        .collect();
+    assert_eq!(spans.len(), events.len() - expected.len());
+    assert!(
+        spans.iter().flat_map(|s| &s.events).all(|e| e.name != "log"),
+        "no log became a span event"
+    );
+
+    let mut seen = BTreeMap::new();
+    for resource_logs in &logs.resource_logs {
+        let service = &resource_logs.resource.as_ref().unwrap().attributes;
+        assert!(service.iter().any(|kv| kv.key == "service.name"));
+        for scope_logs in &resource_logs.scope_logs {
+            assert_eq!(scope_logs.scope.as_ref().unwrap().name, "trigger-otel-bridge");
+            for record in &scope_logs.log_records {
+                let own_id = record
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "trigger.span_id")
+                    .and_then(|kv| string_value(kv))
+                    .expect("the log's own id is an attribute");
+                seen.insert(own_id, record.clone());
+            }
+        }
+    }
+    assert_eq!(seen.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (id, record) in &seen {
+        let event = expected[id];
+        assert_eq!(hex(&record.trace_id), trace_id, "{id}");
+        assert_eq!(hex(&record.span_id), event["parentId"].as_str().unwrap(), "{id}");
+        let body = record.body.as_ref().and_then(|b| b.value.clone());
+        assert_eq!(
+            body,
+            Some(any_value::Value::StringValue(
+                event["message"].as_str().unwrap().to_owned()
+            )),
+            "{id}"
+        );
+        let level = event["level"].as_str().unwrap();
+        let number = match level {
+            "DEBUG" => 5,
+            "LOG" | "INFO" => 9,
+            "WARN" => 13,
+            "ERROR" => 17,
+            other => panic!("unexpected level {other}"),
+        };
+        assert_eq!(
+            (record.severity_number, record.severity_text.as_str()),
+            (number, level),
+            "{id}"
+        );
+        let start: u64 = event["startTime"].as_str().unwrap().parse().unwrap();
+        assert_eq!(record.time_unix_nano, start, "{id}");
+        assert_eq!(record.observed_time_unix_nano, start, "{id}");
+        assert_eq!(record.flags, 1, "sampled");
+    }
+    assert!(stderr.contains("and 7 log records"), "{stderr}");
+}
+
+fn string_value(kv: &KeyValue) -> Option<String> {
+    match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
 }

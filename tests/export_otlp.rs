@@ -12,7 +12,7 @@ use support::otlp_receiver::{spans_of, Fault, Receiver};
 use trigger_otel_bridge::config::{Compression, ExportConfig, LogsMode, Protocol};
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
 use trigger_otel_bridge::convert::{convert_events, BridgeSpan, NothingExported, RunInfo, RunState};
-use trigger_otel_bridge::export::{BackoffPolicy, ExportSettings, SenderOptions, SpanSender, Transport};
+use trigger_otel_bridge::export::{BackoffPolicy, ExportSettings, OtlpSender, SenderOptions, Transport};
 use trigger_otel_bridge::trigger::model::EventsBody;
 
 fn fixture_spans(run: &str, run_id: &str) -> Vec<BridgeSpan> {
@@ -69,7 +69,7 @@ async fn every_protocol_and_compression_delivers_exactly_the_converted_spans() {
             receiver.recorder.requests.lock().unwrap().clear();
             let transport =
                 Transport::new(&settings(endpoint_for(&receiver, protocol), protocol, compression, 5)).unwrap();
-            let sender = SpanSender::new(transport, ResourceSettings::default(), fast_options(5));
+            let sender = OtlpSender::new(transport, ResourceSettings::default(), fast_options(5));
             let report = sender.send(spans.clone()).await.unwrap();
             assert_eq!(report.delivered_spans, 12, "{protocol:?}/{compression:?}");
             // 12 spans in batches of at most 5.
@@ -107,7 +107,7 @@ async fn an_outage_of_three_answers_loses_nothing() {
             100,
         ))
         .unwrap();
-        let report = SpanSender::new(transport, ResourceSettings::default(), fast_options(100))
+        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
             .send(spans.clone())
             .await
             .unwrap();
@@ -138,7 +138,7 @@ async fn a_poisoned_span_is_isolated_and_only_it_is_dropped() {
             100,
         ))
         .unwrap();
-        let report = SpanSender::new(transport, ResourceSettings::default(), fast_options(100))
+        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
             .send(spans.clone())
             .await
             .unwrap();
@@ -167,7 +167,7 @@ async fn a_collector_that_never_answers_is_retried_until_the_limit_for_one_shot_
     .unwrap();
     let mut options = fast_options(10);
     options.give_up_after = Some(Duration::from_millis(300));
-    let error = SpanSender::new(transport, ResourceSettings::default(), options)
+    let error = OtlpSender::new(transport, ResourceSettings::default(), options)
         .send(fixture_spans("child_run", "run_cm1childrun01"))
         .await
         .unwrap_err();
@@ -198,7 +198,7 @@ async fn stdout_protocol_writes_one_otlp_json_request_per_line() {
         service_name_from_task: true,
         ..ResourceSettings::default()
     };
-    SpanSender::new(transport, resources, fast_options(4))
+    OtlpSender::new(transport, resources, fast_options(4))
         .send(spans.clone())
         .await
         .unwrap();

@@ -1,12 +1,13 @@
-//! `convert`: a Trigger.dev events body (file or stdin) → one OTLP/JSON request on stdout.
+//! `convert`: a Trigger.dev events body (file or stdin) → one OTLP/JSON trace request on stdout,
+//! and with `--logs otlp_logs` a second line: the OTLP/JSON logs request.
 //!
 //! The input is taken as the final state of an ended run, so partial spans are exported by
-//! rule 10. Problems go to stderr, one line per reason; stdout carries only the request, and
+//! rule 10. Problems go to stderr, one line per reason; stdout carries only the requests, and
 //! nothing at all when the input is not JSON.
 
 use super::ExitStatus;
 use crate::config::LogsMode;
-use crate::convert::otlp::{export_request, ResourceSettings};
+use crate::convert::otlp::{export_logs_request, export_request, ResourceSettings};
 use crate::convert::{convert_events, ids, NothingExported, RunInfo, RunState};
 use crate::trigger::model::EventsBody;
 use serde_json::Value;
@@ -27,8 +28,6 @@ pub struct ConvertOptions {
 pub enum ConvertError {
     #[error("--trace-id {0:?} is not 32 hex characters (or is all zeros)")]
     BadTraceId(String),
-    #[error("--logs otlp_logs produces OTLP log records, which convert does not print (it prints one trace request); use span_events, spans or drop")]
-    LogsModeUnsupported,
     #[error("cannot read {origin}: {source}")]
     Read { origin: String, source: std::io::Error },
     #[error("{origin} is not a Trigger.dev events body: {source} (line {line}, column {column})", line = .source.line(), column = .source.column())]
@@ -40,7 +39,7 @@ pub enum ConvertError {
 impl ConvertError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            ConvertError::BadTraceId(_) | ConvertError::LogsModeUnsupported => ExitStatus::Usage,
+            ConvertError::BadTraceId(_) => ExitStatus::Usage,
             _ => ExitStatus::Failure,
         }
     }
@@ -51,6 +50,8 @@ impl ConvertError {
 pub struct ConvertSummary {
     pub elements: usize,
     pub spans: usize,
+    /// Log records, with `--logs otlp_logs`.
+    pub logs: usize,
     pub skipped: u64,
     pub repaired: u64,
 }
@@ -93,9 +94,6 @@ pub fn convert_body(
         if ids::parse_trace_id(text).is_none() {
             return Err(ConvertError::BadTraceId(text.clone()));
         }
-    }
-    if options.logs == LogsMode::OtlpLogs {
-        return Err(ConvertError::LogsModeUnsupported);
     }
     let parsed = EventsBody::from_slice(body).map_err(|source| ConvertError::Json {
         origin: origin(options),
@@ -141,27 +139,39 @@ pub fn convert_body(
             tally.first
         );
     }
-    let spans = conversion.spans.len();
+    let (spans, logs) = (conversion.spans.len(), conversion.logs.len());
     let mut settings = ResourceSettings::default();
     if let Some(name) = &options.service_name {
         settings.service_name = name.clone();
     }
-    let request = export_request(conversion.spans, &settings);
-    serde_json::to_writer(&mut *out, &request).map_err(|e| ConvertError::Write(e.into()))?;
-    writeln!(out).map_err(ConvertError::Write)?;
+    write_line(out, &export_request(conversion.spans, &settings))?;
+    if options.logs == LogsMode::OtlpLogs {
+        write_line(out, &export_logs_request(conversion.logs, &settings))?;
+    }
     out.flush().map_err(ConvertError::Write)?;
+    let logs_text = match options.logs {
+        LogsMode::OtlpLogs => format!(" and {}", plural(logs as u64, "log record")),
+        _ => String::new(),
+    };
     let _ = writeln!(
         err,
-        "converted {} from {} ({skipped} invalid skipped, {repaired} repaired)",
+        "converted {}{logs_text} from {} ({skipped} invalid skipped, {repaired} repaired)",
         plural(spans as u64, "span"),
         plural(elements as u64, "element")
     );
     Ok(ConvertSummary {
         elements,
         spans,
+        logs,
         skipped,
         repaired,
     })
+}
+
+/// One request as one line of JSON.
+fn write_line(out: &mut dyn Write, request: &impl serde::Serialize) -> Result<(), ConvertError> {
+    serde_json::to_writer(&mut *out, request).map_err(|e| ConvertError::Write(e.into()))?;
+    writeln!(out).map_err(ConvertError::Write)
 }
 
 fn plural(count: u64, noun: &str) -> String {

@@ -4,7 +4,7 @@
 
 use crate::config::{BridgeConfig, ConversionConfig, LogsMode};
 use crate::convert::NothingExported;
-use crate::export::{BackoffPolicy, SpanSender};
+use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::FetchedRun;
 use crate::trigger::{RunFilters, TriggerClient};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -34,8 +34,6 @@ impl BackfillOptions {
 pub enum BackfillError {
     #[error("name runs to export (RUN_ID…) or filters to find them (--task, --tag, --status, --since)")]
     NothingToExport,
-    #[error("conversion.logs = \"otlp_logs\" is not supported by export yet; use span_events, spans or drop")]
-    OtlpLogsUnsupported,
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -49,10 +47,7 @@ impl BackfillError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            BackfillError::NothingToExport
-                | BackfillError::OtlpLogsUnsupported
-                | BackfillError::Config(_)
-                | BackfillError::Export(_)
+            BackfillError::NothingToExport | BackfillError::Config(_) | BackfillError::Export(_)
         )
     }
 }
@@ -62,6 +57,8 @@ impl BackfillError {
 pub enum RunOutcome {
     Exported {
         spans: u64,
+        /// Log records (`conversion.logs = "otlp_logs"`).
+        logs: u64,
         invalid_skipped: u64,
         still_running: bool,
     },
@@ -79,6 +76,15 @@ impl BackfillSummary {
     pub fn spans(&self) -> u64 {
         self.exported().map(|(spans, _, _)| spans).sum()
     }
+    pub fn logs(&self) -> u64 {
+        self.outcomes
+            .iter()
+            .map(|(_, outcome)| match outcome {
+                RunOutcome::Exported { logs, .. } => *logs,
+                RunOutcome::Failed { .. } => 0,
+            })
+            .sum()
+    }
     pub fn invalid_skipped(&self) -> u64 {
         self.exported().map(|(_, invalid, _)| invalid).sum()
     }
@@ -94,6 +100,7 @@ impl BackfillSummary {
                 spans,
                 invalid_skipped,
                 still_running,
+                ..
             } => Some((*spans, *invalid_skipped, *still_running)),
             _ => None,
         })
@@ -103,9 +110,13 @@ impl BackfillSummary {
 impl fmt::Display for BackfillSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let failed: Vec<(&str, &str)> = self.failed().collect();
+        let logs = match self.logs() {
+            0 => String::new(),
+            n => format!(" and {n} log records"),
+        };
         writeln!(
             f,
-            "exported {} spans from {} runs ({} invalid elements skipped, {} runs failed)",
+            "exported {} spans{logs} from {} runs ({} invalid elements skipped, {} runs failed)",
             self.spans(),
             self.outcomes.len() - failed.len(),
             self.invalid_skipped(),
@@ -163,7 +174,7 @@ pub async fn select_runs(client: &TriggerClient, options: &BackfillOptions) -> R
 
 /// The sender `export` uses: the configured exporter, retrying a down collector for a while
 /// (a one-shot command must end) instead of forever as the daemon does.
-pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Result<SpanSender, BackfillError> {
+pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Result<OtlpSender, BackfillError> {
     Ok(crate::export::build_sender(
         config,
         env,
@@ -175,16 +186,13 @@ pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Res
 /// Export `runs`, `concurrency` at a time, drawing progress on `progress`.
 pub async fn backfill(
     client: TriggerClient,
-    sender: Arc<SpanSender>,
+    sender: Arc<OtlpSender>,
     runs: Vec<String>,
     conversion: &ConversionConfig,
     concurrency: usize,
     progress: ProgressBar,
 ) -> Result<BackfillSummary, BackfillError> {
     let (logs, enrich) = (conversion.logs, conversion.enrich);
-    if logs == LogsMode::OtlpLogs {
-        return Err(BackfillError::OtlpLogsUnsupported);
-    }
     progress.set_length(runs.len() as u64);
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let spans_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -224,7 +232,7 @@ pub async fn backfill(
 
 async fn export_one(
     client: &TriggerClient,
-    sender: &SpanSender,
+    sender: &OtlpSender,
     run_id: &str,
     logs: LogsMode,
     enrich: bool,
@@ -237,7 +245,7 @@ async fn export_one(
             }
         }
     };
-    let conversion = fetched.convert_with(logs, enrich, &NothingExported);
+    let mut conversion = fetched.convert_with(logs, enrich, &NothingExported);
     let invalid_skipped = conversion
         .invalid
         .iter()
@@ -247,9 +255,10 @@ async fn export_one(
     for (reason, tally) in conversion.invalid.iter() {
         tracing::warn!(run_id, %reason, count = tally.count, first = %tally.first, "invalid elements");
     }
-    match sender.send(conversion.spans).await {
+    match sender.send(conversion.take_records()).await {
         Ok(report) => RunOutcome::Exported {
             spans: report.delivered_spans,
+            logs: report.delivered_logs,
             invalid_skipped,
             still_running: !fetched.is_ended(),
         },
@@ -279,9 +288,6 @@ pub async fn run_export(
     options: &BackfillOptions,
     env: &HashMap<String, String>,
 ) -> Result<BackfillSummary, BackfillError> {
-    if config.conversion.logs == LogsMode::OtlpLogs {
-        return Err(BackfillError::OtlpLogsUnsupported);
-    }
     config.trigger.require_secret_key()?;
     let sender = Arc::new(build_sender(config, env)?);
     let client = TriggerClient::new(&config.trigger)?;

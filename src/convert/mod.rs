@@ -108,16 +108,51 @@ pub struct BridgeSpan {
     pub covers: Vec<SpanId>,
 }
 
-/// A log record for `conversion.logs = "otlp_logs"`.
+/// A log record for `conversion.logs = "otlp_logs"`. `span_id` is the log's own id in
+/// Trigger.dev (what the state store records); the OTLP record carries `trace_id` and `parent`
+/// as its trace context (`otlp::log_record`).
 #[derive(Debug, Clone)]
 pub struct BridgeLog {
     pub span_id: SpanId,
+    pub trace_id: TraceId,
     pub parent: Option<SpanId>,
     pub time: SystemTime,
     pub severity: Option<String>,
     pub body: String,
     pub task_slug: Option<String>,
     pub attributes: Vec<KeyValue>,
+}
+
+/// What flows from conversion to export: a span, or (with `otlp_logs`) a log record.
+#[derive(Debug, Clone)]
+// Records are mostly spans, so boxing the span variant would cost an allocation per span for
+// nothing, and boxing the smaller log variant would not shrink the enum.
+#[allow(clippy::large_enum_variant)]
+pub enum Record {
+    Span(BridgeSpan),
+    Log(BridgeLog),
+}
+
+impl Record {
+    /// The source span ids this record accounts for (what the state store commits).
+    pub fn covers(&self) -> &[SpanId] {
+        match self {
+            Record::Span(span) => &span.covers,
+            Record::Log(log) => std::slice::from_ref(&log.span_id),
+        }
+    }
+}
+
+impl From<BridgeSpan> for Record {
+    fn from(span: BridgeSpan) -> Self {
+        Record::Span(span)
+    }
+}
+
+impl From<BridgeLog> for Record {
+    fn from(log: BridgeLog) -> Self {
+        Record::Log(log)
+    }
 }
 
 /// The result of converting one response.
@@ -132,6 +167,16 @@ pub struct Conversion {
     pub held_back: usize,
     /// Elements skipped because their span id was exported before.
     pub already_exported: usize,
+}
+
+impl Conversion {
+    /// Everything to export, spans first and then log records (taking both lists).
+    pub fn take_records(&mut self) -> Vec<Record> {
+        let mut records: Vec<Record> = Vec::with_capacity(self.spans.len() + self.logs.len());
+        records.extend(self.spans.drain(..).map(Record::Span));
+        records.extend(self.logs.drain(..).map(Record::Log));
+        records
+    }
 }
 
 /// Convert one events response (see the module documentation).
@@ -284,14 +329,20 @@ fn task_slug(element: &Element, run: &RunInfo) -> Option<String> {
 }
 
 fn bridge_log(log: &Element, run: &RunInfo) -> BridgeLog {
+    // Like `log_event`: the log's own valid id is an attribute, as nothing else carries it.
+    let mut extra = Vec::new();
+    if !log.span.is_derived() {
+        extra.push(KeyValue::new("trigger.span_id", log.raw_span_id().to_owned()));
+    }
     BridgeLog {
         span_id: log.span.id(),
+        trace_id: run.trace_id,
         parent: log.parent.map(|p| p.id()),
         time: nanos_to_time(log.start),
         severity: log.level().map(str::to_owned),
         body: log.message().unwrap_or_default().to_owned(),
         task_slug: task_slug(log, run),
-        attributes: element_attributes(log, run, Vec::new()),
+        attributes: element_attributes(log, run, extra),
     }
 }
 

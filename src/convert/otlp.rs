@@ -1,16 +1,24 @@
-//! Resources (rule 14) and the OTLP request that carries converted spans.
+//! Resources (rule 14), OTLP log records (`otlp_logs`), and the OTLP requests that carry
+//! converted spans and logs.
 //!
-//! Grouping into `ResourceSpans` is `opentelemetry-proto`'s own transform, the one the OTLP
-//! exporters use, so `convert`'s JSON and what goes over the wire cannot drift apart.
+//! Grouping into `ResourceSpans`/`ResourceLogs` is `opentelemetry-proto`'s own transform, the one
+//! the OTLP exporters use, so `convert`'s JSON and what goes over the wire cannot drift apart.
 
-use super::BridgeSpan;
-use opentelemetry::KeyValue;
+use super::span::scope;
+use super::{BridgeLog, BridgeSpan};
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::trace::{SpanId, TraceFlags};
+use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 /// `[export.resource]` as the converter needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,19 +61,24 @@ impl ResourceSettings {
             .build()
     }
 
-    /// Spans grouped by the resource they belong to, in first-seen order.
-    pub fn group(&self, spans: Vec<BridgeSpan>) -> Vec<(Resource, Vec<SpanData>)> {
-        let mut groups: Vec<(String, Vec<SpanData>)> = Vec::new();
-        for span in spans {
-            let name = self.service_name_for(span.task_slug.as_deref());
-            match groups.iter_mut().find(|(group, _)| group == name) {
-                Some((_, members)) => members.push(span.data),
-                None => groups.push((name.to_owned(), vec![span.data])),
+    /// `items` grouped by the service name they are reported under, in first-seen order.
+    pub fn group_by_service<T>(&self, items: Vec<T>, task_slug: impl Fn(&T) -> Option<&str>) -> Vec<(String, Vec<T>)> {
+        let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+        for item in items {
+            let name = self.service_name_for(task_slug(&item));
+            match groups.iter().position(|(group, _)| group == name) {
+                Some(at) => groups[at].1.push(item),
+                None => groups.push((name.to_owned(), vec![item])),
             }
         }
         groups
+    }
+
+    /// Spans grouped by the resource they belong to, in first-seen order.
+    pub fn group(&self, spans: Vec<BridgeSpan>) -> Vec<(Resource, Vec<SpanData>)> {
+        self.group_by_service(spans, |span| span.task_slug.as_deref())
             .into_iter()
-            .map(|(name, members)| (self.resource(&name), members))
+            .map(|(name, members)| (self.resource(&name), members.into_iter().map(|s| s.data).collect()))
             .collect()
     }
 }
@@ -80,4 +93,91 @@ pub fn export_request(spans: Vec<BridgeSpan>, settings: &ResourceSettings) -> Ex
         })
         .collect();
     ExportTraceServiceRequest { resource_spans }
+}
+
+/// One OTLP logs request holding every record, grouped by resource and scope.
+pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) -> ExportLogsServiceRequest {
+    let resource_logs = settings
+        .group_by_service(logs, |log| log.task_slug.as_deref())
+        .into_iter()
+        .flat_map(|(name, members)| {
+            let records: Vec<SdkLogRecord> = members.iter().map(log_record).collect();
+            let scope = scope();
+            let pairs: Vec<(&SdkLogRecord, &_)> = records.iter().map(|record| (record, &scope)).collect();
+            let resource = settings.resource(&name);
+            group_logs_by_resource_and_scope(&LogBatch::new(&pairs), &ResourceAttributesWithSchema::from(&resource))
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }
+}
+
+/// Trigger.dev's level → the OTLP severity number and text. Trigger.dev's `LOG` is console.log,
+/// so INFO in number; the text keeps Trigger.dev's own word. Unknown levels get no severity
+/// (their text is still in the `trigger.level` attribute).
+pub fn severity(level: &str) -> Option<(Severity, &'static str)> {
+    let mapped = match level.trim().to_ascii_uppercase().as_str() {
+        "TRACE" => (Severity::Trace, "TRACE"),
+        "DEBUG" => (Severity::Debug, "DEBUG"),
+        "LOG" => (Severity::Info, "LOG"),
+        "INFO" => (Severity::Info, "INFO"),
+        "WARN" | "WARNING" => (Severity::Warn, "WARN"),
+        "ERROR" => (Severity::Error, "ERROR"),
+        "FATAL" => (Severity::Fatal, "FATAL"),
+        _ => return None,
+    };
+    Some(mapped)
+}
+
+/// The SDK log record of one converted log: what `opentelemetry-otlp`'s log exporter takes.
+/// Its trace context is the run's trace and the span the log was written in (no span id when
+/// the log has no parent). The observed time is the log's own time: the converter has no
+/// clock, and `opentelemetry-proto` requires one.
+pub fn log_record(log: &BridgeLog) -> SdkLogRecord {
+    let mut record = logger().create_log_record();
+    record.set_timestamp(log.time);
+    record.set_observed_timestamp(log.time);
+    if let Some((number, text)) = log.severity.as_deref().and_then(severity) {
+        record.set_severity_number(number);
+        record.set_severity_text(text);
+    }
+    record.set_body(AnyValue::from(log.body.clone()));
+    record.set_trace_context(
+        log.trace_id,
+        log.parent.unwrap_or(SpanId::INVALID),
+        Some(TraceFlags::SAMPLED),
+    );
+    for attribute in &log.attributes {
+        record.add_attribute(attribute.key.clone(), any_value(&attribute.value));
+    }
+    record
+}
+
+/// The instrumentation scope of every log record: the spans' scope (rule 15).
+pub fn log_scope() -> opentelemetry::InstrumentationScope {
+    scope()
+}
+
+/// `SdkLogRecord` has no public constructor; a logger of a provider without processors makes
+/// them (it never emits anything).
+fn logger() -> &'static SdkLogger {
+    static LOGGER: OnceLock<SdkLogger> = OnceLock::new();
+    LOGGER.get_or_init(|| SdkLoggerProvider::builder().build().logger_with_scope(scope()))
+}
+
+fn any_value(value: &Value) -> AnyValue {
+    fn list<T: Clone + Into<AnyValue>>(items: &[T]) -> AnyValue {
+        AnyValue::ListAny(Box::new(items.iter().cloned().map(Into::into).collect()))
+    }
+    match value {
+        Value::Bool(b) => AnyValue::Boolean(*b),
+        Value::I64(i) => AnyValue::Int(*i),
+        Value::F64(f) => AnyValue::Double(*f),
+        Value::String(text) => AnyValue::String(text.clone()),
+        Value::Array(Array::Bool(items)) => list(items),
+        Value::Array(Array::I64(items)) => list(items),
+        Value::Array(Array::F64(items)) => list(items),
+        Value::Array(Array::String(items)) => list(items),
+        // `Value` is non-exhaustive; anything newer is kept as its text.
+        other => AnyValue::from(other.to_string()),
+    }
 }

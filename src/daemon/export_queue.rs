@@ -1,10 +1,10 @@
-//! The export queue: spans of many runs → batches → the collector → one state transaction per
-//! acknowledged batch → acknowledgements back to the daemon loop. A span id reaches the state
-//! store only after the collector accepted the batch that held it.
+//! The export queue: spans and log records of many runs → batches → the collector → one state
+//! transaction per acknowledged batch → acknowledgements back to the daemon loop. A span id
+//! reaches the state store only after the collector accepted the batch that held it.
 
 use super::stats::DaemonStats;
-use crate::convert::BridgeSpan;
-use crate::export::SpanSender;
+use crate::convert::Record;
+use crate::export::OtlpSender;
 use crate::state::StateStore;
 use crate::telemetry::events::SpansExported;
 use opentelemetry::trace::SpanId;
@@ -12,13 +12,13 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Spans of one run, waiting to be exported.
+/// Spans and log records of one run, waiting to be exported.
 pub struct ExportItem {
     pub run_id: Arc<str>,
-    pub spans: Vec<BridgeSpan>,
+    pub records: Vec<Record>,
 }
 
-/// Spans of these runs are exported and committed: `(run, number of spans)`.
+/// Records of these runs are exported and committed: `(run, number of records)`.
 pub struct Ack {
     pub per_run: Vec<(Arc<str>, usize)>,
 }
@@ -31,47 +31,48 @@ pub enum QueueError {
     Join(#[from] tokio::task::JoinError),
 }
 
-/// Drain `items` until the channel closes: cut the queued spans (of any runs) into batches of
+/// Drain `items` until the channel closes: cut the queued records (of any runs) into batches of
 /// at most `max_batch_spans`, send each (the sender retries until the collector accepts or
-/// rejects every span), commit its ids in one transaction, acknowledge. Committing per batch is
+/// rejects every record; spans and log records of a batch go in one request per signal),
+/// commit its ids in one transaction, acknowledge. Committing per batch is
 /// what bounds the duplicates of a crash to one batch. A state-store failure stops the queue:
 /// better stop than export without being able to remember it.
 pub async fn run_queue(
     mut items: mpsc::UnboundedReceiver<ExportItem>,
     acks: mpsc::UnboundedSender<Ack>,
-    sender: Arc<SpanSender>,
+    sender: Arc<OtlpSender>,
     state: Arc<Mutex<StateStore>>,
     max_batch_spans: usize,
     stats: Arc<DaemonStats>,
 ) -> Result<(), QueueError> {
     let max_batch_spans = max_batch_spans.max(1);
-    let mut queued: VecDeque<(Arc<str>, BridgeSpan)> = VecDeque::new();
+    let mut queued: VecDeque<(Arc<str>, Record)> = VecDeque::new();
     loop {
         if queued.is_empty() {
             match items.recv().await {
-                Some(item) => queued.extend(item.spans.into_iter().map(|span| (item.run_id.clone(), span))),
+                Some(item) => queued.extend(item.records.into_iter().map(|record| (item.run_id.clone(), record))),
                 None => return Ok(()),
             }
         }
         while let Ok(item) = items.try_recv() {
-            queued.extend(item.spans.into_iter().map(|span| (item.run_id.clone(), span)));
+            queued.extend(item.records.into_iter().map(|record| (item.run_id.clone(), record)));
         }
         let take = queued.len().min(max_batch_spans);
         let mut per_run: Vec<(Arc<str>, usize)> = Vec::new();
         let mut commit: Vec<(String, SpanId)> = Vec::with_capacity(take);
-        let mut spans: Vec<BridgeSpan> = Vec::with_capacity(take);
-        for (run_id, span) in queued.drain(..take) {
+        let mut records: Vec<Record> = Vec::with_capacity(take);
+        for (run_id, record) in queued.drain(..take) {
             match per_run.last_mut() {
                 Some((last, count)) if *last == run_id => *count += 1,
                 _ => per_run.push((run_id.clone(), 1)),
             }
-            commit.extend(span.covers.iter().map(|id| (run_id.to_string(), *id)));
-            spans.push(span);
+            commit.extend(record.covers().iter().map(|id| (run_id.to_string(), *id)));
+            records.push(record);
         }
         let started = tokio::time::Instant::now();
         // The daemon's sender never gives up (no `give_up_after`), so this returns once every
-        // span was accepted or rejected as data.
-        let report = match sender.send(spans).await {
+        // record was accepted or rejected as data.
+        let report = match sender.send(records).await {
             Ok(report) => report,
             Err(gave_up) => gave_up.partial,
         };
@@ -79,9 +80,10 @@ pub async fn run_queue(
         let state = state.clone();
         tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&commit))
             .await??;
-        // Rejected spans were counted by the sender as they were rejected (`SpanRejected`).
+        // Rejected records were counted by the sender as they were rejected (`RecordRejected`).
         SpansExported {
             spans: report.delivered_spans,
+            log_records: report.delivered_logs,
             duration,
         }
         .emit(&stats);

@@ -18,7 +18,7 @@ pub mod stats;
 pub mod watched;
 
 use crate::config::{BridgeConfig, LogsMode, Shard};
-use crate::export::{BackoffPolicy, SpanSender};
+use crate::export::{BackoffPolicy, OtlpSender};
 use crate::logging::LevelControl;
 use crate::state::{RunRecord, StateStore};
 use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, PollStarted, RunNotFound, RunRetired};
@@ -50,8 +50,6 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("conversion.logs = \"otlp_logs\" is not supported by the daemon yet; use span_events, spans or drop")]
-    OtlpLogsUnsupported,
     #[error(transparent)]
     State(#[from] crate::state::StateError),
     #[error(transparent)]
@@ -69,10 +67,7 @@ pub enum DaemonError {
 impl DaemonError {
     /// Configuration problems are exit code 2, the rest 1.
     pub fn is_config(&self) -> bool {
-        matches!(
-            self,
-            DaemonError::Config(_) | DaemonError::OtlpLogsUnsupported | DaemonError::Export(_)
-        )
+        matches!(self, DaemonError::Config(_) | DaemonError::Export(_))
     }
 }
 
@@ -134,9 +129,6 @@ pub async fn run(
     stats: Arc<DaemonStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    if config.conversion.logs == LogsMode::OtlpLogs {
-        return Err(DaemonError::OtlpLogsUnsupported);
-    }
     config.trigger.require_secret_key()?;
     let shard = match config.runs.shard.is_auto() {
         true => config
@@ -289,7 +281,7 @@ struct Loop {
     retention: Duration,
     shard: Shard,
     client: TriggerClient,
-    sender: Arc<SpanSender>,
+    sender: Arc<OtlpSender>,
     state: Arc<Mutex<StateStore>>,
     stats: Arc<DaemonStats>,
     queue_tx: mpsc::UnboundedSender<ExportItem>,
@@ -573,7 +565,7 @@ impl Loop {
         }
         PollFinished {
             run_id: &id,
-            spans: result.as_ref().map_or(0, |r| r.spans.len()),
+            spans: result.as_ref().map_or(0, |r| r.records.len()),
         }
         .emit(&self.stats);
         let now = Instant::now();
@@ -644,19 +636,19 @@ impl Loop {
         if let Some(properties) = result.span_properties {
             run.span_properties = Some(properties);
         }
-        let changed = run.fingerprint != Some(result.fingerprint) || !result.spans.is_empty();
+        let changed = run.fingerprint != Some(result.fingerprint) || !result.records.is_empty();
         run.fingerprint = Some(result.fingerprint);
-        if !result.spans.is_empty() {
+        if !result.records.is_empty() {
             let exported = Arc::make_mut(&mut run.exported);
-            for span in &result.spans {
-                exported.extend(span.covers.iter().copied());
+            for record in &result.records {
+                exported.extend(record.covers().iter().copied());
             }
-            run.queued += result.spans.len();
+            run.queued += result.records.len();
             run.forget_exported_properties();
-            self.stats.add_pending(result.spans.len());
+            self.stats.add_pending(result.records.len());
             let _ = self.queue_tx.send(ExportItem {
                 run_id: id.clone(),
-                spans: result.spans,
+                records: result.records,
             });
         }
         let record = record_changed.then(|| run_record(run));

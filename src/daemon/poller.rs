@@ -4,7 +4,7 @@
 use super::watched::{fingerprint, has_partials};
 use crate::config::LogsMode;
 use crate::convert::ids::span_identity;
-use crate::convert::{convert_events, is_log_record, BridgeSpan, InvalidReport, RunInfo, RunState};
+use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};
 use crate::fetch::fetch_trace;
 use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
 use opentelemetry::trace::SpanId;
@@ -23,7 +23,8 @@ pub struct PollJob {
     pub state: RunState,
     pub exported: Arc<HashSet<SpanId>>,
     pub logs: LogsMode,
-    /// At most this many spans may be admitted to the export queue (backpressure).
+    /// At most this many records (spans and log records) may be admitted to the export queue
+    /// (backpressure).
     pub capacity: usize,
     /// `conversion.enrich`, and the span properties read from the trace so far.
     pub enrich: bool,
@@ -37,8 +38,9 @@ pub struct PollResult {
     pub details: Option<RunDetails>,
     pub fingerprint: u64,
     pub had_partials: bool,
-    pub spans: Vec<BridgeSpan>,
-    /// False when `capacity` cut the spans short: the rest comes on a later poll.
+    /// Spans, then log records (`otlp_logs`), to export.
+    pub records: Vec<Record>,
+    /// False when `capacity` cut the records short: the rest comes on a later poll.
     pub complete: bool,
     pub invalid: InvalidReport,
     /// Fresh span properties, when the trace was read on this poll (enrichment).
@@ -109,17 +111,17 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     if job.enrich {
         run.span_properties = properties.as_deref();
     }
-    let conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
-    let mut spans = conversion.spans;
-    let complete = spans.len() <= job.capacity;
-    spans.truncate(job.capacity);
+    let mut conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
+    let mut records = conversion.take_records();
+    let complete = records.len() <= job.capacity;
+    records.truncate(job.capacity);
     Ok(PollResult {
         run_id: job.run_id.clone(),
         trace,
         details,
         fingerprint,
         had_partials,
-        spans,
+        records,
         complete,
         invalid: conversion.invalid,
         span_properties: fresh_properties.flatten(),

@@ -12,7 +12,7 @@ pub mod settings;
 pub mod transport;
 
 pub use policy::BackoffPolicy;
-pub use sender::{GaveUp, SendReport, SenderOptions, SpanSender};
+pub use sender::{GaveUp, OtlpSender, SendReport, SenderOptions};
 pub use settings::ExportSettings;
 pub use transport::Transport;
 
@@ -36,10 +36,10 @@ pub fn build_sender(
     env: &HashMap<String, String>,
     backoff: BackoffPolicy,
     give_up_after: Option<Duration>,
-) -> Result<SpanSender, BuildError> {
+) -> Result<OtlpSender, BuildError> {
     let settings = ExportSettings::resolve(&config.export, env)?;
     let resource = &config.export.resource;
-    Ok(SpanSender::new(
+    Ok(OtlpSender::new(
         Transport::new(&settings)?,
         ResourceSettings {
             service_name: resource.service_name.clone(),

@@ -1,20 +1,24 @@
-//! The sender: spans → batches of at most `max_batch_spans` per resource → delivered, retried
-//! or split, following `policy`. It decides when a span counts as delivered.
+//! The sender: spans and log records → batches of at most `max_batch_spans` per resource and
+//! signal → delivered, retried or split, following `policy`. It decides when a record counts as
+//! delivered. One loop serves both signals ([`Payload`]).
 
 use super::policy::{BackoffPolicy, Disposition};
 use super::transport::Transport;
 use crate::convert::otlp::ResourceSettings;
-use crate::convert::BridgeSpan;
-use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, SpanRejected};
+use crate::convert::{BridgeLog, BridgeSpan, Record};
+use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, RecordRejected, Signal};
 use crate::telemetry::Metrics;
 use opentelemetry::trace::SpanId;
+use opentelemetry_sdk::Resource;
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct SenderOptions {
+    /// The most spans, or log records, in one request.
     pub max_batch_spans: usize,
     pub backoff: BackoffPolicy,
     /// `None` (the daemon): retry retryable failures forever, never drop. `Some` (one-shot
@@ -22,22 +26,50 @@ pub struct SenderOptions {
     pub give_up_after: Option<Duration>,
 }
 
-/// What became of the spans handed to [`SpanSender::send`].
+/// What became of the records handed to [`OtlpSender::send`].
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SendReport {
     /// Source span ids now acknowledged by the collector (what the state store commits).
     pub delivered: Vec<SpanId>,
     pub delivered_spans: u64,
+    pub delivered_logs: u64,
     /// Single spans the collector refused as data (400/413/InvalidArgument): dropped, counted.
     pub rejected_spans: u64,
+    pub rejected_logs: u64,
     /// Spans a collector reported in `partial_success.rejected_spans` of an accepted batch.
     pub collector_rejected_spans: u64,
+    /// Log records a collector reported in `partial_success.rejected_log_records`.
+    pub collector_rejected_logs: u64,
     pub retries: u64,
     pub batches: u64,
 }
 
+impl SendReport {
+    /// The counters of one signal.
+    fn tally(&mut self, signal: Signal) -> Tally<'_> {
+        match signal {
+            Signal::Traces => Tally {
+                delivered: &mut self.delivered_spans,
+                rejected: &mut self.rejected_spans,
+                collector_rejected: &mut self.collector_rejected_spans,
+            },
+            Signal::Logs => Tally {
+                delivered: &mut self.delivered_logs,
+                rejected: &mut self.rejected_logs,
+                collector_rejected: &mut self.collector_rejected_logs,
+            },
+        }
+    }
+}
+
+struct Tally<'a> {
+    delivered: &'a mut u64,
+    rejected: &'a mut u64,
+    collector_rejected: &'a mut u64,
+}
+
 #[derive(Debug, thiserror::Error)]
-#[error("the collector did not accept spans within {waited:?}: {last_reason} ({delivered} spans delivered before)")]
+#[error("the collector did not accept the export within {waited:?}: {last_reason} ({delivered} spans and log records delivered before)")]
 pub struct GaveUp {
     pub waited: Duration,
     pub last_reason: String,
@@ -46,19 +78,89 @@ pub struct GaveUp {
     pub partial: SendReport,
 }
 
-pub struct SpanSender {
+/// What the sender's loop needs of a span or a log record.
+pub trait Payload: Sized + Send + Sync {
+    const SIGNAL: Signal;
+    fn task_slug(&self) -> Option<&str>;
+    fn covers(&self) -> &[SpanId];
+    /// The source id, run and name (span name or log body) for the log of a rejection.
+    fn identity(&self) -> (SpanId, Option<&str>, &str);
+    /// One attempt to deliver `batch` under `resource`.
+    fn attempt<'a>(
+        transport: &'a Transport,
+        service_name: &'a str,
+        resource: &'a Resource,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Disposition> + Send + 'a;
+}
+
+impl Payload for BridgeSpan {
+    const SIGNAL: Signal = Signal::Traces;
+
+    fn task_slug(&self) -> Option<&str> {
+        self.task_slug.as_deref()
+    }
+
+    fn covers(&self) -> &[SpanId] {
+        &self.covers
+    }
+
+    fn identity(&self) -> (SpanId, Option<&str>, &str) {
+        (
+            self.data.span_context.span_id(),
+            run_id_of(&self.data.attributes),
+            &self.data.name,
+        )
+    }
+
+    fn attempt<'a>(
+        transport: &'a Transport,
+        service_name: &'a str,
+        resource: &'a Resource,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Disposition> + Send + 'a {
+        transport.send(service_name, resource, batch.iter().map(|s| s.data.clone()).collect())
+    }
+}
+
+impl Payload for BridgeLog {
+    const SIGNAL: Signal = Signal::Logs;
+
+    fn task_slug(&self) -> Option<&str> {
+        self.task_slug.as_deref()
+    }
+
+    fn covers(&self) -> &[SpanId] {
+        std::slice::from_ref(&self.span_id)
+    }
+
+    fn identity(&self) -> (SpanId, Option<&str>, &str) {
+        (self.span_id, run_id_of(&self.attributes), &self.body)
+    }
+
+    fn attempt<'a>(
+        transport: &'a Transport,
+        service_name: &'a str,
+        resource: &'a Resource,
+        batch: &'a [Self],
+    ) -> impl Future<Output = Disposition> + Send + 'a {
+        transport.send_logs(service_name, resource, batch)
+    }
+}
+
+pub struct OtlpSender {
     transport: Transport,
     resources: ResourceSettings,
     options: SenderOptions,
     /// Attempts that failed since the last accepted one (the daemon pauses polling meanwhile).
     consecutive_failures: AtomicU32,
-    /// Counts attempts, failures and rejections when set ([`SpanSender::set_metrics`]).
+    /// Counts attempts, failures and rejections when set ([`OtlpSender::set_metrics`]).
     metrics: OnceLock<Arc<Metrics>>,
 }
 
-impl SpanSender {
+impl OtlpSender {
     pub fn new(transport: Transport, resources: ResourceSettings, options: SenderOptions) -> Self {
-        SpanSender {
+        OtlpSender {
             transport,
             resources,
             options,
@@ -77,23 +179,29 @@ impl SpanSender {
         self.consecutive_failures.load(Ordering::Relaxed) > 0
     }
 
-    /// Deliver `spans`; returns only when every span is delivered or dropped as rejected (or,
-    /// with `give_up_after`, when that time ran out).
-    pub async fn send(&self, spans: Vec<BridgeSpan>) -> Result<SendReport, GaveUp> {
-        let mut report = SendReport::default();
-        let max = self.options.max_batch_spans.max(1);
-        let mut groups: Vec<(String, Vec<BridgeSpan>)> = Vec::new();
-        for span in spans {
-            let name = self.resources.service_name_for(span.task_slug.as_deref()).to_owned();
-            match groups.iter_mut().find(|(group, _)| *group == name) {
-                Some((_, members)) => members.push(span),
-                None => groups.push((name, vec![span])),
+    /// Deliver `records` (spans, then log records); returns only when every one is delivered or
+    /// dropped as rejected (or, with `give_up_after`, when that time ran out).
+    pub async fn send<R: Into<Record>>(&self, records: impl IntoIterator<Item = R>) -> Result<SendReport, GaveUp> {
+        let (mut spans, mut logs) = (Vec::new(), Vec::new());
+        for record in records {
+            match record.into() {
+                Record::Span(span) => spans.push(span),
+                Record::Log(log) => logs.push(log),
             }
         }
-        for (service_name, members) in groups {
+        let mut report = SendReport::default();
+        self.deliver(spans, &mut report).await?;
+        self.deliver(logs, &mut report).await?;
+        Ok(report)
+    }
+
+    /// The retry-and-split loop for one signal, adding to `report`.
+    async fn deliver<P: Payload>(&self, items: Vec<P>, report: &mut SendReport) -> Result<(), GaveUp> {
+        let max = self.options.max_batch_spans.max(1);
+        let metrics = || self.metrics.get().map(Arc::as_ref);
+        for (service_name, mut members) in self.resources.group_by_service(items, |item| item.task_slug()) {
             let resource = self.resources.resource(&service_name);
-            let mut work: VecDeque<Vec<BridgeSpan>> = VecDeque::new();
-            let mut members = members;
+            let mut work: VecDeque<Vec<P>> = VecDeque::new();
             while !members.is_empty() {
                 let rest = members.split_off(members.len().min(max));
                 work.push_back(std::mem::replace(&mut members, rest));
@@ -104,34 +212,34 @@ impl SpanSender {
                 loop {
                     attempt += 1;
                     report.batches += 1;
-                    let data = batch.iter().map(|s| s.data.clone()).collect();
                     let attempt_started = tokio::time::Instant::now();
-                    match self.transport.send(&service_name, &resource, data).await {
+                    match P::attempt(&self.transport, &service_name, &resource, &batch).await {
                         Disposition::Delivered { rejected, message } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             ExportBatchSent {
-                                spans: batch.len(),
                                 duration: attempt_started.elapsed(),
                             }
-                            .emit(self.metrics.get().map(Arc::as_ref));
+                            .emit(metrics());
                             if rejected > 0 || !message.is_empty() {
                                 tracing::error!(
-                                    rejected_spans = rejected,
+                                    signal = P::SIGNAL.as_str(),
+                                    rejected,
                                     collector_message = %message,
-                                    batch_spans = batch.len(),
-                                    "the collector accepted the batch but rejected some of its spans"
+                                    batch_size = batch.len(),
+                                    "the collector accepted the batch but rejected some of it"
                                 );
                             }
-                            report.collector_rejected_spans += rejected;
-                            report.delivered_spans += batch.len() as u64;
+                            let tally = report.tally(P::SIGNAL);
+                            *tally.collector_rejected += rejected;
+                            *tally.delivered += batch.len() as u64;
                             report
                                 .delivered
-                                .extend(batch.iter().flat_map(|s| s.covers.iter().copied()));
+                                .extend(batch.iter().flat_map(|p| p.covers().iter().copied()));
                             break;
                         }
                         Disposition::Reject { reason } if batch.len() > 1 => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
-                            tracing::warn!(%reason, batch_spans = batch.len(), "batch rejected; splitting it to isolate the offending spans");
+                            tracing::warn!(%reason, signal = P::SIGNAL.as_str(), batch_size = batch.len(), "batch rejected; splitting it to isolate the offending records");
                             let mut first = batch;
                             let second = first.split_off(first.len() / 2);
                             work.push_front(second);
@@ -140,17 +248,19 @@ impl SpanSender {
                         }
                         Disposition::Reject { reason } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
-                            let span = &batch[0];
-                            SpanRejected {
-                                run_id: run_id_of(span),
-                                span_id: &span.data.span_context.span_id(),
-                                span_name: &span.data.name,
+                            let poisoned = &batch[0];
+                            let (span_id, run_id, name) = poisoned.identity();
+                            RecordRejected {
+                                signal: P::SIGNAL,
+                                run_id,
+                                span_id: &span_id,
+                                name,
                                 reason: &reason,
                             }
-                            .emit(self.metrics.get().map(Arc::as_ref));
-                            report.rejected_spans += 1;
-                            // Committed as handled: re-sending a poisoned span would fail forever.
-                            report.delivered.extend(span.covers.iter().copied());
+                            .emit(metrics());
+                            *report.tally(P::SIGNAL).rejected += 1;
+                            // Committed as handled: re-sending a poisoned record would fail forever.
+                            report.delivered.extend(poisoned.covers().iter().copied());
                             break;
                         }
                         Disposition::Retry { after, reason } => {
@@ -161,19 +271,20 @@ impl SpanSender {
                                     return Err(GaveUp {
                                         waited: started.elapsed(),
                                         last_reason: reason,
-                                        delivered: report.delivered_spans,
-                                        partial: report,
+                                        delivered: report.delivered_spans + report.delivered_logs,
+                                        partial: std::mem::take(report),
                                     });
                                 }
                             }
                             ExportBatchFailed {
-                                spans: batch.len(),
+                                signal: P::SIGNAL,
+                                records: batch.len(),
                                 attempt,
                                 retry_in: delay,
                                 reason: &reason,
                                 duration: attempt_started.elapsed(),
                             }
-                            .emit(self.metrics.get().map(Arc::as_ref));
+                            .emit(metrics());
                             report.retries += 1;
                             tokio::time::sleep(delay).await;
                         }
@@ -181,17 +292,14 @@ impl SpanSender {
                 }
             }
         }
-        Ok(report)
+        Ok(())
     }
 }
 
-/// The `trigger.run_id` attribute every converted span carries, for logs about one span.
-fn run_id_of(span: &BridgeSpan) -> Option<&str> {
-    span.data
-        .attributes
-        .iter()
-        .find_map(|kv| match (kv.key.as_str(), &kv.value) {
-            ("trigger.run_id", opentelemetry::Value::String(id)) => Some(id.as_str()),
-            _ => None,
-        })
+/// The `trigger.run_id` attribute every converted span and log record carries.
+fn run_id_of(attributes: &[opentelemetry::KeyValue]) -> Option<&str> {
+    attributes.iter().find_map(|kv| match (kv.key.as_str(), &kv.value) {
+        ("trigger.run_id", opentelemetry::Value::String(id)) => Some(id.as_str()),
+        _ => None,
+    })
 }

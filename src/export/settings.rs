@@ -14,6 +14,9 @@ const DEFAULT_GRPC_ENDPOINT: &str = "http://localhost:4317";
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
     pub endpoint: String,
+    /// Where OTLP log records go (`conversion.logs = "otlp_logs"`): `export.logs_endpoint`, else
+    /// `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`; `None` derives it from `endpoint`.
+    pub logs_endpoint: Option<String>,
     pub protocol: Protocol,
     pub headers: BTreeMap<String, SecretString>,
     pub compression: Compression,
@@ -111,8 +114,14 @@ impl ExportSettings {
                 .clone()
                 .or_else(|| var(name).map(|(_, v)| PathBuf::from(v.trim())))
         };
+        let logs_endpoint = config.logs_endpoint.clone().or_else(|| {
+            env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        });
         Ok(ExportSettings {
             endpoint,
+            logs_endpoint,
             protocol,
             headers,
             compression,
@@ -134,6 +143,26 @@ impl ExportSettings {
         } else {
             format!("{trimmed}/v1/traces")
         }
+    }
+
+    /// The URL OTLP/HTTP log records are posted to: `logs_endpoint` as given (a signal-specific
+    /// endpoint is a full URL, as the OTel specification reads `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`);
+    /// else the traces URL with its `/v1/traces` ending swapped for `/v1/logs`, or `endpoint` plus
+    /// `/v1/logs` when it names another path (a base path such as `https://host/otlp`).
+    pub fn http_logs_url(&self) -> String {
+        if let Some(url) = &self.logs_endpoint {
+            return url.clone();
+        }
+        let trimmed = self.endpoint.trim_end_matches('/');
+        match trimmed.strip_suffix("/v1/traces") {
+            Some(base) => format!("{base}/v1/logs"),
+            None => format!("{trimmed}/v1/logs"),
+        }
+    }
+
+    /// The gRPC endpoint of the logs service: `logs_endpoint`, else the traces endpoint.
+    pub fn grpc_logs_endpoint(&self) -> &str {
+        self.logs_endpoint.as_deref().unwrap_or(&self.endpoint)
     }
 }
 

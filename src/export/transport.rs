@@ -14,13 +14,19 @@
 use super::policy::{classify_grpc, classify_http, parse_retry_after, Disposition};
 use super::settings::ExportSettings;
 use crate::config::{Compression, Protocol};
+use crate::convert::otlp::log_record;
+use crate::convert::BridgeLog;
 use async_trait::async_trait;
 use bytes::Bytes;
+use opentelemetry::InstrumentationScope;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use prost::Message;
@@ -95,19 +101,112 @@ impl HttpClient for ObservingHttpClient {
     }
 }
 
+/// How to build an `opentelemetry-otlp` exporter of either signal: the protocol-specific part
+/// (a shared gRPC channel or HTTP client) plus what both protocols take.
+struct Recipe {
+    wire: Wire,
+    compression: Option<opentelemetry_otlp::Compression>,
+    timeout: Duration,
+}
+
+enum Wire {
+    Grpc {
+        traces: tonic::transport::Channel,
+        /// The traces channel again unless `logs_endpoint` names another collector.
+        logs: tonic::transport::Channel,
+        metadata: tonic::metadata::MetadataMap,
+    },
+    Http {
+        client: Arc<dyn HttpClient>,
+        traces_url: String,
+        logs_url: String,
+        headers: HashMap<String, String>,
+        protocol: opentelemetry_otlp::Protocol,
+    },
+}
+
+impl Recipe {
+    fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, TransportError> {
+        let builder = opentelemetry_otlp::SpanExporter::builder();
+        match &self.wire {
+            Wire::Grpc { traces, metadata, .. } => self.grpc(builder.with_tonic(), traces, metadata).build(),
+            Wire::Http { traces_url, .. } => self.http(builder.with_http(), traces_url).build(),
+        }
+        .map_err(|e| TransportError::Build(e.to_string()))
+    }
+
+    fn log_exporter(&self) -> Result<opentelemetry_otlp::LogExporter, TransportError> {
+        let builder = opentelemetry_otlp::LogExporter::builder();
+        match &self.wire {
+            Wire::Grpc { logs, metadata, .. } => self.grpc(builder.with_tonic(), logs, metadata).build(),
+            Wire::Http { logs_url, .. } => self.http(builder.with_http(), logs_url).build(),
+        }
+        .map_err(|e| TransportError::Build(e.to_string()))
+    }
+
+    fn grpc<B: WithTonicConfig + WithExportConfig>(
+        &self,
+        builder: B,
+        channel: &tonic::transport::Channel,
+        metadata: &tonic::metadata::MetadataMap,
+    ) -> B {
+        let builder = builder
+            .with_channel(channel.clone())
+            .with_metadata(metadata.clone())
+            .with_timeout(self.timeout)
+            .with_retry_policy(RetryPolicy::disabled());
+        match self.compression {
+            Some(compression) => builder.with_compression(compression),
+            None => builder,
+        }
+    }
+
+    fn http<B: WithHttpConfig + WithExportConfig>(&self, builder: B, url: &str) -> B {
+        let Wire::Http {
+            client,
+            headers,
+            protocol,
+            ..
+        } = &self.wire
+        else {
+            unreachable!("http() is only called for the HTTP wire")
+        };
+        let builder = builder
+            .with_shared_http_client(client.clone())
+            .with_endpoint(url)
+            .with_protocol(*protocol)
+            .with_headers(headers.clone())
+            .with_timeout(self.timeout)
+            .with_retry_policy(RetryPolicy::disabled());
+        match self.compression {
+            Some(compression) => builder.with_compression(compression),
+            None => builder,
+        }
+    }
+}
+
+/// One exporter per resource (service name) and signal, created on first use; they share the
+/// gRPC channel or the HTTP client.
+#[derive(Default)]
+struct Exporters {
+    spans: HashMap<String, opentelemetry_otlp::SpanExporter>,
+    logs: HashMap<String, opentelemetry_otlp::LogExporter>,
+}
+
+// One per transport: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Backend {
     Otlp {
-        /// One exporter per resource (service name), created on first use; they share the
-        /// gRPC channel or the HTTP client.
-        exporters: tokio::sync::Mutex<HashMap<String, opentelemetry_otlp::SpanExporter>>,
-        build: Box<dyn Fn() -> Result<opentelemetry_otlp::SpanExporter, TransportError> + Send + Sync>,
+        recipe: Recipe,
+        /// Also serialises attempts: the observed slot belongs to the attempt in flight.
+        exporters: tokio::sync::Mutex<Exporters>,
         observed: Option<Arc<Mutex<Option<Observed>>>>,
         json: bool,
     },
     Stdout(Mutex<Box<dyn Write + Send>>),
 }
 
-/// Sends batches, one attempt at a time.
+/// Sends batches of spans or log records, one attempt at a time.
 pub struct Transport {
     backend: Backend,
     protocol: Protocol,
@@ -120,31 +219,28 @@ impl Transport {
 
     /// Like [`Transport::new`]; `stdout` receives the OTLP/JSON lines of protocol `stdout`.
     pub fn with_stdout(settings: &ExportSettings, stdout: Box<dyn Write + Send>) -> Result<Self, TransportError> {
+        let compression = otlp_compression(settings.compression);
+        let timeout = settings.timeout;
+        let otlp = |wire, observed, json| Backend::Otlp {
+            recipe: Recipe {
+                wire,
+                compression,
+                timeout,
+            },
+            exporters: Default::default(),
+            observed,
+            json,
+        };
         let backend = match settings.protocol {
             Protocol::Stdout => Backend::Stdout(Mutex::new(stdout)),
             Protocol::Grpc => {
-                let channel = grpc_channel(settings)?;
-                let metadata = grpc_metadata(settings)?;
-                let compression = otlp_compression(settings.compression);
-                let timeout = settings.timeout;
-                let build = move || {
-                    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                        .with_tonic()
-                        .with_channel(channel.clone())
-                        .with_metadata(metadata.clone())
-                        .with_timeout(timeout)
-                        .with_retry_policy(RetryPolicy::disabled());
-                    if let Some(compression) = compression {
-                        builder = builder.with_compression(compression);
-                    }
-                    builder.build().map_err(|e| TransportError::Build(e.to_string()))
+                let traces = grpc_channel(settings, &settings.endpoint)?;
+                let logs = match &settings.logs_endpoint {
+                    Some(endpoint) => grpc_channel(settings, endpoint)?,
+                    None => traces.clone(),
                 };
-                Backend::Otlp {
-                    exporters: Default::default(),
-                    build: Box::new(build),
-                    observed: None,
-                    json: false,
-                }
+                let metadata = grpc_metadata(settings)?;
+                otlp(Wire::Grpc { traces, logs, metadata }, None, false)
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
                 let client = ObservingHttpClient {
@@ -152,46 +248,27 @@ impl Transport {
                     last: Arc::default(),
                 };
                 let observed = client.last.clone();
-                let shared: Arc<dyn HttpClient> = Arc::new(client);
-                let url = settings.http_traces_url();
-                let _: http::Uri = url
-                    .parse()
-                    .map_err(|e: http::uri::InvalidUri| TransportError::Endpoint {
-                        endpoint: url.clone(),
-                        reason: e.to_string(),
-                    })?;
+                let traces_url = checked_url(settings.http_traces_url())?;
+                let logs_url = checked_url(settings.http_logs_url())?;
                 let headers: HashMap<String, String> = settings
                     .headers
                     .iter()
                     .map(|(k, v)| (k.clone(), v.expose().to_owned()))
                     .collect();
-                let protocol = if settings.protocol == Protocol::HttpJson {
+                let json = settings.protocol == Protocol::HttpJson;
+                let protocol = if json {
                     opentelemetry_otlp::Protocol::HttpJson
                 } else {
                     opentelemetry_otlp::Protocol::HttpBinary
                 };
-                let compression = otlp_compression(settings.compression);
-                let timeout = settings.timeout;
-                let build = move || {
-                    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-                        .with_http()
-                        .with_shared_http_client(shared.clone())
-                        .with_endpoint(url.clone())
-                        .with_protocol(protocol)
-                        .with_headers(headers.clone())
-                        .with_timeout(timeout)
-                        .with_retry_policy(RetryPolicy::disabled());
-                    if let Some(compression) = compression {
-                        builder = builder.with_compression(compression);
-                    }
-                    builder.build().map_err(|e| TransportError::Build(e.to_string()))
+                let wire = Wire::Http {
+                    client: Arc::new(client),
+                    traces_url,
+                    logs_url,
+                    headers,
+                    protocol,
                 };
-                Backend::Otlp {
-                    exporters: Default::default(),
-                    build: Box::new(build),
-                    observed: Some(observed),
-                    json: settings.protocol == Protocol::HttpJson,
-                }
+                otlp(wire, Some(observed), json)
             }
         };
         Ok(Transport {
@@ -210,59 +287,145 @@ impl Transport {
             Backend::Stdout(out) => {
                 let resource_spans =
                     group_spans_by_resource_and_scope(batch, &ResourceAttributesWithSchema::from(resource));
-                let line = match serde_json::to_string(&ExportTraceServiceRequest { resource_spans }) {
-                    Ok(line) => line,
-                    Err(e) => {
-                        return Disposition::Retry {
-                            after: None,
-                            reason: e.to_string(),
-                        }
-                    }
-                };
-                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
-                match writeln!(out, "{line}").and_then(|_| out.flush()) {
-                    Ok(()) => Disposition::Delivered {
-                        rejected: 0,
-                        message: String::new(),
-                    },
-                    Err(e) => Disposition::Retry {
-                        after: None,
-                        reason: format!("stdout: {e}"),
-                    },
-                }
+                write_line(out, &ExportTraceServiceRequest { resource_spans })
             }
             Backend::Otlp {
+                recipe,
                 exporters,
-                build,
                 observed,
                 json,
             } => {
-                // Serialise attempts: the observed slot belongs to the attempt in flight.
                 let mut exporters = exporters.lock().await;
-                if !exporters.contains_key(service_name) {
-                    let mut exporter = match build() {
+                let exporter =
+                    match exporter_for(&mut exporters.spans, service_name, resource, || recipe.span_exporter()) {
                         Ok(exporter) => exporter,
-                        Err(e) => {
-                            return Disposition::Retry {
-                                after: None,
-                                reason: e.to_string(),
-                            }
-                        }
+                        Err(refused) => return refused,
                     };
-                    exporter.set_resource(resource);
-                    exporters.insert(service_name.to_owned(), exporter);
-                }
-                let exporter = &exporters[service_name];
-                if let Some(slot) = observed {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-                }
-                let result = exporter.export(batch).await;
-                let seen = observed
-                    .as_ref()
-                    .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
-                outcome(seen, result, |body| partial_success(body, *json))
+                let result = observe(observed.as_ref(), exporter.export(batch)).await;
+                outcome(result.0, result.1, |body| {
+                    partial_success::<ExportTraceServiceResponse>(body, *json, |r| {
+                        r.partial_success.map(|p| (p.rejected_spans, p.error_message))
+                    })
+                })
             }
         }
+    }
+
+    /// One attempt to deliver the log records `batch` under `resource`.
+    pub async fn send_logs(&self, service_name: &str, resource: &Resource, batch: &[BridgeLog]) -> Disposition {
+        let records: Vec<SdkLogRecord> = batch.iter().map(log_record).collect();
+        let scope = crate::convert::otlp::log_scope();
+        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> = records.iter().map(|r| (r, &scope)).collect();
+        let logs = LogBatch::new(&pairs);
+        match &self.backend {
+            Backend::Stdout(out) => {
+                let resource_logs =
+                    group_logs_by_resource_and_scope(&logs, &ResourceAttributesWithSchema::from(resource));
+                write_line(out, &ExportLogsServiceRequest { resource_logs })
+            }
+            Backend::Otlp {
+                recipe,
+                exporters,
+                observed,
+                json,
+            } => {
+                let mut exporters = exporters.lock().await;
+                let exporter = match exporter_for(&mut exporters.logs, service_name, resource, || recipe.log_exporter())
+                {
+                    Ok(exporter) => exporter,
+                    Err(refused) => return refused,
+                };
+                let result = observe(observed.as_ref(), exporter.export(logs)).await;
+                outcome(result.0, result.1, |body| {
+                    partial_success::<ExportLogsServiceResponse>(body, *json, |r| {
+                        r.partial_success.map(|p| (p.rejected_log_records, p.error_message))
+                    })
+                })
+            }
+        }
+    }
+}
+
+/// The exporter of `service_name`, built and given its resource on first use. A failure to
+/// build is retried like a failed attempt.
+fn exporter_for<'a, E: ExporterWithResource>(
+    exporters: &'a mut HashMap<String, E>,
+    service_name: &str,
+    resource: &Resource,
+    build: impl FnOnce() -> Result<E, TransportError>,
+) -> Result<&'a E, Disposition> {
+    if !exporters.contains_key(service_name) {
+        let mut exporter = build().map_err(|e| Disposition::Retry {
+            after: None,
+            reason: e.to_string(),
+        })?;
+        exporter.apply_resource(resource);
+        exporters.insert(service_name.to_owned(), exporter);
+    }
+    Ok(&exporters[service_name])
+}
+
+/// `set_resource` is a method of two different SDK traits (spans and logs).
+trait ExporterWithResource {
+    fn apply_resource(&mut self, resource: &Resource);
+}
+
+impl ExporterWithResource for opentelemetry_otlp::SpanExporter {
+    fn apply_resource(&mut self, resource: &Resource) {
+        opentelemetry_sdk::trace::SpanExporter::set_resource(self, resource);
+    }
+}
+
+impl ExporterWithResource for opentelemetry_otlp::LogExporter {
+    fn apply_resource(&mut self, resource: &Resource) {
+        opentelemetry_sdk::logs::LogExporter::set_resource(self, resource);
+    }
+}
+
+/// Run one export with the observed slot cleared before and taken after.
+async fn observe(
+    observed: Option<&Arc<Mutex<Option<Observed>>>>,
+    export: impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult>,
+) -> (Option<Observed>, opentelemetry_sdk::error::OTelSdkResult) {
+    if let Some(slot) = observed {
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+    let result = export.await;
+    let seen = observed.and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
+    (seen, result)
+}
+
+/// Protocol `stdout`: one OTLP/JSON request per line.
+fn write_line(out: &Mutex<Box<dyn Write + Send>>, request: &impl serde::Serialize) -> Disposition {
+    let line = match serde_json::to_string(request) {
+        Ok(line) => line,
+        Err(e) => {
+            return Disposition::Retry {
+                after: None,
+                reason: e.to_string(),
+            }
+        }
+    };
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    match writeln!(out, "{line}").and_then(|_| out.flush()) {
+        Ok(()) => Disposition::Delivered {
+            rejected: 0,
+            message: String::new(),
+        },
+        Err(e) => Disposition::Retry {
+            after: None,
+            reason: format!("stdout: {e}"),
+        },
+    }
+}
+
+fn checked_url(url: String) -> Result<String, TransportError> {
+    match url.parse::<http::Uri>() {
+        Ok(_) => Ok(url),
+        Err(e) => Err(TransportError::Endpoint {
+            endpoint: url,
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -307,19 +470,24 @@ fn grpc_code(text: &str) -> Option<&str> {
     (!code.is_empty()).then_some(code)
 }
 
-/// OTLP/HTTP success bodies may carry `partial_success` (spans the collector refused).
-fn partial_success(body: &[u8], json: bool) -> Disposition {
-    let response: Option<ExportTraceServiceResponse> = if body.is_empty() {
+/// OTLP/HTTP success bodies may carry `partial_success` (records the collector refused);
+/// `read` takes the rejected count and message out of the signal's response type.
+fn partial_success<R: Message + Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    json: bool,
+    read: impl Fn(R) -> Option<(i64, String)>,
+) -> Disposition {
+    let response: Option<R> = if body.is_empty() {
         None
     } else if json {
         serde_json::from_slice(body).ok()
     } else {
-        ExportTraceServiceResponse::decode(body).ok()
+        R::decode(body).ok()
     };
-    match response.and_then(|r| r.partial_success) {
-        Some(partial) if partial.rejected_spans > 0 || !partial.error_message.is_empty() => Disposition::Delivered {
-            rejected: partial.rejected_spans.max(0) as u64,
-            message: partial.error_message,
+    match response.and_then(read) {
+        Some((rejected, message)) if rejected > 0 || !message.is_empty() => Disposition::Delivered {
+            rejected: rejected.max(0) as u64,
+            message,
         },
         _ => Disposition::Delivered {
             rejected: 0,
@@ -344,16 +512,17 @@ fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Transport
     })
 }
 
-fn grpc_channel(settings: &ExportSettings) -> Result<tonic::transport::Channel, TransportError> {
+/// A lazily connecting channel to `url`, with the TLS settings of `[export]`.
+fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic::transport::Channel, TransportError> {
     let bad = |reason: String| TransportError::Endpoint {
-        endpoint: settings.endpoint.clone(),
+        endpoint: url.to_owned(),
         reason,
     };
-    let mut endpoint = tonic::transport::Channel::from_shared(settings.endpoint.clone())
+    let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
         .map_err(|e| bad(e.to_string()))?
         .timeout(settings.timeout)
         .connect_timeout(settings.timeout);
-    let tls_wanted = settings.endpoint.starts_with("https://") || settings.ca_file.is_some();
+    let tls_wanted = url.starts_with("https://") || settings.ca_file.is_some();
     if tls_wanted {
         crate::tls::install_crypto_provider();
         let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
@@ -444,10 +613,14 @@ mod tests {
             rejected: 2,
             message: "too old".into(),
         };
-        assert_eq!(partial_success(&response.encode_to_vec(), false), expected);
-        assert_eq!(partial_success(&serde_json::to_vec(&response).unwrap(), true), expected);
+        let read = |r: ExportTraceServiceResponse| r.partial_success.map(|p| (p.rejected_spans, p.error_message));
+        assert_eq!(partial_success(&response.encode_to_vec(), false, read), expected);
         assert_eq!(
-            partial_success(b"", false),
+            partial_success(&serde_json::to_vec(&response).unwrap(), true, read),
+            expected
+        );
+        assert_eq!(
+            partial_success(b"", false, read),
             Disposition::Delivered {
                 rejected: 0,
                 message: String::new()

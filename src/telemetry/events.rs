@@ -118,9 +118,26 @@ impl InvalidElements<'_> {
     }
 }
 
+/// What an export carries: spans, or log records (`conversion.logs = "otlp_logs"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Traces,
+    Logs,
+}
+
+impl Signal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Traces => "traces",
+            Signal::Logs => "logs",
+        }
+    }
+}
+
 /// A batch the collector acknowledged was committed to the state store.
 pub struct SpansExported {
     pub spans: u64,
+    pub log_records: u64,
     /// Sending it, retries included.
     pub duration: Duration,
 }
@@ -129,21 +146,25 @@ impl SpansExported {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::debug!(
             spans = self.spans,
+            log_records = self.log_records,
             duration_ms = self.duration.as_millis() as u64,
             "batch exported and committed"
         );
         metrics.spans_exported.fetch_add(self.spans, Ordering::Relaxed);
+        metrics
+            .log_records_exported
+            .fetch_add(self.log_records, Ordering::Relaxed);
         metrics.export_batches.fetch_add(1, Ordering::Relaxed);
         metrics
             .export_nanos_total
             .fetch_add(self.duration.as_nanos() as u64, Ordering::Relaxed);
         metrics.prom.spans_exported.inc_by(self.spans);
+        metrics.prom.log_records_exported.inc_by(self.log_records);
     }
 }
 
 /// One export attempt the collector accepted (possibly reporting partial rejections).
 pub struct ExportBatchSent {
-    pub spans: usize,
     pub duration: Duration,
 }
 
@@ -158,7 +179,9 @@ impl ExportBatchSent {
 
 /// One export attempt failed and will be retried (collector down, 5xx, 429, timeout).
 pub struct ExportBatchFailed<'a> {
-    pub spans: usize,
+    pub signal: Signal,
+    /// Spans or log records in the batch.
+    pub records: usize,
     pub attempt: u32,
     pub retry_in: Duration,
     pub reason: &'a str,
@@ -168,38 +191,64 @@ pub struct ExportBatchFailed<'a> {
 impl ExportBatchFailed<'_> {
     pub fn emit(&self, metrics: Option<&Metrics>) {
         tracing::warn!(
+            signal = self.signal.as_str(),
             reason = self.reason,
             attempt = self.attempt,
             retry_in = ?self.retry_in,
-            batch_spans = self.spans,
+            batch_size = self.records,
             "export failed; retrying"
         );
         let Some(metrics) = metrics else { return };
         metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
-        metrics.prom.spans_export_failed.inc_by(self.spans as u64);
+        let failed = match self.signal {
+            Signal::Traces => &metrics.prom.spans_export_failed,
+            Signal::Logs => &metrics.prom.log_records_export_failed,
+        };
+        failed.inc_by(self.records as u64);
     }
 }
 
-/// The collector refused one span as invalid data: it is dropped (and committed as handled).
-pub struct SpanRejected<'a> {
+/// The collector refused one span or log record as invalid data: it is dropped (and committed
+/// as handled).
+pub struct RecordRejected<'a> {
+    pub signal: Signal,
     pub run_id: Option<&'a str>,
     pub span_id: &'a dyn Display,
-    pub span_name: &'a str,
+    /// The span's name, or the log record's body.
+    pub name: &'a str,
     pub reason: &'a str,
 }
 
-impl SpanRejected<'_> {
+impl RecordRejected<'_> {
     pub fn emit(&self, metrics: Option<&Metrics>) {
-        tracing::error!(
-            run_id = self.run_id.unwrap_or("-"),
-            reason = self.reason,
-            span_id = %self.span_id,
-            span_name = self.span_name,
-            "the collector rejected this span; it is dropped"
-        );
+        let (run_id, reason, span_id, name) = (self.run_id.unwrap_or("-"), self.reason, self.span_id, self.name);
+        match self.signal {
+            Signal::Traces => tracing::error!(
+                run_id,
+                reason,
+                %span_id,
+                span_name = name,
+                "the collector rejected this span; it is dropped"
+            ),
+            Signal::Logs => tracing::error!(
+                run_id,
+                reason,
+                %span_id,
+                body = name,
+                "the collector rejected this log record; it is dropped"
+            ),
+        }
         let Some(metrics) = metrics else { return };
-        metrics.spans_rejected.fetch_add(1, Ordering::Relaxed);
-        metrics.prom.spans_rejected.inc();
+        match self.signal {
+            Signal::Traces => {
+                metrics.spans_rejected.fetch_add(1, Ordering::Relaxed);
+                metrics.prom.spans_rejected.inc();
+            }
+            Signal::Logs => {
+                metrics.log_records_rejected.fetch_add(1, Ordering::Relaxed);
+                metrics.prom.log_records_rejected.inc();
+            }
+        }
         metrics.health.export_progressed();
     }
 }
@@ -275,13 +324,37 @@ mod tests {
         }
         .emit(&metrics);
         ExportBatchFailed {
-            spans: 4,
+            signal: Signal::Traces,
+            records: 4,
             attempt: 1,
             retry_in: Duration::ZERO,
             reason: "down",
             duration: Duration::from_millis(3),
         }
         .emit(Some(&metrics));
+        ExportBatchFailed {
+            signal: Signal::Logs,
+            records: 2,
+            attempt: 1,
+            retry_in: Duration::ZERO,
+            reason: "down",
+            duration: Duration::from_millis(3),
+        }
+        .emit(Some(&metrics));
+        RecordRejected {
+            signal: Signal::Logs,
+            run_id: Some("run_a"),
+            span_id: &"00000000000000b1",
+            name: "hello",
+            reason: "too big",
+        }
+        .emit(Some(&metrics));
+        SpansExported {
+            spans: 5,
+            log_records: 3,
+            duration: Duration::from_millis(1),
+        }
+        .emit(&metrics);
         let text = metrics.encode_prometheus();
         for line in [
             "trigger_otel_bridge_runs_retired_total{reason=\"settled\"} 1",
@@ -290,7 +363,12 @@ mod tests {
             "trigger_otel_bridge_api_rate_limit_remaining 1499",
             "trigger_otel_bridge_invalid_events_total{reason=\"bad_start_time\"} 3",
             "trigger_otel_bridge_spans_export_failed_total 4",
-            "trigger_otel_bridge_export_batch_duration_seconds_count 1",
+            "trigger_otel_bridge_log_records_export_failed_total 2",
+            "trigger_otel_bridge_log_records_rejected_total 1",
+            "trigger_otel_bridge_spans_rejected_total 0",
+            "trigger_otel_bridge_spans_exported_total 5",
+            "trigger_otel_bridge_log_records_exported_total 3",
+            "trigger_otel_bridge_export_batch_duration_seconds_count 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }

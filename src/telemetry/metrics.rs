@@ -55,6 +55,9 @@ pub(super) struct Prom {
     pub spans_exported: Counter,
     pub spans_export_failed: Counter,
     pub spans_rejected: Counter,
+    pub log_records_exported: Counter,
+    pub log_records_export_failed: Counter,
+    pub log_records_rejected: Counter,
     pub export_batch_duration: Histogram,
     pub invalid_events: Family<ReasonLabel, Counter>,
     pending_spans: Gauge,
@@ -74,6 +77,9 @@ impl Prom {
             spans_exported: Counter::default(),
             spans_export_failed: Counter::default(),
             spans_rejected: Counter::default(),
+            log_records_exported: Counter::default(),
+            log_records_export_failed: Counter::default(),
+            log_records_rejected: Counter::default(),
             export_batch_duration: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             invalid_events: Family::default(),
             pending_spans: Gauge::default(),
@@ -133,6 +139,21 @@ impl Prom {
             "Spans the collector refused as invalid data, dropped",
             prom.spans_rejected.clone(),
         );
+        registry.register(
+            "log_records_exported",
+            "Log records (conversion.logs = otlp_logs) the collector accepted and the state store recorded",
+            prom.log_records_exported.clone(),
+        );
+        registry.register(
+            "log_records_export_failed",
+            "Log records in export attempts that failed and are retried",
+            prom.log_records_export_failed.clone(),
+        );
+        registry.register(
+            "log_records_rejected",
+            "Log records the collector refused as invalid data, dropped",
+            prom.log_records_rejected.clone(),
+        );
         registry.register_with_unit(
             "export_batch_duration",
             "Time of one export attempt of one batch",
@@ -146,7 +167,7 @@ impl Prom {
         );
         registry.register(
             "pending_spans",
-            "Spans converted and waiting for the collector",
+            "Spans and log records converted and waiting for the collector",
             prom.pending_spans.clone(),
         );
         Prom { registry, ..prom }
@@ -163,8 +184,10 @@ pub struct Metrics {
     pub poll_errors: AtomicU64,
     pub spans_exported: AtomicU64,
     pub spans_rejected: AtomicU64,
+    pub log_records_exported: AtomicU64,
+    pub log_records_rejected: AtomicU64,
     pub invalid_elements: AtomicU64,
-    /// Spans converted and queued but not yet acknowledged by the collector.
+    /// Spans and log records converted and queued but not yet acknowledged by the collector.
     pub pending_spans: AtomicUsize,
     /// The highest `pending_spans` ever reached.
     pub peak_pending_spans: AtomicUsize,
@@ -192,6 +215,8 @@ impl fmt::Debug for Metrics {
             .field("poll_errors", &load(&self.poll_errors))
             .field("spans_exported", &load(&self.spans_exported))
             .field("spans_rejected", &load(&self.spans_rejected))
+            .field("log_records_exported", &load(&self.log_records_exported))
+            .field("log_records_rejected", &load(&self.log_records_rejected))
             .field("invalid_elements", &load(&self.invalid_elements))
             .field("pending_spans", &load_usize(&self.pending_spans))
             .field("peak_pending_spans", &load_usize(&self.peak_pending_spans))
@@ -210,6 +235,8 @@ impl Metrics {
             poll_errors: AtomicU64::new(0),
             spans_exported: AtomicU64::new(0),
             spans_rejected: AtomicU64::new(0),
+            log_records_exported: AtomicU64::new(0),
+            log_records_rejected: AtomicU64::new(0),
             invalid_elements: AtomicU64::new(0),
             pending_spans: AtomicUsize::new(0),
             peak_pending_spans: AtomicUsize::new(0),
