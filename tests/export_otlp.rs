@@ -1,17 +1,22 @@
 //! Exporters against a real OTLP receiver on loopback: what arrives equals what the converter
 //! produced, for gRPC, OTLP/HTTP protobuf and JSON, with and without compression; retryable
-//! outages lose nothing; a poisoned span is isolated and only it is dropped.
+//! outages lose nothing; a poisoned span is isolated and only it is dropped. The same for OTLP
+//! log records (`conversion.logs = "otlp_logs"`), and `export.logs_endpoint`.
 
 mod support;
 
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::otlp_receiver::{spans_of, Fault, Receiver};
+use support::otlp_receiver::{body_text, logs_of, spans_of, Fault, Receiver};
 use trigger_otel_bridge::config::{Compression, ExportConfig, LogsMode, Protocol};
-use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
-use trigger_otel_bridge::convert::{convert_events, BridgeSpan, NothingExported, RunInfo, RunState};
+use trigger_otel_bridge::convert::otlp::{export_logs_request, export_request, ResourceSettings};
+use trigger_otel_bridge::convert::{
+    convert_events, BridgeSpan, Conversion, NothingExported, Record, RunInfo, RunState,
+};
 use trigger_otel_bridge::export::{BackoffPolicy, ExportSettings, OtlpSender, SenderOptions, Transport};
 use trigger_otel_bridge::trigger::model::EventsBody;
 
@@ -212,4 +217,151 @@ async fn stdout_protocol_writes_one_otlp_json_request_per_line() {
         total += spans_of(&request).len();
     }
     assert_eq!(total, spans.len());
+}
+
+// ---- conversion.logs = "otlp_logs" --------------------------------------------------------------
+
+const FINISHED_TRACE_ID: &str = "a4c123b1612dd272d1371c17149d4395";
+
+/// The finished run converted with `otlp_logs`: its spans and its 7 log records.
+fn fixture_records() -> Conversion {
+    let path = format!("{}/tests/fixtures/finished_run.events.json", env!("CARGO_MANIFEST_DIR"));
+    let body = EventsBody::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let info = RunInfo::new(
+        "run_cm1finished01",
+        Some(FINISHED_TRACE_ID),
+        RunState::Ended { finished_at: None },
+    );
+    let conversion = convert_events(body.events, &info, LogsMode::OtlpLogs, &NothingExported);
+    assert_eq!(conversion.logs.len(), 7);
+    conversion
+}
+
+fn sorted_logs(mut logs: Vec<LogRecord>) -> Vec<LogRecord> {
+    logs.sort_by(|a, b| (a.time_unix_nano, body_text(a)).cmp(&(b.time_unix_nano, body_text(b))));
+    logs
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn log_records_arrive_over_every_protocol_with_the_runs_trace_and_their_parent_span() {
+    let receiver = Receiver::start().await;
+    let mut conversion = fixture_records();
+    let logs = conversion.logs.clone();
+    let expected = sorted_logs(logs_of(&export_logs_request(logs.clone(), &ResourceSettings::default())));
+    let records = conversion.take_records();
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
+        receiver.recorder.requests.lock().unwrap().clear();
+        receiver.recorder.log_requests.lock().unwrap().clear();
+        let transport = Transport::new(&settings(
+            endpoint_for(&receiver, protocol),
+            protocol,
+            Compression::Gzip,
+            3,
+        ))
+        .unwrap();
+        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(3))
+            .send(records.clone())
+            .await
+            .unwrap();
+        assert_eq!((report.delivered_spans, report.delivered_logs), (12, 7), "{protocol:?}");
+        assert_eq!(report.delivered.len(), 19, "{protocol:?}: every source id is committed");
+        for log in &logs {
+            assert!(report.delivered.contains(&log.span_id), "{protocol:?}");
+        }
+        // 7 records in batches of at most 3.
+        assert_eq!(receiver.recorder.log_requests.lock().unwrap().len(), 3, "{protocol:?}");
+        assert_eq!(receiver.recorder.spans().len(), 12, "{protocol:?}");
+        let got = sorted_logs(receiver.recorder.logs());
+        assert_eq!(got, expected, "{protocol:?}: records differ from the converter's");
+        for (record, source) in got.iter().zip({
+            let mut by_time = logs.clone();
+            by_time.sort_by(|a, b| (a.time, &a.body).cmp(&(b.time, &b.body)));
+            by_time
+        }) {
+            assert_eq!(hex(&record.trace_id), FINISHED_TRACE_ID);
+            assert_eq!(hex(&record.span_id), source.parent.unwrap().to_string());
+            assert_eq!(body_text(record), source.body);
+            assert!(record.severity_number > 0, "{protocol:?}: {record:?}");
+        }
+    }
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn log_records_survive_an_outage_and_a_poisoned_one_is_isolated() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let receiver = Receiver::start().await;
+        let mut conversion = fixture_records();
+        let logs = conversion.logs.clone();
+        let poison = logs[2].body.clone();
+        *receiver.recorder.poison_name.lock().unwrap() = Some(poison.clone());
+        let records: Vec<Record> = conversion.logs.drain(..).map(Record::Log).collect();
+        receiver.recorder.faults.lock().unwrap().extend([Fault::Unavailable; 2]);
+        let transport = Transport::new(&settings(
+            endpoint_for(&receiver, protocol),
+            protocol,
+            Compression::None,
+            100,
+        ))
+        .unwrap();
+        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+            .send(records)
+            .await
+            .unwrap();
+        assert_eq!(report.retries, 2, "{protocol:?}");
+        assert_eq!((report.rejected_logs, report.delivered_logs), (1, 6), "{protocol:?}");
+        // The poisoned record counts as handled, so a restart does not send it again.
+        assert_eq!(report.delivered.len(), 7, "{protocol:?}");
+        let got = receiver.recorder.logs();
+        assert_eq!(got.len(), 6, "{protocol:?}: all others arrive");
+        assert!(got.iter().all(|l| body_text(l) != poison));
+        receiver.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn logs_endpoint_sends_log_records_to_another_collector() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let traces = Receiver::start().await;
+        let logs = Receiver::start().await;
+        let mut export_settings = settings(endpoint_for(&traces, protocol), protocol, Compression::None, 100);
+        export_settings.logs_endpoint = Some(match protocol {
+            Protocol::Grpc => logs.grpc_endpoint(),
+            _ => format!("{}/v1/logs", logs.http_endpoint()),
+        });
+        let transport = Transport::new(&export_settings).unwrap();
+        let records = fixture_records().take_records();
+        OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+            .send(records)
+            .await
+            .unwrap();
+        assert_eq!(traces.recorder.spans().len(), 12, "{protocol:?}");
+        assert!(traces.recorder.logs().is_empty(), "{protocol:?}");
+        assert_eq!(logs.recorder.logs().len(), 7, "{protocol:?}");
+        assert!(logs.recorder.spans().is_empty(), "{protocol:?}");
+        traces.stop().await;
+        logs.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn stdout_protocol_writes_log_records_as_an_otlp_json_logs_request() {
+    let buffer = SharedBuffer::default();
+    let export_settings = settings(String::new(), Protocol::Stdout, Compression::None, 100);
+    let transport = Transport::with_stdout(&export_settings, Box::new(buffer.clone())).unwrap();
+    OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+        .send(fixture_records().take_records())
+        .await
+        .unwrap();
+    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let spans: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =
+        serde_json::from_str(lines[0]).unwrap();
+    let logs: ExportLogsServiceRequest = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!((spans_of(&spans).len(), logs_of(&logs).len()), (12, 7));
 }

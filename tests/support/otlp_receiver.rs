@@ -1,13 +1,17 @@
-//! A real OTLP receiver for tests: opentelemetry-proto's generated tonic `TraceService` on one
-//! loopback port and an axum `/v1/traces` endpoint decoding protobuf and JSON (gzip or zstd
-//! bodies) on another. It records every request it accepted and can be scripted to fail.
+//! A real OTLP receiver for tests: opentelemetry-proto's generated tonic `TraceService` and
+//! `LogsService` on one loopback port and axum `/v1/traces` and `/v1/logs` endpoints decoding
+//! protobuf and JSON (gzip or zstd bodies) on another. It records every request it accepted and
+//! can be scripted to fail.
 
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use std::collections::VecDeque;
@@ -26,8 +30,10 @@ pub enum Fault {
 #[derive(Default)]
 pub struct Recorder {
     pub requests: Mutex<Vec<ExportTraceServiceRequest>>,
+    pub log_requests: Mutex<Vec<ExportLogsServiceRequest>>,
     pub faults: Mutex<VecDeque<Fault>>,
-    /// Requests holding a span with this name are rejected as invalid data (400 / InvalidArgument).
+    /// Requests holding a span with this name, or a log record with this body, are rejected as
+    /// invalid data (400 / InvalidArgument).
     pub poison_name: Mutex<Option<String>>,
     pub attempts: Mutex<u64>,
     /// Every request before this instant is answered as unavailable (a collector outage).
@@ -45,8 +51,36 @@ pub enum Verdict {
     Invalid,
 }
 
+/// A request of either signal, as decoded.
+pub trait Export: prost::Message + Default + serde::de::DeserializeOwned + Clone {
+    type Response: prost::Message + Default + serde::Serialize;
+    /// Span names or log bodies (what `poison_name` is matched against).
+    fn names(&self) -> Vec<String>;
+    fn record(self, recorder: &Recorder);
+}
+
+impl Export for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    fn names(&self) -> Vec<String> {
+        spans_of(self).into_iter().map(|s| s.name).collect()
+    }
+    fn record(self, recorder: &Recorder) {
+        recorder.requests.lock().unwrap().push(self);
+    }
+}
+
+impl Export for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    fn names(&self) -> Vec<String> {
+        logs_of(self).into_iter().map(|l| body_text(&l)).collect()
+    }
+    fn record(self, recorder: &Recorder) {
+        recorder.log_requests.lock().unwrap().push(self);
+    }
+}
+
 impl Recorder {
-    fn judge(&self, request: &ExportTraceServiceRequest) -> Verdict {
+    fn judge<R: Export>(&self, request: &R) -> Verdict {
         *self.attempts.lock().unwrap() += 1;
         if let Some(Fault::Unavailable) = self.faults.lock().unwrap().pop_front() {
             return Verdict::Unavailable;
@@ -60,16 +94,38 @@ impl Recorder {
             return Verdict::Unavailable;
         }
         if let Some(poison) = self.poison_name.lock().unwrap().as_deref() {
-            if spans_of(request).iter().any(|s| s.name == poison) {
+            if request.names().iter().any(|name| name == poison) {
                 return Verdict::Invalid;
             }
         }
-        self.requests.lock().unwrap().push(request.clone());
+        request.clone().record(self);
         Verdict::Accept
     }
 
     pub fn spans(&self) -> Vec<Span> {
         self.requests.lock().unwrap().iter().flat_map(spans_of).collect()
+    }
+
+    pub fn logs(&self) -> Vec<LogRecord> {
+        self.log_requests.lock().unwrap().iter().flat_map(logs_of).collect()
+    }
+}
+
+pub fn logs_of(request: &ExportLogsServiceRequest) -> Vec<LogRecord> {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| s.log_records.clone())
+        .collect()
+}
+
+/// A log record's body as text ("" when it is not a string).
+pub fn body_text(record: &LogRecord) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(text)) => text.clone(),
+        _ => String::new(),
     }
 }
 
@@ -100,7 +156,24 @@ impl TraceService for Grpc {
     }
 }
 
-async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+#[tonic::async_trait]
+impl LogsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        let delay = *self.0.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
+        match self.0.judge(request.get_ref()) {
+            Verdict::Accept => Ok(tonic::Response::new(ExportLogsServiceResponse::default())),
+            Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
+            Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned log record")),
+        }
+    }
+}
+
+/// `/v1/traces` and `/v1/logs`: decode, judge, answer like a collector.
+async fn http_export<R: Export>(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
     let encoding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -120,7 +193,7 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("json"));
-    let request: ExportTraceServiceRequest = if json {
+    let request: R = if json {
         match serde_json::from_slice(&raw) {
             Ok(r) => r,
             Err(e) => {
@@ -129,7 +202,7 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
             }
         }
     } else {
-        match ExportTraceServiceRequest::decode(&raw[..]) {
+        match R::decode(&raw[..]) {
             Ok(r) => r,
             Err(e) => {
                 recorder.decode_errors.lock().unwrap().push(e.to_string());
@@ -141,7 +214,7 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
     tokio::time::sleep(delay).await;
     match recorder.judge(&request) {
         Verdict::Accept => {
-            let response = ExportTraceServiceResponse::default();
+            let response = R::Response::default();
             if json {
                 (
                     [("content-type", "application/json")],
@@ -158,7 +231,7 @@ async fn http_traces(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, 
             "scripted outage",
         )
             .into_response(),
-        Verdict::Invalid => (StatusCode::BAD_REQUEST, "poisoned span").into_response(),
+        Verdict::Invalid => (StatusCode::BAD_REQUEST, "poisoned record").into_response(),
     }
 }
 
@@ -187,9 +260,13 @@ impl Receiver {
         let service = TraceServiceServer::new(Grpc(recorder.clone()))
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
+        let logs_service = LogsServiceServer::new(Grpc(recorder.clone()))
+            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
+            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
         let grpc = tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(logs_service)
                 .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), async {
                     let _ = grpc_stopped.await;
                 })
@@ -197,7 +274,8 @@ impl Receiver {
                 .unwrap();
         });
         let app = axum::Router::new()
-            .route("/v1/traces", axum::routing::post(http_traces))
+            .route("/v1/traces", axum::routing::post(http_export::<ExportTraceServiceRequest>))
+            .route("/v1/logs", axum::routing::post(http_export::<ExportLogsServiceRequest>))
             .with_state(recorder.clone());
         let http = tokio::spawn(async move {
             axum::serve(http_listener, app)
