@@ -1,10 +1,11 @@
 //! The daemon as a process: killed with SIGKILL at random moments while it exports thousands
-//! of spans and restarted on the same state file (nothing lost, duplicates bounded by one batch
+//! of spans (and, with `otlp_logs`, log records) and restarted on the same state file (nothing lost, duplicates bounded by one batch
 //! per kill), and stopped with SIGTERM mid-export (exit 0 in time, state committed, nothing sent
 //! twice after a restart).
 
 mod support;
 
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,17 @@ use tokio::process::{Child, Command};
 const BATCH: usize = 50;
 
 fn write_config(dir: &Path, api: &FakeApi, receiver: &Receiver, runs: &[String], max_pending: usize) -> PathBuf {
+    write_config_with_logs(dir, api, receiver, runs, max_pending, "span_events")
+}
+
+fn write_config_with_logs(
+    dir: &Path,
+    api: &FakeApi,
+    receiver: &Receiver,
+    runs: &[String],
+    max_pending: usize,
+    logs: &str,
+) -> PathBuf {
     let ids: Vec<String> = runs.iter().map(|r| format!("\"{r}\"")).collect();
     let text = format!(
         r#"
@@ -29,6 +41,8 @@ poll_interval = "100ms"
 max_poll_interval = "300ms"
 settle = "200ms"
 concurrency = 4
+[conversion]
+logs = "{logs}"
 [export]
 endpoint = "{endpoint}"
 protocol = "grpc"
@@ -71,16 +85,34 @@ fn spawn(config: &Path, log: &Path) -> Child {
 fn received(receiver: &Receiver) -> HashMap<(String, Vec<u8>), usize> {
     let mut counts = HashMap::new();
     for span in receiver.recorder.spans() {
-        let run = span
-            .attributes
-            .iter()
-            .find(|kv| kv.key == "trigger.run_id")
-            .and_then(|kv| kv.value.clone())
-            .map(|v| format!("{:?}", v.value))
-            .unwrap_or_default();
-        *counts.entry((run, span.span_id.clone())).or_default() += 1;
+        *counts
+            .entry((attribute(&span.attributes, "trigger.run_id"), span.span_id.clone()))
+            .or_default() += 1;
     }
     counts
+}
+
+/// Received log records by (run id, the log's own Trigger.dev span id), with how often each
+/// arrived.
+fn received_logs(receiver: &Receiver) -> HashMap<(String, String), usize> {
+    let mut counts = HashMap::new();
+    for record in receiver.recorder.logs() {
+        let key = (
+            attribute(&record.attributes, "trigger.run_id"),
+            attribute(&record.attributes, "trigger.span_id"),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+}
+
+fn attribute(attributes: &[KeyValue], key: &str) -> String {
+    attributes
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| kv.value.clone())
+        .map(|v| format!("{:?}", v.value))
+        .unwrap_or_default()
 }
 
 async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
@@ -99,6 +131,20 @@ async fn sigterm(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
+    crash_loop("span_events", 10, 2026).await;
+}
+
+/// The same with `conversion.logs = "otlp_logs"`: every log record arrives as an OTLP log record
+/// (with the run's trace and its parent span), none lost across the kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_random_moments_loses_no_log_record() {
+    crash_loop("otlp_logs", 6, 2027).await;
+}
+
+/// Kill the daemon with SIGKILL `kills_wanted` times at random moments while it exports 8 runs,
+/// then let it finish: everything arrived, duplicates at most one batch per kill.
+async fn crash_loop(logs_mode: &str, kills_wanted: usize, seed: u64) {
+    let otlp_logs = logs_mode == "otlp_logs";
     let runs: Vec<String> = (0..8).map(|i| format!("run_crash{i:02}")).collect();
     let elements = 600;
     let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;
@@ -106,11 +152,17 @@ async fn sigkill_at_random_moments_loses_nothing() {
     // A collector that takes a moment per batch, so kills land while batches are in flight.
     *receiver.recorder.delay.lock().unwrap() = Duration::from_millis(60);
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &api, &receiver, &runs, 100_000);
+    let config = write_config_with_logs(dir.path(), &api, &receiver, &runs, 100_000, logs_mode);
     let log = dir.path().join("bridge.log");
     let expected = runs.len() * generate::span_count(elements);
+    let expected_logs = if otlp_logs {
+        runs.len() * (elements - generate::span_count(elements))
+    } else {
+        0
+    };
+    let done = || received(&receiver).len() >= expected && received_logs(&receiver).len() >= expected_logs;
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kills = 0;
     let starts = |log: &Path| {
         std::fs::read_to_string(log)
@@ -118,7 +170,7 @@ async fn sigkill_at_random_moments_loses_nothing() {
             .matches("daemon starting")
             .count()
     };
-    while kills < 10 {
+    while kills < kills_wanted {
         let mut child = spawn(&config, &log);
         // Kill only a daemon that got going: a kill before it logged its start would make the
         // start count, and the test's idea of progress, wrong.
@@ -129,17 +181,14 @@ async fn sigkill_at_random_moments_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..700))).await;
         child.kill().await.unwrap(); // SIGKILL
         kills += 1;
-        if received(&receiver).len() >= expected {
+        if done() {
             break;
         }
     }
     // Finally let it run to the end (and install its signal handlers before the SIGTERM).
     let mut child = spawn(&config, &log);
     wait_until("the last start", Duration::from_secs(10), || starts(&log) == kills + 1).await;
-    wait_until("every span", Duration::from_secs(45), || {
-        received(&receiver).len() >= expected
-    })
-    .await;
+    wait_until("every span and log record", Duration::from_secs(45), done).await;
     sigterm(&child).await;
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
         .await
@@ -149,9 +198,31 @@ async fn sigkill_at_random_moments_loses_nothing() {
 
     let counts = received(&receiver);
     assert_eq!(counts.len(), expected, "every finished span arrived, none missing");
-    let duplicates: usize = counts.values().map(|n| n - 1).sum();
+    let log_counts = received_logs(&receiver);
+    assert_eq!(
+        log_counts.len(),
+        expected_logs,
+        "every log record arrived, none missing"
+    );
+    if otlp_logs {
+        let spans = receiver.recorder.spans();
+        assert!(
+            spans.iter().flat_map(|s| &s.events).all(|e| e.name != "log"),
+            "otlp_logs: no log also became a span event"
+        );
+        // Each record names its parent span (a span that arrived) and that span's trace.
+        let span_traces: HashMap<Vec<u8>, Vec<u8>> =
+            spans.iter().map(|s| (s.span_id.clone(), s.trace_id.clone())).collect();
+        for record in receiver.recorder.logs() {
+            let trace = span_traces
+                .get(&record.span_id)
+                .expect("the record's span id is a span");
+            assert_eq!(&record.trace_id, trace, "the record is in its span's trace");
+        }
+    }
+    let duplicates: usize = counts.values().chain(log_counts.values()).map(|n| n - 1).sum();
     println!(
-        "crash test: {kills} SIGKILLs, {expected} spans, {duplicates} duplicates (bound {})",
+        "crash test ({logs_mode}): {kills} SIGKILLs, {expected} spans, {expected_logs} log records, {duplicates} duplicates (bound {})",
         kills * BATCH
     );
     assert!(
@@ -159,8 +230,8 @@ async fn sigkill_at_random_moments_loses_nothing() {
         "{duplicates} duplicates after {kills} kills exceed one batch ({BATCH}) per kill"
     );
     assert!(
-        kills >= 10 || duplicates == 0,
-        "the export finished before 10 kills: make it slower"
+        kills >= kills_wanted || duplicates == 0,
+        "the export finished before {kills_wanted} kills: make it slower"
     );
     api.stop().await;
     receiver.stop().await;

@@ -251,7 +251,10 @@ async fn log_records_arrive_over_every_protocol_with_the_runs_trace_and_their_pa
     let receiver = Receiver::start().await;
     let mut conversion = fixture_records();
     let logs = conversion.logs.clone();
-    let expected = sorted_logs(logs_of(&export_logs_request(logs.clone(), &ResourceSettings::default())));
+    let expected = sorted_logs(logs_of(&export_logs_request(
+        logs.clone(),
+        &ResourceSettings::default(),
+    )));
     let records = conversion.take_records();
     for protocol in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
         receiver.recorder.requests.lock().unwrap().clear();

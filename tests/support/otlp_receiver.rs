@@ -173,7 +173,11 @@ impl LogsService for Grpc {
 }
 
 /// `/v1/traces` and `/v1/logs`: decode, judge, answer like a collector.
-async fn http_export<R: Export>(State(recorder): State<Arc<Recorder>>, headers: HeaderMap, body: Bytes) -> axum::response::Response {
+async fn http_export<R: Export>(
+    State(recorder): State<Arc<Recorder>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
     let encoding = headers
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
@@ -274,7 +278,10 @@ impl Receiver {
                 .unwrap();
         });
         let app = axum::Router::new()
-            .route("/v1/traces", axum::routing::post(http_export::<ExportTraceServiceRequest>))
+            .route(
+                "/v1/traces",
+                axum::routing::post(http_export::<ExportTraceServiceRequest>),
+            )
             .route("/v1/logs", axum::routing::post(http_export::<ExportLogsServiceRequest>))
             .with_state(recorder.clone());
         let http = tokio::spawn(async move {
