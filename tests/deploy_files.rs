@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 
 /// The bridge's metrics (issue 5), as exposed: counters end in `_total`; histograms exist only as
 /// their `_bucket`, `_sum` and `_count` series.
-const METRICS: [&str; 12] = [
+const METRICS: [&str; 15] = [
     "trigger_otel_bridge_runs_watched",
     "trigger_otel_bridge_runs_retired_total",
     "trigger_otel_bridge_api_requests_total",
@@ -23,6 +23,9 @@ const METRICS: [&str; 12] = [
     "trigger_otel_bridge_spans_exported_total",
     "trigger_otel_bridge_spans_export_failed_total",
     "trigger_otel_bridge_spans_rejected_total",
+    "trigger_otel_bridge_log_records_exported_total",
+    "trigger_otel_bridge_log_records_export_failed_total",
+    "trigger_otel_bridge_log_records_rejected_total",
     "trigger_otel_bridge_export_batch_duration_seconds",
     "trigger_otel_bridge_invalid_events_total",
     "trigger_otel_bridge_pending_spans",

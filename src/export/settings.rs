@@ -255,6 +255,41 @@ mod tests {
     }
 
     #[test]
+    fn log_records_go_to_the_logs_endpoint_or_next_to_the_traces() {
+        let resolve = |endpoint: &str, logs_endpoint: Option<&str>, env_vars: &[(&str, &str)]| {
+            let config = ExportConfig {
+                endpoint: endpoint.into(),
+                protocol: Protocol::HttpProtobuf,
+                logs_endpoint: logs_endpoint.map(str::to_owned),
+                ..ExportConfig::default()
+            };
+            ExportSettings::resolve(&config, &env(env_vars)).unwrap()
+        };
+        let base = resolve("http://collector:4318", None, &[]);
+        assert_eq!(base.http_logs_url(), "http://collector:4318/v1/logs");
+        assert_eq!(base.grpc_logs_endpoint(), "http://collector:4318");
+        let full = resolve("https://otlp.example.com/otlp/v1/traces", None, &[]);
+        assert_eq!(full.http_logs_url(), "https://otlp.example.com/otlp/v1/logs");
+        let base_path = resolve("https://otlp.example.com/otlp/", None, &[]);
+        assert_eq!(base_path.http_logs_url(), "https://otlp.example.com/otlp/v1/logs");
+        let own = resolve("http://collector:4318", Some("http://loki:3100/otlp/v1/logs"), &[]);
+        assert_eq!(own.http_logs_url(), "http://loki:3100/otlp/v1/logs");
+        assert_eq!(own.grpc_logs_endpoint(), "http://loki:3100/otlp/v1/logs");
+        let from_env = resolve(
+            "http://collector:4318",
+            None,
+            &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4318/v1/logs")],
+        );
+        assert_eq!(from_env.http_logs_url(), "http://logs:4318/v1/logs");
+        let file_wins = resolve(
+            "http://collector:4318",
+            Some("http://a/v1/logs"),
+            &[("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://b/v1/logs")],
+        );
+        assert_eq!(file_wins.http_logs_url(), "http://a/v1/logs");
+    }
+
+    #[test]
     fn explicit_paths_are_kept() {
         let config = ExportConfig {
             endpoint: "https://otlp.example.com/otlp/v1/traces".into(),

@@ -600,6 +600,27 @@ mod tests {
     }
 
     #[test]
+    fn partial_success_of_log_records_is_read() {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        let response = ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: 3,
+                error_message: "body too long".into(),
+            }),
+        };
+        let read = |r: ExportLogsServiceResponse| r.partial_success.map(|p| (p.rejected_log_records, p.error_message));
+        let expected = Disposition::Delivered {
+            rejected: 3,
+            message: "body too long".into(),
+        };
+        assert_eq!(partial_success(&response.encode_to_vec(), false, read), expected);
+        assert_eq!(
+            partial_success(&serde_json::to_vec(&response).unwrap(), true, read),
+            expected
+        );
+    }
+
+    #[test]
     fn partial_success_is_read_from_both_encodings() {
         let response = ExportTraceServiceResponse {
             partial_success: Some(
