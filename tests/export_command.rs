@@ -225,3 +225,30 @@ async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
     api.stop().await;
     receiver.stop().await;
 }
+
+/// `conversion.logs = "otlp_logs"` over OTLP/HTTP: the finished run's 12 spans go to
+/// `/v1/traces` and its 7 log records to `/v1/logs`, in its Trigger.dev trace, each naming the
+/// span it was written in; the summary counts both.
+#[tokio::test]
+async fn otlp_logs_exports_log_records_beside_the_spans() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let mut cmd = bridge_command(&api, &receiver, "http/protobuf");
+    cmd.env("TRIGGER_OTEL_BRIDGE__CONVERSION__LOGS", "otlp_logs");
+    let (output, stderr) = run(cmd, &["run_cm1finished01"]).await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exported 12 spans and 7 log records from 1 runs"),
+        "{stderr}"
+    );
+    let spans = receiver.recorder.spans();
+    let logs = receiver.recorder.logs();
+    assert_eq!((spans.len(), logs.len()), (12, 7));
+    let span_ids: BTreeSet<String> = spans.iter().map(|s| hex(&s.span_id)).collect();
+    for record in &logs {
+        assert_eq!(hex(&record.trace_id), "a4c123b1612dd272d1371c17149d4395");
+        assert!(span_ids.contains(&hex(&record.span_id)), "{record:?}");
+    }
+    api.stop().await;
+    receiver.stop().await;
+}
