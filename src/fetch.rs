@@ -51,7 +51,7 @@ impl FetchedRun {
     pub fn run_state(&self) -> RunState {
         if self.is_ended() {
             RunState::Ended {
-                finished_at: self.details.finished_at,
+                finished_at: self.details.summary.finished_at,
             }
         } else {
             RunState::Live
@@ -90,7 +90,7 @@ impl FetchedRun {
         exported: &dyn ExportedSpans,
     ) -> Conversion {
         let mut run = RunInfo::new(&self.run_id, self.trace.as_ref().map(|t| t.trace_id.as_str()), state);
-        run.task_identifier = self.details.task_identifier.as_deref();
+        run.task_identifier = self.details.summary.task_identifier.as_deref();
         if enrich {
             run.span_properties = self.trace.as_ref().map(|trace| &trace.span_properties);
         }

@@ -30,7 +30,7 @@ fn fetched(name: &str) -> FetchedRun {
     let value = |suffix| serde_json::from_slice::<serde_json::Value>(&fixture(name, suffix)).unwrap();
     let details = RunDetails::from_value(&value("run")).unwrap();
     FetchedRun {
-        run_id: details.id.clone(),
+        run_id: details.summary.id.clone(),
         trace: Some(RunTrace::from_value(&value("trace")).unwrap()),
         details,
         events: EventsBody::from_slice(&fixture(name, "events")).unwrap().events,

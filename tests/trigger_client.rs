@@ -384,9 +384,9 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
     );
 
     let run = client.retrieve_run("run_cm1finished01").await.expect("run");
-    assert_eq!(run.status, "COMPLETED");
-    assert_eq!(run.task_identifier.as_deref(), Some("process-order"));
-    assert_eq!(run.finished_at, Some(1_758_630_778_285_000_000));
+    assert_eq!(run.summary.status, "COMPLETED");
+    assert_eq!(run.summary.task_identifier.as_deref(), Some("process-order"));
+    assert_eq!(run.summary.finished_at, Some(1_758_630_778_285_000_000));
     assert!(run.is_terminal());
 
     let page = client.list_runs(&RunFilters::default(), None).await.expect("list");
@@ -553,7 +553,7 @@ async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
     .await;
     let client = client(&api.url());
     let run = client.retrieve_run("run_a").await.expect("run");
-    assert_eq!(run.status, "QUEUED");
+    assert_eq!(run.summary.status, "QUEUED");
     let hits = api.hits();
     assert!(hits[1].at_ms - hits[0].at_ms >= 990, "{hits:?}");
     api.stop().await;
@@ -726,7 +726,7 @@ async fn a_404_marked_should_retry_is_retried_until_found() {
         .retrieve_run("run_cm1executing1")
         .await
         .expect("found on the third try");
-    assert_eq!(run.status, "EXECUTING");
+    assert_eq!(run.summary.status, "EXECUTING");
     assert!(!run.is_terminal());
     assert_eq!(api.hits().len(), 3);
 

@@ -119,11 +119,11 @@ pub fn print_run(
 
     let details = &run.details;
     let mut line = format!("run {}", run.run_id);
-    if let Some(task) = &details.task_identifier {
+    if let Some(task) = &details.summary.task_identifier {
         line.push_str(&format!(" · {task}"));
     }
-    line.push_str(&format!(" · {}", details.status));
-    match (live, details.finished_at) {
+    line.push_str(&format!(" · {}", details.summary.status));
+    match (live, details.summary.finished_at) {
         (true, _) => line.push_str(" · still executing: running spans are drawn up to now"),
         (false, Some(at)) => line.push_str(&format!(" · finished {}", format_time(at))),
         (false, None) => {}

@@ -604,13 +604,13 @@ impl Loop {
         match result.details {
             Some(details) => {
                 run.polls_since_status = 0;
-                run.status = Some(details.status.clone());
-                run.finished_at = details.finished_at;
+                run.status = Some(details.summary.status.clone());
+                run.finished_at = details.summary.finished_at;
                 if run.task_identifier.is_none() {
-                    run.task_identifier = details.task_identifier.clone();
+                    run.task_identifier = details.summary.task_identifier.clone();
                 }
                 if details.is_terminal() && run.ended_seen.is_none() {
-                    tracing::info!(run_id = %id, status = %details.status, "run ended; settling");
+                    tracing::info!(run_id = %id, status = %details.summary.status, "run ended; settling");
                     run.ended_seen = Some(now);
                     run.ended_ns = Some(unix_now_ns());
                 }

@@ -104,7 +104,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     };
     let task_identifier = details
         .as_ref()
-        .and_then(|d| d.task_identifier.as_deref())
+        .and_then(|d| d.summary.task_identifier.as_deref())
         .or(job.task_identifier.as_deref());
     let mut run = RunInfo::new(run_id, trace_id, job.state);
     run.task_identifier = task_identifier;

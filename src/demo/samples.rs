@@ -560,7 +560,7 @@ mod tests {
         let events = EventsBody::from_slice(&body).unwrap().events;
         let state = if details.is_terminal() {
             RunState::Ended {
-                finished_at: details.finished_at,
+                finished_at: details.summary.finished_at,
             }
         } else {
             RunState::Live
@@ -575,18 +575,18 @@ mod tests {
         let timeline = timeline();
         let import = timeline.runs.iter().find(|r| r.status == "CANCELED").unwrap();
         let (details, conversion) = convert_at(&timeline, import, 0);
-        assert_eq!(details.status, "QUEUED");
+        assert_eq!(details.summary.status, "QUEUED");
         assert!(conversion.spans.is_empty() && conversion.held_back == 0);
 
         let (details, conversion) = convert_at(&timeline, import, 8_000);
-        assert_eq!(details.status, "EXECUTING");
-        assert!(details.finished_at.is_none());
+        assert_eq!(details.summary.status, "EXECUTING");
+        assert!(details.summary.finished_at.is_none());
         assert!(conversion.held_back > 0, "running spans are partial");
         assert!(conversion.invalid.is_empty(), "{:?}", conversion.invalid);
 
         let (details, conversion) = convert_at(&timeline, import, 9_000);
-        assert_eq!(details.status, "CANCELED");
-        assert_eq!(details.finished_at, Some(timeline.ns(9_000)));
+        assert_eq!(details.summary.status, "CANCELED");
+        assert_eq!(details.summary.finished_at, Some(timeline.ns(9_000)));
         assert_eq!(conversion.spans.len(), 7);
         let partial = conversion
             .spans

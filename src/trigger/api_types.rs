@@ -80,17 +80,9 @@ impl RunTrace {
 /// `GET /api/v3/runs/{runId}`: what the bridge uses of a run. Times are unix nanoseconds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunDetails {
-    pub id: String,
-    /// As sent (`EXECUTING`, `COMPLETED`…): new statuses pass through untouched.
-    pub status: String,
-    pub task_identifier: Option<String>,
-    pub version: Option<String>,
-    pub tags: Vec<String>,
-    pub is_test: bool,
+    /// The fields the list endpoint sends too (id, status, task, times…), read by the same code.
+    pub summary: RunSummary,
     pub idempotency_key: Option<String>,
-    pub created_at: Option<u64>,
-    pub started_at: Option<u64>,
-    pub finished_at: Option<u64>,
     pub updated_at: Option<u64>,
     pub is_completed: bool,
     pub is_success: bool,
@@ -110,6 +102,8 @@ impl RunDetails {
         let run = body
             .as_object()
             .ok_or_else(|| "the run is not a JSON object".to_owned())?;
+        required(run, "id")?;
+        required(run, "status")?;
         let related = run.get("relatedRuns");
         let related_id = |key: &str| {
             related.and_then(|r| r.get(key)).and_then(|r| match r {
@@ -118,16 +112,8 @@ impl RunDetails {
             })
         };
         Ok(Self {
-            id: required(run, "id")?,
-            status: required(run, "status")?,
-            task_identifier: string(run, "taskIdentifier"),
-            version: string(run, "version"),
-            tags: strings(run, "tags"),
-            is_test: flag(run, "isTest"),
+            summary: RunSummary::read(run).expect("id was checked above"),
             idempotency_key: string(run, "idempotencyKey"),
-            created_at: timestamp(run, "createdAt"),
-            started_at: timestamp(run, "startedAt"),
-            finished_at: timestamp(run, "finishedAt"),
             updated_at: timestamp(run, "updatedAt"),
             is_completed: flag(run, "isCompleted"),
             is_success: flag(run, "isSuccess"),
@@ -143,14 +129,15 @@ impl RunDetails {
 
     /// The run will record nothing new: a terminal status, or `finishedAt` set.
     pub fn is_terminal(&self) -> bool {
-        is_terminal(&self.status, self.finished_at)
+        self.summary.is_terminal()
     }
 }
 
-/// One element of `GET /api/v1/runs`'s `data`.
+/// One element of `GET /api/v1/runs`'s `data`, and the shared part of [`RunDetails`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunSummary {
     pub id: String,
+    /// As sent; new statuses pass through untouched ("" when missing from a list element).
     pub status: String,
     pub task_identifier: Option<String>,
     pub version: Option<String>,
@@ -164,7 +151,10 @@ pub struct RunSummary {
 impl RunSummary {
     /// `None` for an element without a string `id` (the page skips it).
     fn from_value(run: &Value) -> Option<Self> {
-        let run = run.as_object()?;
+        Self::read(run.as_object()?)
+    }
+
+    fn read(run: &serde_json::Map<String, Value>) -> Option<Self> {
         Some(Self {
             id: string(run, "id")?,
             status: string(run, "status").unwrap_or_default(),
@@ -353,18 +343,18 @@ mod tests {
     #[test]
     fn retrieve_run_fixtures() {
         let run = RunDetails::from_value(&fixture("finished_run.run.json")).expect("valid");
-        assert_eq!(run.id, "run_cm1finished01");
-        assert_eq!(run.status, "COMPLETED");
-        assert_eq!(run.task_identifier.as_deref(), Some("process-order"));
-        assert_eq!(run.tags, vec!["order_ord_7Hq2kXb9", "customer_cus_QmA12"]);
-        assert_eq!(run.created_at, Some(1_758_630_768_120_000_000));
-        assert_eq!(run.finished_at, Some(1_758_630_778_285_000_000));
+        assert_eq!(run.summary.id, "run_cm1finished01");
+        assert_eq!(run.summary.status, "COMPLETED");
+        assert_eq!(run.summary.task_identifier.as_deref(), Some("process-order"));
+        assert_eq!(run.summary.tags, vec!["order_ord_7Hq2kXb9", "customer_cus_QmA12"]);
+        assert_eq!(run.summary.created_at, Some(1_758_630_768_120_000_000));
+        assert_eq!(run.summary.finished_at, Some(1_758_630_778_285_000_000));
         assert_eq!(run.attempt_count, Some(2));
         assert!(run.is_completed && run.is_terminal());
         assert_eq!(run.parent_run_id, None);
 
         let executing = RunDetails::from_value(&fixture("executing_run.run.json")).expect("valid");
-        assert_eq!(executing.finished_at, None);
+        assert_eq!(executing.summary.finished_at, None);
         assert!(!executing.is_terminal());
 
         let child = RunDetails::from_value(&fixture("child_run.run.json")).expect("valid");
@@ -394,8 +384,11 @@ mod tests {
             "relatedRuns": {"parent": "run_p", "root": {"id": 7}}, "isCompleted": "yes", "newField": {}
         }))
         .expect("valid");
-        assert_eq!(run.tags, vec!["a"]);
-        assert_eq!((run.created_at, run.started_at, run.finished_at), (None, None, None));
+        assert_eq!(run.summary.tags, vec!["a"]);
+        assert_eq!(
+            (run.summary.created_at, run.summary.started_at, run.summary.finished_at),
+            (None, None, None)
+        );
         assert_eq!((run.attempt_count, run.duration_ms), (None, Some(13)));
         assert_eq!(run.parent_run_id.as_deref(), Some("run_p"));
         assert_eq!(run.root_run_id, None);
