@@ -414,7 +414,7 @@ impl Loop {
             .emit(&self.stats);
             let free_slots = (self.concurrency - self.in_flight.len()).max(1);
             let capacity = (self.free_capacity() / free_slots).max(1);
-            let ask_status = run.wants_status(run.last_had_partials);
+            let ask_status = run.wants_status(run.last_had_partials, Instant::now());
             let job = PollJob {
                 run_id: id.clone(),
                 known_trace_id: run.trace_id.clone(),
@@ -604,6 +604,7 @@ impl Loop {
         match result.details {
             Some(details) => {
                 run.polls_since_status = 0;
+                run.status_seen_at = Some(now);
                 run.status = Some(details.summary.status.clone());
                 run.finished_at = details.summary.finished_at;
                 if run.task_identifier.is_none() {

@@ -18,6 +18,10 @@ use tokio::time::Instant;
 /// whenever its events suggest it ended.
 pub const STATUS_EVERY_N_POLLS: u32 = 10;
 
+/// ... and at least this often: with a backed-off poll interval, ten polls can be many minutes,
+/// and a run cancelled while a span still runs is only noticed through its status.
+pub const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+
 /// Why a run stops being watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetireReason {
@@ -83,6 +87,8 @@ pub struct WatchedRun {
     pub interval: Duration,
     pub fingerprint: Option<u64>,
     pub polls_since_status: u32,
+    /// When retrieve-run last answered.
+    pub status_seen_at: Option<Instant>,
     pub phase: Phase,
     /// Invalid elements per reason already counted and logged for this run (each response
     /// holds them all again: only more than this is new).
@@ -112,6 +118,7 @@ impl WatchedRun {
             interval: lifecycle.poll_interval,
             fingerprint: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
+            status_seen_at: None,
             phase: Phase::Watching,
             invalid_counted: HashMap::new(),
             last_had_partials: true,
@@ -120,11 +127,15 @@ impl WatchedRun {
         }
     }
 
-    /// Ask retrieve-run on this poll? On the first poll, every Nth poll, when the events hint
-    /// that the run ended (no partial element left), and before finalising.
-    pub fn wants_status(&self, last_had_partials: bool) -> bool {
+    /// Ask retrieve-run on this poll? On the first poll, every Nth poll or after
+    /// [`STATUS_AT_LEAST_EVERY`], when the events hint that the run ended (no partial element
+    /// left), and before finalising.
+    pub fn wants_status(&self, last_had_partials: bool, now: Instant) -> bool {
+        let stale = self
+            .status_seen_at
+            .is_none_or(|seen| now.saturating_duration_since(seen) >= STATUS_AT_LEAST_EVERY);
         self.ended_seen.is_none()
-            && (self.status.is_none() || !last_had_partials || self.polls_since_status >= STATUS_EVERY_N_POLLS)
+            && (self.status.is_none() || !last_had_partials || self.polls_since_status >= STATUS_EVERY_N_POLLS || stale)
     }
 
     /// How the converter should see the run on this poll.
@@ -268,17 +279,29 @@ mod tests {
     }
 
     #[test]
-    fn status_is_asked_first_on_hints_and_every_nth_poll() {
-        let mut r = run(Instant::now());
-        assert!(r.wants_status(true), "first poll");
+    fn status_is_asked_first_on_hints_every_nth_poll_and_at_least_every_minute() {
+        let now = Instant::now();
+        let mut r = run(now);
+        assert!(r.wants_status(true, now), "first poll");
         r.status = Some("EXECUTING".into());
         r.polls_since_status = 0;
-        assert!(!r.wants_status(true));
-        assert!(r.wants_status(false), "no partial span left: it may have ended");
+        r.status_seen_at = Some(now);
+        assert!(!r.wants_status(true, now));
+        assert!(r.wants_status(false, now), "no partial span left: it may have ended");
         r.polls_since_status = STATUS_EVERY_N_POLLS;
-        assert!(r.wants_status(true));
-        r.ended_seen = Some(Instant::now());
-        assert!(!r.wants_status(false), "an ended run is not asked again");
+        assert!(r.wants_status(true, now));
+        r.polls_since_status = 2;
+        let later = now + STATUS_AT_LEAST_EVERY - Duration::from_millis(1);
+        assert!(!r.wants_status(true, later));
+        assert!(
+            r.wants_status(true, now + STATUS_AT_LEAST_EVERY),
+            "a slow poll interval still asks every minute"
+        );
+        r.ended_seen = Some(now);
+        assert!(
+            !r.wants_status(false, now + STATUS_AT_LEAST_EVERY),
+            "an ended run is not asked again"
+        );
     }
 
     #[test]
