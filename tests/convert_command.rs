@@ -528,7 +528,7 @@ fn otlp_logs_prints_a_logs_request_after_the_trace_request() {
                     .attributes
                     .iter()
                     .find(|kv| kv.key == "trigger.span_id")
-                    .and_then(|kv| string_value(kv))
+                    .and_then(string_value)
                     .expect("the log's own id is an attribute");
                 seen.insert(own_id, record.clone());
             }

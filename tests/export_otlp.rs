@@ -56,6 +56,18 @@ fn sorted(mut spans: Vec<Span>) -> Vec<Span> {
     spans
 }
 
+/// A sender to `receiver` over `protocol`, in batches of at most `max_batch`.
+fn sender(receiver: &Receiver, protocol: Protocol, compression: Compression, max_batch: usize) -> OtlpSender {
+    let transport = Transport::new(&settings(
+        endpoint_for(receiver, protocol),
+        protocol,
+        compression,
+        max_batch,
+    ))
+    .unwrap();
+    OtlpSender::new(transport, ResourceSettings::default(), fast_options(max_batch))
+}
+
 fn endpoint_for(receiver: &Receiver, protocol: Protocol) -> String {
     match protocol {
         Protocol::Grpc => receiver.grpc_endpoint(),
@@ -105,14 +117,7 @@ async fn an_outage_of_three_answers_loses_nothing() {
         let receiver = Receiver::start().await;
         receiver.recorder.faults.lock().unwrap().extend([Fault::Unavailable; 3]);
         let spans = fixture_spans("selfhosted_run", "run_cm1selfhosted");
-        let transport = Transport::new(&settings(
-            endpoint_for(&receiver, protocol),
-            protocol,
-            Compression::Gzip,
-            100,
-        ))
-        .unwrap();
-        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+        let report = sender(&receiver, protocol, Compression::Gzip, 100)
             .send(spans.clone())
             .await
             .unwrap();
@@ -136,14 +141,7 @@ async fn a_poisoned_span_is_isolated_and_only_it_is_dropped() {
         let spans = fixture_spans("finished_run", "run_cm1finished01");
         let poison = spans[5].data.name.to_string();
         *receiver.recorder.poison_name.lock().unwrap() = Some(poison.clone());
-        let transport = Transport::new(&settings(
-            endpoint_for(&receiver, protocol),
-            protocol,
-            Compression::None,
-            100,
-        ))
-        .unwrap();
-        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+        let report = sender(&receiver, protocol, Compression::None, 100)
             .send(spans.clone())
             .await
             .unwrap();
@@ -238,7 +236,7 @@ fn fixture_records() -> Conversion {
 }
 
 fn sorted_logs(mut logs: Vec<LogRecord>) -> Vec<LogRecord> {
-    logs.sort_by(|a, b| (a.time_unix_nano, body_text(a)).cmp(&(b.time_unix_nano, body_text(b))));
+    logs.sort_by_key(|l| (l.time_unix_nano, body_text(l)));
     logs
 }
 
@@ -259,14 +257,7 @@ async fn log_records_arrive_over_every_protocol_with_the_runs_trace_and_their_pa
     for protocol in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
         receiver.recorder.requests.lock().unwrap().clear();
         receiver.recorder.log_requests.lock().unwrap().clear();
-        let transport = Transport::new(&settings(
-            endpoint_for(&receiver, protocol),
-            protocol,
-            Compression::Gzip,
-            3,
-        ))
-        .unwrap();
-        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(3))
+        let report = sender(&receiver, protocol, Compression::Gzip, 3)
             .send(records.clone())
             .await
             .unwrap();
@@ -282,7 +273,7 @@ async fn log_records_arrive_over_every_protocol_with_the_runs_trace_and_their_pa
         assert_eq!(got, expected, "{protocol:?}: records differ from the converter's");
         for (record, source) in got.iter().zip({
             let mut by_time = logs.clone();
-            by_time.sort_by(|a, b| (a.time, &a.body).cmp(&(b.time, &b.body)));
+            by_time.sort_by_key(|l| (l.time, l.body.clone()));
             by_time
         }) {
             assert_eq!(hex(&record.trace_id), FINISHED_TRACE_ID);
@@ -304,14 +295,7 @@ async fn log_records_survive_an_outage_and_a_poisoned_one_is_isolated() {
         *receiver.recorder.poison_name.lock().unwrap() = Some(poison.clone());
         let records: Vec<Record> = conversion.logs.drain(..).map(Record::Log).collect();
         receiver.recorder.faults.lock().unwrap().extend([Fault::Unavailable; 2]);
-        let transport = Transport::new(&settings(
-            endpoint_for(&receiver, protocol),
-            protocol,
-            Compression::None,
-            100,
-        ))
-        .unwrap();
-        let report = OtlpSender::new(transport, ResourceSettings::default(), fast_options(100))
+        let report = sender(&receiver, protocol, Compression::None, 100)
             .send(records)
             .await
             .unwrap();

@@ -125,23 +125,25 @@ enum Wire {
     },
 }
 
-impl Recipe {
-    fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, TransportError> {
-        let builder = opentelemetry_otlp::SpanExporter::builder();
-        match &self.wire {
-            Wire::Grpc { traces, metadata, .. } => self.grpc(builder.with_tonic(), traces, metadata).build(),
-            Wire::Http { traces_url, .. } => self.http(builder.with_http(), traces_url).build(),
+/// The span and log exporter builders take the same calls but are different types, each with
+/// its own inherent `build`: one body for both.
+macro_rules! build_exporter {
+    ($recipe:expr, $builder:expr, $channel:ident, $url:ident) => {
+        match &$recipe.wire {
+            Wire::Grpc { $channel, metadata, .. } => $recipe.grpc($builder.with_tonic(), $channel, metadata).build(),
+            Wire::Http { $url, .. } => $recipe.http($builder.with_http(), $url).build(),
         }
         .map_err(|e| TransportError::Build(e.to_string()))
+    };
+}
+
+impl Recipe {
+    fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, TransportError> {
+        build_exporter!(self, opentelemetry_otlp::SpanExporter::builder(), traces, traces_url)
     }
 
     fn log_exporter(&self) -> Result<opentelemetry_otlp::LogExporter, TransportError> {
-        let builder = opentelemetry_otlp::LogExporter::builder();
-        match &self.wire {
-            Wire::Grpc { logs, metadata, .. } => self.grpc(builder.with_tonic(), logs, metadata).build(),
-            Wire::Http { logs_url, .. } => self.http(builder.with_http(), logs_url).build(),
-        }
-        .map_err(|e| TransportError::Build(e.to_string()))
+        build_exporter!(self, opentelemetry_otlp::LogExporter::builder(), logs, logs_url)
     }
 
     fn grpc<B: WithTonicConfig + WithExportConfig>(

@@ -102,12 +102,6 @@ impl Prom {
             "Runs no longer watched, by reason (settled, max_age, not_found)",
             prom.runs_retired.clone(),
         );
-        registry.register("polls", "Polls of a run that finished", prom.polls.clone());
-        registry.register(
-            "poll_errors",
-            "Polls that failed (after the client's retries)",
-            prom.poll_errors.clone(),
-        );
         registry.register_with_unit(
             "poll_lag",
             "How late the due run was when its poll started",
@@ -124,36 +118,48 @@ impl Prom {
             "x-ratelimit-remaining of the latest Trigger.dev response",
             prom.rate_limit_remaining.clone(),
         );
-        registry.register(
-            "spans_exported",
-            "Spans the collector accepted and the state store recorded",
-            prom.spans_exported.clone(),
-        );
-        registry.register(
-            "spans_export_failed",
-            "Spans in export attempts that failed and are retried (collector down, 5xx, timeout)",
-            prom.spans_export_failed.clone(),
-        );
-        registry.register(
-            "spans_rejected",
-            "Spans the collector refused as invalid data, dropped",
-            prom.spans_rejected.clone(),
-        );
-        registry.register(
-            "log_records_exported",
-            "Log records (conversion.logs = otlp_logs) the collector accepted and the state store recorded",
-            prom.log_records_exported.clone(),
-        );
-        registry.register(
-            "log_records_export_failed",
-            "Log records in export attempts that failed and are retried",
-            prom.log_records_export_failed.clone(),
-        );
-        registry.register(
-            "log_records_rejected",
-            "Log records the collector refused as invalid data, dropped",
-            prom.log_records_rejected.clone(),
-        );
+        // The plain counters: a table, so each is one line of name and help.
+        let counters: [(&str, &str, &Counter); 8] = [
+            ("polls", "Polls of a run that finished", &prom.polls),
+            (
+                "poll_errors",
+                "Polls that failed (after the client's retries)",
+                &prom.poll_errors,
+            ),
+            (
+                "spans_exported",
+                "Spans the collector accepted and the state store recorded",
+                &prom.spans_exported,
+            ),
+            (
+                "spans_export_failed",
+                "Spans in export attempts that failed and are retried (collector down, 5xx, timeout)",
+                &prom.spans_export_failed,
+            ),
+            (
+                "spans_rejected",
+                "Spans the collector refused as invalid data, dropped",
+                &prom.spans_rejected,
+            ),
+            (
+                "log_records_exported",
+                "Log records (conversion.logs = otlp_logs) the collector accepted and the state store recorded",
+                &prom.log_records_exported,
+            ),
+            (
+                "log_records_export_failed",
+                "Log records in export attempts that failed and are retried",
+                &prom.log_records_export_failed,
+            ),
+            (
+                "log_records_rejected",
+                "Log records the collector refused as invalid data, dropped",
+                &prom.log_records_rejected,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
         registry.register_with_unit(
             "export_batch_duration",
             "Time of one export attempt of one batch",
