@@ -969,28 +969,30 @@ fn the_compose_stack_has_every_service_and_a_bridge_config_the_binary_accepts() 
 #[test]
 fn the_collector_fans_out_to_jaeger_and_tempo() {
     let config = document("deploy/otel-collector/config.yaml");
-    let traces = at(&config, "service.pipelines.traces").expect("a traces pipeline");
-    let names = |key: &str| -> Vec<String> {
-        seq_at(traces, key)
+    let names = |pipeline: &str, key: &str| -> Vec<String> {
+        let pipeline = at(&config, &format!("service.pipelines.{pipeline}")).expect("a pipeline");
+        seq_at(pipeline, key)
             .iter()
             .filter_map(Yaml::as_str)
             .map(str::to_owned)
             .collect()
     };
-    assert!(names("receivers").iter().any(|r| r == "otlp"), "receives OTLP");
-    for (section, used) in [
-        ("receivers", names("receivers")),
-        ("processors", names("processors")),
-        ("exporters", names("exporters")),
-    ] {
-        for name in used {
-            assert!(
-                config.get(section).and_then(|s| s.get(name.as_str())).is_some(),
-                "{section}.{name} is used by the pipeline but not defined"
-            );
+    // A logs pipeline too: without one, `conversion.logs = "otlp_logs"` is refused forever.
+    for pipeline in ["traces", "logs"] {
+        assert!(
+            names(pipeline, "receivers").iter().any(|r| r == "otlp"),
+            "{pipeline} receives OTLP"
+        );
+        for section in ["receivers", "processors", "exporters"] {
+            for name in names(pipeline, section) {
+                assert!(
+                    config.get(section).and_then(|s| s.get(name.as_str())).is_some(),
+                    "{section}.{name} is used by the {pipeline} pipeline but not defined"
+                );
+            }
         }
     }
-    let targets: BTreeSet<String> = names("exporters")
+    let targets: BTreeSet<String> = names("traces", "exporters")
         .iter()
         .filter_map(|name| config["exporters"][name.as_str()]["endpoint"].as_str())
         .map(str::to_owned)
