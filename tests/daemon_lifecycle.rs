@@ -293,6 +293,45 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
     receiver.stop().await;
 }
 
+/// One run with more spans than `export.max_pending_spans`, and nothing else due: each poll may
+/// admit the whole free capacity, so the run's events are fetched about spans / max_pending_spans
+/// times, not once per free poll slot's share of the capacity (which made a lone big run
+/// refetch its whole body `runs.concurrency` times as often).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_big_run_gets_the_whole_free_capacity_on_each_poll() {
+    let run_id = "run_bigalone01";
+    let api = FakeApi::start([generate::fake_run(run_id, "t", 1000, false)]).await;
+    let receiver = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &[run_id]);
+    config.runs.concurrency = 4;
+    config.export.max_pending_spans = 100;
+    config.export.max_batch_spans = 100;
+    // Finalise as soon as the run is fully exported: no settle-time polls in the count.
+    config.runs.settle = Duration::ZERO;
+    let daemon = Running::start(config, fast_options());
+    daemon
+        .wait_for("the run retired", Duration::from_secs(30), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let spans = generate::span_count(1000);
+    all_spans_once(&receiver, &[(run_id.to_owned(), spans)]);
+    let fetches = api.state.requests_to(&format!("/api/v1/runs/{run_id}/events"));
+    // ceil(901 / 100) = 10 polls admit the spans, and one final poll (run ended) finds nothing
+    // left. Shared between the 4 poll slots it was 25 spans a poll: 38 fetches.
+    let needed = spans.div_ceil(100);
+    assert!(
+        fetches <= needed + 1,
+        "the events were fetched {fetches} times for {spans} spans at most 100 at a time (expected at most {})",
+        needed + 1
+    );
+    assert!(daemon.stats.peak_pending_spans.load(Ordering::Relaxed) <= 100);
+    daemon.stop().await;
+    api.stop().await;
+    receiver.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
     use rand::SeedableRng;

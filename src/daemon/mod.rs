@@ -393,44 +393,67 @@ impl Loop {
     }
 
     /// Start polls of due runs while slots, budget and capacity allow.
+    ///
+    /// The free capacity is shared between the polls this pass starts: the runs due now, at
+    /// most one per free slot. A run due alone gets all of it (a share per free slot would make
+    /// a big run refetch and reconvert its whole body for every small share); runs that become
+    /// due later wait for capacity like any run does while the queue is full.
     fn dispatch(&mut self) {
-        let now = Instant::now();
-        while self.may_poll() {
-            let Some(Reverse((when, sequence, id))) = self.due.peek().cloned() else {
-                return;
-            };
-            let Some(run) = self.runs.get(&id).filter(|run| run.scheduled == sequence) else {
-                self.due.pop();
-                continue;
-            };
-            if when > now {
-                return;
-            }
-            self.due.pop();
-            PollStarted {
-                run_id: &id,
-                lag: now - when,
-            }
-            .emit(&self.stats);
-            let free_slots = (self.concurrency - self.in_flight.len()).max(1);
-            let capacity = (self.free_capacity() / free_slots).max(1);
-            let ask_status = run.wants_status(run.last_had_partials, Instant::now());
-            let job = PollJob {
-                run_id: id.clone(),
-                known_trace_id: run.trace_id.clone(),
-                ask_status,
-                task_identifier: run.task_identifier.clone(),
-                state: run.run_state(),
-                exported: run.exported.clone(),
-                logs: self.logs,
-                capacity,
-                enrich: self.enrich,
-                span_properties: run.span_properties.clone(),
-            };
-            self.reserved += capacity;
-            self.in_flight_capacity.insert(id.clone(), capacity);
-            self.in_flight.spawn(poll(self.client.clone(), job));
+        if !self.may_poll() {
+            return;
         }
+        let now = Instant::now();
+        let free_slots = self.concurrency.saturating_sub(self.in_flight.len());
+        let mut batch: Vec<(Instant, u64, Arc<str>)> = Vec::with_capacity(free_slots.min(self.due.len()));
+        while batch.len() < free_slots {
+            let Some(Reverse((when, sequence, id))) = self.due.peek() else {
+                break;
+            };
+            if self.runs.get(id).is_none_or(|run| run.scheduled != *sequence) {
+                self.due.pop(); // stale: the run was rescheduled or retired
+                continue;
+            }
+            if *when > now {
+                break;
+            }
+            let Some(Reverse(entry)) = self.due.pop() else { break };
+            batch.push(entry);
+        }
+        let mut sharing = batch.len();
+        let mut batch = batch.into_iter();
+        while let Some((when, sequence, id)) = batch.next() {
+            if !self.may_poll() {
+                // Capacity ran out (fewer spans free than runs due): the rest stay due.
+                self.due.push(Reverse((when, sequence, id)));
+                self.due.extend(batch.map(Reverse));
+                return;
+            }
+            let capacity = (self.free_capacity() / sharing).max(1);
+            sharing -= 1;
+            self.start_poll(id, now - when, capacity);
+        }
+    }
+
+    /// Start one poll of `id`, reserving `capacity` spans of the export queue for it.
+    fn start_poll(&mut self, id: Arc<str>, lag: Duration, capacity: usize) {
+        let Some(run) = self.runs.get(&id) else { return };
+        PollStarted { run_id: &id, lag }.emit(&self.stats);
+        let ask_status = run.wants_status(run.last_had_partials, Instant::now());
+        let job = PollJob {
+            run_id: id.clone(),
+            known_trace_id: run.trace_id.clone(),
+            ask_status,
+            task_identifier: run.task_identifier.clone(),
+            state: run.run_state(),
+            exported: run.exported.clone(),
+            logs: self.logs,
+            capacity,
+            enrich: self.enrich,
+            span_properties: run.span_properties.clone(),
+        };
+        self.reserved += capacity;
+        self.in_flight_capacity.insert(id.clone(), capacity);
+        self.in_flight.spawn(poll(self.client.clone(), job));
     }
 
     async fn event_loop(
