@@ -305,6 +305,26 @@ fn durations_float_negative_nan_string_and_overflow() {
 }
 
 #[test]
+fn float_durations_with_16_and_more_digits_are_exact() {
+    // Written as the API would (text, not through `json!`): the float literal must be parsed with
+    // correct rounding. These floats are exact integers; a parser that is off by one ulp
+    // (serde_json without `float_roundtrip`) gives an end 1 ns short.
+    let cases = [
+        ("7211576275691951.0", 7_211_576_275_691_951u64),
+        ("7.211576275691951e15", 7_211_576_275_691_951),
+        ("9007199254740991.0", 9_007_199_254_740_991),
+        ("1234567890123457.0", 1_234_567_890_123_457),
+    ];
+    for (literal, duration) in cases {
+        let body = format!(r#"[{{"spanId":"0000000000000001","startTime":"0","duration":{literal}}}]"#);
+        let raw = EventsBody::from_slice(body.as_bytes()).unwrap();
+        let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+        assert!(out.invalid.is_empty(), "{literal}: {:?}", out.invalid);
+        assert_eq!(ns(out.spans[0].data.end_time), duration, "duration {literal}");
+    }
+}
+
+#[test]
 fn kinds_map_and_unknown_kinds_are_internal() {
     let cases = [
         ("SERVER", SpanKind::Server),
