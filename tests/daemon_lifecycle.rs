@@ -5,19 +5,14 @@
 mod support;
 
 use opentelemetry_proto::tonic::trace::v1::Span;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fake_api::{FakeApi, FakeRun, SECRET_KEY};
+use support::daemon::{config, fast_options, Running};
+use support::fake_api::{FakeApi, FakeRun};
 use support::generate;
 use support::otlp_receiver::Receiver;
-use tokio::sync::oneshot;
-use trigger_otel_bridge::config::{BridgeConfig, Shard};
-use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
-use trigger_otel_bridge::export::BackoffPolicy;
-use trigger_otel_bridge::secret::SecretString;
-use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
+use trigger_otel_bridge::config::Shard;
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -35,89 +30,6 @@ fn run_id_of(span: &Span) -> String {
     match attr(span, "trigger.run_id") {
         Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(id)) => id.clone(),
         other => panic!("span without run id: {other:?}"),
-    }
-}
-
-fn config(api: &FakeApi, receiver: &Receiver, state: &std::path::Path, runs: &[&str]) -> BridgeConfig {
-    let mut config = BridgeConfig::default();
-    config.trigger.api_url = api.url();
-    config.trigger.secret_key = SecretString::new(SECRET_KEY);
-    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
-    config.runs.poll_interval = Duration::from_millis(100);
-    config.runs.max_poll_interval = Duration::from_millis(400);
-    config.runs.settle = Duration::from_millis(300);
-    config.runs.concurrency = 4;
-    config.export.endpoint = receiver.grpc_endpoint();
-    config.export.max_batch_spans = 100;
-    config.state.path = state.to_path_buf();
-    // No metrics server: tests run in parallel and would fight over the default port.
-    config.server.listen = None;
-    config
-}
-
-fn fast_options() -> DaemonOptions {
-    DaemonOptions {
-        client_tuning: ClientTuning {
-            retry: RetryPolicy {
-                initial_backoff: Duration::from_millis(20),
-                max_backoff: Duration::from_millis(100),
-                ..RetryPolicy::default()
-            },
-            rate_limit: RateLimitTuning {
-                jitter: Duration::from_millis(50),
-                ..RateLimitTuning::default()
-            },
-        },
-        export_backoff: BackoffPolicy {
-            initial: Duration::from_millis(50),
-            multiplier: 1.5,
-            max: Duration::from_millis(300),
-        },
-        shutdown_deadline: Duration::from_secs(10),
-        env: HashMap::new(),
-        ..DaemonOptions::default()
-    }
-}
-
-struct Running {
-    stats: Arc<DaemonStats>,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-}
-
-impl Running {
-    fn start(config: BridgeConfig, options: DaemonOptions) -> Running {
-        let stats = Arc::new(DaemonStats::default());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async {
-            let _ = stopped.await;
-        }));
-        Running {
-            stats,
-            stop: Some(stop),
-            task,
-        }
-    }
-
-    async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
-        let started = Instant::now();
-        while !condition(&self.stats) {
-            assert!(
-                started.elapsed() < limit,
-                "timed out waiting for {what}: {:?}",
-                self.stats
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("the daemon stops within its deadline")
-            .unwrap()
-            .expect("the daemon stops cleanly");
     }
 }
 
@@ -159,7 +71,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     let daemon = Running::start(
         config(
             &api,
-            &receiver,
+            &receiver.grpc_endpoint(),
             &dir.path().join("state.db"),
             &["run_cm1executing1", "run_endspartial"],
         ),
@@ -266,7 +178,7 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
     *receiver.recorder.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(20));
     let dir = tempfile::tempdir().unwrap();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &id_refs);
+    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &id_refs);
     config.export.max_pending_spans = 200;
     let daemon = Running::start(config, fast_options());
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -303,7 +215,7 @@ async fn a_lone_big_run_gets_the_whole_free_capacity_on_each_poll() {
     let api = FakeApi::start([generate::fake_run(run_id, "t", 1000, false)]).await;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &[run_id]);
+    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[run_id]);
     config.runs.concurrency = 4;
     config.export.max_pending_spans = 100;
     config.export.max_batch_spans = 100;
@@ -346,7 +258,7 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &id_refs);
+    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &id_refs);
     // One request at a time, so a request in flight when a 429 is answered cannot be mistaken
     // for one sent after it.
     config.runs.concurrency = 1;
@@ -387,7 +299,7 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
     .await;
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&api, &receiver, &dir.path().join("state.db"), &[]);
+    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[]);
     config.discovery.enabled = true;
     config.discovery.interval = Duration::from_millis(200);
     config.discovery.tasks = vec!["wanted".into()];
@@ -448,7 +360,12 @@ async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
     let receivers = [Receiver::start().await, Receiver::start().await];
     let mut daemons = Vec::new();
     for (index, receiver) in receivers.iter().enumerate() {
-        let mut config = config(&api, receiver, &dir.path().join(format!("state-{index}.db")), &id_refs);
+        let mut config = config(
+            &api,
+            &receiver.grpc_endpoint(),
+            &dir.path().join(format!("state-{index}.db")),
+            &id_refs,
+        );
         config.runs.shard = Shard::new(index as u32, 2).unwrap();
         daemons.push(Running::start(config, fast_options()));
     }
@@ -492,7 +409,12 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Running::start(
-        config(&api, &receiver, &dir.path().join("state.db"), &["run_cm1finished01"]),
+        config(
+            &api,
+            &receiver.grpc_endpoint(),
+            &dir.path().join("state.db"),
+            &["run_cm1finished01"],
+        ),
         fast_options(),
     );
     daemon
@@ -564,7 +486,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Running::start(
-        config(&api, &receiver, &dir.path().join("state.db"), &[run_id]),
+        config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[run_id]),
         fast_options(),
     );
     daemon
@@ -626,7 +548,7 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Running::start(
-        config(&api, &receiver, &dir.path().join("state.db"), &[&id]),
+        config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[&id]),
         fast_options(),
     );
     daemon

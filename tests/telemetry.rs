@@ -6,22 +6,16 @@
 mod support;
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::fake_api::{FakeApi, Scripted, SECRET_KEY};
+use support::daemon::{config, fast_options, Running};
+use support::fake_api::{FakeApi, Scripted};
 use support::generate;
 use support::otlp_receiver::Receiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::oneshot;
-use trigger_otel_bridge::config::BridgeConfig;
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
-use trigger_otel_bridge::export::BackoffPolicy;
-use trigger_otel_bridge::secret::SecretString;
-use trigger_otel_bridge::telemetry;
-use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
 
 const PLANTED_KEY: &str = "tr_dev_PLANTEDsecretTELEMETRY42";
 const PLANTED_PART: &str = "PLANTEDsecret";
@@ -84,121 +78,28 @@ fn parse_prometheus(text: &str) -> HashMap<String, f64> {
     samples
 }
 
-fn config(api: &FakeApi, export_endpoint: &str, state: &Path, runs: &[&str]) -> BridgeConfig {
-    let mut config = BridgeConfig::default();
-    config.trigger.api_url = api.url();
-    config.trigger.secret_key = SecretString::new(SECRET_KEY);
-    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
-    config.runs.poll_interval = Duration::from_millis(100);
-    config.runs.max_poll_interval = Duration::from_millis(300);
-    config.runs.settle = Duration::from_millis(200);
-    config.export.endpoint = export_endpoint.to_owned();
-    config.export.max_batch_spans = 100;
-    config.export.timeout = Duration::from_secs(2);
-    config.state.path = state.to_path_buf();
-    // The tests serve the daemon's metrics on their own port-0 listener.
-    config.server.listen = None;
-    config
+/// The daemon's `/metrics`, parsed.
+async fn metrics_of(daemon: &Running) -> HashMap<String, f64> {
+    let (status, content_type, body) = get(daemon.addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    parse_prometheus(&body)
 }
 
-fn fast_options() -> DaemonOptions {
-    DaemonOptions {
-        client_tuning: ClientTuning {
-            retry: RetryPolicy {
-                initial_backoff: Duration::from_millis(20),
-                max_backoff: Duration::from_millis(100),
-                ..RetryPolicy::default()
-            },
-            rate_limit: RateLimitTuning {
-                jitter: Duration::from_millis(20),
-                ..RateLimitTuning::default()
-            },
-        },
-        export_backoff: BackoffPolicy {
-            initial: Duration::from_millis(50),
-            multiplier: 1.5,
-            max: Duration::from_millis(200),
-        },
-        ..DaemonOptions::default()
-    }
-}
-
-/// The daemon in-process, with its metrics served on a loopback port of the test's choosing.
-struct Running {
-    stats: Arc<DaemonStats>,
-    addr: std::net::SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn start(config: BridgeConfig, options: DaemonOptions) -> Running {
-        let stats = Arc::new(DaemonStats::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (server_stop, server_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(telemetry::serve(listener, stats.clone(), async {
-            let _ = server_stopped.await;
-        }));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async move {
-            let _ = stopped.await;
-            let _ = server_stop.send(());
-        }));
-        Running {
-            stats,
-            addr,
-            stop: Some(stop),
-            task,
-            server,
+/// Waits until the daemon's `/readyz` answers `status`; returns its body.
+async fn readyz_becomes(daemon: &Running, status: u16, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let (got, _, body) = get(daemon.addr(), "/readyz").await;
+        if got == status {
+            return body;
         }
-    }
-
-    async fn metrics(&self) -> HashMap<String, f64> {
-        let (status, content_type, body) = get(self.addr, "/metrics").await;
-        assert_eq!(status, 200);
-        assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
-        parse_prometheus(&body)
-    }
-
-    /// Waits until `/readyz` answers `status`; returns its body.
-    async fn readyz_becomes(&self, status: u16, limit: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let (got, _, body) = get(self.addr, "/readyz").await;
-            if got == status {
-                return body;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
-                self.stats
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
-        let started = Instant::now();
-        while !condition(&self.stats) {
-            assert!(
-                started.elapsed() < limit,
-                "timed out waiting for {what}: {:?}",
-                self.stats
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
-
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("the daemon stops within its deadline")
-            .unwrap()
-            .expect("the daemon stops cleanly");
-        self.server.await.unwrap().unwrap();
+        assert!(
+            started.elapsed() < limit,
+            "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
+            daemon.stats
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
@@ -220,11 +121,11 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
         &dir.path().join("state.db"),
         &["run_metrics1"],
     );
-    let daemon = Running::start(config, fast_options()).await;
+    let daemon = Running::serving(config, fast_options()).await;
 
-    let (status, _, body) = get(daemon.addr, "/healthz").await;
+    let (status, _, body) = get(daemon.addr(), "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
-    let before = daemon.metrics().await;
+    let before = metrics_of(&daemon).await;
     assert_eq!(
         sample(&before, "trigger_otel_bridge_build_info{version=\"0.1.0\"}"),
         1.0
@@ -235,7 +136,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
             s.runs_retired.load(Ordering::Relaxed) == 1
         })
         .await;
-    let after = daemon.metrics().await;
+    let after = metrics_of(&daemon).await;
     let spans = generate::span_count(30) as f64;
     assert_eq!(sample(&after, "trigger_otel_bridge_spans_exported_total"), spans - 1.0);
     assert_eq!(sample(&after, "trigger_otel_bridge_spans_rejected_total"), 1.0);
@@ -276,11 +177,11 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     assert_eq!(receiver.recorder.spans().len() as f64, spans - 1.0);
     assert_eq!(daemon.stats.spans_exported.load(Ordering::Relaxed) as f64, spans - 1.0);
 
-    let body = daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    let body = readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     assert_eq!(body, "ok\n");
     // Prometheus asks for OpenMetrics and gets it.
     let (status, content_type, body) = {
-        let mut stream = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(daemon.addr()).await.unwrap();
         let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\nConnection: close\r\n\r\n";
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut raw = String::new();
@@ -324,8 +225,8 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
         &dir.path().join("state.db"),
         &["run_auth0001"],
     );
-    let daemon = Running::start(config, fast_options()).await;
-    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    let daemon = Running::serving(config, fast_options()).await;
+    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
 
     // The key is revoked: every endpoint answers 401.
     let unauthorized = Scripted::status(401, r#"{"error":"Invalid or Missing API key"}"#);
@@ -336,11 +237,11 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     ] {
         api.state.script(path, std::iter::repeat_n(unauthorized.clone(), 1000));
     }
-    let reason = daemon.readyz_becomes(503, Duration::from_secs(5)).await;
+    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(5)).await;
     assert!(reason.contains("rejected the secret key (HTTP 401)"), "{reason}");
-    let (status, _, _) = get(daemon.addr, "/healthz").await;
+    let (status, _, _) = get(daemon.addr(), "/healthz").await;
     assert_eq!(status, 200, "alive while not ready");
-    let samples = daemon.metrics().await;
+    let samples = metrics_of(&daemon).await;
     assert!(
         sample(
             &samples,
@@ -350,7 +251,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
 
     // The key works again.
     api.state.scripts.lock().unwrap().clear();
-    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     daemon.stop().await;
     api.stop().await;
     receiver.stop().await;
@@ -377,17 +278,17 @@ async fn readyz_flips_to_not_ready_when_the_collector_is_unreachable_past_the_bo
         shutdown_deadline: Duration::from_millis(200),
         ..fast_options()
     };
-    let daemon = Running::start(config, options).await;
+    let daemon = Running::serving(config, options).await;
     // Ready while the spans have waited less than the bound…
-    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
+    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     // …not ready once they waited longer.
-    let reason = daemon.readyz_becomes(503, Duration::from_secs(10)).await;
+    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(10)).await;
     assert!(reason.contains("collector has accepted nothing"), "{reason}");
-    let samples = daemon.metrics().await;
+    let samples = metrics_of(&daemon).await;
     assert!(sample(&samples, "trigger_otel_bridge_spans_export_failed_total") > 0.0);
     assert!(sample(&samples, "trigger_otel_bridge_pending_spans") > 0.0);
     assert_eq!(sample(&samples, "trigger_otel_bridge_spans_exported_total"), 0.0);
-    let (status, _, _) = get(daemon.addr, "/healthz").await;
+    let (status, _, _) = get(daemon.addr(), "/healthz").await;
     assert_eq!(status, 200, "alive while not ready");
     daemon.stop().await;
     api.stop().await;

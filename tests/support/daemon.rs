@@ -1,0 +1,141 @@
+//! The daemon in-process for tests: a configuration with fast polling against the fake API,
+//! fast retry options, and a running daemon (optionally serving its telemetry on a port-0
+//! listener) that tests wait on and stop cleanly.
+
+use super::fake_api::{FakeApi, SECRET_KEY};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use trigger_otel_bridge::config::BridgeConfig;
+use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
+use trigger_otel_bridge::export::BackoffPolicy;
+use trigger_otel_bridge::secret::SecretString;
+use trigger_otel_bridge::telemetry;
+use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
+
+/// Watch `runs` on `api`, export to `endpoint` (gRPC unless changed), keep state in `state`;
+/// polling, settling and batches sized for tests.
+pub fn config(api: &FakeApi, endpoint: &str, state: &Path, runs: &[&str]) -> BridgeConfig {
+    let mut config = BridgeConfig::default();
+    config.trigger.api_url = api.url();
+    config.trigger.secret_key = SecretString::new(SECRET_KEY);
+    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
+    config.runs.poll_interval = Duration::from_millis(100);
+    config.runs.max_poll_interval = Duration::from_millis(400);
+    config.runs.settle = Duration::from_millis(300);
+    config.runs.concurrency = 4;
+    config.export.endpoint = endpoint.to_owned();
+    config.export.max_batch_spans = 100;
+    config.state.path = state.to_path_buf();
+    // No metrics server on the default port: tests run in parallel; `Running::serving` serves
+    // the metrics on a port of its own.
+    config.server.listen = None;
+    config
+}
+
+/// Retries and backoffs in milliseconds, not seconds.
+pub fn fast_options() -> DaemonOptions {
+    DaemonOptions {
+        client_tuning: ClientTuning {
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(100),
+                ..RetryPolicy::default()
+            },
+            rate_limit: RateLimitTuning {
+                jitter: Duration::from_millis(20),
+                ..RateLimitTuning::default()
+            },
+        },
+        export_backoff: BackoffPolicy {
+            initial: Duration::from_millis(50),
+            multiplier: 1.5,
+            max: Duration::from_millis(300),
+        },
+        shutdown_deadline: Duration::from_secs(10),
+        env: HashMap::new(),
+        ..DaemonOptions::default()
+    }
+}
+
+/// A daemon running in-process until [`Running::stop`].
+pub struct Running {
+    pub stats: Arc<DaemonStats>,
+    /// Where its telemetry is served (with [`Running::serving`]).
+    addr: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    pub fn start(config: BridgeConfig, options: DaemonOptions) -> Running {
+        let stats = Arc::new(DaemonStats::default());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async {
+            let _ = stopped.await;
+        }));
+        Running {
+            stats,
+            addr: None,
+            stop: Some(stop),
+            task,
+            server: None,
+        }
+    }
+
+    /// Like [`Running::start`], with `/metrics`, `/healthz` and `/readyz` on a loopback port.
+    pub async fn serving(config: BridgeConfig, options: DaemonOptions) -> Running {
+        let stats = Arc::new(DaemonStats::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (server_stop, server_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(telemetry::serve(listener, stats.clone(), async {
+            let _ = server_stopped.await;
+        }));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async move {
+            let _ = stopped.await;
+            let _ = server_stop.send(());
+        }));
+        Running {
+            stats,
+            addr: Some(addr),
+            stop: Some(stop),
+            task,
+            server: Some(server),
+        }
+    }
+
+    /// The telemetry server's address (only for a daemon started with [`Running::serving`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr.expect("the daemon was started with Running::serving")
+    }
+
+    pub async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
+        let started = Instant::now();
+        while !condition(&self.stats) {
+            assert!(
+                started.elapsed() < limit,
+                "timed out waiting for {what}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("the daemon stops within its deadline")
+            .unwrap()
+            .expect("the daemon stops cleanly");
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
