@@ -9,11 +9,11 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::fake_api::{FakeApi, SECRET_KEY};
 use support::generate;
 use support::otlp_receiver::Receiver;
+use support::process::{self, wait_until};
 use tokio::process::{Child, Command};
 
 const BATCH: usize = 50;
@@ -66,19 +66,7 @@ level = "info"
 }
 
 fn spawn(config: &Path, log: &Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
-        .args(["run", "--config"])
-        .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
+    process::bridge(&["run"], config, log).spawn().unwrap()
 }
 
 /// Received spans by (run id attribute, span id), with how often each arrived.
@@ -113,14 +101,6 @@ fn attribute(attributes: &[KeyValue], key: &str) -> String {
         .and_then(|kv| kv.value.clone())
         .map(|v| format!("{:?}", v.value))
         .unwrap_or_default()
-}
-
-async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !condition() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn sigterm(child: &Child) {

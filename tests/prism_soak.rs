@@ -30,8 +30,8 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::fake_api::SECRET_KEY;
 use support::otlp_receiver::Receiver;
+use support::process::{self, external_tool, free_port};
 use tokio::process::{Child, Command};
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::{convert_events, InvalidReason, NothingExported, RunInfo, RunState};
@@ -49,32 +49,6 @@ const VALIDATION_REASONS: [InvalidReason; 5] = [
     InvalidReason::Duration,
     InvalidReason::Flag,
 ];
-
-fn prism() -> Option<PathBuf> {
-    let Some(path) = std::env::var_os("PRISM").filter(|p| !p.is_empty()) else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "PRISM is not set under CI=true: .ci/run installs Prism and exports it, so CI never skips this test"
-        );
-        return None;
-    };
-    let path = PathBuf::from(path);
-    assert!(
-        path.is_file(),
-        "PRISM={} is not a file (.ci/run installs it under target/ci-tools/prism)",
-        path.display()
-    );
-    Some(path)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Prism, and the recording proxy in front of it.
@@ -546,7 +520,7 @@ fn metric_for_reason(metrics: &BTreeMap<String, f64>, name: &str, reason: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_seconds_of_schema_valid_garbage() {
-    let Some(prism) = prism() else {
+    let Some(prism) = external_tool("PRISM", "target/ci-tools/prism") else {
         println!(
             "prism_soak skipped: PRISM is not set. It names the prism executable of npm's @stoplight/prism-cli \
              (npm install --prefix target/ci-tools/prism @stoplight/prism-cli@5.16.0); .ci/run installs it and sets it."
@@ -564,19 +538,7 @@ async fn sixty_seconds_of_schema_valid_garbage() {
     let log = dir.path().join("bridge.log");
 
     let started = Instant::now();
-    let mut bridge = Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
-        .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut bridge = process::bridge(&["run"], &config, &log).spawn().unwrap();
     let pid = bridge.id().unwrap();
 
     // The soak: sample RSS every 2 s; the bridge must stay up throughout.

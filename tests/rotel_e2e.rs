@@ -52,7 +52,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use support::fake_api::{FakeApi, FakeRun, SECRET_KEY};
+use support::fake_api::{FakeApi, FakeRun};
+use support::process::{bridge, external_tool, free_port};
 use tokio::process::{Child, Command};
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
@@ -63,32 +64,6 @@ use trigger_otel_bridge::trigger::{RunDetails, RunTrace};
 
 /// The resource attribute that tells the four deliveries apart in Rotel's output.
 const SCENARIO_KEY: &str = "e2e.scenario";
-
-fn rotel_agent() -> Option<PathBuf> {
-    let Some(path) = std::env::var_os("ROTEL_AGENT").filter(|p| !p.is_empty()) else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "ROTEL_AGENT is not set under CI=true: .ci/run installs Rotel and exports it, so CI never skips this test"
-        );
-        return None;
-    };
-    let path = PathBuf::from(path);
-    assert!(
-        path.is_file(),
-        "ROTEL_AGENT={} is not a file (.ci/run installs it under target/ci-tools/venv)",
-        path.display()
-    );
-    Some(path)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -601,22 +576,6 @@ level = "info"
     path
 }
 
-fn bridge(args: &[&str], config: &Path, stderr: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"));
-    command
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(stderr).unwrap())
-        .kill_on_drop(true);
-    command
-}
-
 /// The fields of two spans that differ, as `field: rotel … expected …` lines.
 fn differences(have: &ShownSpan, want: &ShownSpan) -> Vec<String> {
     let mut out = Vec::new();
@@ -691,7 +650,7 @@ fn compare(scenario: &str, got: &[ShownSpan], expected: &[ShownSpan]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_span_reaches_rotel_exactly_as_converted() {
-    let Some(agent) = rotel_agent() else {
+    let Some(agent) = external_tool("ROTEL_AGENT", "target/ci-tools/venv") else {
         println!(
             "rotel_e2e skipped: ROTEL_AGENT is not set. It names the rotel-agent binary of PyPI's `rotel` \
              (pip install --pre rotel; the binary is in the package folder); .ci/run installs it and sets it."

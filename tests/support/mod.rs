@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod fake_api;
 pub mod generate;
 pub mod otlp_receiver;
+pub mod process;
