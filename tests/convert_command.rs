@@ -437,6 +437,43 @@ fn stdin_bare_array_and_options() {
 }
 
 #[test]
+fn a_number_beyond_f64_invalidates_its_field_not_the_body() {
+    let body = r#"{"events":[{"spanId":"00000000000000a1","startTime":"1758630769250000000","duration":1e400,"message":"bad"},
+                             {"spanId":"00000000000000a2","startTime":"1758630769250000000","duration":1000,"message":"good"}]}"#;
+    let output = bridge()
+        .args(["convert", "-", "--run-id", "run_x"])
+        .write_stdin(body)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    let request: ExportTraceServiceRequest = serde_json::from_slice(&output.stdout).unwrap();
+    let spans: Vec<Span> = request
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    assert_eq!(spans.len(), 2, "{stderr}");
+    let good = span_by_id(&spans, "00000000000000a2");
+    assert_eq!(good.end_time_unix_nano - good.start_time_unix_nano, 1000);
+    let bad = span_by_id(&spans, "00000000000000a1");
+    assert_eq!(bad.end_time_unix_nano, bad.start_time_unix_nano);
+    assert_eq!(
+        attrs(&bad.attributes).get("trigger.duration_invalid"),
+        Some(&any_value::Value::BoolValue(true))
+    );
+    assert!(
+        stderr.contains("1 element repaired (reason=duration); first: element #0 (spanId \"00000000000000a1\"): duration 1e400 (a number beyond the range of a 64-bit float)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("converted 2 spans from 2 elements (0 invalid skipped, 1 repaired)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn malformed_json_is_a_clear_error_with_line_and_column_and_no_stdout() {
     let output = bridge()
         .args(["convert", "-"])

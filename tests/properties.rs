@@ -585,12 +585,13 @@ proptest! {
     }
 
     /// Number literals of any size in any field: huge integers and decimals never fail the body
-    /// (a start time beyond u64 is invalid, a huge duration saturates).
+    /// (a start time beyond u64 is invalid, a huge duration saturates, and a literal beyond the
+    /// range of a 64-bit float, such as 1e400, is read as null: that field is invalid).
     #[test]
     fn huge_number_literals_are_judged_per_element(
-        start in "-?(0|[1-9][0-9]{0,39})",
-        duration in "-?(0|[1-9][0-9]{0,39})(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,2})?",
-        extra in "-?(0|[1-9][0-9]{0,39})(\\.[0-9]{1,10})?",
+        start in "-?(0|[1-9][0-9]{0,39})([eE][+]?[0-9]{3})?",
+        duration in "-?(0|[1-9][0-9]{0,39})(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?",
+        extra in "-?(0|[1-9][0-9]{0,39})(\\.[0-9]{1,10})?([eE][+-]?[0-9]{1,3})?",
         quoted in any::<bool>(),
     ) {
         let start = if quoted { format!("\"{start}\"") } else { start };
@@ -599,7 +600,13 @@ proptest! {
         );
         let body = EventsBody::from_slice(text.as_bytes());
         prop_assert!(body.is_ok(), "{:?}: {}", body.err(), text);
-        convert_all_ways(&body.unwrap().events, "run_x", None, RunState::Ended { finished_at: None }, 0)?;
+        let events = body.unwrap().events;
+        let beyond_f64 = |literal: &str| literal.parse::<f64>().is_ok_and(f64::is_infinite);
+        prop_assert_eq!(events[0].out_of_range("duration").is_some(), beyond_f64(&duration));
+        prop_assert_eq!(events[0].out_of_range("attemptNumber").is_some(), beyond_f64(&extra));
+        prop_assert_eq!(events[0].out_of_range("events").is_some(), beyond_f64(&extra));
+        prop_assert_eq!(events[0].out_of_range("startTime").is_some(), !quoted && beyond_f64(&start));
+        convert_all_ways(&events, "run_x", None, RunState::Ended { finished_at: None }, 0)?;
     }
 }
 

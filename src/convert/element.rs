@@ -61,7 +61,10 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
     }
     let Some(span) = raw.span_id_str().and_then(span_identity) else {
         invalid.record(InvalidReason::SpanId, || {
-            format!("element #{index}: spanId {}", describe(raw.span_id.as_ref()))
+            format!(
+                "element #{index}: spanId {}",
+                describe_field(&raw, "spanId", raw.span_id.as_ref())
+            )
         });
         return None;
     };
@@ -70,7 +73,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
             format!(
                 "element #{index} (spanId {:?}): startTime {}",
                 raw.span_id_str().unwrap_or_default(),
-                describe(raw.start_time.as_ref())
+                describe_field(&raw, "startTime", raw.start_time.as_ref())
             )
         });
         return None;
@@ -81,14 +84,21 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
             format!(
                 "element #{index} (spanId {:?}): duration {}",
                 raw.span_id_str().unwrap_or_default(),
-                describe(raw.duration.as_ref())
+                describe_field(&raw, "duration", raw.duration.as_ref())
             )
         });
     }
     // Rule 3: null, missing or empty parent is a root; a non-string parent is taken as none too.
     let parent = raw.parent_id.as_ref().and_then(Value::as_str).and_then(span_identity);
     let mut flag = |value: &Option<Value>, name: &str| match value {
-        None | Some(Value::Null) => false,
+        None | Some(Value::Null) => {
+            if let Some(literal) = raw.out_of_range(name) {
+                invalid.record(InvalidReason::Flag, || {
+                    format!("element #{index}: {name} is {literal} ({OUT_OF_RANGE}), taken as false")
+                });
+            }
+            false
+        }
         Some(Value::Bool(flag)) => *flag,
         Some(other) => {
             invalid.record(InvalidReason::Flag, || {
@@ -133,6 +143,18 @@ fn span_kind(kind: Option<&str>) -> SpanKind {
         Some("PRODUCER") => SpanKind::Producer,
         Some("CONSUMER") => SpanKind::Consumer,
         _ => SpanKind::Internal,
+    }
+}
+
+/// Why an out-of-range number literal (read as `null`) is a bad value.
+const OUT_OF_RANGE: &str = "a number beyond the range of a 64-bit float";
+
+/// A short, bounded description of the bad value of `field`: the out-of-range literal it held,
+/// or the value as parsed.
+fn describe_field(raw: &RawEvent, field: &str, value: Option<&Value>) -> String {
+    match raw.out_of_range(field) {
+        Some(literal) => format!("{literal} ({OUT_OF_RANGE})"),
+        None => describe(value),
     }
 }
 

@@ -325,6 +325,80 @@ fn float_durations_with_16_and_more_digits_are_exact() {
 }
 
 #[test]
+fn a_number_beyond_f64_invalidates_only_its_field() {
+    // serde_json cannot hold these literals; they used to fail the whole body.
+    let body = format!(
+        r#"{{"events":[
+            {{"spanId":"0000000000000001","startTime":"{T0}","duration":1e400,"message":"huge duration"}},
+            {{"spanId":"0000000000000002","startTime":"{T0}","duration":7,"message":"good"}},
+            {{"spanId":"0000000000000003","startTime":1e400,"duration":7}},
+            {{"spanId":-1e400,"startTime":"{T0}","duration":7}},
+            {{"spanId":"0000000000000005","startTime":"{T0}","duration":7,"isError":1e400,
+              "events":[{{"name":"e","time":"2025-09-23T12:32:49.250Z","properties":{{"n":1e400,"m":2}}}}]}}
+        ]}}"#
+    );
+    let raw = EventsBody::from_slice(body.as_bytes()).expect("the body parses");
+    let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+    assert_eq!(
+        out.spans.len(),
+        3,
+        "the bad start time and span id skip only their elements"
+    );
+
+    let good = find(&out, "0000000000000002");
+    assert_eq!(ns(good.data.end_time), T0 + 7);
+    assert_eq!(attr(good, "trigger.duration_invalid"), None);
+
+    let huge = find(&out, "0000000000000001");
+    assert_eq!(huge.data.end_time, huge.data.start_time);
+    assert_eq!(attr(huge, "trigger.duration_invalid"), Some(&AttrValue::Bool(true)));
+
+    let flagged = find(&out, "0000000000000005");
+    assert_eq!(flagged.data.status, Status::Unset, "isError taken as false");
+    let event = &flagged.data.events.events[0];
+    let property = |key: &str| {
+        event
+            .attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| &kv.value)
+    };
+    assert_eq!(property("m"), Some(&AttrValue::I64(2)), "its neighbours are kept");
+
+    let first = |reason| {
+        out.invalid
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, tally)| (tally.count, tally.first.clone()))
+            .unwrap_or_else(|| panic!("{reason} not reported: {:?}", out.invalid))
+    };
+    let beyond = "1e400 (a number beyond the range of a 64-bit float)";
+    assert_eq!(
+        first(InvalidReason::Duration),
+        (
+            1,
+            format!(r#"element #0 (spanId "0000000000000001"): duration {beyond}"#)
+        )
+    );
+    assert_eq!(
+        first(InvalidReason::StartTime),
+        (
+            1,
+            format!(r#"element #2 (spanId "0000000000000003"): startTime {beyond}"#)
+        )
+    );
+    assert_eq!(
+        first(InvalidReason::SpanId),
+        (1, format!("element #3: spanId -{beyond}"))
+    );
+    assert_eq!(
+        first(InvalidReason::Flag),
+        (1, format!("element #4: isError is {beyond}, taken as false"))
+    );
+    assert_eq!(out.invalid.total(), 4);
+}
+
+#[test]
 fn kinds_map_and_unknown_kinds_are_internal() {
     let cases = [
         ("SERVER", SpanKind::Server),

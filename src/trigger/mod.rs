@@ -1,10 +1,12 @@
-//! The Trigger.dev REST API: the shapes of its responses (`model`, `api_types`) and the HTTP
+//! The Trigger.dev REST API: the shapes of its responses (`model`, `api_types`; `out_of_range`
+//! keeps a number literal no float holds from failing an events body) and the HTTP
 //! client (`client`) with its rate limit (`rate_limit`), retry policy (`retry`) and errors (`error`).
 
 pub mod api_types;
 pub mod client;
 pub mod error;
 pub mod model;
+mod out_of_range;
 pub mod rate_limit;
 pub mod retry;
 

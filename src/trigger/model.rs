@@ -6,6 +6,7 @@
 //! whole response, so nothing here uses serde's strict typed fields. A hand-written visitor
 //! (instead of `#[serde(flatten)]`) keeps unknown fields without buffering every element twice.
 
+use super::out_of_range;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
@@ -33,12 +34,33 @@ pub struct RawEvent {
     pub other: Vec<(String, Value)>,
     /// The array element was not a JSON object (a number, a string…): invalid as a whole.
     pub not_an_object: bool,
+    /// Top-level fields that held a number literal beyond the range of a 64-bit float (read as
+    /// `null`), with that literal: the reason the converter gives when it judges the field.
+    pub out_of_range: Vec<OutOfRangeNumber>,
+}
+
+/// A number literal no `f64` holds (`1e400`), found in one top-level field of an element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRangeNumber {
+    /// The field as sent (`duration`, `startTime`, …); for a literal nested deeper, the
+    /// top-level field holding it.
+    pub field: String,
+    /// The literal, shortened to 64 characters.
+    pub literal: String,
 }
 
 impl RawEvent {
     /// The element's `spanId` when it is a string (used for logging and dedup keys).
     pub fn span_id_str(&self) -> Option<&str> {
         self.span_id.as_ref().and_then(Value::as_str)
+    }
+
+    /// The out-of-range number literal that `field` held, if it held one (it then reads `null`).
+    pub fn out_of_range(&self, field: &str) -> Option<&str> {
+        self.out_of_range
+            .iter()
+            .find(|number| number.field == field)
+            .map(|number| number.literal.as_str())
     }
 }
 
@@ -52,12 +74,41 @@ pub struct EventsBody {
 impl EventsBody {
     /// Parse a body. Errors only for malformed JSON or a top-level shape that is neither
     /// an object with `events` nor an array; serde_json's error carries line and column.
+    ///
+    /// A number literal beyond the range of a 64-bit float (`1e400`) is not an error: serde_json
+    /// refuses the whole body for it, so such a body is parsed again with each of those literals
+    /// read as `null` and noted on its element ([`RawEvent::out_of_range`]). Bodies without one
+    /// take the normal parse only.
     pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(body)
+        match serde_json::from_slice(body) {
+            Err(error) if out_of_range::is_out_of_range(&error) => Self::without_out_of_range(body).ok_or(error),
+            parsed => parsed,
+        }
     }
 
-    pub fn from_reader<R: std::io::Read>(reader: R) -> Result<Self, serde_json::Error> {
-        serde_json::from_reader(reader)
+    pub fn from_reader<R: std::io::Read>(mut reader: R) -> Result<Self, serde_json::Error> {
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body).map_err(serde_json::Error::io)?;
+        Self::from_slice(&body)
+    }
+
+    /// The body with its out-of-range literals read as `null`; `None` when it still does not
+    /// parse (it is malformed in another way too: the caller reports the first error).
+    fn without_out_of_range(body: &[u8]) -> Option<Self> {
+        let rewritten = out_of_range::rewrite(body);
+        if rewritten.replaced == 0 {
+            return None;
+        }
+        let mut parsed: EventsBody = serde_json::from_slice(&rewritten.body).ok()?;
+        for found in rewritten.found {
+            if let Some(event) = parsed.events.get_mut(found.element) {
+                event.out_of_range.push(OutOfRangeNumber {
+                    field: found.field,
+                    literal: found.literal,
+                });
+            }
+        }
+        Some(parsed)
     }
 }
 
@@ -245,6 +296,53 @@ mod tests {
         let err = EventsBody::from_slice(b"{\n  \"events\": [\n   {\"spanId\": }\n]}").unwrap_err();
         assert_eq!(err.line(), 3);
         assert!(err.column() > 0);
+    }
+
+    #[test]
+    fn numbers_beyond_f64_never_fail_the_body() {
+        let body = br#"{"events":[{"spanId":"0123456789abcdef","startTime":"1","duration":1e400},1e400,{"spanId":"0123456789abcdef","startTime":"1","duration":5,"events":[{"name":"e","properties":{"n":-1e400}}],"extra":[2e400]}],"other":9e999}"#;
+        let parsed = EventsBody::from_slice(body).unwrap();
+        assert_eq!(parsed.events.len(), 3);
+        let [bad, literal, good] = &parsed.events[..] else {
+            unreachable!()
+        };
+        assert_eq!(bad.duration, Some(Value::Null));
+        assert_eq!(bad.out_of_range("duration"), Some("1e400"));
+        assert_eq!(bad.span_id_str(), Some("0123456789abcdef"));
+        assert!(literal.not_an_object);
+        assert_eq!(good.duration, Some(json!(5)));
+        assert_eq!(good.events, Some(json!([{"name": "e", "properties": {"n": null}}])));
+        assert_eq!(good.other, vec![("extra".to_string(), json!([null]))]);
+        assert_eq!(good.out_of_range("events"), Some("-1e400"));
+        assert_eq!(good.out_of_range("extra"), Some("2e400"));
+        assert_eq!(good.out_of_range("duration"), None);
+        // A bare array, and a 400-digit integer.
+        let body = format!(r#"[{{"spanId":"a","startTime":{}}}]"#, "9".repeat(400));
+        let parsed = EventsBody::from_slice(body.as_bytes()).unwrap();
+        assert_eq!(parsed.events[0].start_time, Some(Value::Null));
+        assert!(parsed.events[0].out_of_range("startTime").unwrap().ends_with('…'));
+        // Through a reader too.
+        assert_eq!(
+            EventsBody::from_reader(&br#"[{"duration":1e400}]"#[..])
+                .unwrap()
+                .events
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_body_malformed_besides_its_out_of_range_number_is_still_an_error() {
+        let err = EventsBody::from_slice(br#"{"events":[{"duration":1e400},,]}"#).unwrap_err();
+        assert!(err.to_string().starts_with("number out of range"), "{err}");
+        // The shape is judged as sent: `events` must still be an array, the body an object or array.
+        for body in [&br#"{"events":1e400}"#[..], b"1e400", br#"{"nothing":1e400}"#] {
+            assert!(
+                EventsBody::from_slice(body).is_err(),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
