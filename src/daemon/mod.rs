@@ -470,6 +470,12 @@ impl Loop {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             self.stats.health.beat();
+            // Readiness does not wait for Trigger.dev to confirm the key while there is nothing
+            // to ask it about (see `Health::readiness`). Set only here, once starting is done,
+            // so the moment before the configured and resumed runs are added does not count.
+            self.stats
+                .health
+                .set_nothing_to_watch(self.runs.is_empty() && self.discovery.is_none());
             self.dispatch();
             let next_due = self.due.peek().map(|Reverse((when, _, _))| *when);
             let wait_for_due = next_due.filter(|_| self.may_poll());

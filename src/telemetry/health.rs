@@ -26,6 +26,7 @@ pub struct Health {
     last_export: AtomicU64,
     waiting_since: AtomicU64,
     export_bound_ms: AtomicU64,
+    nothing_to_watch: AtomicBool,
 }
 
 impl fmt::Debug for Health {
@@ -35,6 +36,7 @@ impl fmt::Debug for Health {
             .field("config_loaded", &self.config_loaded.load(Ordering::Relaxed))
             .field("state_open", &self.state_open.load(Ordering::Relaxed))
             .field("key", &self.key.load(Ordering::Relaxed))
+            .field("nothing_to_watch", &self.nothing_to_watch.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -57,6 +59,7 @@ impl Health {
             last_export: AtomicU64::new(0),
             waiting_since: AtomicU64::new(0),
             export_bound_ms: AtomicU64::new(DEFAULT_EXPORT_BOUND.as_millis() as u64),
+            nothing_to_watch: AtomicBool::new(false),
         }
     }
 
@@ -83,6 +86,12 @@ impl Health {
 
     pub fn set_export_bound(&self, bound: Duration) {
         self.export_bound_ms.store(bound.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The daemon watches no run and discovery is off, so it has no reason to call Trigger.dev
+    /// (see [`Health::readiness`]). False until the daemon says so after starting.
+    pub fn set_nothing_to_watch(&self, nothing: bool) {
+        self.nothing_to_watch.store(nothing, Ordering::Relaxed);
     }
 
     /// A Trigger.dev response with this status: 2xx accepts the key, 401/403 rejects it, anything
@@ -121,9 +130,10 @@ impl Health {
     }
 
     /// `/readyz`, in this order: the config is loaded; the state file is open; Trigger.dev
-    /// accepted the key (its latest 2xx or 401/403 decides; not ready before the first answer);
-    /// and, while `pending` spans wait, the collector made progress within the export bound
-    /// (counted from the last accepted attempt, or from when spans started waiting if later).
+    /// accepted the key (its latest 2xx or 401/403 decides; not ready before the first answer,
+    /// unless there is nothing to watch); and, while `pending` spans wait, the collector made
+    /// progress within the export bound (counted from the last accepted attempt, or from when
+    /// spans started waiting if later).
     pub fn readiness(&self, now: Instant, pending: usize) -> Result<(), String> {
         if !self.config_loaded.load(Ordering::Relaxed) {
             return Err("configuration not loaded".into());
@@ -137,6 +147,12 @@ impl Health {
                 let status = self.key_rejected_status.load(Ordering::Relaxed);
                 return Err(format!("Trigger.dev rejected the secret key (HTTP {status})"));
             }
+            // No run watched and discovery off: the daemon makes no request, so the key cannot
+            // be confirmed, yet nothing fails and nothing waits (an idle replica, or one whose
+            // runs were all retired before any answer). Not ready would only take it out of
+            // service for no fault. A rejection still counts (above), and once there is
+            // something to watch an unconfirmed key makes it not ready until Trigger.dev answers.
+            KEY_UNKNOWN if self.nothing_to_watch.load(Ordering::Relaxed) => {}
             _ => return Err("no answer from Trigger.dev yet (secret key not confirmed)".into()),
         }
         if pending > 0 {
@@ -187,6 +203,33 @@ mod tests {
         assert!(health.readiness(now, 0).unwrap_err().contains("HTTP 401"));
         health.api_status(200);
         assert_eq!(health.readiness(now, 0), Ok(()));
+    }
+
+    #[test]
+    fn nothing_to_watch_needs_no_confirmed_key_but_a_rejected_one_still_counts() {
+        let health = Health::new();
+        health.set_config_loaded(true);
+        health.set_state_open(true);
+        let now = Instant::now();
+        assert!(health.readiness(now, 0).unwrap_err().contains("no answer"));
+        health.set_nothing_to_watch(true);
+        assert_eq!(health.readiness(now, 0), Ok(()));
+        health.set_nothing_to_watch(false);
+        assert!(
+            health.readiness(now, 0).unwrap_err().contains("no answer"),
+            "something to watch again: the key must be confirmed"
+        );
+        health.api_status(401);
+        health.set_nothing_to_watch(true);
+        assert!(health.readiness(now, 0).unwrap_err().contains("HTTP 401"));
+        health.api_status(200);
+        assert_eq!(health.readiness(now, 0), Ok(()));
+        let fresh = Health::new();
+        fresh.set_nothing_to_watch(true);
+        assert!(
+            fresh.readiness(now, 0).unwrap_err().contains("configuration"),
+            "the other checks still apply"
+        );
     }
 
     #[test]
