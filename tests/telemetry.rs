@@ -303,11 +303,11 @@ async fn readyz_is_ready_with_nothing_to_watch() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&api, "http://127.0.0.1:1", &dir.path().join("state.db"), &[]);
     assert!(!config.discovery.enabled);
-    let daemon = Running::start(config, fast_options()).await;
-    let body = daemon.readyz_becomes(200, Duration::from_secs(10)).await;
+    let daemon = Running::serving(config, fast_options()).await;
+    let body = readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
     assert_eq!(body, "ok\n");
     assert!(api.state.seen.lock().unwrap().is_empty(), "the API was not called");
-    let (status, _, _) = get(daemon.addr, "/healthz").await;
+    let (status, _, _) = get(daemon.addr(), "/healthz").await;
     assert_eq!(status, 200);
     daemon.stop().await;
     api.stop().await;
