@@ -210,7 +210,7 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
 /// times, not once per free poll slot's share of the capacity (which made a lone big run
 /// refetch its whole body `runs.concurrency` times as often).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lone_big_run_gets_the_whole_free_capacity_on_each_poll() {
+async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     let run_id = "run_bigalone01";
     let api = FakeApi::start([generate::fake_run(run_id, "t", 1000, false)]).await;
     let receiver = Receiver::start().await;
@@ -230,13 +230,14 @@ async fn a_lone_big_run_gets_the_whole_free_capacity_on_each_poll() {
     let spans = generate::span_count(1000);
     all_spans_once(&receiver, &[(run_id.to_owned(), spans)]);
     let fetches = api.state.requests_to(&format!("/api/v1/runs/{run_id}/events"));
-    // ceil(901 / 100) = 10 polls admit the spans, and one final poll (run ended) finds nothing
-    // left. Shared between the 4 poll slots it was 25 spans a poll: 38 fetches.
+    // The first poll takes one slot's share (25 of 100); knowing its backlog, each later poll
+    // takes all that is free: ceil(901 / 100) = 10 polls admit the rest, one final poll (run
+    // ended) finds nothing left. A slot's share on every poll was 38 fetches.
     let needed = spans.div_ceil(100);
     assert!(
-        fetches <= needed + 1,
+        fetches <= needed + 2,
         "the events were fetched {fetches} times for {spans} spans at most 100 at a time (expected at most {})",
-        needed + 1
+        needed + 2
     );
     assert!(daemon.stats.peak_pending_spans.load(Ordering::Relaxed) <= 100);
     daemon.stop().await;

@@ -181,3 +181,92 @@ fn any_value(value: &Value) -> AnyValue {
         other => AnyValue::from(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceId;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn log(severity: Option<&str>, parent: Option<SpanId>) -> BridgeLog {
+        BridgeLog {
+            span_id: SpanId::from(0xb1),
+            trace_id: TraceId::from(0xa4c1),
+            parent,
+            time: UNIX_EPOCH + Duration::from_nanos(1_758_630_769_250_000_123),
+            severity: severity.map(str::to_owned),
+            body: "hello".to_owned(),
+            task_slug: Some("task".to_owned()),
+            attributes: vec![
+                KeyValue::new("trigger.run_id", "run_a"),
+                KeyValue::new("n", 3_i64),
+                KeyValue::new("tags", Value::Array(Array::String(vec!["a".into(), "b".into()]))),
+            ],
+        }
+    }
+
+    #[test]
+    fn levels_map_to_otlp_severities_case_insensitively() {
+        let cases = [
+            ("TRACE", Some((Severity::Trace, "TRACE"))),
+            ("debug", Some((Severity::Debug, "DEBUG"))),
+            ("LOG", Some((Severity::Info, "LOG"))),
+            ("Info", Some((Severity::Info, "INFO"))),
+            ("WARN", Some((Severity::Warn, "WARN"))),
+            ("warning", Some((Severity::Warn, "WARN"))),
+            ("ERROR", Some((Severity::Error, "ERROR"))),
+            ("FATAL", Some((Severity::Fatal, "FATAL"))),
+            ("LOUD", None),
+            ("", None),
+        ];
+        for (level, expected) in cases {
+            assert_eq!(severity(level), expected, "{level:?}");
+        }
+    }
+
+    #[test]
+    fn a_log_record_carries_trace_context_severity_body_and_attributes() {
+        let record = log_record(&log(Some("warn"), Some(SpanId::from(0xa1))));
+        let context = record.trace_context().unwrap();
+        assert_eq!(
+            (context.trace_id, context.span_id, context.trace_flags),
+            (TraceId::from(0xa4c1), SpanId::from(0xa1), Some(TraceFlags::SAMPLED))
+        );
+        assert_eq!(record.severity_number(), Some(Severity::Warn));
+        assert_eq!(record.severity_text(), Some("WARN"));
+        assert_eq!(record.body(), Some(&AnyValue::from("hello".to_owned())));
+        assert_eq!(record.timestamp(), record.observed_timestamp());
+        let attributes: Vec<(String, AnyValue)> = record
+            .attributes_iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        assert_eq!(
+            attributes,
+            vec![
+                ("trigger.run_id".to_owned(), AnyValue::from("run_a".to_owned())),
+                ("n".to_owned(), AnyValue::Int(3)),
+                (
+                    "tags".to_owned(),
+                    AnyValue::ListAny(Box::new(vec![AnyValue::from("a"), AnyValue::from("b")]))
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_log_without_parent_or_known_level_has_no_span_id_and_no_severity() {
+        let request = export_logs_request(vec![log(Some("LOUD"), None)], &ResourceSettings::default());
+        let record = &request.resource_logs[0].scope_logs[0].log_records[0];
+        assert_eq!(record.span_id, vec![0; 8], "SpanId::INVALID: no span");
+        assert_eq!(record.trace_id.len(), 16);
+        assert_eq!((record.severity_number, record.severity_text.as_str()), (0, ""));
+        assert_eq!(record.time_unix_nano, 1_758_630_769_250_000_123);
+        let scope = request.resource_logs[0].scope_logs[0].scope.as_ref().unwrap();
+        assert_eq!(
+            (scope.name.as_str(), scope.version.as_str()),
+            (SCOPE_NAME_FOR_TEST, env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    const SCOPE_NAME_FOR_TEST: &str = crate::convert::SCOPE_NAME;
+}

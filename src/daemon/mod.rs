@@ -394,42 +394,32 @@ impl Loop {
 
     /// Start polls of due runs while slots, budget and capacity allow.
     ///
-    /// The free capacity is shared between the polls this pass starts: the runs due now, at
-    /// most one per free slot. A run due alone gets all of it (a share per free slot would make
-    /// a big run refetch and reconvert its whole body for every small share); runs that become
-    /// due later wait for capacity like any run does while the queue is full.
+    /// Each poll reserves a share of the free export capacity: one free poll slot's worth, so
+    /// the other slots can still start polls of other runs. A run whose last poll was cut short
+    /// by its share (its `backlog`: records it had beyond the share) reserves instead what it
+    /// still needs, up to all the free capacity: a big run with a small `max_pending_spans`
+    /// otherwise fetches and converts its whole body again for every small share.
     fn dispatch(&mut self) {
-        if !self.may_poll() {
-            return;
-        }
         let now = Instant::now();
-        let free_slots = self.concurrency.saturating_sub(self.in_flight.len());
-        let mut batch: Vec<(Instant, u64, Arc<str>)> = Vec::with_capacity(free_slots.min(self.due.len()));
-        while batch.len() < free_slots {
-            let Some(Reverse((when, sequence, id))) = self.due.peek() else {
-                break;
+        while self.may_poll() {
+            let Some(Reverse((when, sequence, id))) = self.due.peek().cloned() else {
+                return;
             };
-            if self.runs.get(id).is_none_or(|run| run.scheduled != *sequence) {
+            let Some(run) = self.runs.get(&id).filter(|run| run.scheduled == sequence) else {
                 self.due.pop(); // stale: the run was rescheduled or retired
                 continue;
-            }
-            if *when > now {
-                break;
-            }
-            let Some(Reverse(entry)) = self.due.pop() else { break };
-            batch.push(entry);
-        }
-        let mut sharing = batch.len();
-        let mut batch = batch.into_iter();
-        while let Some((when, sequence, id)) = batch.next() {
-            if !self.may_poll() {
-                // Capacity ran out (fewer spans free than runs due): the rest stay due.
-                self.due.push(Reverse((when, sequence, id)));
-                self.due.extend(batch.map(Reverse));
+            };
+            if when > now {
                 return;
             }
-            let capacity = (self.free_capacity() / sharing).max(1);
-            sharing -= 1;
+            self.due.pop();
+            let free = self.free_capacity();
+            let free_slots = self.concurrency.saturating_sub(self.in_flight.len()).max(1);
+            let share = (free / free_slots).max(1);
+            let capacity = match run.backlog {
+                backlog if backlog > share => backlog.min(free),
+                _ => share,
+            };
             self.start_poll(id, now - when, capacity);
         }
     }
@@ -668,6 +658,7 @@ impl Loop {
         }
         let changed = run.fingerprint != Some(result.fingerprint) || !result.records.is_empty();
         run.fingerprint = Some(result.fingerprint);
+        run.backlog = result.left_behind;
         if !result.records.is_empty() {
             let exported = Arc::make_mut(&mut run.exported);
             for record in &result.records {
@@ -683,13 +674,13 @@ impl Loop {
         }
         let record = record_changed.then(|| run_record(run));
         let next = match run.phase {
-            Phase::Finalizing(reason) if result.complete => {
+            Phase::Finalizing(reason) if result.left_behind == 0 => {
                 run.phase = Phase::Retiring(reason);
                 None
             }
             Phase::Retiring(_) => None,
             // Capacity cut this poll short: fetch the rest as soon as capacity allows.
-            _ if !result.complete => Some(Duration::ZERO),
+            _ if result.left_behind > 0 => Some(Duration::ZERO),
             _ => Some(run.after_poll(&self.lifecycle, changed, now)),
         };
         if let Some(record) = record {

@@ -40,8 +40,8 @@ pub struct PollResult {
     pub had_partials: bool,
     /// Spans, then log records (`otlp_logs`), to export.
     pub records: Vec<Record>,
-    /// False when `capacity` cut the records short: the rest comes on a later poll.
-    pub complete: bool,
+    /// Records `capacity` cut off (they come on a later poll); 0 when the poll was complete.
+    pub left_behind: usize,
     pub invalid: InvalidReport,
     /// Fresh span properties, when the trace was read on this poll (enrichment).
     pub span_properties: Option<Arc<HashMap<String, Value>>>,
@@ -113,7 +113,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     }
     let mut conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
     let mut records = conversion.take_records();
-    let complete = records.len() <= job.capacity;
+    let left_behind = records.len().saturating_sub(job.capacity);
     records.truncate(job.capacity);
     Ok(PollResult {
         run_id: job.run_id.clone(),
@@ -122,7 +122,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         fingerprint,
         had_partials,
         records,
-        complete,
+        left_behind,
         invalid: conversion.invalid,
         span_properties: fresh_properties.flatten(),
     })

@@ -84,6 +84,8 @@ pub struct WatchedRun {
     pub exported: Arc<HashSet<SpanId>>,
     /// Spans queued for export and not yet acknowledged.
     pub queued: usize,
+    /// Records the last poll had beyond its share of the export capacity (fetched again next).
+    pub backlog: usize,
     pub interval: Duration,
     pub fingerprint: Option<u64>,
     pub polls_since_status: u32,
@@ -115,6 +117,7 @@ impl WatchedRun {
             ended_ns: None,
             exported: Arc::new(HashSet::new()),
             queued: 0,
+            backlog: 0,
             interval: lifecycle.poll_interval,
             fingerprint: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
