@@ -396,9 +396,10 @@ impl Loop {
     ///
     /// Each poll reserves a share of the free export capacity: one free poll slot's worth, so
     /// the other slots can still start polls of other runs. A run whose last poll was cut short
-    /// by its share (its `backlog`: records it had beyond the share) reserves instead what it
-    /// still needs, up to all the free capacity: a big run with a small `max_pending_spans`
-    /// otherwise fetches and converts its whole body again for every small share.
+    /// by its share (its `backlog`: records it had beyond the share) waits until the queue has
+    /// room for that backlog (at most the whole queue) and reserves it: a big run with a small
+    /// `max_pending_spans` otherwise fetches and converts its whole body again for every small
+    /// share.
     fn dispatch(&mut self) {
         let now = Instant::now();
         while self.may_poll() {
@@ -412,8 +413,14 @@ impl Loop {
             if when > now {
                 return;
             }
-            self.due.pop();
             let free = self.free_capacity();
+            if free < run.backlog.min(self.max_pending) {
+                // A run with a backlog waits, first in line, until the queue has room for all of
+                // it (or is empty): polling it with whatever trickle is free would fetch and
+                // convert its whole body again for a few spans each time.
+                return;
+            }
+            self.due.pop();
             let free_slots = self.concurrency.saturating_sub(self.in_flight.len()).max(1);
             let share = (free / free_slots).max(1);
             let capacity = match run.backlog {
