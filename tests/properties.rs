@@ -30,7 +30,7 @@ use trigger_otel_bridge::convert::time::parse_start_time;
 use trigger_otel_bridge::convert::{
     convert_events, flatten_properties, Conversion, InvalidReason, NothingExported, RunInfo, RunState,
 };
-use trigger_otel_bridge::trigger::model::{EventsBody, RawEvent};
+use trigger_otel_bridge::trigger::model::{EventsBody, Field, RawEvent};
 
 const ALL_MODES: [LogsMode; 4] = [
     LogsMode::SpanEvents,
@@ -481,7 +481,7 @@ fn check_conversion(
             let parent = only
                 .parent_id
                 .as_ref()
-                .and_then(Value::as_str)
+                .and_then(Field::as_str)
                 .and_then(span_identity)
                 .map_or(SpanId::INVALID, SpanIdentity::id);
             prop_assert_eq!(data.parent_span_id, parent);

@@ -9,8 +9,7 @@ use super::ExitStatus;
 use crate::config::LogsMode;
 use crate::convert::otlp::{export_logs_request, export_request, ResourceSettings};
 use crate::convert::{convert_events, ids, NothingExported, RunInfo, RunState};
-use crate::trigger::model::EventsBody;
-use serde_json::Value;
+use crate::trigger::model::{EventsBody, Field};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -107,7 +106,7 @@ pub fn convert_body(
             parsed
                 .events
                 .iter()
-                .find_map(|e| e.run_id.as_ref().and_then(Value::as_str).map(str::to_owned))
+                .find_map(|e| e.run_id.as_ref().and_then(Field::as_str).map(str::to_owned))
         })
         .unwrap_or_default();
     if run_id.is_empty() && options.trace_id.is_none() {

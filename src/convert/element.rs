@@ -3,9 +3,8 @@
 use super::ids::{span_identity, SpanIdentity};
 use super::invalid::{InvalidReason, InvalidReport};
 use super::time::{parse_duration, parse_start_time};
-use crate::trigger::model::RawEvent;
+use crate::trigger::model::{Field, RawEvent};
 use opentelemetry::trace::SpanKind;
-use serde_json::Value;
 
 /// An element that passed validation, still holding its raw fields for attributes.
 #[derive(Debug)]
@@ -29,8 +28,8 @@ impl Element {
         self.start.saturating_add(self.duration.unwrap_or(0))
     }
 
-    pub fn string_field(value: &Option<Value>) -> Option<&str> {
-        value.as_ref().and_then(Value::as_str).filter(|s| !s.is_empty())
+    pub fn string_field(value: &Option<Field>) -> Option<&str> {
+        value.as_ref().and_then(Field::as_str).filter(|s| !s.is_empty())
     }
 
     pub fn level(&self) -> Option<&str> {
@@ -89,9 +88,9 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
         });
     }
     // Rule 3: null, missing or empty parent is a root; a non-string parent is taken as none too.
-    let parent = raw.parent_id.as_ref().and_then(Value::as_str).and_then(span_identity);
-    let mut flag = |value: &Option<Value>, name: &str| match value {
-        None | Some(Value::Null) => {
+    let parent = raw.parent_id.as_ref().and_then(Field::as_str).and_then(span_identity);
+    let mut flag = |value: &Option<Field>, name: &str| match value {
+        None | Some(Field::Null) => {
             if let Some(literal) = raw.out_of_range(name) {
                 invalid.record(InvalidReason::Flag, || {
                     format!("element #{index}: {name} is {literal} ({OUT_OF_RANGE}), taken as false")
@@ -99,7 +98,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
             }
             false
         }
-        Some(Value::Bool(flag)) => *flag,
+        Some(Field::Bool(flag)) => *flag,
         Some(other) => {
             invalid.record(InvalidReason::Flag, || {
                 format!("element #{index}: {name} is {other}, taken as false")
@@ -151,7 +150,7 @@ const OUT_OF_RANGE: &str = "a number beyond the range of a 64-bit float";
 
 /// A short, bounded description of the bad value of `field`: the out-of-range literal it held,
 /// or the value as parsed.
-fn describe_field(raw: &RawEvent, field: &str, value: Option<&Value>) -> String {
+fn describe_field(raw: &RawEvent, field: &str, value: Option<&Field>) -> String {
     match raw.out_of_range(field) {
         Some(literal) => format!("{literal} ({OUT_OF_RANGE})"),
         None => describe(value),
@@ -159,7 +158,7 @@ fn describe_field(raw: &RawEvent, field: &str, value: Option<&Value>) -> String 
 }
 
 /// A short, bounded description of a bad value for messages.
-fn describe(value: Option<&Value>) -> String {
+fn describe(value: Option<&Field>) -> String {
     match value {
         None => "missing".to_owned(),
         Some(value) => {

@@ -6,6 +6,7 @@ use super::ids::SpanIdentity;
 use super::invalid::{InvalidReason, InvalidReport};
 use super::time::parse_event_time;
 use super::{RunInfo, SCOPE_NAME};
+use crate::trigger::model::Field;
 use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceFlags, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value as AttrValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -45,24 +46,25 @@ pub(crate) fn element_attributes(element: &Element, run: &RunInfo, extra: Vec<Ke
     if let Some(slug) = element.task_slug().or(run.task_identifier) {
         attributes.push(KeyValue::new("trigger.task_slug", slug.to_owned()));
     }
-    if let Some(attempt) = raw.attempt_number.as_ref().and_then(Value::as_i64) {
+    if let Some(attempt) = raw.attempt_number.as_ref().and_then(Field::as_i64) {
         attributes.push(KeyValue::new("trigger.attempt_number", attempt));
     }
     if let Some(level) = element.level() {
         attributes.push(KeyValue::new("trigger.level", level.to_owned()));
     }
-    if let Some(Value::Object(style)) = &raw.style {
-        for (field, key) in [("icon", "trigger.style.icon"), ("variant", "trigger.style.variant")] {
-            if let Some(Value::String(text)) = style.get(field) {
-                attributes.push(KeyValue::new(key, text.clone()));
-            }
+    for (text, key) in [
+        (&raw.style.icon, "trigger.style.icon"),
+        (&raw.style.variant, "trigger.style.variant"),
+    ] {
+        if let Some(text) = text {
+            attributes.push(KeyValue::new(key, text.to_string()));
         }
     }
     if element.span.is_derived() {
         attributes.push(KeyValue::new("trigger.span_id", element.raw_span_id().to_owned()));
     }
     if element.parent.is_some_and(SpanIdentity::is_derived) {
-        if let Some(text) = raw.parent_id.as_ref().and_then(Value::as_str) {
+        if let Some(text) = raw.parent_id.as_ref().and_then(Field::as_str) {
             attributes.push(KeyValue::new("trigger.parent_id", text.to_owned()));
         }
     }
@@ -88,7 +90,7 @@ pub(crate) fn element_attributes(element: &Element, run: &RunInfo, extra: Vec<Ke
 
 /// Rule 11–12: the element's own `events[]` as span events.
 fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
-    let Some(Value::Array(items)) = &element.raw.events else {
+    let Some(Field::Array(items)) = &element.raw.events else {
         return Vec::new();
     };
     let mut events = Vec::with_capacity(items.len());
@@ -130,7 +132,7 @@ fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
 
 /// Rule 9: the `exception.message` of the first `exception` or `attempt_failed` event.
 fn error_description(element: &Element) -> Cow<'static, str> {
-    let Some(Value::Array(items)) = &element.raw.events else {
+    let Some(Field::Array(items)) = &element.raw.events else {
         return Cow::Borrowed("error");
     };
     items

@@ -4,17 +4,45 @@
 //! Start times are above 2^53 for every real run, so nothing here goes through `f64` except a
 //! duration that arrived as a JSON float (already a float on the wire).
 
-use serde_json::Value;
+use crate::trigger::model::Field;
+use serde_json::{Number, Value};
 use time::format_description::well_known::{Iso8601, Rfc3339};
 use time::{OffsetDateTime, PrimitiveDateTime};
 
-/// Rule 6: a decimal string of digits, or a non-negative JSON integer. Anything else is `None`.
-pub fn parse_start_time(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::String(text) => parse_decimal_u64(text),
-        Value::Number(number) => number.as_u64(),
-        _ => None,
+/// A JSON value as the time rules read it: a `serde_json::Value`, or an element's [`Field`].
+pub trait JsonScalar {
+    fn text(&self) -> Option<&str>;
+    fn number(&self) -> Option<&Number>;
+}
+
+impl JsonScalar for Value {
+    fn text(&self) -> Option<&str> {
+        self.as_str()
     }
+    fn number(&self) -> Option<&Number> {
+        match self {
+            Value::Number(number) => Some(number),
+            _ => None,
+        }
+    }
+}
+
+impl JsonScalar for Field {
+    fn text(&self) -> Option<&str> {
+        self.as_str()
+    }
+    fn number(&self) -> Option<&Number> {
+        self.as_number()
+    }
+}
+
+/// Rule 6: a decimal string of digits, or a non-negative JSON integer. Anything else is `None`.
+pub fn parse_start_time<T: JsonScalar + ?Sized>(value: Option<&T>) -> Option<u64> {
+    let value = value?;
+    if let Some(text) = value.text() {
+        return parse_decimal_u64(text);
+    }
+    value.number().and_then(Number::as_u64)
 }
 
 fn parse_decimal_u64(text: &str) -> Option<u64> {
@@ -29,25 +57,23 @@ fn parse_decimal_u64(text: &str) -> Option<u64> {
 /// nanosecond (saturating), and a string holding a plain decimal number is read the same
 /// way (some self-hosted versions serialise bigints as strings). Negative, non-finite,
 /// non-numeric or missing: `None`.
-pub fn parse_duration(value: Option<&Value>) -> Option<u64> {
-    match value? {
-        Value::Number(number) => {
-            if let Some(exact) = number.as_u64() {
-                Some(exact)
-            } else {
-                number.as_f64().and_then(round_nanos)
-            }
-        }
-        Value::String(text) => parse_decimal_u64(text).or_else(|| {
-            let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            if plain {
-                text.parse::<f64>().ok().and_then(round_nanos)
-            } else {
-                None
-            }
-        }),
-        _ => None,
+pub fn parse_duration<T: JsonScalar + ?Sized>(value: Option<&T>) -> Option<u64> {
+    let value = value?;
+    if let Some(number) = value.number() {
+        return match number.as_u64() {
+            Some(exact) => Some(exact),
+            None => number.as_f64().and_then(round_nanos),
+        };
     }
+    let text = value.text()?;
+    parse_decimal_u64(text).or_else(|| {
+        let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        if plain {
+            text.parse::<f64>().ok().and_then(round_nanos)
+        } else {
+            None
+        }
+    })
 }
 
 fn round_nanos(float: f64) -> Option<u64> {
@@ -115,7 +141,7 @@ mod tests {
         ] {
             assert_eq!(parse_start_time(Some(&bad)), None, "{bad}");
         }
-        assert_eq!(parse_start_time(None), None);
+        assert_eq!(parse_start_time(None::<&Value>), None);
     }
 
     #[test]
@@ -143,7 +169,7 @@ mod tests {
         ] {
             assert_eq!(parse_duration(Some(&bad)), None, "{bad}");
         }
-        assert_eq!(parse_duration(None), None);
+        assert_eq!(parse_duration(None::<&Value>), None);
         assert_eq!(round_nanos(f64::NAN), None);
     }
 

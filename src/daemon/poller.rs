@@ -6,6 +6,7 @@ use crate::config::LogsMode;
 use crate::convert::ids::span_identity;
 use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};
 use crate::fetch::fetch_trace;
+use crate::trigger::model::Field;
 use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
 use opentelemetry::trace::SpanId;
 use serde_json::Value;
@@ -75,7 +76,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     if job.enrich && trace.is_none() {
         let known = job.span_properties.as_deref();
         let lacking = events.iter().any(|raw| {
-            raw.is_partial != Some(Value::Bool(true))
+            raw.is_partial != Some(Field::Bool(true))
                 && !is_log_record(raw)
                 && raw.span_id_str().is_some_and(|id| {
                     !known.is_some_and(|props| props.contains_key(id))

@@ -4,7 +4,7 @@
 
 use crate::convert::ids::span_identity;
 use crate::convert::RunState;
-use crate::trigger::model::RawEvent;
+use crate::trigger::model::{Field, RawEvent};
 use opentelemetry::trace::SpanId;
 use rand::Rng;
 use serde_json::Value;
@@ -206,19 +206,24 @@ pub fn jitter(interval: Duration) -> Duration {
 pub fn fingerprint(events: &[RawEvent]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     events.len().hash(&mut hasher);
-    let text = |value: &Option<Value>| value.as_ref().map(Value::to_string);
+    let mut field = |value: &Option<Field>| {
+        value.is_some().hash(&mut hasher);
+        if let Some(value) = value {
+            value.hash_into(&mut hasher);
+        }
+    };
     for event in events {
-        text(&event.span_id).hash(&mut hasher);
-        text(&event.is_partial).hash(&mut hasher);
-        text(&event.duration).hash(&mut hasher);
-        text(&event.is_error).hash(&mut hasher);
+        field(&event.span_id);
+        field(&event.is_partial);
+        field(&event.duration);
+        field(&event.is_error);
     }
     hasher.finish()
 }
 
 /// Whether any element is still running.
 pub fn has_partials(events: &[RawEvent]) -> bool {
-    events.iter().any(|e| e.is_partial == Some(Value::Bool(true)))
+    events.iter().any(|e| e.is_partial == Some(Field::Bool(true)))
 }
 
 #[cfg(test)]

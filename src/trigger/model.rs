@@ -1,35 +1,42 @@
 //! Serde types for what `GET /api/v1/runs/{runId}/events` really sends.
 //!
-//! Parsing is deliberately lenient: every field is kept as the JSON value that arrived and
-//! judged later by the converter (../shared/mapping.md decides the fate of a bad element).
+//! Parsing is deliberately lenient: every field is kept as the value that arrived (a compact
+//! [`Field`]: scalars typed, arrays and objects as JSON) and judged later by the converter
+//! (../shared/mapping.md decides the fate of a bad element).
 //! A wrongly typed field, or an array element that is not even an object, must never fail the
 //! whole response, so nothing here uses serde's strict typed fields. A hand-written visitor
 //! (instead of `#[serde(flatten)]`) keeps unknown fields without buffering every element twice.
 
 use super::out_of_range;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Number, Value};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 /// One element of the `events` array, fields as they arrived.
+///
+/// Each known field is a [`Field`]: scalars are held typed and compact, an array or object as
+/// JSON, so a wrongly typed field is still there, exactly, for the converter to judge and report.
+/// `style` keeps only what the mapping reads from it ([`Style`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawEvent {
-    pub span_id: Option<Value>,
-    pub parent_id: Option<Value>,
-    pub run_id: Option<Value>,
-    pub message: Option<Value>,
-    pub start_time: Option<Value>,
-    pub duration: Option<Value>,
-    pub is_error: Option<Value>,
-    pub is_cancelled: Option<Value>,
-    pub is_partial: Option<Value>,
-    pub level: Option<Value>,
-    pub kind: Option<Value>,
-    pub attempt_number: Option<Value>,
-    pub task_slug: Option<Value>,
-    pub events: Option<Value>,
-    pub style: Option<Value>,
+    pub span_id: Option<Field>,
+    pub parent_id: Option<Field>,
+    pub run_id: Option<Field>,
+    pub message: Option<Field>,
+    pub start_time: Option<Field>,
+    pub duration: Option<Field>,
+    pub is_error: Option<Field>,
+    pub is_cancelled: Option<Field>,
+    pub is_partial: Option<Field>,
+    pub level: Option<Field>,
+    pub kind: Option<Field>,
+    pub attempt_number: Option<Field>,
+    pub task_slug: Option<Field>,
+    pub events: Option<Field>,
+    pub style: Style,
     /// Top-level fields this bridge does not know, in arrival order.
     pub other: Vec<(String, Value)>,
     /// The array element was not a JSON object (a number, a string…): invalid as a whole.
@@ -37,6 +44,258 @@ pub struct RawEvent {
     /// Top-level fields that held a number literal beyond the range of a 64-bit float (read as
     /// `null`), with that literal: the reason the converter gives when it judges the field.
     pub out_of_range: Vec<OutOfRangeNumber>,
+}
+
+/// One top-level field of an element, as it arrived: what `serde_json::Value` would hold, with
+/// scalars stored compactly (with `preserve_order` a `Value` is 80 bytes, and a string in it 24
+/// of them plus its capacity).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Box<str>),
+    Array(Vec<Value>),
+    Object(Box<Map<String, Value>>),
+}
+
+impl Field {
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Field::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Field::Bool(flag) => Some(*flag),
+            _ => None,
+        }
+    }
+
+    pub fn as_number(&self) -> Option<&Number> {
+        match self {
+            Field::Number(number) => Some(number),
+            _ => None,
+        }
+    }
+
+    pub fn as_i64(&self) -> Option<i64> {
+        self.as_number().and_then(Number::as_i64)
+    }
+
+    pub fn as_array(&self) -> Option<&Vec<Value>> {
+        match self {
+            Field::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Field::Null)
+    }
+
+    /// The same value as a `serde_json::Value`.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Field::Null => Value::Null,
+            Field::Bool(flag) => Value::Bool(*flag),
+            Field::Number(number) => Value::Number(number.clone()),
+            Field::String(text) => Value::String(text.to_string()),
+            Field::Array(items) => Value::Array(items.clone()),
+            Field::Object(map) => Value::Object((**map).clone()),
+        }
+    }
+
+    /// Feed the value to a hasher (for response fingerprints).
+    pub fn hash_into<H: Hasher>(&self, hasher: &mut H) {
+        std::mem::discriminant(self).hash(hasher);
+        match self {
+            Field::Null => {}
+            Field::Bool(flag) => flag.hash(hasher),
+            Field::Number(number) => number.hash(hasher),
+            Field::String(text) => text.hash(hasher),
+            Field::Array(_) | Field::Object(_) => self.to_string().hash(hasher),
+        }
+    }
+}
+
+/// The JSON text, exactly as `serde_json::Value`'s `Display` writes it.
+impl fmt::Display for Field {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Field::Null => f.write_str("null"),
+            Field::Bool(flag) => write!(f, "{flag}"),
+            Field::Number(number) => write!(f, "{number}"),
+            Field::String(text) => f.write_str(&serde_json::to_string(&**text).map_err(|_| fmt::Error)?),
+            Field::Array(_) | Field::Object(_) => write!(f, "{}", self.to_value()),
+        }
+    }
+}
+
+impl PartialEq<str> for Field {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for Field {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
+    }
+}
+
+impl From<Value> for Field {
+    fn from(value: Value) -> Self {
+        match value {
+            Value::Null => Field::Null,
+            Value::Bool(flag) => Field::Bool(flag),
+            Value::Number(number) => Field::Number(number),
+            Value::String(text) => Field::String(text.into_boxed_str()),
+            Value::Array(items) => Field::Array(items),
+            Value::Object(map) => Field::Object(Box::new(map)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// Reads a value the way `serde_json::Value` does (arrays and objects through `Value`'s own
+/// visitor), keeping scalars compact.
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, flag: bool) -> Result<Field, E> {
+        Ok(Field::Bool(flag))
+    }
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Field, E> {
+        Ok(Field::Number(number.into()))
+    }
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Field, E> {
+        Ok(Field::Number(number.into()))
+    }
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Field, E> {
+        Ok(Number::from_f64(number).map_or(Field::Null, Field::Number))
+    }
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Field, E> {
+        Ok(Field::String(text.into()))
+    }
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Field, E> {
+        Ok(Field::String(text.into_boxed_str()))
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Field, D::Error> {
+        Field::deserialize(deserializer)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field, A::Error> {
+        Value::deserialize(SeqAccessDeserializer::new(seq)).map(Field::from)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field, A::Error> {
+        Value::deserialize(MapAccessDeserializer::new(map)).map(Field::from)
+    }
+}
+
+/// What the mapping reads from an element's `style`: its `icon` and `variant` when they are
+/// strings (the last occurrence of a repeated key, as a JSON object keeps it). Other keys, and a
+/// `style` that is not an object, are not kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Style {
+    pub icon: Option<Box<str>>,
+    pub variant: Option<Box<str>>,
+}
+
+impl<'de> Deserialize<'de> for Style {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StyleVisitor;
+        impl<'de> Visitor<'de> for StyleVisitor {
+            type Value = Style;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any valid JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Style, A::Error> {
+                let mut style = Style::default();
+                while let Some(key) = map.next_key::<StyleKey>()? {
+                    let slot = match key {
+                        StyleKey::Icon => &mut style.icon,
+                        StyleKey::Variant => &mut style.variant,
+                        StyleKey::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = match map.next_value::<Field>()? {
+                        Field::String(text) => Some(text),
+                        _ => None,
+                    };
+                }
+                Ok(style)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Style, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Style::default())
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Style, E> {
+                Ok(Style::default())
+            }
+        }
+        deserializer.deserialize_any(StyleVisitor)
+    }
+}
+
+enum StyleKey {
+    Icon,
+    Variant,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for StyleKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = StyleKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<StyleKey, E> {
+                Ok(match key {
+                    "icon" => StyleKey::Icon,
+                    "variant" => StyleKey::Variant,
+                    _ => StyleKey::Other,
+                })
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 /// A number literal no `f64` holds (`1e400`), found in one top-level field of an element.
@@ -52,7 +311,7 @@ pub struct OutOfRangeNumber {
 impl RawEvent {
     /// The element's `spanId` when it is a string (used for logging and dedup keys).
     pub fn span_id_str(&self) -> Option<&str> {
-        self.span_id.as_ref().and_then(Value::as_str)
+        self.span_id.as_ref().and_then(Field::as_str)
     }
 
     /// The out-of-range number literal that `field` held, if it held one (it then reads `null`).
@@ -199,30 +458,32 @@ impl<'de> Visitor<'de> for RawEventVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawEvent, A::Error> {
         let mut event = RawEvent::default();
-        while let Some(key) = map.next_key::<String>()? {
-            let value: Value = map.next_value()?;
-            let slot = match key.as_str() {
-                "spanId" => &mut event.span_id,
-                "parentId" => &mut event.parent_id,
-                "runId" => &mut event.run_id,
-                "message" => &mut event.message,
-                "startTime" => &mut event.start_time,
-                "duration" => &mut event.duration,
-                "isError" => &mut event.is_error,
-                "isCancelled" => &mut event.is_cancelled,
-                "isPartial" => &mut event.is_partial,
-                "level" => &mut event.level,
-                "kind" => &mut event.kind,
-                "attemptNumber" => &mut event.attempt_number,
-                "taskSlug" => &mut event.task_slug,
-                "events" => &mut event.events,
-                "style" => &mut event.style,
-                _ => {
-                    event.other.push((key, value));
+        while let Some(key) = map.next_key::<EventKey>()? {
+            let slot = match key {
+                EventKey::SpanId => &mut event.span_id,
+                EventKey::ParentId => &mut event.parent_id,
+                EventKey::RunId => &mut event.run_id,
+                EventKey::Message => &mut event.message,
+                EventKey::StartTime => &mut event.start_time,
+                EventKey::Duration => &mut event.duration,
+                EventKey::IsError => &mut event.is_error,
+                EventKey::IsCancelled => &mut event.is_cancelled,
+                EventKey::IsPartial => &mut event.is_partial,
+                EventKey::Level => &mut event.level,
+                EventKey::Kind => &mut event.kind,
+                EventKey::AttemptNumber => &mut event.attempt_number,
+                EventKey::TaskSlug => &mut event.task_slug,
+                EventKey::Events => &mut event.events,
+                EventKey::Style => {
+                    event.style = map.next_value()?;
+                    continue;
+                }
+                EventKey::Other(key) => {
+                    event.other.push((key, map.next_value()?));
                     continue;
                 }
             };
-            *slot = Some(value);
+            *slot = Some(map.next_value()?);
         }
         Ok(event)
     }
@@ -252,6 +513,65 @@ impl<'de> Visitor<'de> for RawEventVisitor {
     }
 }
 
+/// A key of an element: the known ones without allocating.
+enum EventKey {
+    SpanId,
+    ParentId,
+    RunId,
+    Message,
+    StartTime,
+    Duration,
+    IsError,
+    IsCancelled,
+    IsPartial,
+    Level,
+    Kind,
+    AttemptNumber,
+    TaskSlug,
+    Events,
+    Style,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for EventKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = EventKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<EventKey, E> {
+                Ok(match key {
+                    "spanId" => EventKey::SpanId,
+                    "parentId" => EventKey::ParentId,
+                    "runId" => EventKey::RunId,
+                    "message" => EventKey::Message,
+                    "startTime" => EventKey::StartTime,
+                    "duration" => EventKey::Duration,
+                    "isError" => EventKey::IsError,
+                    "isCancelled" => EventKey::IsCancelled,
+                    "isPartial" => EventKey::IsPartial,
+                    "level" => EventKey::Level,
+                    "kind" => EventKey::Kind,
+                    "attemptNumber" => EventKey::AttemptNumber,
+                    "taskSlug" => EventKey::TaskSlug,
+                    "events" => EventKey::Events,
+                    "style" => EventKey::Style,
+                    _ => EventKey::Other(key.to_owned()),
+                })
+            }
+            fn visit_string<E: de::Error>(self, key: String) -> Result<EventKey, E> {
+                match self.visit_str(&key)? {
+                    EventKey::Other(_) => Ok(EventKey::Other(key)),
+                    known => Ok(known),
+                }
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,7 +584,7 @@ mod tests {
         assert_eq!(parsed.events.len(), 1);
         let e = &parsed.events[0];
         assert_eq!(e.span_id_str(), Some("0123456789abcdef"));
-        assert_eq!(e.start_time, Some(json!("1")));
+        assert_eq!(e.start_time, Some(Field::from(json!("1"))));
         assert_eq!(
             e.other,
             vec![
@@ -280,7 +600,7 @@ mod tests {
         assert_eq!(EventsBody::from_slice(br#"{"events":null}"#).unwrap().events.len(), 0);
         assert_eq!(
             EventsBody::from_slice(br#"[{"spanId":1}]"#).unwrap().events[0].span_id,
-            Some(json!(1))
+            Some(Field::from(json!(1)))
         );
     }
 
@@ -306,12 +626,15 @@ mod tests {
         let [bad, literal, good] = &parsed.events[..] else {
             unreachable!()
         };
-        assert_eq!(bad.duration, Some(Value::Null));
+        assert_eq!(bad.duration, Some(Field::Null));
         assert_eq!(bad.out_of_range("duration"), Some("1e400"));
         assert_eq!(bad.span_id_str(), Some("0123456789abcdef"));
         assert!(literal.not_an_object);
-        assert_eq!(good.duration, Some(json!(5)));
-        assert_eq!(good.events, Some(json!([{"name": "e", "properties": {"n": null}}])));
+        assert_eq!(good.duration, Some(Field::from(json!(5))));
+        assert_eq!(
+            good.events,
+            Some(Field::from(json!([{"name": "e", "properties": {"n": null}}])))
+        );
         assert_eq!(good.other, vec![("extra".to_string(), json!([null]))]);
         assert_eq!(good.out_of_range("events"), Some("-1e400"));
         assert_eq!(good.out_of_range("extra"), Some("2e400"));
@@ -319,7 +642,7 @@ mod tests {
         // A bare array, and a 400-digit integer.
         let body = format!(r#"[{{"spanId":"a","startTime":{}}}]"#, "9".repeat(400));
         let parsed = EventsBody::from_slice(body.as_bytes()).unwrap();
-        assert_eq!(parsed.events[0].start_time, Some(Value::Null));
+        assert_eq!(parsed.events[0].start_time, Some(Field::Null));
         assert!(parsed.events[0].out_of_range("startTime").unwrap().ends_with('…'));
         // Through a reader too.
         assert_eq!(
