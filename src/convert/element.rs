@@ -6,11 +6,12 @@ use super::time::{parse_duration, parse_start_time};
 use crate::trigger::model::{Field, RawEvent};
 use opentelemetry::trace::SpanKind;
 
-/// An element that passed validation, still holding its raw fields for attributes.
+/// An element that passed validation: what the converter decides with. Its raw fields stay in
+/// the parsed events (`index`), read and consumed when its span or log is built, so sorting and
+/// deduplication move only this small struct.
 #[derive(Debug)]
 pub(crate) struct Element {
     pub index: usize,
-    pub raw: RawEvent,
     pub span: SpanIdentity,
     pub parent: Option<SpanIdentity>,
     pub start: u64,
@@ -27,31 +28,31 @@ impl Element {
     pub fn end(&self) -> u64 {
         self.start.saturating_add(self.duration.unwrap_or(0))
     }
+}
 
-    pub fn string_field(value: &Option<Field>) -> Option<&str> {
-        value.as_ref().and_then(Field::as_str).filter(|s| !s.is_empty())
-    }
+/// A non-empty string field.
+pub(crate) fn string_field(value: &Option<Field>) -> Option<&str> {
+    value.as_ref().and_then(Field::as_str).filter(|s| !s.is_empty())
+}
 
-    pub fn level(&self) -> Option<&str> {
-        Self::string_field(&self.raw.level)
-    }
-
-    pub fn message(&self) -> Option<&str> {
-        Self::string_field(&self.raw.message)
-    }
-
-    pub fn task_slug(&self) -> Option<&str> {
-        Self::string_field(&self.raw.task_slug)
-    }
-
-    /// The element's `spanId` as it arrived (for messages and `trigger.span_id`).
-    pub fn raw_span_id(&self) -> &str {
-        self.raw.span_id_str().unwrap_or_default()
+/// A non-empty string field, moved out of the element (for its last use).
+pub(crate) fn take_string(value: &mut Option<Field>) -> Option<String> {
+    match value {
+        Some(Field::String(text)) if !text.is_empty() => match value.take() {
+            Some(Field::String(text)) => Some(text.into_string()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 
+/// The element's `spanId` as it arrived (for messages and `trigger.span_id`).
+pub(crate) fn raw_span_id(raw: &RawEvent) -> &str {
+    raw.span_id_str().unwrap_or_default()
+}
+
 /// Validate `raw`; on failure record the reason and return `None`.
-pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport) -> Option<Element> {
+pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport) -> Option<Element> {
     if raw.not_an_object {
         invalid.record(InvalidReason::NotAnObject, || {
             format!("element #{index} is not a JSON object")
@@ -62,7 +63,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
         invalid.record(InvalidReason::SpanId, || {
             format!(
                 "element #{index}: spanId {}",
-                describe_field(&raw, "spanId", raw.span_id.as_ref())
+                describe_field(raw, "spanId", raw.span_id.as_ref())
             )
         });
         return None;
@@ -72,7 +73,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
             format!(
                 "element #{index} (spanId {:?}): startTime {}",
                 raw.span_id_str().unwrap_or_default(),
-                describe_field(&raw, "startTime", raw.start_time.as_ref())
+                describe_field(raw, "startTime", raw.start_time.as_ref())
             )
         });
         return None;
@@ -83,7 +84,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
             format!(
                 "element #{index} (spanId {:?}): duration {}",
                 raw.span_id_str().unwrap_or_default(),
-                describe_field(&raw, "duration", raw.duration.as_ref())
+                describe_field(raw, "duration", raw.duration.as_ref())
             )
         });
     }
@@ -109,8 +110,8 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
     let is_error = flag(&raw.is_error, "isError");
     let is_cancelled = flag(&raw.is_cancelled, "isCancelled");
     let is_partial = flag(&raw.is_partial, "isPartial");
-    let kind_text = Element::string_field(&raw.kind);
-    let is_log = is_log_record(&raw);
+    let kind_text = string_field(&raw.kind);
+    let is_log = is_log_record(raw);
     Some(Element {
         index,
         span,
@@ -122,7 +123,6 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
         is_partial,
         is_log,
         kind: span_kind(kind_text),
-        raw,
     })
 }
 
@@ -130,8 +130,7 @@ pub(crate) fn validate(index: usize, raw: RawEvent, invalid: &mut InvalidReport)
 /// what tells logs apart. A missing level is read as a span: dropping a span into a log would
 /// hide its duration.
 pub fn is_log_record(raw: &RawEvent) -> bool {
-    Element::string_field(&raw.kind) == Some("LOG")
-        || Element::string_field(&raw.level).is_some_and(|level| level != "TRACE")
+    string_field(&raw.kind) == Some("LOG") || string_field(&raw.level).is_some_and(|level| level != "TRACE")
 }
 
 /// Rule 8.

@@ -1,12 +1,12 @@
 //! Build the OTel span of one validated element (rules 5, 9–12 and the attribute table).
 
 use super::attributes::{flatten_properties, scalar_to_attribute, snake_case};
-use super::element::Element;
+use super::element::{raw_span_id, string_field, take_string, Element};
 use super::ids::SpanIdentity;
 use super::invalid::{InvalidReason, InvalidReport};
 use super::time::parse_event_time;
 use super::{RunInfo, SCOPE_NAME};
-use crate::trigger::model::Field;
+use crate::trigger::model::{Field, RawEvent};
 use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceFlags, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue, Value as AttrValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
@@ -24,44 +24,50 @@ pub(crate) fn scope() -> InstrumentationScope {
         .build()
 }
 
-/// Rule 5: the message, else the task slug, else a fixed name.
-fn span_name(element: &Element, run: &RunInfo) -> String {
-    element
-        .message()
-        .or_else(|| element.task_slug())
-        .or(run.task_identifier)
-        .unwrap_or("trigger.span")
-        .to_owned()
+/// Rule 5: the message, else the task slug, else a fixed name (the message is moved out).
+fn span_name(raw: &mut RawEvent, run: &RunInfo) -> String {
+    take_string(&mut raw.message).unwrap_or_else(|| {
+        string_field(&raw.task_slug)
+            .or(run.task_identifier)
+            .unwrap_or("trigger.span")
+            .to_owned()
+    })
 }
 
 /// The attribute table of mapping.md, plus the bridge's repair markers.
 /// `extra` (the bridge's markers) goes before the unknown fields, which never shadow a key.
-pub(crate) fn element_attributes(element: &Element, run: &RunInfo, extra: Vec<KeyValue>) -> Vec<KeyValue> {
-    let raw = &element.raw;
-    let mut attributes = Vec::with_capacity(8 + raw.other.len());
-    let run_id = Element::string_field(&raw.run_id).or(Some(run.run_id).filter(|id| !id.is_empty()));
+/// The values it needs are moved out of `raw` (its `runId`, `level`, `style` and unknown fields).
+pub(crate) fn element_attributes(
+    element: &Element,
+    raw: &mut RawEvent,
+    run: &RunInfo,
+    extra: Vec<KeyValue>,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(8 + extra.len() + raw.other.len());
+    let run_id =
+        take_string(&mut raw.run_id).or_else(|| Some(run.run_id).filter(|id| !id.is_empty()).map(str::to_owned));
     if let Some(run_id) = run_id {
-        attributes.push(KeyValue::new("trigger.run_id", run_id.to_owned()));
+        attributes.push(KeyValue::new("trigger.run_id", run_id));
     }
-    if let Some(slug) = element.task_slug().or(run.task_identifier) {
+    if let Some(slug) = string_field(&raw.task_slug).or(run.task_identifier) {
         attributes.push(KeyValue::new("trigger.task_slug", slug.to_owned()));
     }
     if let Some(attempt) = raw.attempt_number.as_ref().and_then(Field::as_i64) {
         attributes.push(KeyValue::new("trigger.attempt_number", attempt));
     }
-    if let Some(level) = element.level() {
-        attributes.push(KeyValue::new("trigger.level", level.to_owned()));
+    if let Some(level) = take_string(&mut raw.level) {
+        attributes.push(KeyValue::new("trigger.level", level));
     }
     for (text, key) in [
-        (&raw.style.icon, "trigger.style.icon"),
-        (&raw.style.variant, "trigger.style.variant"),
+        (raw.style.icon.take(), "trigger.style.icon"),
+        (raw.style.variant.take(), "trigger.style.variant"),
     ] {
         if let Some(text) = text {
-            attributes.push(KeyValue::new(key, text.to_string()));
+            attributes.push(KeyValue::new(key, text.into_string()));
         }
     }
     if element.span.is_derived() {
-        attributes.push(KeyValue::new("trigger.span_id", element.raw_span_id().to_owned()));
+        attributes.push(KeyValue::new("trigger.span_id", raw_span_id(raw).to_owned()));
     }
     if element.parent.is_some_and(SpanIdentity::is_derived) {
         if let Some(text) = raw.parent_id.as_ref().and_then(Field::as_str) {
@@ -89,8 +95,8 @@ pub(crate) fn element_attributes(element: &Element, run: &RunInfo, extra: Vec<Ke
 }
 
 /// Rule 11–12: the element's own `events[]` as span events.
-fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
-    let Some(Field::Array(items)) = &element.raw.events else {
+fn span_events(element: &Element, raw: &RawEvent, invalid: &mut InvalidReport) -> Vec<Event> {
+    let Some(Field::Array(items)) = &raw.events else {
         return Vec::new();
     };
     let mut events = Vec::with_capacity(items.len());
@@ -100,7 +106,7 @@ fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
                 format!(
                     "element #{} (spanId {:?}): events[{position}] is not an object",
                     element.index,
-                    element.raw_span_id()
+                    raw_span_id(raw)
                 )
             });
             continue;
@@ -114,7 +120,7 @@ fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
                     format!(
                         "element #{} (spanId {:?}): events[{position}].time {}",
                         element.index,
-                        element.raw_span_id(),
+                        raw_span_id(raw),
                         fields.get("time").map_or("missing".to_owned(), Value::to_string)
                     )
                 });
@@ -131,8 +137,8 @@ fn span_events(element: &Element, invalid: &mut InvalidReport) -> Vec<Event> {
 }
 
 /// Rule 9: the `exception.message` of the first `exception` or `attempt_failed` event.
-fn error_description(element: &Element) -> Cow<'static, str> {
-    let Some(Field::Array(items)) = &element.raw.events else {
+fn error_description(raw: &RawEvent) -> Cow<'static, str> {
+    let Some(Field::Array(items)) = &raw.events else {
         return Cow::Borrowed("error");
     };
     items
@@ -147,8 +153,8 @@ fn error_description(element: &Element) -> Cow<'static, str> {
         .map_or(Cow::Borrowed("error"), |message| Cow::Owned(message.to_owned()))
 }
 
-/// A span for `element`. `end` overrides the element's own end (partial spans, rule 10);
-/// `as_log_span` builds the zero-duration span of a log record (rule 13).
+/// A span for `element`, consuming its raw fields. `end` overrides the element's own end
+/// (partial spans, rule 10); a log record's element gives its zero-duration span (rule 13).
 pub(crate) struct SpanBuild<'a> {
     pub element: &'a Element,
     pub end: u64,
@@ -157,7 +163,7 @@ pub(crate) struct SpanBuild<'a> {
 }
 
 impl SpanBuild<'_> {
-    pub fn build(self, run: &RunInfo, invalid: &mut InvalidReport) -> SpanData {
+    pub fn build(self, mut raw: RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> SpanData {
         let element = self.element;
         let mut markers = Vec::new();
         if element.is_cancelled && !element.is_error {
@@ -166,18 +172,18 @@ impl SpanBuild<'_> {
         if self.partial {
             markers.push(KeyValue::new("trigger.partial", true));
         }
-        let mut attributes = element_attributes(element, run, markers);
+        let mut attributes = element_attributes(element, &mut raw, run, markers);
         // Enrichment last: `flatten_properties` skips keys already present, so the bridge's own
         // attributes win on conflict. Log records are not in the trace tree.
         if !element.is_log {
-            if let Some(properties) = run.span_properties.and_then(|all| all.get(element.raw_span_id())) {
+            if let Some(properties) = run.span_properties.and_then(|all| all.get(raw_span_id(&raw))) {
                 flatten_properties(properties, &mut attributes);
             }
         }
         // Rule 13: a log record's span is always UNSET; its level already says how bad it was.
         let status = if element.is_error && !element.is_log {
             Status::Error {
-                description: error_description(element),
+                description: error_description(&raw),
             }
         } else {
             Status::Unset
@@ -190,7 +196,7 @@ impl SpanBuild<'_> {
         let parent = element.parent.map(|parent| parent.id());
         // `SpanEvents` is non-exhaustive: fill a default one.
         let mut events = SpanEvents::default();
-        events.events = span_events(element, invalid);
+        events.events = span_events(element, &raw, invalid);
         SpanData {
             span_context: SpanContext::new(
                 run.trace_id,
@@ -204,7 +210,7 @@ impl SpanBuild<'_> {
             // triggerAndWait): mark it remote, as a propagated context would be.
             parent_span_is_remote: parent.is_some() && !self.parent_in_run,
             span_kind: kind,
-            name: Cow::Owned(span_name(element, run)),
+            name: Cow::Owned(span_name(&mut raw, run)),
             start_time: nanos_to_time(element.start),
             end_time: nanos_to_time(self.end.max(element.start)),
             attributes,
@@ -218,12 +224,12 @@ impl SpanBuild<'_> {
 }
 
 /// Rule 13, `span_events`: a log record as an event named `log` on its parent span.
-pub(crate) fn log_event(log: &Element, run: &RunInfo) -> Event {
+pub(crate) fn log_event(log: &Element, mut raw: RawEvent, run: &RunInfo) -> Event {
     let mut attributes = vec![KeyValue::new(
         "log.message",
-        log.message().unwrap_or_default().to_owned(),
+        take_string(&mut raw.message).unwrap_or_default(),
     )];
-    if let Some(level) = log.level() {
+    if let Some(level) = string_field(&raw.level) {
         attributes.push(KeyValue::new("log.severity", level.to_owned()));
     }
     // element_attributes adds trigger.span_id only for a derived id; an event has no id of its
@@ -232,10 +238,10 @@ pub(crate) fn log_event(log: &Element, run: &RunInfo) -> Event {
     if !log.span.is_derived() {
         extra.push(KeyValue::new(
             "trigger.span_id",
-            AttrValue::from(log.raw_span_id().to_owned()),
+            AttrValue::from(raw_span_id(&raw).to_owned()),
         ));
     }
-    attributes.extend(element_attributes(log, run, extra).into_iter().filter(|kv| {
+    attributes.extend(element_attributes(log, &mut raw, run, extra).into_iter().filter(|kv| {
         // The parent span already carries the run, task and level; repeating them is noise.
         !matches!(
             kv.key.as_str(),
