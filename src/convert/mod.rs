@@ -138,7 +138,7 @@ impl Record {
     pub fn covers(&self) -> &[SpanId] {
         match self {
             Record::Span(span) => &span.covers,
-            Record::Log(log) => std::slice::from_ref(&log.span_id),
+            Record::Log(log) => log.covers(),
         }
     }
 }
@@ -152,6 +152,13 @@ impl From<BridgeSpan> for Record {
 impl From<BridgeLog> for Record {
     fn from(log: BridgeLog) -> Self {
         Record::Log(log)
+    }
+}
+
+impl BridgeLog {
+    /// The source span ids it accounts for: its own.
+    pub fn covers(&self) -> &[SpanId] {
+        std::slice::from_ref(&self.span_id)
     }
 }
 

@@ -101,9 +101,8 @@ pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) ->
         .group_by_service(logs, |log| log.task_slug.as_deref())
         .into_iter()
         .flat_map(|(name, members)| {
-            let records: Vec<SdkLogRecord> = members.iter().map(log_record).collect();
-            let scope = scope();
-            let pairs: Vec<(&SdkLogRecord, &_)> = records.iter().map(|record| (record, &scope)).collect();
+            let records = SdkLogs::new(&members);
+            let pairs = records.pairs();
             let resource = settings.resource(&name);
             group_logs_by_resource_and_scope(&LogBatch::new(&pairs), &ResourceAttributesWithSchema::from(&resource))
         })
@@ -152,9 +151,25 @@ pub fn log_record(log: &BridgeLog) -> SdkLogRecord {
     record
 }
 
-/// The instrumentation scope of every log record: the spans' scope (rule 15).
-pub fn log_scope() -> opentelemetry::InstrumentationScope {
-    scope()
+/// Converted logs as the SDK's log records with their scope (the spans' scope, rule 15): what
+/// a `LogBatch`, the log exporter's and the proto transform's input, borrows.
+pub struct SdkLogs {
+    records: Vec<SdkLogRecord>,
+    scope: opentelemetry::InstrumentationScope,
+}
+
+impl SdkLogs {
+    pub fn new(logs: &[BridgeLog]) -> Self {
+        SdkLogs {
+            records: logs.iter().map(log_record).collect(),
+            scope: scope(),
+        }
+    }
+
+    /// The (record, scope) pairs a [`LogBatch`] is made of: `LogBatch::new(&logs.pairs())`.
+    pub fn pairs(&self) -> Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> {
+        self.records.iter().map(|record| (record, &self.scope)).collect()
+    }
 }
 
 /// `SdkLogRecord` has no public constructor; a logger of a provider without processors makes

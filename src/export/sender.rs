@@ -131,7 +131,7 @@ impl Payload for BridgeLog {
     }
 
     fn covers(&self) -> &[SpanId] {
-        std::slice::from_ref(&self.span_id)
+        BridgeLog::covers(self)
     }
 
     fn identity(&self) -> (SpanId, Option<&str>, &str) {

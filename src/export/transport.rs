@@ -14,11 +14,10 @@
 use super::policy::{classify_grpc, classify_http, parse_retry_after, Disposition};
 use super::settings::ExportSettings;
 use crate::config::{Compression, Protocol};
-use crate::convert::otlp::log_record;
+use crate::convert::otlp::SdkLogs;
 use crate::convert::BridgeLog;
 use async_trait::async_trait;
 use bytes::Bytes;
-use opentelemetry::InstrumentationScope;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
@@ -26,7 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::logs::{LogBatch, LogExporter as _, SdkLogRecord};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
 use prost::Message;
@@ -303,21 +302,21 @@ impl Transport {
                         Ok(exporter) => exporter,
                         Err(refused) => return refused,
                     };
-                let result = observe(observed.as_ref(), exporter.export(batch)).await;
-                outcome(result.0, result.1, |body| {
-                    partial_success::<ExportTraceServiceResponse>(body, *json, |r| {
-                        r.partial_success.map(|p| (p.rejected_spans, p.error_message))
-                    })
-                })
+                attempt(
+                    observed.as_ref(),
+                    *json,
+                    exporter.export(batch),
+                    |r: ExportTraceServiceResponse| r.partial_success.map(|p| (p.rejected_spans, p.error_message)),
+                )
+                .await
             }
         }
     }
 
     /// One attempt to deliver the log records `batch` under `resource`.
     pub async fn send_logs(&self, service_name: &str, resource: &Resource, batch: &[BridgeLog]) -> Disposition {
-        let records: Vec<SdkLogRecord> = batch.iter().map(log_record).collect();
-        let scope = crate::convert::otlp::log_scope();
-        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> = records.iter().map(|r| (r, &scope)).collect();
+        let records = SdkLogs::new(batch);
+        let pairs = records.pairs();
         let logs = LogBatch::new(&pairs);
         match &self.backend {
             Backend::Stdout(out) => {
@@ -337,12 +336,13 @@ impl Transport {
                     Ok(exporter) => exporter,
                     Err(refused) => return refused,
                 };
-                let result = observe(observed.as_ref(), exporter.export(logs)).await;
-                outcome(result.0, result.1, |body| {
-                    partial_success::<ExportLogsServiceResponse>(body, *json, |r| {
-                        r.partial_success.map(|p| (p.rejected_log_records, p.error_message))
-                    })
-                })
+                attempt(
+                    observed.as_ref(),
+                    *json,
+                    exporter.export(logs),
+                    |r: ExportLogsServiceResponse| r.partial_success.map(|p| (p.rejected_log_records, p.error_message)),
+                )
+                .await
             }
         }
     }
@@ -384,17 +384,20 @@ impl ExporterWithResource for opentelemetry_otlp::LogExporter {
     }
 }
 
-/// Run one export with the observed slot cleared before and taken after.
-async fn observe(
+/// One export attempt and its disposition: the observed slot is cleared before and read after;
+/// `read` takes the rejected count and message out of the signal's response type.
+async fn attempt<R: Message + Default + serde::de::DeserializeOwned>(
     observed: Option<&Arc<Mutex<Option<Observed>>>>,
+    json: bool,
     export: impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult>,
-) -> (Option<Observed>, opentelemetry_sdk::error::OTelSdkResult) {
+    read: impl Fn(R) -> Option<(i64, String)>,
+) -> Disposition {
     if let Some(slot) = observed {
         *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
     let result = export.await;
     let seen = observed.and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
-    (seen, result)
+    outcome(seen, result, |body| partial_success(body, json, &read))
 }
 
 /// Protocol `stdout`: one OTLP/JSON request per line.
