@@ -1,0 +1,164 @@
+//! The daemon's event loop: wait for whatever comes next (a due run, a finished poll, an
+//! export acknowledgement, a discovered run, a new configuration, shutdown) and hand it on;
+//! discovery started and stopped; a reloaded configuration applied.
+
+use super::reload::{self, ConfigSource};
+use super::watched::{Lifecycle, Phase, RetireReason};
+use super::{export_queue, Ack, DaemonError, Discovery, DiscoveryTask, Loop};
+use crate::config::BridgeConfig;
+use crate::trigger::RunFilters;
+use std::cmp::Reverse;
+use std::future::Future;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// How often retired runs' span ids are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How often the loop proves it is alive (`/healthz`) when nothing else wakes it.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+type QueueTask = tokio::task::JoinHandle<Result<(), export_queue::QueueError>>;
+
+/// The next configuration from `source`, or never when reload is off.
+async fn next_config(source: &mut Option<ConfigSource>) -> Result<BridgeConfig, String> {
+    match source {
+        Some(source) => source.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Loop {
+    pub(super) async fn event_loop(
+        &mut self,
+        shutdown: impl Future<Output = ()>,
+        mut acks: mpsc::UnboundedReceiver<Ack>,
+        mut found: mpsc::UnboundedReceiver<String>,
+        queue_task: QueueTask,
+        mut reload: Option<ConfigSource>,
+    ) -> Result<(Option<QueueTask>, Result<(), DaemonError>), DaemonError> {
+        tokio::pin!(shutdown);
+        let mut queue_task = queue_task;
+        let mut prune_timer = tokio::time::interval_at(Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
+        let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        loop {
+            self.stats.health.beat();
+            // Readiness does not wait for Trigger.dev to confirm the key while there is nothing
+            // to ask it about (see `Health::readiness`). Set only here, once starting is done,
+            // so the moment before the configured and resumed runs are added does not count.
+            self.stats
+                .health
+                .set_nothing_to_watch(self.runs.is_empty() && self.discovery.is_none());
+            self.dispatch();
+            let next_due = self.due.peek().map(|Reverse((when, _, _))| *when);
+            let wait_for_due = next_due.filter(|_| self.may_poll());
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down: no new polls; finishing in-flight exports");
+                    return Ok((Some(queue_task), Ok(())));
+                }
+                joined = &mut queue_task => {
+                    // The queue only ends on a state-store failure while the loop runs.
+                    let error = match joined {
+                        Ok(Ok(())) => return Ok((None, Ok(()))),
+                        Ok(Err(error)) => DaemonError::Queue(error),
+                        Err(error) => DaemonError::Task(error),
+                    };
+                    return Ok((None, Err(error)));
+                }
+                Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    let (id, result) = joined?;
+                    self.on_poll(id, result).await?;
+                }
+                Some(ack) = acks.recv() => self.on_ack(&ack).await?,
+                Some(run_id) = found.recv() => self.add_run(&run_id).await?,
+                loaded = next_config(&mut reload) => match loaded {
+                    Ok(new) => self.apply_reload(new).await?,
+                    Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
+                },
+                _ = prune_timer.tick() => self.prune().await?,
+                _ = heartbeat.tick() => {}
+                _ = tokio::time::sleep_until(wait_for_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wait_for_due.is_some() => {}
+            }
+        }
+    }
+
+    pub(super) fn start_discovery(&mut self) {
+        if !self.config.discovery.enabled {
+            return;
+        }
+        let (stop, stopped) = watch::channel(false);
+        let discovery = Discovery {
+            client: self.client.clone(),
+            filters: RunFilters::from_discovery(&self.config.discovery),
+            interval: self.config.discovery.interval,
+            lookback: self.config.discovery.lookback,
+        };
+        let task = tokio::spawn(discovery.run(self.found_tx.clone(), stopped));
+        self.discovery = Some(DiscoveryTask { task, stop });
+    }
+
+    pub(super) fn stop_discovery(&mut self) {
+        if let Some(discovery) = self.discovery.take() {
+            let _ = discovery.stop.send(true);
+            discovery.task.abort();
+        }
+    }
+
+    /// Apply what can change while running; say what needs a restart.
+    pub(super) async fn apply_reload(&mut self, new: BridgeConfig) -> Result<(), DaemonError> {
+        let plan = reload::plan(&self.config, &new);
+        for setting in &plan.needs_restart {
+            tracing::warn!(setting, "changed in the configuration; takes effect after a restart");
+        }
+        if let Some(level) = &plan.log_level {
+            match self.log_level.as_ref().map(|control| control.set(level)) {
+                Some(Ok(())) => tracing::info!(level = %level, "log level changed"),
+                Some(Err(reason)) => tracing::warn!(%reason, "cannot change the log level"),
+                None => tracing::warn!("the log level is fixed (RUST_LOG is set); log.level ignored"),
+            }
+        }
+        let mut running = new;
+        // Keep the starting values of what needs a restart, so the next reload compares
+        // against what is really in effect.
+        running.state = self.config.state.clone();
+        running.server = self.config.server.clone();
+        running.export = self.config.export.clone();
+        running.trigger = self.config.trigger.clone();
+        running.runs.shard = self.config.runs.shard;
+        running.log.format = self.config.log.format;
+        self.config = running;
+        self.lifecycle = Lifecycle {
+            poll_interval: self.config.runs.poll_interval,
+            max_poll_interval: self.config.runs.max_poll_interval,
+            settle: self.config.runs.settle,
+            max_age: self.config.runs.max_age,
+        };
+        self.concurrency = self.config.runs.concurrency.max(1);
+        self.logs = self.config.conversion.logs;
+        self.enrich = self.config.conversion.enrich;
+        if plan.discovery_changed {
+            self.stop_discovery();
+            self.start_discovery();
+            tracing::info!(enabled = self.config.discovery.enabled, "discovery settings applied");
+        }
+        for run_id in &plan.removed_runs {
+            if let Some(run) = self.runs.get_mut(run_id.as_str()) {
+                tracing::info!(run_id = %run_id, "removed from runs.ids; no longer watched");
+                run.phase = Phase::Retiring(RetireReason::Removed);
+                let id = run.id.clone();
+                self.retire_if_done(&id).await?;
+            }
+        }
+        for run_id in &plan.added_runs {
+            self.add_run(run_id).await?;
+        }
+        tracing::info!(
+            added = plan.added_runs.len(),
+            removed = plan.removed_runs.len(),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+}

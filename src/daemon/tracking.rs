@@ -1,0 +1,245 @@
+//! Per-run bookkeeping: runs watched (configured, discovered, resumed after a restart), poll
+//! results taken in (spans queued, status and trace id remembered), runs retired once
+//! everything of theirs was acknowledged.
+
+use super::export_queue::{per_run_totals, Ack, ExportItem};
+use super::poller::PollResult;
+use super::watched::{Phase, RetireReason, WatchedRun};
+use super::{shard, unix_now_ns, DaemonError, Loop, RetiredRun};
+use crate::state::RunRecord;
+use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
+use crate::trigger::ApiError;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Loop {
+    /// Every run not retired in the state store is watched again.
+    pub(super) async fn resume(&mut self) -> Result<(), DaemonError> {
+        let records = self.with_state(|s| s.unretired_runs())?;
+        for record in records {
+            if !shard::owns(&self.shard, &record.run_id) {
+                continue;
+            }
+            let exported = self.with_state(|s| s.exported_span_ids(&record.run_id))?;
+            let id: Arc<str> = Arc::from(record.run_id.as_str());
+            let mut run = WatchedRun::new(id.clone(), &self.lifecycle, Instant::now());
+            run.trace_id = match (&record.trace_id, record.trace_id_derived) {
+                (_, true) => Some(None),
+                (Some(trace), false) => Some(Some(trace.clone())),
+                (None, false) => None,
+            };
+            run.task_identifier = record.task_identifier.clone();
+            run.status = record.status.clone();
+            run.finished_at = record.finished_at;
+            run.first_seen_ns = record.first_seen_at;
+            run.ended_ns = record.ended_at;
+            if record.ended_at.is_some() {
+                // The settle time starts again: late events are what settling waits for.
+                run.ended_seen = Some(Instant::now());
+            }
+            run.exported = Arc::new(exported);
+            tracing::info!(run_id = %id, exported_spans = run.exported.len(), "resuming run");
+            self.insert(run);
+        }
+        Ok(())
+    }
+
+    /// Watch `run_id` unless another shard owns it, it is watched already, or it was retired.
+    pub(super) async fn add_run(&mut self, run_id: &str) -> Result<(), DaemonError> {
+        if run_id.is_empty() || self.runs.contains_key(run_id) {
+            return Ok(());
+        }
+        if !shard::owns(&self.shard, run_id) {
+            tracing::debug!(run_id, "another shard owns this run");
+            return Ok(());
+        }
+        if let Some(record) = self.with_state(|s| s.run(run_id))? {
+            if record.retired_at.is_some() {
+                tracing::info!(run_id, reason = ?record.retire_reason, "run already retired; not polling it again");
+                return Ok(());
+            }
+        }
+        let record = RunRecord::new(run_id, unix_now_ns());
+        self.with_state(|s| s.upsert_run(&record))?;
+        let id: Arc<str> = Arc::from(run_id);
+        tracing::info!(run_id, "watching run");
+        let mut run = WatchedRun::new(id, &self.lifecycle, Instant::now());
+        run.first_seen_ns = record.first_seen_at;
+        self.insert(run);
+        Ok(())
+    }
+
+    pub(super) async fn on_poll(
+        &mut self,
+        id: Arc<str>,
+        result: Result<PollResult, ApiError>,
+    ) -> Result<(), DaemonError> {
+        if let Some(capacity) = self.in_flight_capacity.remove(&id) {
+            self.reserved = self.reserved.saturating_sub(capacity);
+        }
+        PollFinished {
+            run_id: &id,
+            spans: result.as_ref().map_or(0, |r| r.records.len()),
+        }
+        .emit(&self.stats);
+        let now = Instant::now();
+        let Some(run) = self.runs.get_mut(&id) else {
+            return Ok(());
+        };
+        let result = match result {
+            Ok(result) => result,
+            Err(ApiError::NotFound { endpoint, .. }) => {
+                RunNotFound {
+                    run_id: &id,
+                    endpoint: &endpoint,
+                }
+                .emit(&self.stats);
+                run.phase = Phase::Retiring(RetireReason::NotFound);
+                return self.retire_if_done(&id).await;
+            }
+            Err(error) => {
+                let wait = run.after_error(&self.lifecycle);
+                PollFailed {
+                    run_id: &id,
+                    error: &error,
+                    retry_in: wait,
+                }
+                .emit(&self.stats);
+                self.schedule(&id, wait);
+                return Ok(());
+            }
+        };
+
+        let mut record_changed = false;
+        if let Some(asked) = result.trace {
+            run.trace_id = Some(asked.map(|trace| trace.trace_id));
+            record_changed = true;
+        }
+        match result.details {
+            Some(details) => {
+                run.polls_since_status = 0;
+                run.status_seen_at = Some(now);
+                run.status = Some(details.summary.status.clone());
+                run.finished_at = details.summary.finished_at;
+                if run.task_identifier.is_none() {
+                    run.task_identifier = details.summary.task_identifier.clone();
+                }
+                if details.is_terminal() && run.ended_seen.is_none() {
+                    tracing::info!(run_id = %id, status = %details.summary.status, "run ended; settling");
+                    run.ended_seen = Some(now);
+                    run.ended_ns = Some(unix_now_ns());
+                }
+                record_changed = true;
+            }
+            None => run.polls_since_status += 1,
+        }
+        run.last_had_partials = result.had_partials;
+        for (reason, tally) in result.invalid.iter() {
+            let counted = run.invalid_counted.entry(reason.as_str()).or_default();
+            if tally.count > *counted {
+                InvalidElements {
+                    run_id: &id,
+                    reason: reason.as_str(),
+                    count: tally.count - *counted,
+                    total: tally.count,
+                    first: &tally.first,
+                }
+                .emit(&self.stats);
+                *counted = tally.count;
+            }
+        }
+        if let Some(properties) = result.span_properties {
+            run.span_properties = Some(properties);
+        }
+        let changed = run.fingerprint != Some(result.fingerprint) || !result.records.is_empty();
+        run.fingerprint = Some(result.fingerprint);
+        run.backlog = result.left_behind;
+        if !result.records.is_empty() {
+            let exported = Arc::make_mut(&mut run.exported);
+            for record in &result.records {
+                exported.extend(record.covers().iter().copied());
+            }
+            run.queued += result.records.len();
+            run.forget_exported_properties();
+            self.stats.add_pending(result.records.len());
+            let _ = self.queue_tx.send(ExportItem {
+                run_id: id.clone(),
+                records: result.records,
+            });
+        }
+        let record = record_changed.then(|| run_record(run));
+        let next = match run.phase {
+            Phase::Finalizing(reason) if result.left_behind == 0 => {
+                run.phase = Phase::Retiring(reason);
+                None
+            }
+            Phase::Retiring(_) => None,
+            // Capacity cut this poll short: fetch the rest as soon as capacity allows.
+            _ if result.left_behind > 0 => Some(Duration::ZERO),
+            _ => Some(run.after_poll(&self.lifecycle, changed, now)),
+        };
+        if let Some(record) = record {
+            self.with_state(|s| s.upsert_run(&record))?;
+        }
+        match next {
+            Some(wait) => self.schedule(&id, wait),
+            None => self.retire_if_done(&id).await?,
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_ack(&mut self, ack: &Ack) -> Result<(), DaemonError> {
+        for (id, count) in per_run_totals(ack) {
+            self.stats.remove_pending(count);
+            if let Some(run) = self.runs.get_mut(&id) {
+                run.queued = run.queued.saturating_sub(count);
+                if matches!(run.phase, Phase::Retiring(_)) {
+                    self.retire_if_done(&id).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retire a run in `Retiring` once nothing of it waits for the collector.
+    pub(super) async fn retire_if_done(&mut self, id: &Arc<str>) -> Result<(), DaemonError> {
+        let Some(run) = self.runs.get(id) else { return Ok(()) };
+        let Phase::Retiring(reason) = run.phase else {
+            return Ok(());
+        };
+        if run.queued > 0 {
+            return Ok(());
+        }
+        let run_id = id.to_string();
+        self.with_state(|s| s.retire(&run_id, reason.as_str(), unix_now_ns()))?;
+        self.runs.remove(id);
+        self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
+        RunRetired {
+            run_id: &run_id,
+            reason: reason.as_str(),
+        }
+        .emit(&self.stats);
+        if let Some(retired) = &self.retired {
+            let _ = retired.send(RetiredRun {
+                run_id,
+                reason: reason.as_str(),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn run_record(run: &WatchedRun) -> RunRecord {
+    RunRecord {
+        trace_id: run.trace_id.clone().flatten(),
+        trace_id_derived: matches!(run.trace_id, Some(None)),
+        status: run.status.clone(),
+        task_identifier: run.task_identifier.clone(),
+        ended_at: run.ended_ns,
+        finished_at: run.finished_at,
+        last_polled_at: Some(unix_now_ns()),
+        ..RunRecord::new(run.id.to_string(), run.first_seen_ns)
+    }
+}
