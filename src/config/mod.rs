@@ -1,7 +1,9 @@
 //! Configuration: the TOML schema, environment overrides, validation and redaction.
 //!
-//! - `schema.rs`: the serde types of DESIGN.md's "Configuration schema", their defaults, and the
-//!   checks that span several values ([`BridgeConfig::validate`]).
+//! - `schema.rs`: the serde types of DESIGN.md's "Configuration schema", and their defaults.
+//! - `values.rs`: settings written as one string (the enums, `runs.shard`), parsed alike from
+//!   a file, the environment or code.
+//! - `validate.rs`: the checks that span several values ([`BridgeConfig::validate`]).
 //! - `load.rs`: where values come from and in which order (environment > file > default), and
 //!   turning the `config` crate's errors into messages that name the key and its source.
 //!
@@ -10,15 +12,18 @@
 
 mod load;
 mod schema;
+mod validate;
+mod values;
 
 use std::fmt;
 use std::path::PathBuf;
 
 pub use load::{load, load_from_process_env, process_env, resolve_path, CONFIG_PATH_VAR, ENV_PREFIX};
 pub use schema::{
-    BridgeConfig, Compression, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, LogFormat, LogsMode,
-    Protocol, ResourceConfig, RunsConfig, ServerConfig, Shard, StateConfig, TriggerConfig,
+    BridgeConfig, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, ResourceConfig, RunsConfig, ServerConfig,
+    StateConfig, TriggerConfig,
 };
+pub use values::{Compression, LogFormat, LogsMode, Protocol, Shard};
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
