@@ -19,6 +19,8 @@
 //! - its errors are rewritten to name the key's source (the crate leaves the origin out of most
 //!   of them, and reports an unknown field only with its parent's key);
 //! - cross-field validation runs last, on the typed config.
+//!
+//! The first two live in `load/diagnose.rs`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -26,7 +28,10 @@ use std::path::{Path, PathBuf};
 
 use config::{Environment, FileFormat, Map, Source, Value, ValueKind};
 
-use super::{BridgeConfig, ConfigError, Origin};
+use super::{BridgeConfig, ConfigError};
+
+mod diagnose;
+use diagnose::{check_shape, Origins};
 
 /// Prefix of the override variables: `TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT`.
 pub const ENV_PREFIX: &str = "TRIGGER_OTEL_BRIDGE";
@@ -268,262 +273,13 @@ impl Source for NamedVars {
     }
 }
 
-/// Answers "where did the value of this key come from?" from the merged values, each of which
-/// remembers its source.
-struct Origins<'a> {
-    file: Option<&'a Path>,
-    prefixed: &'a PrefixedEnv,
-    root: &'a Value,
-}
-
-impl Origins<'_> {
-    fn origin_of(&self, key: &str) -> Origin {
-        match lookup(self.root, key) {
-            Some(value) => self.classify(key, first_origin(value)),
-            None => Origin::Default,
-        }
-    }
-
-    fn classify(&self, key: &str, origin: Option<&str>) -> Origin {
-        let named = SDK_VARS.iter().chain([&OTEL_ENDPOINT_VAR]).map(|(_, var)| *var);
-        match origin {
-            None => Origin::Default,
-            Some(ENV_ORIGIN) => Origin::Env(self.prefixed.var_for(key)),
-            Some(origin) => match named.into_iter().find(|var| *var == origin) {
-                Some(var) => Origin::Env(var.to_owned()),
-                // The only other source is the file; name it as the user did (the crate
-                // records it relative to the working directory).
-                None => Origin::File(self.file.map_or_else(|| origin.into(), Path::to_path_buf)),
-            },
-        }
-    }
-
-    /// Rewrites an error of `config`'s deserializer as ours, with the key's origin.
-    fn translate(&self, error: config::ConfigError) -> ConfigError {
-        let (key, message) = split_key(error);
-        let Some(key) = key else {
-            return ConfigError::Load { message };
-        };
-        let message = if is_secret(&key) {
-            "is not a valid string (the value is not shown: it may be a credential)".to_owned()
-        } else {
-            message
-        };
-        ConfigError::Invalid {
-            origin: Some(self.origin_of(&key)),
-            key,
-            message,
-        }
-    }
-}
-
-/// The dotted key an error of the `config` crate is about, and its message without the
-/// " for key `…` in …" tail that the crate appends (we print key and origin ourselves).
-fn split_key(error: config::ConfigError) -> (Option<String>, String) {
-    match error {
-        config::ConfigError::Type {
-            unexpected,
-            expected,
-            key,
-            ..
-        } => (key, format!("invalid type: {unexpected}, expected {expected}")),
-        config::ConfigError::At { error, key, .. } => {
-            let (inner_key, message) = split_key(*error);
-            (key.or(inner_key), message)
-        }
-        config::ConfigError::NotFound(key) => (Some(key), "is missing".to_owned()),
-        other => (None, other.to_string()),
-    }
-}
-
-fn is_secret(key: &str) -> bool {
-    SECRET_KEYS
-        .iter()
-        .any(|secret| key == *secret || key.starts_with(&format!("{secret}.")))
-}
-
-/// The value at a dotted key such as `runs.ids[1]`.
-fn lookup<'a>(root: &'a Value, key: &str) -> Option<&'a Value> {
-    key.split('.').try_fold(root, |value, segment| {
-        let (name, index) = match segment.split_once('[') {
-            Some((name, index)) => (name, index.strip_suffix(']')?.parse::<usize>().ok()),
-            None => (segment, None),
-        };
-        let ValueKind::Table(table) = &value.kind else {
-            return None;
-        };
-        let child = table.get(name)?;
-        match (index, &child.kind) {
-            (None, _) => Some(child),
-            (Some(index), ValueKind::Array(items)) => items.get(index),
-            (Some(_), _) => None,
-        }
-    })
-}
-
-/// A table has no origin of its own (the crate creates it while merging); use a leaf's.
-fn first_origin(value: &Value) -> Option<&str> {
-    match &value.kind {
-        ValueKind::Table(table) => table.values().find_map(first_origin),
-        ValueKind::Array(items) => items.iter().find_map(first_origin).or(value.origin()),
-        _ => value.origin(),
-    }
-}
-
-/// Checks `actual` against `shape` (the default config as TOML): every key must exist in the
-/// schema, and every value from the file must have the TOML type of the default.
-fn check_shape(
-    shape: &toml::Table,
-    actual: &Map<String, Value>,
-    parent: &str,
-    origins: &Origins,
-) -> Result<(), ConfigError> {
-    let mut names: Vec<&String> = actual.keys().collect();
-    names.sort(); // HashMap order would make the first reported error random.
-    for name in names {
-        let value = &actual[name];
-        let key = if parent.is_empty() {
-            name.clone()
-        } else {
-            format!("{parent}.{name}")
-        };
-        let Some(expected) = shape.get(name.as_str()) else {
-            let mut valid: Vec<String> = shape.keys().cloned().collect();
-            valid.sort();
-            return Err(ConfigError::UnknownKey {
-                origin: origins.classify(&key, first_origin(value)),
-                suggestion: closest(name, &valid).map(|close| match parent {
-                    "" => close.to_owned(),
-                    _ => format!("{parent}.{close}"),
-                }),
-                valid,
-                key,
-            });
-        };
-        check_type(&key, expected, value, origins)?;
-        if let (toml::Value::Table(shape), ValueKind::Table(table)) = (expected, &value.kind) {
-            if !FREE_FORM_TABLES.contains(&key.as_str()) {
-                check_shape(shape, table, &key, origins)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_type(key: &str, expected: &toml::Value, value: &Value, origins: &Origins) -> Result<(), ConfigError> {
-    let origin = origins.classify(key, first_origin(value));
-    let invalid = |message: String| ConfigError::Invalid {
-        key: key.to_owned(),
-        origin: Some(origin.clone()),
-        message,
-    };
-    if let Origin::Env(var) = &origin {
-        // Environment values are strings by nature, parsed into the key's type later; only a
-        // whole table cannot be given as one string.
-        return match (expected, &value.kind) {
-            (toml::Value::Table(_), ValueKind::String(_)) => Err(invalid(format!(
-                "is a table; set its keys one by one, like {var}{ENV_SEPARATOR}<KEY>"
-            ))),
-            _ => Ok(()),
-        };
-    }
-    let matches = match (expected, &value.kind) {
-        (toml::Value::String(_), ValueKind::String(_)) | (toml::Value::Boolean(_), ValueKind::Boolean(_)) => true,
-        (toml::Value::Integer(_), kind) => is_integer(kind),
-        (toml::Value::Table(_), ValueKind::Table(_)) => true,
-        (toml::Value::Array(_), ValueKind::Array(items)) => {
-            // Every list of the schema is a list of strings.
-            if let Some((index, item)) = items
-                .iter()
-                .enumerate()
-                .find(|(_, item)| !matches!(item.kind, ValueKind::String(_)))
-            {
-                return Err(ConfigError::Invalid {
-                    key: format!("{key}[{index}]"),
-                    origin: Some(origin.clone()),
-                    message: format!("expected a string, found {}", describe(&item.kind)),
-                });
-            }
-            true
-        }
-        _ => false,
-    };
-    if matches {
-        return Ok(());
-    }
-    // Name the found type but never quote the value: it may be a secret.
-    Err(invalid(format!(
-        "expected {}, found {}",
-        describe_expected(expected),
-        describe(&value.kind)
-    )))
-}
-
-fn is_integer(kind: &ValueKind) -> bool {
-    matches!(
-        kind,
-        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_)
-    )
-}
-
-fn describe(kind: &ValueKind) -> &'static str {
-    match kind {
-        ValueKind::Nil => "an empty value",
-        ValueKind::Boolean(_) => "a boolean",
-        ValueKind::I64(_) | ValueKind::I128(_) | ValueKind::U64(_) | ValueKind::U128(_) => "an integer",
-        ValueKind::Float(_) => "a float",
-        ValueKind::String(_) => "a string",
-        ValueKind::Table(_) => "a table",
-        ValueKind::Array(_) => "an array",
-    }
-}
-
-/// The expected type, with the default as an example where it helps (`"5s"` shows that a
-/// duration is a string with a unit).
-fn describe_expected(default: &toml::Value) -> String {
-    match default {
-        toml::Value::String(text) if text.is_empty() => "a string".to_owned(),
-        toml::Value::String(text) => format!("a string like {text:?}"),
-        toml::Value::Integer(number) => format!("an integer like {number}"),
-        toml::Value::Boolean(_) => "true or false".to_owned(),
-        toml::Value::Array(_) => "an array of strings".to_owned(),
-        toml::Value::Table(_) => "a table".to_owned(),
-        other => other.type_str().to_owned(),
-    }
-}
-
-/// The valid key closest to a misspelt one, if it is close enough to be what was meant.
-fn closest<'a>(name: &str, valid: &'a [String]) -> Option<&'a str> {
-    valid
-        .iter()
-        .map(|candidate| (edit_distance(name, candidate), candidate))
-        .filter(|(distance, _)| *distance <= 3)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, candidate)| candidate.as_str())
-}
-
-/// Levenshtein distance, on chars.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::io::Write;
     use std::time::Duration;
 
+    use super::diagnose::lookup;
     use super::*;
     use crate::config::{Compression, LogFormat, LogsMode, Protocol, Shard};
     use crate::secret::SecretString;
@@ -1130,15 +886,5 @@ mod tests {
         assert_eq!(resolve_path_in(flag.clone(), &var, base), flag);
         let empty = env(&[(CONFIG_PATH_VAR, "")]);
         assert_eq!(resolve_path_in(None, &empty, base), Some(base.join("bridge.toml")));
-    }
-
-    #[test]
-    fn edit_distance_and_suggestions() {
-        assert_eq!(edit_distance("endpont", "endpoint"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        let valid = ["endpoint".to_owned(), "timeout".to_owned()];
-        assert_eq!(closest("timeot", &valid), Some("timeout"));
-        assert_eq!(closest("compression_level", &valid), None);
     }
 }
