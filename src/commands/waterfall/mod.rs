@@ -14,14 +14,15 @@
 //! from the span's start. Errors are red, cancelled spans yellow, partial spans marked (and drawn
 //! with a lighter bar, because their end is assumed).
 
-use opentelemetry::trace::{SpanId, Status};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
-use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
+mod text;
+mod view;
+
 use opentelemetry_sdk::trace::SpanData;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
+pub use text::human_duration;
+use text::{cut, offset, one_line, paint, plural, Paint};
+pub use view::{EventView, SpanView};
 
 /// Columns of the bar of a span.
 pub const BAR_WIDTH: usize = 40;
@@ -32,177 +33,6 @@ const NAME_MIN: usize = 24;
 const TEXT_MAX: usize = 160;
 /// Longest error description shown next to a span.
 const ERROR_MAX: usize = 80;
-
-/// One span as the waterfall needs it. Times are Unix nanoseconds; ids are lowercase hex.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SpanView {
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_id: Option<String>,
-    pub name: String,
-    pub start: u64,
-    pub end: u64,
-    /// Status ERROR, with its description.
-    pub error: Option<String>,
-    /// `trigger.cancelled`.
-    pub cancelled: bool,
-    /// `trigger.partial`: the span had not finished; its end is assumed.
-    pub partial: bool,
-    /// `trigger.level`: a span made from a log record has a level other than `TRACE`.
-    pub level: Option<String>,
-    pub run_id: Option<String>,
-    pub events: Vec<EventView>,
-}
-
-/// One span event (a log record folded into its span is an event named `log`).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct EventView {
-    pub name: String,
-    pub time: u64,
-    /// Attribute values as text, in the order sent.
-    pub attributes: Vec<(String, String)>,
-}
-
-impl EventView {
-    fn attribute(&self, key: &str) -> Option<&str> {
-        self.attributes.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    fn is_log(&self) -> bool {
-        self.name == "log"
-    }
-}
-
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn any_value_text(value: Option<&AnyValue>) -> String {
-    use any_value::Value;
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(text)) => text.clone(),
-        Some(Value::BoolValue(flag)) => flag.to_string(),
-        Some(Value::IntValue(number)) => number.to_string(),
-        Some(Value::DoubleValue(number)) => number.to_string(),
-        Some(Value::ArrayValue(array)) => format!(
-            "[{}]",
-            array
-                .values
-                .iter()
-                .map(|v| any_value_text(Some(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Some(Value::KvlistValue(list)) => format!(
-            "{{{}}}",
-            list.values
-                .iter()
-                .map(|kv| format!("{}: {}", kv.key, any_value_text(kv.value.as_ref())))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        Some(Value::BytesValue(bytes)) => hex(bytes),
-        Some(Value::StringValueStrindex(_)) | None => String::new(),
-    }
-}
-
-impl SpanView {
-    /// From the converter's output.
-    pub fn from_span_data(span: &SpanData) -> SpanView {
-        let attribute = |key: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.as_str().into_owned())
-        };
-        let flag = |key: &str| attribute(key).is_some_and(|v| v == "true");
-        SpanView {
-            trace_id: span.span_context.trace_id().to_string(),
-            span_id: span.span_context.span_id().to_string(),
-            parent_id: (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_string()),
-            name: span.name.to_string(),
-            start: unix_nanos(span.start_time),
-            end: unix_nanos(span.end_time),
-            error: match &span.status {
-                Status::Error { description } => Some(description.to_string()),
-                _ => None,
-            },
-            cancelled: flag("trigger.cancelled"),
-            partial: flag("trigger.partial"),
-            level: attribute("trigger.level"),
-            run_id: attribute("trigger.run_id"),
-            events: span
-                .events
-                .iter()
-                .map(|event| EventView {
-                    name: event.name.to_string(),
-                    time: unix_nanos(event.timestamp),
-                    attributes: event
-                        .attributes
-                        .iter()
-                        .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-
-    /// From a span as OTLP carries it (what a collector receives).
-    pub fn from_otlp(span: &OtlpSpan) -> SpanView {
-        let attribute = |key: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key == key)
-                .map(|kv| any_value_text(kv.value.as_ref()))
-        };
-        let flag = |key: &str| attribute(key).is_some_and(|v| v == "true");
-        SpanView {
-            trace_id: hex(&span.trace_id),
-            span_id: hex(&span.span_id),
-            parent_id: (!span.parent_span_id.is_empty() && span.parent_span_id.iter().any(|b| *b != 0))
-                .then(|| hex(&span.parent_span_id)),
-            name: span.name.clone(),
-            start: span.start_time_unix_nano,
-            end: span.end_time_unix_nano,
-            error: span
-                .status
-                .as_ref()
-                .filter(|status| status.code == StatusCode::Error as i32)
-                .map(|status| status.message.clone()),
-            cancelled: flag("trigger.cancelled"),
-            partial: flag("trigger.partial"),
-            level: attribute("trigger.level"),
-            run_id: attribute("trigger.run_id"),
-            events: span
-                .events
-                .iter()
-                .map(|event| EventView {
-                    name: event.name.clone(),
-                    time: event.time_unix_nano,
-                    attributes: event
-                        .attributes
-                        .iter()
-                        .map(|kv| (kv.key.clone(), any_value_text(kv.value.as_ref())))
-                        .collect(),
-                })
-                .collect(),
-        }
-    }
-
-    /// A span made from a log record (`conversion.logs = "spans"`, or a log without its parent).
-    fn is_log(&self) -> bool {
-        self.level.as_deref().is_some_and(|level| level != "TRACE")
-    }
-
-    fn duration(&self) -> u64 {
-        self.end.saturating_sub(self.start)
-    }
-}
 
 /// How to draw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -249,120 +79,6 @@ impl Tally {
             tally.errors += usize::from(span.error.is_some());
         }
         tally
-    }
-}
-
-/// A duration in human units with three significant digits: `850ns`, `1.23µs`, `456ms`,
-/// `1.5s`, `10.2s`, `2m05s`, `1h02m`.
-pub fn human_duration(nanos: u64) -> String {
-    const MICRO: u64 = 1_000;
-    const SECOND: u64 = 1_000_000_000;
-    if nanos < MICRO {
-        return format!("{nanos}ns");
-    }
-    for (unit, name, below) in [(MICRO, "µs", 1000), (1_000_000, "ms", 1000), (SECOND, "s", 60)] {
-        if let Some(text) = three_digits(nanos, unit, below) {
-            return format!("{text}{name}");
-        }
-    }
-    let seconds = (u128::from(nanos) + u128::from(SECOND / 2)) / u128::from(SECOND);
-    if seconds < 3600 {
-        format!("{}m{:02}s", seconds / 60, seconds % 60)
-    } else {
-        let minutes = (seconds + 30) / 60;
-        format!("{}h{:02}m", minutes / 60, minutes % 60)
-    }
-}
-
-/// `nanos` in `unit`, rounded to three significant digits, when the result is below `below`.
-fn three_digits(nanos: u64, unit: u64, below: u128) -> Option<String> {
-    let (nanos, unit) = (u128::from(nanos), u128::from(unit));
-    for decimals in [2u32, 1, 0] {
-        let scale = 10u128.pow(decimals);
-        let scaled = (nanos * scale + unit / 2) / unit;
-        if scaled < 1000 {
-            if scaled >= below * scale {
-                return None;
-            }
-            let whole = scaled / scale;
-            let fraction = scaled % scale;
-            let mut text = if decimals == 0 {
-                whole.to_string()
-            } else {
-                format!("{whole}.{fraction:0width$}", width = decimals as usize)
-            };
-            if text.contains('.') {
-                while text.ends_with('0') {
-                    text.pop();
-                }
-                if text.ends_with('.') {
-                    text.pop();
-                }
-            }
-            return Some(text);
-        }
-    }
-    None
-}
-
-/// An offset such as `+118ms` or `-3ms`.
-fn offset(from: u64, to: u64) -> String {
-    if to >= from {
-        format!("+{}", human_duration(to - from))
-    } else {
-        format!("-{}", human_duration(from - to))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Paint {
-    Red,
-    Yellow,
-    Cyan,
-    Dim,
-}
-
-fn paint(text: &str, paint: Option<Paint>, color: bool) -> String {
-    match (paint, color) {
-        (Some(paint), true) if !text.is_empty() => {
-            let code = match paint {
-                Paint::Red => "31",
-                Paint::Yellow => "33",
-                Paint::Cyan => "36",
-                Paint::Dim => "2",
-            };
-            format!("\x1b[{code}m{text}\x1b[0m")
-        }
-        _ => text.to_owned(),
-    }
-}
-
-/// At most `max` characters, the last one `…` when cut.
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
-/// The first line of `text`, cut to `max`; `…` marks anything left out.
-fn one_line(text: &str, max: usize) -> String {
-    let mut lines = text.trim_end().lines();
-    let first = lines.next().unwrap_or_default();
-    if lines.next().is_some() {
-        cut(&format!("{first} …"), max)
-    } else {
-        cut(first, max)
-    }
-}
-
-fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
     }
 }
 
@@ -639,32 +355,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_are_human() {
-        let cases = [
-            (0, "0ns"),
-            (999, "999ns"),
-            (1_000, "1µs"),
-            (1_234, "1.23µs"),
-            (12_345, "12.3µs"),
-            (999_499, "999µs"),
-            (999_600, "1ms"),
-            (456 * MS, "456ms"),
-            (1_230 * MS, "1.23s"),
-            (1_500 * MS, "1.5s"),
-            (2_000 * MS, "2s"),
-            (10_165 * MS, "10.2s"),
-            (59_940 * MS, "59.9s"),
-            (59_960 * MS, "1m00s"),
-            (125_000 * MS, "2m05s"),
-            (3_720_000 * MS, "1h02m"),
-            (u64::MAX, "5124095h35m"),
-        ];
-        for (nanos, text) in cases {
-            assert_eq!(human_duration(nanos), text, "{nanos} ns");
-        }
-    }
-
-    #[test]
     fn a_tree_with_bars_logs_events_and_markers() {
         let mut root = span("aaaaaaaaaaaaaaaa", None, "process-order", 0, 10_000);
         root.events.push(EventView {
@@ -790,57 +480,5 @@ process-order                 10s  │██████████████
             }
         );
         assert!(render(&[log_span], &RenderOptions::default()).contains("│ log INFO"));
-    }
-
-    #[test]
-    fn views_from_span_data_and_otlp_agree() {
-        use crate::config::LogsMode;
-        use crate::convert::otlp::{export_request, ResourceSettings};
-        use crate::convert::{convert_events, NothingExported, RunInfo, RunState};
-        use crate::trigger::model::EventsBody;
-        let body = br#"{"events": [
-            {"spanId": "aaaaaaaaaaaaaaaa", "parentId": null, "runId": "run_1", "message": "task",
-             "startTime": "1758630768000000000", "duration": 0, "isPartial": true, "isError": false,
-             "isCancelled": true, "level": "TRACE", "kind": "UNSPECIFIED", "events": []},
-            {"spanId": "bbbbbbbbbbbbbbbb", "parentId": "aaaaaaaaaaaaaaaa", "runId": "run_1", "message": "step",
-             "startTime": "1758630768100000000", "duration": 200000000, "isError": true, "level": "TRACE",
-             "events": [{"name": "exception", "time": "2025-09-23T12:32:48.250Z",
-                         "properties": {"exception": {"message": "boom"}}}]},
-            {"spanId": "cccccccccccccccc", "parentId": "bbbbbbbbbbbbbbbb", "runId": "run_1", "message": "hi",
-             "startTime": "1758630768150000000", "duration": 0, "level": "WARN"}
-        ]}"#;
-        let events = EventsBody::from_slice(body).unwrap().events;
-        let run = RunInfo::new(
-            "run_1",
-            Some("0af7651916cd43dd8448eb211c80319c"),
-            RunState::Ended {
-                finished_at: Some(1_758_630_769_000_000_000),
-            },
-        );
-        let conversion = convert_events(events, &run, LogsMode::SpanEvents, &NothingExported);
-        let from_data: Vec<SpanView> = conversion
-            .spans
-            .iter()
-            .map(|s| SpanView::from_span_data(&s.data))
-            .collect();
-        let request = export_request(conversion.spans, &ResourceSettings::default());
-        let from_otlp: Vec<SpanView> = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .map(SpanView::from_otlp)
-            .collect();
-        assert_eq!(from_data, from_otlp);
-        assert_eq!(from_data.len(), 2);
-        let root = &from_data[0];
-        assert!(root.cancelled && root.partial && root.parent_id.is_none());
-        assert_eq!(root.end, 1_758_630_769_000_000_000);
-        let step = &from_data[1];
-        assert_eq!(step.error.as_deref(), Some("boom"));
-        assert_eq!(step.parent_id.as_deref(), Some("aaaaaaaaaaaaaaaa"));
-        assert_eq!(step.run_id.as_deref(), Some("run_1"));
-        assert_eq!(step.events.len(), 2);
-        assert_eq!(step.events[1].attribute("log.severity"), Some("WARN"));
     }
 }
