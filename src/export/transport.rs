@@ -10,15 +10,16 @@
 //!   here (a known limit, see docs/export.md).
 //!
 //! `opentelemetry-otlp`'s own retry is disabled: retrying is the sender's job.
+//!
+//! `transport/observe.rs` reads what an attempt did; `transport/connection.rs` builds the channel,
+//! client and TLS material the exporters send through.
 
-use super::policy::{classify_grpc, classify_http, parse_retry_after, Disposition};
+use super::policy::Disposition;
 use super::settings::ExportSettings;
-use crate::config::{Compression, Protocol};
+use crate::config::Protocol;
 use crate::convert::otlp::SdkLogs;
 use crate::convert::BridgeLog;
-use async_trait::async_trait;
-use bytes::Bytes;
-use opentelemetry_http::{HttpClient, HttpError};
+use opentelemetry_http::HttpClient;
 use opentelemetry_otlp::{RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -28,11 +29,16 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::logs::{LogBatch, LogExporter as _};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter as _};
 use opentelemetry_sdk::Resource;
-use prost::Message;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+
+mod connection;
+mod observe;
+use connection::{checked_url, grpc_channel, grpc_metadata, http_client, otlp_compression};
+pub use observe::ObservingHttpClient;
+use observe::{attempt, Slot};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -50,54 +56,6 @@ pub enum TransportError {
     HalfIdentity,
     #[error("invalid TLS material: {0}")]
     Tls(String),
-}
-
-/// What one response said, as seen by [`ObservingHttpClient`].
-#[derive(Debug, Clone)]
-struct Observed {
-    status: u16,
-    retry_after: Option<Duration>,
-    body: Bytes,
-}
-
-/// `opentelemetry-otlp`'s HTTP client, on the bridge's reqwest client, remembering the last
-/// response so the sender can read its status and partial success. Sends through one
-/// [`Transport`] are serialised, so "the last response" is the one of the current attempt.
-#[derive(Debug, Clone)]
-pub struct ObservingHttpClient {
-    client: reqwest::Client,
-    last: Arc<Mutex<Option<Observed>>>,
-}
-
-#[async_trait]
-impl HttpClient for ObservingHttpClient {
-    async fn send_bytes(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
-        let request = reqwest::Request::try_from(request)?;
-        let response = self.client.execute(request).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let retry_after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        // A collector's answer is small; cap what we keep so a misbehaving one cannot bloat us.
-        let body = response.bytes().await?;
-        let body = if body.len() > 1 << 20 {
-            body.slice(..1 << 20)
-        } else {
-            body
-        };
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Observed {
-            status: status.as_u16(),
-            retry_after,
-            body: body.clone(),
-        });
-        let mut builder = http::Response::builder().status(status);
-        if let Some(h) = builder.headers_mut() {
-            *h = headers;
-        }
-        Ok(builder.body(body)?)
-    }
 }
 
 /// How to build an `opentelemetry-otlp` exporter of either signal: the protocol-specific part
@@ -201,7 +159,7 @@ enum Backend {
         recipe: Recipe,
         /// Also serialises attempts: the observed slot belongs to the attempt in flight.
         exporters: tokio::sync::Mutex<Exporters>,
-        observed: Option<Arc<Mutex<Option<Observed>>>>,
+        observed: Option<Slot>,
         json: bool,
     },
     Stdout(Mutex<Box<dyn Write + Send>>),
@@ -244,11 +202,8 @@ impl Transport {
                 otlp(Wire::Grpc { traces, logs, metadata }, None, false)
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let client = ObservingHttpClient {
-                    client: http_client(settings)?,
-                    last: Arc::default(),
-                };
-                let observed = client.last.clone();
+                let client = ObservingHttpClient::new(http_client(settings)?);
+                let observed = client.slot();
                 let traces_url = checked_url(settings.http_traces_url())?;
                 let logs_url = checked_url(settings.http_logs_url())?;
                 let headers: HashMap<String, String> = settings
@@ -384,22 +339,6 @@ impl ExporterWithResource for opentelemetry_otlp::LogExporter {
     }
 }
 
-/// One export attempt and its disposition: the observed slot is cleared before and read after;
-/// `read` takes the rejected count and message out of the signal's response type.
-async fn attempt<R: Message + Default + serde::de::DeserializeOwned>(
-    observed: Option<&Arc<Mutex<Option<Observed>>>>,
-    json: bool,
-    export: impl std::future::Future<Output = opentelemetry_sdk::error::OTelSdkResult>,
-    read: impl Fn(R) -> Option<(i64, String)>,
-) -> Disposition {
-    if let Some(slot) = observed {
-        *slot.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-    let result = export.await;
-    let seen = observed.and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).take());
-    outcome(seen, result, |body| partial_success(body, json, &read))
-}
-
 /// Protocol `stdout`: one OTLP/JSON request per line.
 fn write_line(out: &Mutex<Box<dyn Write + Send>>, request: &impl serde::Serialize) -> Disposition {
     let line = match serde_json::to_string(request) {
@@ -421,236 +360,5 @@ fn write_line(out: &Mutex<Box<dyn Write + Send>>, request: &impl serde::Serializ
             after: None,
             reason: format!("stdout: {e}"),
         },
-    }
-}
-
-fn checked_url(url: String) -> Result<String, TransportError> {
-    match url.parse::<http::Uri>() {
-        Ok(_) => Ok(url),
-        Err(e) => Err(TransportError::Endpoint {
-            endpoint: url,
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// One attempt's disposition from what the observing HTTP client saw (OTLP/HTTP) or from
-/// `opentelemetry-otlp`'s result (gRPC, or no response at all).
-fn outcome(
-    seen: Option<Observed>,
-    result: opentelemetry_sdk::error::OTelSdkResult,
-    partial: impl Fn(&[u8]) -> Disposition,
-) -> Disposition {
-    match (seen, result) {
-        (Some(seen), _) => match classify_http(seen.status, seen.retry_after) {
-            Disposition::Delivered { .. } => partial(&seen.body),
-            other => other,
-        },
-        (None, Ok(())) => Disposition::Delivered {
-            rejected: 0,
-            message: String::new(),
-        },
-        (None, Err(error)) => {
-            let text = error.to_string();
-            match grpc_code(&text) {
-                Some(code) => match classify_grpc(code) {
-                    Disposition::Retry { after, .. } => Disposition::Retry { after, reason: text },
-                    Disposition::Reject { .. } => Disposition::Reject { reason: text },
-                    delivered => delivered,
-                },
-                // No response at all (connection refused, timeout): retry.
-                None => Disposition::Retry {
-                    after: None,
-                    reason: text,
-                },
-            }
-        }
-    }
-}
-
-/// The code name in opentelemetry-otlp's "… failed with gRPC code: Unavailable: …" text.
-fn grpc_code(text: &str) -> Option<&str> {
-    let rest = text.split("gRPC code: ").nth(1)?;
-    let code = rest.split(|c: char| !c.is_ascii_alphanumeric()).next()?;
-    (!code.is_empty()).then_some(code)
-}
-
-/// OTLP/HTTP success bodies may carry `partial_success` (records the collector refused);
-/// `read` takes the rejected count and message out of the signal's response type.
-fn partial_success<R: Message + Default + serde::de::DeserializeOwned>(
-    body: &[u8],
-    json: bool,
-    read: impl Fn(R) -> Option<(i64, String)>,
-) -> Disposition {
-    let response: Option<R> = if body.is_empty() {
-        None
-    } else if json {
-        serde_json::from_slice(body).ok()
-    } else {
-        R::decode(body).ok()
-    };
-    match response.and_then(read) {
-        Some((rejected, message)) if rejected > 0 || !message.is_empty() => Disposition::Delivered {
-            rejected: rejected.max(0) as u64,
-            message,
-        },
-        _ => Disposition::Delivered {
-            rejected: 0,
-            message: String::new(),
-        },
-    }
-}
-
-fn otlp_compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
-    match compression {
-        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-        Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
-        Compression::None => None,
-    }
-}
-
-fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TransportError> {
-    std::fs::read(path).map_err(|source| TransportError::ReadFile {
-        what,
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// A lazily connecting channel to `url`, with the TLS settings of `[export]`.
-fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic::transport::Channel, TransportError> {
-    let bad = |reason: String| TransportError::Endpoint {
-        endpoint: url.to_owned(),
-        reason,
-    };
-    let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
-        .map_err(|e| bad(e.to_string()))?
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout);
-    let tls_wanted = url.starts_with("https://") || settings.ca_file.is_some();
-    if tls_wanted {
-        crate::tls::install_crypto_provider();
-        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &settings.ca_file {
-            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read("CA file", ca)?));
-        }
-        match (&settings.cert_file, &settings.key_file) {
-            (Some(cert), Some(key)) => {
-                tls = tls.identity(tonic::transport::Identity::from_pem(
-                    read("client certificate", cert)?,
-                    read("client key", key)?,
-                ));
-            }
-            (None, None) => {}
-            _ => return Err(TransportError::HalfIdentity),
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
-    }
-    Ok(endpoint.connect_lazy())
-}
-
-fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata::MetadataMap, TransportError> {
-    let mut headers = http::HeaderMap::new();
-    for (key, value) in &settings.headers {
-        let name = http::HeaderName::from_bytes(key.as_bytes())
-            .map_err(|_| TransportError::Build(format!("export.headers: {key:?} is not a valid header name")))?;
-        let value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
-            TransportError::Build(format!("export.headers.{key}: the value is not a valid header value"))
-        })?;
-        headers.insert(name, value);
-    }
-    Ok(tonic::metadata::MetadataMap::from_headers(headers))
-}
-
-fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, TransportError> {
-    crate::tls::install_crypto_provider();
-    let mut builder = reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .user_agent(concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION")));
-    if let Some(ca) = &settings.ca_file {
-        let cert =
-            reqwest::Certificate::from_pem(&read("CA file", ca)?).map_err(|e| TransportError::Tls(e.to_string()))?;
-        builder = builder.add_root_certificate(cert);
-    }
-    match (&settings.cert_file, &settings.key_file) {
-        (Some(cert), Some(key)) => {
-            let mut pem = read("client certificate", cert)?;
-            pem.extend(read("client key", key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| TransportError::Tls(e.to_string()))?;
-            builder = builder.identity(identity);
-        }
-        (None, None) => {}
-        _ => return Err(TransportError::HalfIdentity),
-    }
-    builder.build().map_err(|e| TransportError::Build(e.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_codes_are_read_from_opentelemetry_otlp_errors() {
-        assert_eq!(
-            grpc_code("TonicTracesClient export failed with gRPC code: Unavailable: transport error"),
-            Some("Unavailable")
-        );
-        assert_eq!(
-            grpc_code("TonicTracesClient export failed with gRPC code: InvalidArgument"),
-            Some("InvalidArgument")
-        );
-        assert_eq!(grpc_code("something else"), None);
-    }
-
-    #[test]
-    fn partial_success_of_log_records_is_read() {
-        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
-        let response = ExportLogsServiceResponse {
-            partial_success: Some(ExportLogsPartialSuccess {
-                rejected_log_records: 3,
-                error_message: "body too long".into(),
-            }),
-        };
-        let read = |r: ExportLogsServiceResponse| r.partial_success.map(|p| (p.rejected_log_records, p.error_message));
-        let expected = Disposition::Delivered {
-            rejected: 3,
-            message: "body too long".into(),
-        };
-        assert_eq!(partial_success(&response.encode_to_vec(), false, read), expected);
-        assert_eq!(
-            partial_success(&serde_json::to_vec(&response).unwrap(), true, read),
-            expected
-        );
-    }
-
-    #[test]
-    fn partial_success_is_read_from_both_encodings() {
-        let response = ExportTraceServiceResponse {
-            partial_success: Some(
-                opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess {
-                    rejected_spans: 2,
-                    error_message: "too old".into(),
-                },
-            ),
-        };
-        let expected = Disposition::Delivered {
-            rejected: 2,
-            message: "too old".into(),
-        };
-        let read = |r: ExportTraceServiceResponse| r.partial_success.map(|p| (p.rejected_spans, p.error_message));
-        assert_eq!(partial_success(&response.encode_to_vec(), false, read), expected);
-        assert_eq!(
-            partial_success(&serde_json::to_vec(&response).unwrap(), true, read),
-            expected
-        );
-        assert_eq!(
-            partial_success(b"", false, read),
-            Disposition::Delivered {
-                rejected: 0,
-                message: String::new()
-            }
-        );
     }
 }

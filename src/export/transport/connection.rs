@@ -1,0 +1,102 @@
+//! What the exporters send through, built from `[export]`: the gRPC channel and metadata, the
+//! HTTP client, TLS material, compression, a checked endpoint.
+
+use super::TransportError;
+use crate::config::Compression;
+use crate::export::settings::ExportSettings;
+
+pub(super) fn checked_url(url: String) -> Result<String, TransportError> {
+    match url.parse::<http::Uri>() {
+        Ok(_) => Ok(url),
+        Err(e) => Err(TransportError::Endpoint {
+            endpoint: url,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+pub(super) fn otlp_compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
+    match compression {
+        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
+        Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
+        Compression::None => None,
+    }
+}
+
+pub(super) fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TransportError> {
+    std::fs::read(path).map_err(|source| TransportError::ReadFile {
+        what,
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A lazily connecting channel to `url`, with the TLS settings of `[export]`.
+pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic::transport::Channel, TransportError> {
+    let bad = |reason: String| TransportError::Endpoint {
+        endpoint: url.to_owned(),
+        reason,
+    };
+    let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
+        .map_err(|e| bad(e.to_string()))?
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout);
+    let tls_wanted = url.starts_with("https://") || settings.ca_file.is_some();
+    if tls_wanted {
+        crate::tls::install_crypto_provider();
+        let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &settings.ca_file {
+            tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read("CA file", ca)?));
+        }
+        match (&settings.cert_file, &settings.key_file) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(tonic::transport::Identity::from_pem(
+                    read("client certificate", cert)?,
+                    read("client key", key)?,
+                ));
+            }
+            (None, None) => {}
+            _ => return Err(TransportError::HalfIdentity),
+        }
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+pub(super) fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata::MetadataMap, TransportError> {
+    let mut headers = http::HeaderMap::new();
+    for (key, value) in &settings.headers {
+        let name = http::HeaderName::from_bytes(key.as_bytes())
+            .map_err(|_| TransportError::Build(format!("export.headers: {key:?} is not a valid header name")))?;
+        let value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
+            TransportError::Build(format!("export.headers.{key}: the value is not a valid header value"))
+        })?;
+        headers.insert(name, value);
+    }
+    Ok(tonic::metadata::MetadataMap::from_headers(headers))
+}
+
+pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, TransportError> {
+    crate::tls::install_crypto_provider();
+    let mut builder = reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .user_agent(concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION")));
+    if let Some(ca) = &settings.ca_file {
+        let cert =
+            reqwest::Certificate::from_pem(&read("CA file", ca)?).map_err(|e| TransportError::Tls(e.to_string()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    match (&settings.cert_file, &settings.key_file) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read("client certificate", cert)?;
+            pem.extend(read("client key", key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| TransportError::Tls(e.to_string()))?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        _ => return Err(TransportError::HalfIdentity),
+    }
+    builder.build().map_err(|e| TransportError::Build(e.to_string()))
+}
