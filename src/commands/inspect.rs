@@ -1,5 +1,5 @@
 //! `inspect RUN_ID`: fetch one run, convert it exactly as the bridge would, and print it as a
-//! terminal waterfall (`waterfall.rs`), or with `--json` as the OTLP/JSON request. Nothing is
+//! terminal waterfall (`waterfall/`), or with `--json` as the OTLP/JSON request. Nothing is
 //! exported and no state is read or written.
 //!
 //! A run that ended is converted as ended (partial spans end at its `finishedAt`, marked
