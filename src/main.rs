@@ -2,6 +2,7 @@
 //! outcome to an exit code (0 success, 1 runtime failure, 2 bad usage or configuration).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use trigger_otel_bridge::commands::ExitStatus;
 use trigger_otel_bridge::config::{load, resolve_path, BridgeConfig};
 use trigger_otel_bridge::config::{process_env, LogConfig, LogsMode, Protocol};
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
+use trigger_otel_bridge::logging::LevelControl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -182,48 +184,64 @@ fn main() -> ExitCode {
         } => demo(otlp_endpoint, protocol, speed),
         Command::CheckConfig { config } => match check_config(config, &process_env(), &mut std::io::stdout().lock()) {
             Ok(()) => ExitStatus::Success,
-            Err(error) => {
-                eprintln!("error: {error}");
-                ExitStatus::Usage
-            }
+            Err(error) => fail(error, true),
         },
     };
     ExitCode::from(status as u8)
 }
 
-/// The configuration and the file it came from; a bad one is reported and is exit code 2.
-fn load_config(
-    flag: Option<PathBuf>,
-    env: &std::collections::HashMap<String, String>,
-) -> Result<(BridgeConfig, Option<PathBuf>), ExitStatus> {
-    let path = resolve_path(flag, env);
-    match load(path.as_deref(), env) {
-        Ok(config) => Ok((config, path)),
-        Err(error) => {
-            eprintln!("error: {error}");
-            Err(ExitStatus::Usage)
-        }
-    }
+/// What every command that reads the configuration starts with.
+struct Prepared {
+    env: HashMap<String, String>,
+    config: BridgeConfig,
+    /// The file the configuration came from, if any (watched by `run` for reloads).
+    path: Option<PathBuf>,
+    /// Changes the log level on reload; `None` when `RUST_LOG` fixes it.
+    log_level: Option<LevelControl>,
+    runtime: tokio::runtime::Runtime,
 }
 
-fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitStatus> {
-    builder.enable_all().build().map_err(|error| {
-        eprintln!("error: cannot start the async runtime: {error}");
-        ExitStatus::Failure
+/// The environment, the configuration (a bad one is reported and is exit code 2), logging as
+/// configured, and a runtime from `builder`.
+fn prepare(flag: Option<PathBuf>, builder: tokio::runtime::Builder) -> Result<Prepared, ExitStatus> {
+    let env = process_env();
+    let path = resolve_path(flag, &env);
+    let config = load(path.as_deref(), &env).map_err(|error| fail(error, true))?;
+    let log_level = trigger_otel_bridge::logging::init(&config.log);
+    Ok(Prepared {
+        env,
+        config,
+        path,
+        log_level,
+        runtime: runtime(builder)?,
     })
 }
 
+fn runtime(mut builder: tokio::runtime::Builder) -> Result<tokio::runtime::Runtime, ExitStatus> {
+    builder
+        .enable_all()
+        .build()
+        .map_err(|error| fail(format!("cannot start the async runtime: {error}"), false))
+}
+
+/// Report `error` on stderr; its exit code is 2 when it is about usage or configuration, else 1.
+fn fail(error: impl std::fmt::Display, usage: bool) -> ExitStatus {
+    eprintln!("error: {error}");
+    if usage {
+        ExitStatus::Usage
+    } else {
+        ExitStatus::Failure
+    }
+}
+
 fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus {
-    let env = process_env();
-    let (config, _) = match load_config(config_flag, &env) {
-        Ok(loaded) => loaded,
+    let prepared = match prepare(config_flag, tokio::runtime::Builder::new_multi_thread()) {
+        Ok(prepared) => prepared,
         Err(status) => return status,
     };
-    trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
-        Ok(runtime) => runtime,
-        Err(status) => return status,
-    };
+    let Prepared {
+        runtime, config, env, ..
+    } = prepared;
     match runtime.block_on(run_export(&config, &options, &env)) {
         Ok(summary) => {
             eprint!("{summary}");
@@ -234,25 +252,15 @@ fn export(config_flag: Option<PathBuf>, options: BackfillOptions) -> ExitStatus 
             }
         }
         Err(error) => {
-            eprintln!("error: {error}");
-            if error.is_usage() {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::Failure
-            }
+            let usage = error.is_usage();
+            fail(error, usage)
         }
     }
 }
 
 fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> ExitStatus {
-    let env = process_env();
-    let (config, _) = match load_config(config_flag, &env) {
-        Ok(loaded) => loaded,
-        Err(status) => return status,
-    };
-    trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match runtime(tokio::runtime::Builder::new_current_thread()) {
-        Ok(runtime) => runtime,
+    let Prepared { runtime, config, .. } = match prepare(config_flag, tokio::runtime::Builder::new_current_thread()) {
+        Ok(prepared) => prepared,
         Err(status) => return status,
     };
     let options = InspectOptions {
@@ -292,12 +300,8 @@ fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitSt
         Ok(summary) if summary.is_complete() => ExitStatus::Success,
         Ok(_) => ExitStatus::Failure,
         Err(error) => {
-            eprintln!("error: {error}");
-            if error.is_usage() {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::Failure
-            }
+            let usage = error.is_usage();
+            fail(error, usage)
         }
     }
 }
@@ -305,14 +309,14 @@ fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitSt
 /// The daemon: load the config, set up logging, run until SIGTERM/SIGINT (a second one exits at
 /// once), map the outcome to an exit code.
 fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
-    let env = process_env();
-    let (config, path) = match load_config(config_flag, &env) {
-        Ok(loaded) => loaded,
-        Err(status) => return status,
-    };
-    let log_level = trigger_otel_bridge::logging::init(&config.log);
-    let runtime = match runtime(tokio::runtime::Builder::new_multi_thread()) {
-        Ok(runtime) => runtime,
+    let Prepared {
+        env,
+        config,
+        path,
+        log_level,
+        runtime,
+    } = match prepare(config_flag, tokio::runtime::Builder::new_multi_thread()) {
+        Ok(prepared) => prepared,
         Err(status) => return status,
     };
     let stats = Arc::new(DaemonStats::default());
@@ -320,10 +324,7 @@ fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
         // Registered before anything else, so no signal meets the default action (death).
         let mut signals = match Signals::register() {
             Ok(signals) => signals,
-            Err(error) => {
-                eprintln!("error: cannot install signal handlers: {error}");
-                return Ok(Err(ExitStatus::Failure));
-            }
+            Err(error) => return Ok(Err(fail(format!("cannot install signal handlers: {error}"), false))),
         };
         let (hup_tx, hup_rx) = tokio::sync::watch::channel(0u64);
         let options = DaemonOptions {
@@ -348,12 +349,8 @@ fn run_daemon(config_flag: Option<PathBuf>) -> ExitStatus {
         Ok(Ok(())) => ExitStatus::Success,
         Ok(Err(status)) => status,
         Err(error) => {
-            eprintln!("error: {error}");
-            if error.is_config() {
-                ExitStatus::Usage
-            } else {
-                ExitStatus::Failure
-            }
+            let usage = error.is_config();
+            fail(error, usage)
         }
     }
 }
