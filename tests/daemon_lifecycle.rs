@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use support::daemon::{config, fast_options, Running};
+use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, FakeRun};
 use support::generate;
 use support::otlp_receiver::Receiver;
@@ -65,18 +65,9 @@ fn finished_version(run: &FakeRun) -> FakeRun {
 async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     let executing = FakeRun::fixture("executing_run");
     let ended_partial = generate::fake_run("run_endspartial", "generated-task", 30, true);
-    let api = FakeApi::start([executing.clone(), ended_partial.clone()]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Running::start(
-        config(
-            &api,
-            &receiver.grpc_endpoint(),
-            &dir.path().join("state.db"),
-            &["run_cm1executing1", "run_endspartial"],
-        ),
-        fast_options(),
-    );
+    let fakes = Fakes::start([executing.clone(), ended_partial.clone()]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let daemon = Running::start(fakes.config(&["run_cm1executing1", "run_endspartial"]), fast_options());
     // While executing: only finished spans arrive.
     daemon
         .wait_for("the first polls", Duration::from_secs(10), |s| {
@@ -149,8 +140,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
         "no polling after retirement"
     );
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
@@ -173,12 +163,11 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
         .map(|i| generate::fake_run(&format!("run_down{i:02}"), "t", 120, false))
         .collect();
     let ids: Vec<String> = (0..10).map(|i| format!("run_down{i:02}")).collect();
-    let api = FakeApi::start(runs).await;
-    let receiver = Receiver::start().await;
+    let fakes = Fakes::start(runs).await;
+    let receiver = &fakes.receiver;
     *receiver.recorder.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(20));
-    let dir = tempfile::tempdir().unwrap();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &id_refs);
+    let mut config = fakes.config(&id_refs);
     config.export.max_pending_spans = 200;
     let daemon = Running::start(config, fast_options());
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -199,10 +188,9 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
     assert!(peak <= 200, "pending spans peaked at {peak}, above the limit of 200");
     assert!(peak > 0);
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(120))).collect();
-    all_spans_once(&receiver, &expected);
+    all_spans_once(receiver, &expected);
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 /// One run with more spans than `export.max_pending_spans`, and nothing else due: each poll may
@@ -212,10 +200,9 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     let run_id = "run_bigalone01";
-    let api = FakeApi::start([generate::fake_run(run_id, "t", 1000, false)]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[run_id]);
+    let fakes = Fakes::start([generate::fake_run(run_id, "t", 1000, false)]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let mut config = fakes.config(&[run_id]);
     config.runs.concurrency = 4;
     config.export.max_pending_spans = 100;
     config.export.max_batch_spans = 100;
@@ -228,7 +215,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
         })
         .await;
     let spans = generate::span_count(1000);
-    all_spans_once(&receiver, &[(run_id.to_owned(), spans)]);
+    all_spans_once(receiver, &[(run_id.to_owned(), spans)]);
     let fetches = api.state.requests_to(&format!("/api/v1/runs/{run_id}/events"));
     // The first poll takes one slot's share (25 of 100); knowing its backlog, each later poll
     // takes all that is free: ceil(901 / 100) = 10 polls admit the rest, one final poll (run
@@ -241,25 +228,23 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     );
     assert!(daemon.stats.peak_pending_spans.load(Ordering::Relaxed) <= 100);
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
     use rand::SeedableRng;
     let ids: Vec<String> = (0..6).map(|i| format!("run_chaos{i:02}")).collect();
-    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
+    let fakes = Fakes::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
     *api.state.chaos.lock().unwrap() = Some(support::fake_api::Chaos {
         rng: rand::rngs::StdRng::seed_from_u64(7),
         p500: 0.2,
         p429: 0.1,
         reset_after: Duration::from_millis(700),
     });
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &id_refs);
+    let mut config = fakes.config(&id_refs);
     // One request at a time, so a request in flight when a 429 is answered cannot be mistaken
     // for one sent after it.
     config.runs.concurrency = 1;
@@ -270,7 +255,7 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
         })
         .await;
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(40))).collect();
-    all_spans_once(&receiver, &expected);
+    all_spans_once(receiver, &expected);
     let limited = api.state.rate_limited.lock().unwrap().clone();
     assert!(
         !limited.is_empty(),
@@ -287,20 +272,18 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
         assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
     }
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_picks_up_new_runs_matching_the_filters_only() {
-    let api = FakeApi::start([
+    let fakes = Fakes::start([
         generate::fake_run("run_wanted01", "wanted", 20, false),
         generate::fake_run("run_other001", "other", 20, false),
     ])
     .await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[]);
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let mut config = fakes.config(&[]);
     config.discovery.enabled = true;
     config.discovery.interval = Duration::from_millis(200);
     config.discovery.tasks = vec!["wanted".into()];
@@ -348,8 +331,7 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
         "{list_queries:?}"
     );
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,18 +388,9 @@ async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_once() {
-    let api = FakeApi::start([FakeRun::fixture("finished_run")]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Running::start(
-        config(
-            &api,
-            &receiver.grpc_endpoint(),
-            &dir.path().join("state.db"),
-            &["run_cm1finished01"],
-        ),
-        fast_options(),
-    );
+    let fakes = Fakes::start([FakeRun::fixture("finished_run")]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let daemon = Running::start(fakes.config(&["run_cm1finished01"]), fast_options());
     daemon
         .wait_for("the run retired", Duration::from_secs(15), |s| {
             s.runs_retired.load(Ordering::Relaxed) == 1
@@ -470,8 +443,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
         "the trace is read once"
     );
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,13 +455,9 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     run.trace = Some(
         serde_json::json!({"trace": {"traceId": "0af7651916cd43dd8448eb211c80319c", "rootSpan": node(root.clone(), serde_json::json!({"a": 1}))}}),
     );
-    let api = FakeApi::start([run.clone()]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Running::start(
-        config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[run_id]),
-        fast_options(),
-    );
+    let fakes = Fakes::start([run.clone()]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let daemon = Running::start(fakes.config(&[run_id]), fast_options());
     daemon
         .wait_for("a few polls", Duration::from_secs(10), |s| {
             s.polls.load(Ordering::Relaxed) >= 3
@@ -535,8 +503,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
         "read again once"
     );
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,13 +512,9 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
     run.run["status"] = "EXECUTING".into();
     run.run.as_object_mut().unwrap().remove("finishedAt");
     let id = run.id();
-    let api = FakeApi::start([run]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let daemon = Running::start(
-        config(&api, &receiver.grpc_endpoint(), &dir.path().join("state.db"), &[&id]),
-        fast_options(),
-    );
+    let fakes = Fakes::start([run]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let daemon = Running::start(fakes.config(&[&id]), fast_options());
     daemon
         .wait_for("the 5 finished spans", Duration::from_secs(10), |_| {
             receiver.recorder.spans().len() >= 5
@@ -578,6 +541,5 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
         .await;
     assert!(receiver.recorder.spans().iter().any(|s| s.name == "late span"));
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }

@@ -10,16 +10,18 @@ use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::daemon;
 use support::fake_api::{FakeApi, SECRET_KEY};
 use support::generate;
 use support::otlp_receiver::Receiver;
 use support::process::{self, wait_until};
 use tokio::process::{Child, Command};
+use trigger_otel_bridge::config::LogsMode;
 
 const BATCH: usize = 50;
 
 fn write_config(dir: &Path, api: &FakeApi, receiver: &Receiver, runs: &[String], max_pending: usize) -> PathBuf {
-    write_config_with_logs(dir, api, receiver, runs, max_pending, "span_events")
+    write_config_with_logs(dir, api, receiver, runs, max_pending, LogsMode::SpanEvents)
 }
 
 fn write_config_with_logs(
@@ -28,41 +30,15 @@ fn write_config_with_logs(
     receiver: &Receiver,
     runs: &[String],
     max_pending: usize,
-    logs: &str,
+    logs: LogsMode,
 ) -> PathBuf {
-    let ids: Vec<String> = runs.iter().map(|r| format!("\"{r}\"")).collect();
-    let text = format!(
-        r#"
-[trigger]
-api_url = "{api}"
-[runs]
-ids = [{ids}]
-poll_interval = "100ms"
-max_poll_interval = "300ms"
-settle = "200ms"
-concurrency = 4
-[conversion]
-logs = "{logs}"
-[export]
-endpoint = "{endpoint}"
-protocol = "grpc"
-max_batch_spans = {BATCH}
-max_pending_spans = {max_pending}
-[state]
-path = "{state}"
-[server]
-listen = ""
-[log]
-level = "info"
-"#,
-        api = api.url(),
-        ids = ids.join(", "),
-        endpoint = receiver.grpc_endpoint(),
-        state = dir.join("state.db").display(),
-    );
-    let path = dir.join("bridge.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut config = daemon::config_at(&api.url(), &receiver.grpc_endpoint(), &dir.join("state.db"), runs);
+    config.runs.max_poll_interval = Duration::from_millis(300);
+    config.runs.settle = Duration::from_millis(200);
+    config.conversion.logs = logs;
+    config.export.max_batch_spans = BATCH;
+    config.export.max_pending_spans = max_pending;
+    process::write_config(dir, "bridge.toml", &config)
 }
 
 fn spawn(config: &Path, log: &Path) -> Child {
@@ -111,20 +87,20 @@ async fn sigterm(child: &Child) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
-    crash_loop("span_events", 10, 2026).await;
+    crash_loop(LogsMode::SpanEvents, 10, 2026).await;
 }
 
 /// The same with `conversion.logs = "otlp_logs"`: every log record arrives as an OTLP log record
 /// (with the run's trace and its parent span), none lost across the kills.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_no_log_record() {
-    crash_loop("otlp_logs", 6, 2027).await;
+    crash_loop(LogsMode::OtlpLogs, 6, 2027).await;
 }
 
 /// Kill the daemon with SIGKILL `kills_wanted` times at random moments while it exports 8 runs,
 /// then let it finish: everything arrived, duplicates at most one batch per kill.
-async fn crash_loop(logs_mode: &str, kills_wanted: usize, seed: u64) {
-    let otlp_logs = logs_mode == "otlp_logs";
+async fn crash_loop(logs_mode: LogsMode, kills_wanted: usize, seed: u64) {
+    let otlp_logs = logs_mode == LogsMode::OtlpLogs;
     let runs: Vec<String> = (0..8).map(|i| format!("run_crash{i:02}")).collect();
     let elements = 600;
     let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;

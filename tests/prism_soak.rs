@@ -30,10 +30,11 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::daemon;
 use support::otlp_receiver::Receiver;
 use support::process::{self, external_tool, free_port};
 use tokio::process::{Child, Command};
-use trigger_otel_bridge::config::LogsMode;
+use trigger_otel_bridge::config::{LogsMode, Protocol};
 use trigger_otel_bridge::convert::{convert_events, InvalidReason, NothingExported, RunInfo, RunState};
 use trigger_otel_bridge::trigger::model::EventsBody;
 
@@ -423,36 +424,16 @@ fn account_body(
 // The bridge process.
 
 fn write_config(dir: &Path, api: &str, endpoint: &str, listen: &str) -> PathBuf {
-    let ids: Vec<String> = (0..RUNS).map(|i| format!("\"run_soak{i:02}\"")).collect();
-    let text = format!(
-        r#"
-[trigger]
-api_url = "{api}"
-requests_per_minute = 3000
-timeout = "10s"
-[runs]
-ids = [{ids}]
-poll_interval = "200ms"
-max_poll_interval = "1s"
-settle = "45s"
-concurrency = 4
-[export]
-endpoint = "{endpoint}"
-protocol = "http/protobuf"
-max_batch_spans = 256
-[state]
-path = "{state}"
-[server]
-listen = "{listen}"
-[log]
-level = "info"
-"#,
-        ids = ids.join(", "),
-        state = dir.join("state.db").display(),
-    );
-    let path = dir.join("bridge.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("run_soak{i:02}")).collect();
+    let mut config = daemon::config_at(api, endpoint, &dir.join("state.db"), &ids);
+    config.trigger.requests_per_minute = 3000;
+    config.runs.poll_interval = Duration::from_millis(200);
+    config.runs.max_poll_interval = Duration::from_secs(1);
+    config.runs.settle = Duration::from_secs(45);
+    config.export.protocol = Protocol::HttpProtobuf;
+    config.export.max_batch_spans = 256;
+    config.server.listen = Some(listen.to_owned());
+    process::write_config(dir, "bridge.toml", &config)
 }
 
 /// The text without ANSI colour sequences (`ESC [ … m`).

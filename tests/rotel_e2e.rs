@@ -52,10 +52,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use support::daemon;
 use support::fake_api::{FakeApi, FakeRun};
-use support::process::{bridge, external_tool, free_port};
+use support::process::{self, bridge, external_tool, free_port};
 use tokio::process::{Child, Command};
-use trigger_otel_bridge::config::LogsMode;
+use trigger_otel_bridge::config::{ExportConfig, LogsMode};
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
 use trigger_otel_bridge::convert::NothingExported;
 use trigger_otel_bridge::fetch::FetchedRun;
@@ -544,36 +545,17 @@ impl Rotel {
 }
 
 fn write_config(dir: &Path, api: &FakeApi, endpoint: &str, protocol: &str, scenario: &str, ids: &[String]) -> PathBuf {
-    let ids: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
-    let text = format!(
-        r#"
-[trigger]
-api_url = "{api}"
-[runs]
-ids = [{ids}]
-poll_interval = "100ms"
-max_poll_interval = "300ms"
-settle = "300ms"
-concurrency = 4
-[export]
-endpoint = "{endpoint}"
-protocol = "{protocol}"
-[export.resource]
-attributes = {{ "{SCENARIO_KEY}" = "{scenario}" }}
-[state]
-path = "{state}"
-[server]
-listen = ""
-[log]
-level = "info"
-"#,
-        api = api.url(),
-        ids = ids.join(", "),
-        state = dir.join(format!("{scenario}.db")).display(),
-    );
-    let path = dir.join(format!("{scenario}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path
+    let state = dir.join(format!("{scenario}.db"));
+    let mut config = daemon::config_at(&api.url(), endpoint, &state, ids);
+    config.runs.max_poll_interval = Duration::from_millis(300);
+    config.export.protocol = protocol.parse().unwrap();
+    config.export.max_batch_spans = ExportConfig::default().max_batch_spans;
+    config
+        .export
+        .resource
+        .attributes
+        .insert(SCENARIO_KEY.to_owned(), scenario.to_owned());
+    process::write_config(dir, &format!("{scenario}.toml"), &config)
 }
 
 /// The fields of two spans that differ, as `field: rotel … expected …` lines.

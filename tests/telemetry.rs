@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::daemon::{config, fast_options, Running};
+use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, Scripted};
 use support::generate;
 use support::otlp_receiver::Receiver;
@@ -112,16 +112,10 @@ fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_as_spans_are_exported_and_rejected() {
-    let api = FakeApi::start([generate::fake_run("run_metrics1", "t", 30, false)]).await;
-    let receiver = Receiver::start().await;
+    let fakes = Fakes::start([generate::fake_run("run_metrics1", "t", 30, false)]).await;
+    let receiver = &fakes.receiver;
     *receiver.recorder.poison_name.lock().unwrap() = Some("step 5".into());
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &api,
-        &receiver.grpc_endpoint(),
-        &dir.path().join("state.db"),
-        &["run_metrics1"],
-    );
+    let config = fakes.config(&["run_metrics1"]);
     let daemon = Running::serving(config, fast_options()).await;
 
     let (status, _, body) = get(daemon.addr(), "/healthz").await;
@@ -210,22 +204,15 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     assert!(body.ends_with("# EOF\n"));
     parse_prometheus(&body);
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     // A run that keeps executing, so the daemon keeps asking.
-    let api = FakeApi::start([generate::fake_run("run_auth0001", "t", 10, true)]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(
-        &api,
-        &receiver.grpc_endpoint(),
-        &dir.path().join("state.db"),
-        &["run_auth0001"],
-    );
+    let fakes = Fakes::start([generate::fake_run("run_auth0001", "t", 10, true)]).await;
+    let api = &fakes.api;
+    let config = fakes.config(&["run_auth0001"]);
     let daemon = Running::serving(config, fast_options()).await;
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
 
@@ -254,8 +241,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     api.state.scripts.lock().unwrap().clear();
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     daemon.stop().await;
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,17 +452,16 @@ level = "trace"
 /// Error output of the commands that use the key: a rejected key, check-config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_and_check_config_never_show_the_key() {
-    let api = FakeApi::start([generate::fake_run("run_errors01", "t", 5, false)]).await;
-    let receiver = Receiver::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("bridge.toml");
+    let fakes = Fakes::start([generate::fake_run("run_errors01", "t", 5, false)]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let config_path = fakes.dir.path().join("bridge.toml");
     std::fs::write(
         &config_path,
         format!(
             "[trigger]\napi_url = \"{}\"\nsecret_key = \"{PLANTED_KEY}\"\n[export]\nendpoint = \"{}\"\n[state]\npath = \"{}\"\n[server]\nlisten = \"\"\n",
             api.url(),
             receiver.grpc_endpoint(),
-            dir.path().join("state.db").display()
+            fakes.dir.path().join("state.db").display()
         ),
     )
     .unwrap();
@@ -511,7 +496,7 @@ async fn errors_and_check_config_never_show_the_key() {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(stdout.contains("tr_dev_…****"), "{stdout}");
     // A config error in the same file.
-    let broken = dir.path().join("broken.toml");
+    let broken = fakes.dir.path().join("broken.toml");
     std::fs::write(
         &broken,
         format!("[trigger]\nsecret_key = \"{PLANTED_KEY}\"\ntimeout = \"soon\"\n"),
@@ -531,8 +516,7 @@ async fn errors_and_check_config_never_show_the_key() {
     ] {
         assert!(!text.contains(PLANTED_PART), "the key shown:\n{text}");
     }
-    api.stop().await;
-    receiver.stop().await;
+    fakes.stop().await;
 }
 
 #[tokio::test]

@@ -285,6 +285,17 @@ fn serialize_redacted_values<S: Serializer>(
     serializer.collect_map(headers.keys().map(|name| (name, REDACTED_VALUE)))
 }
 
+impl BridgeConfig {
+    /// The effective config as TOML, for `check-config`: the secret key appears as its hint
+    /// (`tr_dev_…****`), every header value as `****`.
+    pub fn to_redacted_toml(&self) -> String {
+        // Serialization only fails for shapes this schema does not have (non-string map keys,
+        // values outside i64); say so rather than panic in a diagnostic command.
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|error| format!("# cannot render the configuration as TOML: {error}\n"))
+    }
+}
+
 /// A humantime duration (`"5s"`, `"1h 30m"`, `"7d"`). Serialized by `humantime_serde`;
 /// deserialized by hand because `humantime_serde` reports only "expected a duration", dropping
 /// humantime's explanation ("unknown time unit \"parsecs\"", "time unit needed").

@@ -25,15 +25,6 @@ impl BridgeConfig {
         }
     }
 
-    /// The effective config as TOML, for `check-config`: the secret key appears as its hint
-    /// (`tr_dev_…****`), every header value as `****`.
-    pub fn to_redacted_toml(&self) -> String {
-        // Serialization only fails for shapes this schema does not have (non-string map keys,
-        // values outside i64); say so rather than panic in a diagnostic command.
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|error| format!("# cannot render the configuration as TOML: {error}\n"))
-    }
-
     pub(crate) fn first_violation(&self) -> Option<Violation> {
         let violation = |key: &'static str, message: String| Some(Violation { key, message });
         let (trigger, runs, export) = (&self.trigger, &self.runs, &self.export);

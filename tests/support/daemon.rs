@@ -2,7 +2,8 @@
 //! fast retry options, and a running daemon (optionally serving its telemetry on a port-0
 //! listener) that tests wait on and stop cleanly.
 
-use super::fake_api::{FakeApi, SECRET_KEY};
+use super::fake_api::{FakeApi, FakeRun, SECRET_KEY};
+use super::otlp_receiver::Receiver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -19,10 +20,15 @@ use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
 /// Watch `runs` on `api`, export to `endpoint` (gRPC unless changed), keep state in `state`;
 /// polling, settling and batches sized for tests.
 pub fn config(api: &FakeApi, endpoint: &str, state: &Path, runs: &[&str]) -> BridgeConfig {
+    config_at(&api.url(), endpoint, state, runs)
+}
+
+/// [`config`] for an API at `api_url` (another fake, such as Prism).
+pub fn config_at(api_url: &str, endpoint: &str, state: &Path, runs: &[impl AsRef<str>]) -> BridgeConfig {
     let mut config = BridgeConfig::default();
-    config.trigger.api_url = api.url();
+    config.trigger.api_url = api_url.to_owned();
     config.trigger.secret_key = SecretString::new(SECRET_KEY);
-    config.runs.ids = runs.iter().map(|r| r.to_string()).collect();
+    config.runs.ids = runs.iter().map(|r| r.as_ref().to_owned()).collect();
     config.runs.poll_interval = Duration::from_millis(100);
     config.runs.max_poll_interval = Duration::from_millis(400);
     config.runs.settle = Duration::from_millis(300);
@@ -34,6 +40,39 @@ pub fn config(api: &FakeApi, endpoint: &str, state: &Path, runs: &[&str]) -> Bri
     // the metrics on a port of its own.
     config.server.listen = None;
     config
+}
+
+/// What a daemon test runs against: the fake Trigger.dev API, a collector, and a directory for
+/// the state file. Stopped together.
+pub struct Fakes {
+    pub api: FakeApi,
+    pub receiver: Receiver,
+    pub dir: tempfile::TempDir,
+}
+
+impl Fakes {
+    pub async fn start(runs: impl IntoIterator<Item = FakeRun>) -> Fakes {
+        Fakes {
+            api: FakeApi::start(runs).await,
+            receiver: Receiver::start().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// [`config`] watching `runs` on the API, exporting to the receiver over gRPC.
+    pub fn config(&self, runs: &[&str]) -> BridgeConfig {
+        config(
+            &self.api,
+            &self.receiver.grpc_endpoint(),
+            &self.dir.path().join("state.db"),
+            runs,
+        )
+    }
+
+    pub async fn stop(self) {
+        self.api.stop().await;
+        self.receiver.stop().await;
+    }
 }
 
 /// Retries and backoffs in milliseconds, not seconds.

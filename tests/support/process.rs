@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::Command;
+use trigger_otel_bridge::config::BridgeConfig;
+use trigger_otel_bridge::secret::SecretString;
 
 /// `trigger-otel-bridge ARGS --config CONFIG` with only PATH and the fake API's key in its
 /// environment, stderr appended to `log`; killed when dropped.
@@ -25,6 +27,18 @@ pub fn bridge(args: &[&str], config: &Path, log: &Path) -> Command {
         .stderr(log)
         .kill_on_drop(true);
     command
+}
+
+/// `config` written as the TOML file `name` in `dir`, for a bridge process (through the real
+/// loader: every test that starts the binary also checks that such a file loads). The secret key
+/// stays out of the file: [`bridge`] passes it in the environment, as a deployment would. Header
+/// values are written redacted, so a test that needs them sets them another way.
+pub fn write_config(dir: &Path, name: &str, config: &BridgeConfig) -> PathBuf {
+    let mut config = config.clone();
+    config.trigger.secret_key = SecretString::default();
+    let path = dir.join(name);
+    std::fs::write(&path, config.to_redacted_toml()).unwrap();
+    path
 }
 
 /// An external tool named by the environment variable `var` (set by .ci/run, which installs it
