@@ -12,6 +12,7 @@ pub mod export;
 pub mod fetch;
 pub mod logging;
 pub mod secret;
+pub mod serving;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

@@ -18,8 +18,8 @@ use flate2::Compression;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use trigger_otel_bridge::serving::Served;
 
 use trigger_otel_bridge::config::TriggerConfig;
 use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
@@ -54,10 +54,8 @@ type Handler = Arc<dyn Fn(Hit, usize) -> Reply + Send + Sync>;
 
 /// An axum server answering every request with `handler(hit, index)`, recording each hit.
 struct FakeApi {
-    addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    served: Served,
 }
 
 impl FakeApi {
@@ -87,27 +85,12 @@ impl FakeApi {
                 handler(hit, index).await
             }
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
-                })
-                .await
-                .expect("serve");
-        });
-        Self {
-            addr,
-            hits,
-            shutdown,
-            task,
-        }
+        let served = Served::on_loopback(router).await.expect("serve");
+        Self { hits, served }
     }
 
     fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
     fn hits(&self) -> Vec<Hit> {
@@ -115,11 +98,7 @@ impl FakeApi {
     }
 
     async fn stop(self) {
-        let _ = self.shutdown.send(());
-        let abort = self.task.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(5), self.task).await.is_err() {
-            abort.abort();
-        }
+        self.served.stop(Duration::from_secs(5)).await.expect("serve");
     }
 }
 

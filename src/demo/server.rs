@@ -3,6 +3,7 @@
 //! demo's in-process sink, used when no collector is given).
 
 use super::samples::Timeline;
+use crate::serving::Served;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -13,8 +14,7 @@ use prost::Message;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-use tokio::sync::oneshot;
+use std::time::{Duration, Instant};
 
 struct Shared {
     timeline: Arc<Timeline>,
@@ -98,8 +98,7 @@ pub struct DemoServer {
     pub addr: SocketAddr,
     /// Every span the `/v1/traces` receiver accepted.
     pub received: Arc<Mutex<Vec<Span>>>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    served: Served,
 }
 
 impl DemoServer {
@@ -118,37 +117,21 @@ impl DemoServer {
             .route("/v1/traces", axum::routing::post(traces))
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024))
             .with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::warn!(%error, "the demo's embedded server failed");
-            }
-        });
+        let served = Served::on_loopback(app).await?;
         Ok(DemoServer {
-            addr,
+            addr: served.addr(),
             received,
-            stop: Some(stop),
-            task: Some(task),
+            served,
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.served.url()
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+    pub async fn stop(self) {
+        if let Err(error) = self.served.stop(Duration::from_secs(5)).await {
+            tracing::warn!(%error, "the demo's embedded server failed");
         }
     }
 }

@@ -12,19 +12,17 @@ pub mod server;
 
 pub use health::Health;
 pub use metrics::Metrics;
-pub use server::serve;
 
+use crate::serving::Served;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 
 /// The running telemetry server; dropping it stops it at once, [`TelemetryServer::stop`]
 /// lets requests in flight finish.
 pub struct TelemetryServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    served: Served,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,44 +40,21 @@ pub async fn start(listen: &str, metrics: Arc<Metrics>) -> Result<TelemetryServe
         source,
     };
     let listener = TcpListener::bind(listen).await.map_err(error)?;
-    let addr = listener.local_addr().map_err(error)?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve(listener, metrics, async {
-        let _ = stopped.await;
-    }));
-    tracing::info!(%addr, "telemetry server listening (/metrics, /healthz, /readyz)");
-    Ok(TelemetryServer {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
-    })
+    let served = Served::spawn(listener, server::router(metrics)).map_err(error)?;
+    tracing::info!(addr = %served.addr(), "telemetry server listening (/metrics, /healthz, /readyz)");
+    Ok(TelemetryServer { served })
 }
 
 impl TelemetryServer {
     /// The address bound (the real port when `listen` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.served.addr()
     }
 
     /// Stop accepting connections and wait (briefly) for requests in flight.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(mut task) = self.task.take() {
-            match tokio::time::timeout(std::time::Duration::from_secs(2), &mut task).await {
-                Ok(Ok(Err(error))) => tracing::warn!(%error, "telemetry server failed"),
-                Ok(_) => {}
-                Err(_) => task.abort(),
-            }
-        }
-    }
-}
-
-impl Drop for TelemetryServer {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+    pub async fn stop(self) {
+        if let Err(error) = self.served.stop(Duration::from_secs(2)).await {
+            tracing::warn!(%error, "telemetry server failed");
         }
     }
 }

@@ -6,29 +6,16 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::net::TcpListener;
 
-/// The routes, for embedding in another server.
+/// The routes (served by [`super::start`]).
 pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(metrics)
-}
-
-/// Serve on `listener` until `shutdown` resolves (in-flight requests finish first).
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics))
-        .with_graceful_shutdown(shutdown)
-        .await
 }
 
 /// OpenMetrics when the scraper asks for it (Prometheus does), else the 0.0.4 text format.

@@ -104,10 +104,9 @@ pub fn fast_options() -> DaemonOptions {
 pub struct Running {
     pub stats: Arc<DaemonStats>,
     /// Where its telemetry is served (with [`Running::serving`]).
-    addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), daemon::DaemonError>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<telemetry::TelemetryServer>,
 }
 
 impl Running {
@@ -119,7 +118,6 @@ impl Running {
         }));
         Running {
             stats,
-            addr: None,
             stop: Some(stop),
             task,
             server: None,
@@ -128,30 +126,17 @@ impl Running {
 
     /// Like [`Running::start`], with `/metrics`, `/healthz` and `/readyz` on a loopback port.
     pub async fn serving(config: BridgeConfig, options: DaemonOptions) -> Running {
-        let stats = Arc::new(DaemonStats::default());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (server_stop, server_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(telemetry::serve(listener, stats.clone(), async {
-            let _ = server_stopped.await;
-        }));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(daemon::run(config, options, stats.clone(), async move {
-            let _ = stopped.await;
-            let _ = server_stop.send(());
-        }));
-        Running {
-            stats,
-            addr: Some(addr),
-            stop: Some(stop),
-            task,
-            server: Some(server),
-        }
+        let mut running = Running::start(config, options);
+        running.server = Some(telemetry::start("127.0.0.1:0", running.stats.clone()).await.unwrap());
+        running
     }
 
     /// The telemetry server's address (only for a daemon started with [`Running::serving`]).
     pub fn addr(&self) -> SocketAddr {
-        self.addr.expect("the daemon was started with Running::serving")
+        self.server
+            .as_ref()
+            .expect("the daemon was started with Running::serving")
+            .addr()
     }
 
     pub async fn wait_for(&self, what: &str, limit: Duration, condition: impl Fn(&DaemonStats) -> bool) {
@@ -174,7 +159,7 @@ impl Running {
             .unwrap()
             .expect("the daemon stops cleanly");
         if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
+            server.stop().await;
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use trigger_otel_bridge::serving::Served;
 
 pub const SECRET_KEY: &str = "tr_dev_FAKEtestKEY0123456789";
 
@@ -267,8 +267,7 @@ async fn list(
 pub struct FakeApi {
     pub state: Arc<FakeState>,
     pub addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    served: Served,
 }
 
 impl FakeApi {
@@ -283,22 +282,11 @@ impl FakeApi {
             .route("/api/v1/runs/{run}/trace", axum::routing::get(trace))
             .route("/api/v3/runs/{run}", axum::routing::get(retrieve))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let served = Served::on_loopback(app).await.unwrap();
         FakeApi {
             state,
-            addr,
-            stop: Some(stop),
-            task: Some(task),
+            addr: served.addr(),
+            served,
         }
     }
 
@@ -306,12 +294,7 @@ impl FakeApi {
         format!("http://{}", self.addr)
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.served.stop(Duration::from_secs(5)).await.unwrap();
     }
 }

@@ -19,6 +19,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
+use trigger_otel_bridge::serving::Served;
 
 /// A scripted answer for the next request instead of accepting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,8 +249,9 @@ pub struct Receiver {
     pub recorder: Arc<Recorder>,
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grpc_stop: oneshot::Sender<()>,
+    grpc: tokio::task::JoinHandle<()>,
+    http: Served,
 }
 
 impl Receiver {
@@ -260,7 +262,6 @@ impl Receiver {
         let grpc_addr = grpc_listener.local_addr().unwrap();
         let http_addr = http_listener.local_addr().unwrap();
         let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-        let (http_stop, http_stopped) = oneshot::channel::<()>();
         let service = TraceServiceServer::new(Grpc(recorder.clone()))
             .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
             .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
@@ -284,20 +285,14 @@ impl Receiver {
             )
             .route("/v1/logs", axum::routing::post(http_export::<ExportLogsServiceRequest>))
             .with_state(recorder.clone());
-        let http = tokio::spawn(async move {
-            axum::serve(http_listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = http_stopped.await;
-                })
-                .await
-                .unwrap();
-        });
+        let http = Served::spawn(http_listener, app).unwrap();
         Receiver {
             recorder,
             grpc_addr,
             http_addr,
-            stops: vec![grpc_stop, http_stop],
-            tasks: vec![grpc, http],
+            grpc_stop,
+            grpc,
+            http,
         }
     }
 
@@ -309,12 +304,9 @@ impl Receiver {
         format!("http://{}", self.http_addr)
     }
 
-    pub async fn stop(mut self) {
-        for stop in self.stops.drain(..) {
-            let _ = stop.send(());
-        }
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        let _ = self.grpc_stop.send(());
+        let _ = self.grpc.await;
+        self.http.stop(std::time::Duration::from_secs(5)).await.unwrap();
     }
 }
