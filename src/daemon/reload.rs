@@ -18,21 +18,29 @@ pub struct ConfigSource {
     pub env: HashMap<String, String>,
     pub requests: Option<watch::Receiver<u64>>,
     modified: Option<SystemTime>,
+    /// Kept across calls of [`ConfigSource::next`]: the event loop polls `next` afresh on every
+    /// pass, and woken every second by its heartbeat, a sleep made inside `next` would never
+    /// reach its end.
+    file_check: tokio::time::Interval,
 }
 
 impl ConfigSource {
     pub fn new(path: Option<PathBuf>, env: HashMap<String, String>, requests: Option<watch::Receiver<u64>>) -> Self {
         let modified = path.as_deref().and_then(modified_at);
+        let mut file_check =
+            tokio::time::interval_at(tokio::time::Instant::now() + FILE_CHECK_EVERY, FILE_CHECK_EVERY);
+        file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ConfigSource {
             path,
             env,
             requests,
             modified,
+            file_check,
         }
     }
 
     /// Wait for SIGHUP or a change of the file; then load it. `Err` carries why the new config
-    /// was refused.
+    /// was refused. Cancel-safe: dropped before it finishes, no signal or file check is lost.
     pub async fn next(&mut self) -> Result<BridgeConfig, String> {
         loop {
             tokio::select! {
@@ -45,7 +53,7 @@ impl ConfigSource {
                     tracing::info!("SIGHUP: reloading the configuration");
                     break;
                 }
-                _ = tokio::time::sleep(FILE_CHECK_EVERY), if self.path.is_some() => {
+                _ = self.file_check.tick(), if self.path.is_some() => {
                     let now = self.path.as_deref().and_then(modified_at);
                     if now != self.modified {
                         tracing::info!(path = %self.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(), "the config file changed: reloading");
@@ -157,6 +165,28 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(refused.contains("runs.concurrency"), "{refused}");
+    }
+
+    /// The daemon's loop drops `next` whenever anything else wakes it, at least every second
+    /// (its heartbeat): a file change must still be seen.
+    #[tokio::test(start_paused = true)]
+    async fn a_change_is_seen_though_every_wait_is_cut_short_by_a_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bridge.toml");
+        std::fs::write(&path, "[runs]\nids = [\"run_a\"]\n").unwrap();
+        let mut source = ConfigSource::new(Some(path.clone()), HashMap::new(), None);
+        std::fs::write(&path, "[runs]\nids = [\"run_b\"]\n").unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
+        let mut heartbeats = 0;
+        let config = loop {
+            match tokio::time::timeout(Duration::from_secs(1), source.next()).await {
+                Ok(loaded) => break loaded.unwrap(),
+                Err(_) => heartbeats += 1,
+            }
+            assert!(heartbeats < 5, "the change was not seen after {heartbeats} heartbeats");
+        };
+        assert_eq!(config.runs.ids, vec!["run_b"]);
     }
 
     #[tokio::test]
