@@ -231,6 +231,34 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     fakes.stop().await;
 }
 
+/// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
+/// acknowledgement or a finished poll wakes it; its due time, already past, must not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_queue_room_does_not_spin_the_loop() {
+    let run_id = "run_waitroom01";
+    let fakes = Fakes::start([generate::fake_run(run_id, "t", 600, false)]).await;
+    // ~6 batches of 100 at 250 ms each: the run waits for room for about 1.5 s.
+    *fakes.receiver.recorder.delay.lock().unwrap() = Duration::from_millis(250);
+    let mut config = fakes.config(&[run_id]);
+    config.export.max_pending_spans = 100;
+    config.export.max_batch_spans = 100;
+    config.runs.settle = Duration::ZERO;
+    let daemon = Running::start(config, fast_options());
+    daemon
+        .wait_for("the run retired", Duration::from_secs(30), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    all_spans_once(&fakes.receiver, &[(run_id.to_owned(), generate::span_count(600))]);
+    // Each wake has a cause: a heartbeat a second, a poll started or finished, a batch
+    // acknowledged, a due time. A few dozen in all; a loop woken by a past due time makes
+    // hundreds of thousands.
+    let wakeups = daemon.stats.loop_wakeups.load(Ordering::Relaxed);
+    assert!(wakeups < 300, "the daemon loop woke {wakeups} times");
+    daemon.stop().await;
+    fakes.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
     use rand::SeedableRng;

@@ -7,8 +7,8 @@ use super::watched::{Lifecycle, Phase, RetireReason};
 use super::{export_queue, Ack, DaemonError, Discovery, DiscoveryTask, Loop};
 use crate::config::BridgeConfig;
 use crate::trigger::RunFilters;
-use std::cmp::Reverse;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -50,9 +50,8 @@ impl Loop {
             self.stats
                 .health
                 .set_nothing_to_watch(self.runs.is_empty() && self.discovery.is_none());
-            self.dispatch();
-            let next_due = self.due.peek().map(|Reverse((when, _, _))| *when);
-            let wait_for_due = next_due.filter(|_| self.may_poll());
+            self.stats.loop_wakeups.fetch_add(1, Ordering::Relaxed);
+            let wait_for_due = self.dispatch();
             tokio::select! {
                 _ = &mut shutdown => {
                     tracing::info!("shutting down: no new polls; finishing in-flight exports");

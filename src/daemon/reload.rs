@@ -27,8 +27,7 @@ pub struct ConfigSource {
 impl ConfigSource {
     pub fn new(path: Option<PathBuf>, env: HashMap<String, String>, requests: Option<watch::Receiver<u64>>) -> Self {
         let modified = path.as_deref().and_then(modified_at);
-        let mut file_check =
-            tokio::time::interval_at(tokio::time::Instant::now() + FILE_CHECK_EVERY, FILE_CHECK_EVERY);
+        let mut file_check = tokio::time::interval_at(tokio::time::Instant::now() + FILE_CHECK_EVERY, FILE_CHECK_EVERY);
         file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ConfigSource {
             path,

@@ -48,25 +48,30 @@ impl Loop {
     /// room for that backlog (at most the whole queue) and reserves it: a big run with a small
     /// `max_pending_spans` otherwise fetches and converts its whole body again for every small
     /// share.
-    pub(super) fn dispatch(&mut self) {
+    ///
+    /// Returns when to try again: the head run's due time when it is not due yet. `None` when
+    /// there is nothing to poll, or what holds the head back (poll slots, export capacity, a
+    /// failing collector) is freed by a finished poll or an acknowledgement, which wake the loop
+    /// themselves: a due time already past would wake it at once, again and again.
+    pub(super) fn dispatch(&mut self) -> Option<Instant> {
         let now = Instant::now();
         while self.may_poll() {
             let Some(Reverse((when, sequence, id))) = self.due.peek().cloned() else {
-                return;
+                return None;
             };
             let Some(run) = self.runs.get(&id).filter(|run| run.scheduled == sequence) else {
                 self.due.pop(); // stale: the run was rescheduled or retired
                 continue;
             };
             if when > now {
-                return;
+                return Some(when);
             }
             let free = self.free_capacity();
             if free < run.backlog.min(self.max_pending) {
                 // A run with a backlog waits, first in line, until the queue has room for all of
                 // it (or is empty): polling it with whatever trickle is free would fetch and
                 // convert its whole body again for a few spans each time.
-                return;
+                return None;
             }
             self.due.pop();
             let free_slots = self.concurrency.saturating_sub(self.in_flight.len()).max(1);
@@ -77,6 +82,7 @@ impl Loop {
             };
             self.start_poll(id, now - when, capacity);
         }
+        None
     }
 
     /// Start one poll of `id`, reserving `capacity` spans of the export queue for it.

@@ -199,6 +199,8 @@ pub struct Metrics {
     pub peak_pending_spans: AtomicUsize,
     pub export_batches: AtomicU64,
     pub export_nanos_total: AtomicU64,
+    /// How often the daemon's loop woke (in process only): a loop that spins shows here.
+    pub loop_wakeups: AtomicU64,
     /// What `/healthz` and `/readyz` answer from.
     pub health: Health,
     pub(super) prom: Prom,
@@ -227,6 +229,7 @@ impl fmt::Debug for Metrics {
             .field("pending_spans", &load_usize(&self.pending_spans))
             .field("peak_pending_spans", &load_usize(&self.peak_pending_spans))
             .field("export_batches", &load(&self.export_batches))
+            .field("loop_wakeups", &load(&self.loop_wakeups))
             .field("health", &self.health)
             .finish_non_exhaustive()
     }
@@ -248,6 +251,7 @@ impl Metrics {
             peak_pending_spans: AtomicUsize::new(0),
             export_batches: AtomicU64::new(0),
             export_nanos_total: AtomicU64::new(0),
+            loop_wakeups: AtomicU64::new(0),
             health: Health::new(),
             prom: Prom::new(),
         }
