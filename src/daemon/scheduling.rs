@@ -56,9 +56,7 @@ impl Loop {
     pub(super) fn dispatch(&mut self) -> Option<Instant> {
         let now = Instant::now();
         while self.may_poll() {
-            let Some(Reverse((when, sequence, id))) = self.due.peek().cloned() else {
-                return None;
-            };
+            let Reverse((when, sequence, id)) = self.due.peek().cloned()?;
             let Some(run) = self.runs.get(&id).filter(|run| run.scheduled == sequence) else {
                 self.due.pop(); // stale: the run was rescheduled or retired
                 continue;
