@@ -231,6 +231,56 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     fakes.stop().await;
 }
 
+/// A run polled before the trace endpoint knows it (404, no events yet) is not stuck with a
+/// derived trace id: the trace is asked for again until a span is exported, so the run's spans
+/// join Trigger.dev's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
+    let finished = FakeRun::fixture("finished_run");
+    let run_id = finished.id();
+    let mut queued = finished.clone();
+    queued.trace = None;
+    queued.events = serde_json::json!({ "events": [] });
+    queued.run["status"] = "QUEUED".into();
+    queued.run["finishedAt"] = serde_json::Value::Null;
+    queued.run["isCompleted"] = false.into();
+    let fakes = Fakes::start([queued]).await;
+    let trace_path = format!("/api/v1/runs/{run_id}/trace");
+    let daemon = Running::start(fakes.config(&[&run_id]), fast_options());
+    daemon
+        .wait_for("three polls", Duration::from_secs(10), |s| {
+            s.polls.load(Ordering::Relaxed) >= 3
+        })
+        .await;
+    assert!(
+        fakes.api.state.requests_to(&trace_path) >= 3,
+        "the trace is asked for on every poll while nothing was exported under a derived id"
+    );
+    fakes
+        .api
+        .state
+        .runs
+        .lock()
+        .unwrap()
+        .insert(run_id.clone(), finished.clone());
+    daemon
+        .wait_for("the run retired", Duration::from_secs(20), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let want = finished.trace.as_ref().unwrap()["trace"]["traceId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let spans = fakes.receiver.recorder.spans();
+    assert!(!spans.is_empty());
+    for span in &spans {
+        assert_eq!(hex(&span.trace_id), want, "span {} is in another trace", span.name);
+    }
+    daemon.stop().await;
+    fakes.stop().await;
+}
+
 /// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
 /// acknowledgement or a finished poll wakes it; its due time, already past, must not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -88,9 +88,17 @@ impl Loop {
         let Some(run) = self.runs.get(&id) else { return };
         PollStarted { run_id: &id, lag }.emit(&self.stats);
         let ask_status = run.wants_status(run.last_had_partials, Instant::now());
+        // A trace id derived because the trace endpoint did not know the run (a run triggered a
+        // moment ago can be in the events' buffer, not yet in a trace) is provisional until a
+        // span is exported under it: until then, ask again. After that, the run stays in the
+        // trace its first spans went to.
+        let known_trace_id = match &run.trace_id {
+            Some(None) if run.exported.is_empty() => None,
+            known => known.clone(),
+        };
         let job = PollJob {
             run_id: id.clone(),
-            known_trace_id: run.trace_id.clone(),
+            known_trace_id,
             ask_status,
             task_identifier: run.task_identifier.clone(),
             state: run.run_state(),
