@@ -59,8 +59,9 @@ pub fn classify_grpc(code: &str) -> Disposition {
 }
 
 /// Exponential backoff with jitter: 5 s, ×1.5 each attempt, capped at 30 s; a collector's
-/// Retry-After replaces the computed delay (bounded by the cap ×2 so a bogus header cannot
-/// park the bridge for hours).
+/// Retry-After replaces the computed delay, bounded below by half the first step (a proxy
+/// answering `Retry-After: 0` must not be hammered in a tight loop) and above by the cap ×2 (a
+/// bogus header cannot park the bridge for hours).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BackoffPolicy {
     pub initial: Duration,
@@ -82,7 +83,7 @@ impl BackoffPolicy {
     /// The delay before retry number `attempt` (1-based), jittered to 50–100 % of the step.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(after) = retry_after {
-            return after.min(self.max * 2);
+            return after.max(self.initial / 2).min(self.max * 2);
         }
         let step = self.initial.as_secs_f64() * self.multiplier.powi(attempt.saturating_sub(1) as i32);
         let capped = step.min(self.max.as_secs_f64());
@@ -136,6 +137,8 @@ mod tests {
             policy.delay(1, Some(Duration::from_secs(3600))),
             Duration::from_secs(60)
         );
+        // `Retry-After: 0` (or a date in the past) waits at least half the first step.
+        assert_eq!(policy.delay(1, Some(Duration::ZERO)), Duration::from_millis(2500));
         assert_eq!(
             classify_http(503, Some(Duration::from_secs(2))),
             Disposition::Retry {

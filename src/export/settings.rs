@@ -173,7 +173,10 @@ fn percent_decode(text: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&text[i + 1..i + 3], 16) {
+            // On bytes: a `%` before a multi-byte character must not slice inside it (a panic
+            // message would quote the header value, which may be a credential).
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
                 out.push(byte);
                 i += 3;
                 continue;
@@ -188,6 +191,16 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding_never_slices_a_character() {
+        assert_eq!(percent_decode("Bearer%20abc"), "Bearer abc");
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%%é"), "%%é");
+        assert_eq!(percent_decode("é%41"), "éA");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
