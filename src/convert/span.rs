@@ -166,7 +166,9 @@ impl SpanBuild<'_> {
     pub fn build(self, mut raw: RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> SpanData {
         let element = self.element;
         let mut markers = Vec::new();
-        if element.is_cancelled && !element.is_error {
+        // An errored span is an error, not a cancellation (C13). A log record's status is always
+        // UNSET (C19), so for it `isError` decides nothing and the cancellation still shows.
+        if element.is_cancelled && (!element.is_error || element.is_log) {
             markers.push(KeyValue::new("trigger.cancelled", true));
         }
         if self.partial {

@@ -875,6 +875,30 @@ fn log_spans_are_unset_even_when_flagged_as_errors() {
 }
 
 #[test]
+fn a_log_flagged_both_errored_and_cancelled_keeps_its_cancelled_marker() {
+    let log_record = with(
+        with(
+            log("0000000000000002", None, T0, "ERROR", "aborted"),
+            "isError",
+            json!(true),
+        ),
+        "isCancelled",
+        json!(true),
+    );
+    let out = convert(vec![log_record], &ended(), LogsMode::Spans);
+    assert_eq!(out.spans[0].data.status, Status::Unset);
+    assert!(
+        out.spans[0]
+            .data
+            .attributes
+            .iter()
+            .any(|kv| kv.key.as_str() == "trigger.cancelled" && kv.value == opentelemetry::Value::Bool(true)),
+        "{:?}",
+        out.spans[0].data.attributes
+    );
+}
+
+#[test]
 fn enrichment_flattens_trace_properties_onto_spans_and_the_bridge_wins() {
     let properties: HashMap<String, Value> = [
         (
