@@ -4,7 +4,7 @@
 
 use super::export_queue::{per_run_totals, Ack, ExportItem};
 use super::poller::PollResult;
-use super::watched::{Phase, RetireReason, WatchedRun};
+use super::watched::{self, Phase, RetireReason, WatchedRun};
 use super::{shard, unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::state::RunRecord;
 use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
@@ -24,7 +24,9 @@ impl Loop {
             }
             let exported = self.with_state(|s| s.exported_span_ids(&record.run_id))?;
             let id: Arc<str> = Arc::from(record.run_id.as_str());
-            let mut run = WatchedRun::new(id.clone(), &self.lifecycle, Instant::now());
+            let now = Instant::now();
+            let since = watched::watched_since(record.first_seen_at, unix_now_ns(), now);
+            let mut run = WatchedRun::new(id.clone(), &self.lifecycle, since);
             run.trace_id = match (&record.trace_id, record.trace_id_derived) {
                 (_, true) => Some(None),
                 (Some(trace), false) => Some(Some(trace.clone())),
@@ -100,15 +102,20 @@ impl Loop {
                 return self.retire_if_done(&id).await;
             }
             Err(error) => {
-                let wait = run.after_error(&self.lifecycle);
+                let wait = run.after_error(&self.lifecycle, now);
                 PollFailed {
                     run_id: &id,
                     error: &error,
                     retry_in: wait,
                 }
                 .emit(&self.stats);
-                self.schedule(&id, wait);
-                return Ok(());
+                return match wait {
+                    Some(wait) => {
+                        self.schedule(&id, wait);
+                        Ok(())
+                    }
+                    None => self.retire_if_done(&id).await,
+                };
             }
         };
 

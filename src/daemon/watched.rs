@@ -188,13 +188,28 @@ impl WatchedRun {
             .retain(|id, _| span_identity(id).is_none_or(|identity| !exported.contains(&identity.id())));
     }
 
-    /// After a failed poll: back off like an unchanged run.
-    pub fn after_error(&mut self, lifecycle: &Lifecycle) -> Duration {
+    /// After a failed poll: back off like an unchanged run. `None` once the run has been
+    /// watched for `max_age`: it moves to `Retiring(MaxAge)`. A run that cannot be polled any
+    /// more (a body over the size limit, answers that do not parse) would otherwise be asked
+    /// about forever; it goes without the final export that a successful poll would have made.
+    pub fn after_error(&mut self, lifecycle: &Lifecycle, now: Instant) -> Option<Duration> {
+        if now.saturating_duration_since(self.watched_since) >= lifecycle.max_age {
+            self.phase = Phase::Retiring(RetireReason::MaxAge);
+            return None;
+        }
         self.interval = (self.interval * 2)
             .min(lifecycle.max_poll_interval)
             .max(lifecycle.poll_interval);
-        jitter(self.interval)
+        Some(jitter(self.interval))
     }
+}
+
+/// When a run first seen at `first_seen_ns` (Unix ns, from the state store) started being
+/// watched, as an instant: `max_age` counts from the first sighting, not from the last restart
+/// (a daemon restarted daily would otherwise never retire a run that never ends).
+pub fn watched_since(first_seen_ns: u64, now_ns: u64, now: Instant) -> Instant {
+    let age = Duration::from_nanos(now_ns.saturating_sub(first_seen_ns));
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// ±20 % so runs added together do not poll in lockstep.
@@ -229,6 +244,29 @@ pub fn has_partials(events: &[RawEvent]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_age_counts_from_the_first_sighting_across_restarts() {
+        let now = Instant::now();
+        let hour = Duration::from_secs(3600);
+        let now_ns = 10 * 3_600_000_000_000u64;
+        let since = watched_since(now_ns - 3_600_000_000_000, now_ns, now);
+        assert_eq!(now - since, hour);
+        // A first sighting in the future (a clock set back) counts as now.
+        assert_eq!(watched_since(now_ns + 1, now_ns, now), now);
+    }
+
+    #[test]
+    fn a_run_failing_past_max_age_is_retired_not_polled_forever() {
+        let lifecycle = lifecycle();
+        let start = Instant::now();
+        let mut run = WatchedRun::new(Arc::from("run_x"), &lifecycle, start);
+        let wait = run.after_error(&lifecycle, start + Duration::from_secs(60));
+        assert!(wait.is_some_and(|wait| wait >= Duration::from_secs(8)), "{wait:?}");
+        assert_eq!(run.phase, Phase::Watching);
+        assert_eq!(run.after_error(&lifecycle, start + lifecycle.max_age), None);
+        assert_eq!(run.phase, Phase::Retiring(RetireReason::MaxAge));
+    }
 
     fn lifecycle() -> Lifecycle {
         Lifecycle {

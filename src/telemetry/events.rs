@@ -60,12 +60,20 @@ impl PollFinished<'_> {
 pub struct PollFailed<'a, E: Display> {
     pub run_id: &'a str,
     pub error: &'a E,
-    pub retry_in: Duration,
+    /// `None`: not retried, the run is past `runs.max_age` and retired.
+    pub retry_in: Option<Duration>,
 }
 
 impl<E: Display> PollFailed<'_, E> {
     pub fn emit(&self, metrics: &Metrics) {
-        tracing::warn!(run_id = self.run_id, error = %self.error, retry_in = ?self.retry_in, "poll failed");
+        match self.retry_in {
+            Some(retry_in) => tracing::warn!(run_id = self.run_id, error = %self.error, ?retry_in, "poll failed"),
+            None => tracing::warn!(
+                run_id = self.run_id,
+                error = %self.error,
+                "poll failed and the run is past runs.max_age: retiring it without its final export"
+            ),
+        }
         metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();
     }
