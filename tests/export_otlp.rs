@@ -153,6 +153,29 @@ async fn a_poisoned_span_is_isolated_and_only_it_is_dropped() {
     }
 }
 
+/// A collector refusing requests over its size limit (a Go collector answers gRPC
+/// ResourceExhausted, the same code as an overloaded one; OTLP/HTTP 413): batches are halved
+/// until they fit, and nothing is dropped.
+#[tokio::test]
+async fn batches_too_large_for_the_collector_are_halved_until_they_fit() {
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let receiver = Receiver::start().await;
+        *receiver.recorder.max_records.lock().unwrap() = Some(3);
+        let spans = fixture_spans("finished_run", "run_cm1finished01");
+        let report = sender(&receiver, protocol, Compression::None, 100)
+            .send(spans.clone())
+            .await
+            .unwrap();
+        assert_eq!(report.rejected_spans, 0, "{protocol:?}: nothing dropped");
+        assert_eq!(report.delivered_spans, spans.len() as u64, "{protocol:?}");
+        let got = receiver.recorder.spans();
+        assert_eq!(got.len(), spans.len(), "{protocol:?}: every span arrives once");
+        let requests = receiver.recorder.requests.lock().unwrap().clone();
+        assert!(requests.iter().all(|r| spans_of(r).len() <= 3), "{protocol:?}");
+        receiver.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn a_collector_that_never_answers_is_retried_until_the_limit_for_one_shot_use() {
     // Nothing listens on this port once the listener is dropped.

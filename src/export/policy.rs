@@ -19,7 +19,17 @@ pub enum Disposition {
     Retry { after: Option<Duration>, reason: String },
     /// The collector refuses this data: split the batch to isolate the offending spans.
     Reject { reason: String },
+    /// The batch may be too large, or the collector overloaded (gRPC ResourceExhausted: a Go
+    /// collector's answer to a message over its size limit, and its memory limiter's). Retried
+    /// like `Retry`; a batch of several records answered so on its [`SHRINK_AFTER`]th attempt
+    /// or later is split in halves. Never dropped: a single record is retried for as long as it
+    /// takes.
+    Shrink { after: Option<Duration>, reason: String },
 }
+
+/// The attempt from which a `Shrink` answer splits a batch of several records (the first is
+/// retried whole: an overloaded collector often recovers).
+pub const SHRINK_AFTER: u32 = 2;
 
 /// HTTP statuses of an OTLP/HTTP answer.
 pub fn classify_http(status: u16, retry_after: Option<Duration>) -> Disposition {
@@ -48,7 +58,11 @@ pub fn classify_grpc(code: &str) -> Disposition {
         "InvalidArgument" | "OutOfRange" => Disposition::Reject {
             reason: format!("gRPC {code}"),
         },
-        // Unavailable, ResourceExhausted, DeadlineExceeded, Aborted, Cancelled, DataLoss,
+        "ResourceExhausted" => Disposition::Shrink {
+            after: None,
+            reason: format!("gRPC {code}"),
+        },
+        // Unavailable, DeadlineExceeded, Aborted, Cancelled, DataLoss,
         // Internal, Unknown; and the setup errors (Unauthenticated, PermissionDenied,
         // Unimplemented, NotFound): retried, never dropped.
         _ => Disposition::Retry {
@@ -118,13 +132,8 @@ mod tests {
             );
         }
         assert!(matches!(classify_grpc("InvalidArgument"), Disposition::Reject { .. }));
-        for code in [
-            "Unavailable",
-            "ResourceExhausted",
-            "DeadlineExceeded",
-            "Unauthenticated",
-            "Unknown",
-        ] {
+        assert!(matches!(classify_grpc("ResourceExhausted"), Disposition::Shrink { .. }));
+        for code in ["Unavailable", "DeadlineExceeded", "Unauthenticated", "Unknown"] {
             assert!(matches!(classify_grpc(code), Disposition::Retry { .. }), "{code}");
         }
     }

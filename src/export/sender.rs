@@ -2,7 +2,7 @@
 //! signal → delivered, retried or split, following `policy`. It decides when a record counts as
 //! delivered. One loop serves both signals ([`Payload`]).
 
-use super::policy::{BackoffPolicy, Disposition};
+use super::policy::{BackoffPolicy, Disposition, SHRINK_AFTER};
 use super::transport::Transport;
 use crate::convert::otlp::ResourceSettings;
 use crate::convert::{BridgeLog, BridgeSpan, Record};
@@ -213,7 +213,15 @@ impl OtlpSender {
                     attempt += 1;
                     report.batches += 1;
                     let attempt_started = tokio::time::Instant::now();
-                    match P::attempt(&self.transport, &service_name, &resource, &batch).await {
+                    let disposition = match P::attempt(&self.transport, &service_name, &resource, &batch).await {
+                        // Too large, perhaps: halves cannot be worse, and nothing is dropped
+                        // (a Reject of several records only splits).
+                        Disposition::Shrink { reason, .. } if batch.len() > 1 && attempt >= SHRINK_AFTER => {
+                            Disposition::Reject { reason }
+                        }
+                        other => other,
+                    };
+                    match disposition {
                         Disposition::Delivered { rejected, message } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             ExportBatchSent {
@@ -263,7 +271,7 @@ impl OtlpSender {
                             report.delivered.extend(poisoned.covers().iter().copied());
                             break;
                         }
-                        Disposition::Retry { after, reason } => {
+                        Disposition::Retry { after, reason } | Disposition::Shrink { after, reason } => {
                             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
                             let delay = self.options.backoff.delay(attempt, after);
                             if let Some(limit) = self.options.give_up_after {

@@ -39,6 +39,9 @@ pub struct Recorder {
     pub attempts: Mutex<u64>,
     /// Every request before this instant is answered as unavailable (a collector outage).
     pub down_until: Mutex<Option<std::time::Instant>>,
+    /// Requests with more records than this are refused as too large (gRPC ResourceExhausted,
+    /// as a Go collector answers a message over its size limit; HTTP 413).
+    pub max_records: Mutex<Option<usize>>,
     /// Added before answering each request (a slow collector).
     pub delay: Mutex<std::time::Duration>,
     pub content_encodings: Mutex<Vec<String>>,
@@ -50,6 +53,7 @@ pub enum Verdict {
     Accept,
     Unavailable,
     Invalid,
+    TooLarge,
 }
 
 /// A request of either signal, as decoded.
@@ -93,6 +97,14 @@ impl Recorder {
             .is_some_and(|until| std::time::Instant::now() < until)
         {
             return Verdict::Unavailable;
+        }
+        if self
+            .max_records
+            .lock()
+            .unwrap()
+            .is_some_and(|max| request.names().len() > max)
+        {
+            return Verdict::TooLarge;
         }
         if let Some(poison) = self.poison_name.lock().unwrap().as_deref() {
             if request.names().iter().any(|name| name == poison) {
@@ -153,6 +165,7 @@ impl TraceService for Grpc {
             Verdict::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
             Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
             Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned span")),
+            Verdict::TooLarge => Err(tonic::Status::resource_exhausted("received message larger than max")),
         }
     }
 }
@@ -169,6 +182,7 @@ impl LogsService for Grpc {
             Verdict::Accept => Ok(tonic::Response::new(ExportLogsServiceResponse::default())),
             Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
             Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned log record")),
+            Verdict::TooLarge => Err(tonic::Status::resource_exhausted("received message larger than max")),
         }
     }
 }
@@ -237,6 +251,7 @@ async fn http_export<R: Export>(
         )
             .into_response(),
         Verdict::Invalid => (StatusCode::BAD_REQUEST, "poisoned record").into_response(),
+        Verdict::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request too large").into_response(),
     }
 }
 

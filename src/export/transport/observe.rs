@@ -97,6 +97,7 @@ pub(super) fn outcome(
                 Some(code) => match classify_grpc(code) {
                     Disposition::Retry { after, .. } => Disposition::Retry { after, reason: text },
                     Disposition::Reject { .. } => Disposition::Reject { reason: text },
+                    Disposition::Shrink { after, .. } => Disposition::Shrink { after, reason: text },
                     delivered => delivered,
                 },
                 // No response at all (connection refused, timeout): retry.
