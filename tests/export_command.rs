@@ -49,6 +49,38 @@ fn all_fixture_runs() -> Vec<FakeRun> {
         .into()
 }
 
+/// `opentelemetry-otlp` reads OTEL_EXPORTER_OTLP_HEADERS itself and would add its values to
+/// the bridge's: the configured header must win (the variable only adds names it lacks), over
+/// gRPC and OTLP/HTTP, with one value per name.
+#[tokio::test]
+async fn configured_headers_win_over_otel_exporter_otlp_headers() {
+    let api = FakeApi::start([FakeRun::fixture("child_run")]).await;
+    let receiver = Receiver::start().await;
+    for protocol in ["grpc", "http/protobuf"] {
+        receiver.recorder.headers.lock().unwrap().clear();
+        let mut cmd = bridge_command(&api, &receiver, protocol);
+        cmd.env("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__TENANT", "from-config")
+            .env("OTEL_EXPORTER_OTLP_HEADERS", "tenant=from-otel-env,extra=added");
+        let (output, stderr) = run(cmd, &["run_cm1childrun01"]).await;
+        assert!(output.status.success(), "{protocol}: {stderr}");
+        let seen = receiver.recorder.headers.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "{protocol}");
+        for headers in seen {
+            let values = |name: &str| -> Vec<String> {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .collect()
+            };
+            assert_eq!(values("tenant"), ["from-config"], "{protocol}");
+            assert_eq!(values("extra"), ["added"], "{protocol}");
+        }
+    }
+    api.stop().await;
+    receiver.stop().await;
+}
+
 #[tokio::test]
 async fn exports_named_runs_finished_entirely_and_executing_ones_by_their_finished_spans() {
     let api = FakeApi::start(all_fixture_runs()).await;

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 mod connection;
 mod observe;
-use connection::{checked_url, grpc_channel, grpc_metadata, http_client, otlp_compression};
+use connection::{checked_url, grpc_channel, grpc_metadata, header_map, http_client, otlp_compression};
 pub use observe::ObservingHttpClient;
 use observe::{attempt, Slot};
 
@@ -77,7 +77,6 @@ enum Wire {
         client: Arc<dyn HttpClient>,
         traces_url: String,
         logs_url: String,
-        headers: HashMap<String, String>,
         protocol: opentelemetry_otlp::Protocol,
     },
 }
@@ -109,9 +108,21 @@ impl Recipe {
         channel: &tonic::transport::Channel,
         metadata: &tonic::metadata::MetadataMap,
     ) -> B {
+        // An interceptor, not `with_metadata`: opentelemetry-otlp appends the values of
+        // OTEL_EXPORTER_OTLP_HEADERS to the metadata it is given, and runs the interceptor
+        // after that, so here the bridge's resolved headers (the file's win) replace them.
+        let metadata = metadata.clone();
+        let resolved = move |mut request: tonic::Request<()>| {
+            for entry in metadata.iter() {
+                if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
+                    request.metadata_mut().insert(key.clone(), value.clone());
+                }
+            }
+            Ok(request)
+        };
         let builder = builder
             .with_channel(channel.clone())
-            .with_metadata(metadata.clone())
+            .with_interceptor(resolved)
             .with_timeout(self.timeout)
             .with_retry_policy(RetryPolicy::disabled());
         match self.compression {
@@ -121,20 +132,13 @@ impl Recipe {
     }
 
     fn http<B: WithHttpConfig + WithExportConfig>(&self, builder: B, url: &str) -> B {
-        let Wire::Http {
-            client,
-            headers,
-            protocol,
-            ..
-        } = &self.wire
-        else {
+        let Wire::Http { client, protocol, .. } = &self.wire else {
             unreachable!("http() is only called for the HTTP wire")
         };
         let builder = builder
             .with_shared_http_client(client.clone())
             .with_endpoint(url)
             .with_protocol(*protocol)
-            .with_headers(headers.clone())
             .with_timeout(self.timeout)
             .with_retry_policy(RetryPolicy::disabled());
         match self.compression {
@@ -202,15 +206,12 @@ impl Transport {
                 otlp(Wire::Grpc { traces, logs, metadata }, None, false)
             }
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                let client = ObservingHttpClient::new(http_client(settings)?);
+                // The headers go on each request in the client, not through `with_headers`:
+                // opentelemetry-otlp would let OTEL_EXPORTER_OTLP_HEADERS replace the file's.
+                let client = ObservingHttpClient::new(http_client(settings)?, header_map(settings)?);
                 let observed = client.slot();
                 let traces_url = checked_url(settings.http_traces_url())?;
                 let logs_url = checked_url(settings.http_logs_url())?;
-                let headers: HashMap<String, String> = settings
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
-                    .collect();
                 let json = settings.protocol == Protocol::HttpJson;
                 let protocol = if json {
                     opentelemetry_otlp::Protocol::HttpJson
@@ -221,7 +222,6 @@ impl Transport {
                     client: Arc::new(client),
                     traces_url,
                     logs_url,
-                    headers,
                     protocol,
                 };
                 otlp(wire, Some(observed), json)

@@ -45,6 +45,8 @@ pub struct Recorder {
     /// Added before answering each request (a slow collector).
     pub delay: Mutex<std::time::Duration>,
     pub content_encodings: Mutex<Vec<String>>,
+    /// The headers (HTTP) or metadata (gRPC) of every request.
+    pub headers: Mutex<Vec<HeaderMap>>,
     /// Bodies `/v1/traces` could not decode (answered 400), with the decoder's error.
     pub decode_errors: Mutex<Vec<String>>,
 }
@@ -159,6 +161,11 @@ impl TraceService for Grpc {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0
+            .headers
+            .lock()
+            .unwrap()
+            .push(request.metadata().clone().into_headers());
         let delay = *self.0.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
         match self.0.judge(request.get_ref()) {
@@ -176,6 +183,11 @@ impl LogsService for Grpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.0
+            .headers
+            .lock()
+            .unwrap()
+            .push(request.metadata().clone().into_headers());
         let delay = *self.0.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
         match self.0.judge(request.get_ref()) {
@@ -199,6 +211,7 @@ async fn http_export<R: Export>(
         .unwrap_or("identity")
         .to_owned();
     recorder.content_encodings.lock().unwrap().push(encoding.clone());
+    recorder.headers.lock().unwrap().push(headers.clone());
     let raw = match encoding.as_str() {
         "gzip" => {
             let mut out = Vec::new();

@@ -66,6 +66,12 @@ pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic
 }
 
 pub(super) fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata::MetadataMap, TransportError> {
+    Ok(tonic::metadata::MetadataMap::from_headers(header_map(settings)?))
+}
+
+/// `export.headers` as HTTP headers; a name or value HTTP cannot carry is a build error (the
+/// value is never quoted: it may be a credential).
+pub(super) fn header_map(settings: &ExportSettings) -> Result<http::HeaderMap, TransportError> {
     let mut headers = http::HeaderMap::new();
     for (key, value) in &settings.headers {
         let name = http::HeaderName::from_bytes(key.as_bytes())
@@ -75,7 +81,7 @@ pub(super) fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata
         })?;
         headers.insert(name, value);
     }
-    Ok(tonic::metadata::MetadataMap::from_headers(headers))
+    Ok(headers)
 }
 
 pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, TransportError> {

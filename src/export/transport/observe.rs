@@ -21,16 +21,28 @@ pub(super) struct Observed {
 /// `opentelemetry-otlp`'s HTTP client, on the bridge's reqwest client, remembering the last
 /// response so the sender can read its status and partial success. Sends through one
 /// [`Transport`] are serialised, so "the last response" is the one of the current attempt.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ObservingHttpClient {
     client: reqwest::Client,
+    /// `export.headers`: values are secrets, so `Debug` shows only the names.
+    headers: http::HeaderMap,
     last: Slot,
 }
 
+impl std::fmt::Debug for ObservingHttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObservingHttpClient")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
 impl ObservingHttpClient {
-    pub(super) fn new(client: reqwest::Client) -> Self {
+    /// `headers` go on every request, replacing any of the same name.
+    pub(super) fn new(client: reqwest::Client, headers: http::HeaderMap) -> Self {
         Self {
             client,
+            headers,
             last: Slot::default(),
         }
     }
@@ -46,7 +58,10 @@ pub(super) type Slot = Arc<Mutex<Option<Observed>>>;
 
 #[async_trait]
 impl HttpClient for ObservingHttpClient {
-    async fn send_bytes(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
+    async fn send_bytes(&self, mut request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
+        for (name, value) in &self.headers {
+            request.headers_mut().insert(name.clone(), value.clone());
+        }
         let request = reqwest::Request::try_from(request)?;
         let response = self.client.execute(request).await?;
         let status = response.status();
