@@ -92,9 +92,12 @@ pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport
     let parent = raw.parent_id.as_ref().and_then(Field::as_str).and_then(span_identity);
     let mut flag = |value: &Option<Field>, name: &str| match value {
         None | Some(Field::Null) => {
-            if let Some(literal) = raw.out_of_range(name) {
+            if let Some(unreadable) = raw.out_of_range(name) {
                 invalid.record(InvalidReason::Flag, || {
-                    format!("element #{index}: {name} is {literal} ({OUT_OF_RANGE}), taken as false")
+                    format!(
+                        "element #{index}: {name} is {} ({}), taken as false",
+                        unreadable.literal, unreadable.why
+                    )
                 });
             }
             false
@@ -144,14 +147,11 @@ fn span_kind(kind: Option<&str>) -> SpanKind {
     }
 }
 
-/// Why an out-of-range number literal (read as `null`) is a bad value.
-const OUT_OF_RANGE: &str = "a number beyond the range of a 64-bit float";
-
-/// A short, bounded description of the bad value of `field`: the out-of-range literal it held,
-/// or the value as parsed.
+/// A short, bounded description of the bad value of `field`: the unreadable value it held (an
+/// out-of-range number, a value nested too deeply), or the value as parsed.
 fn describe_field(raw: &RawEvent, field: &str, value: Option<&Field>) -> String {
     match raw.out_of_range(field) {
-        Some(literal) => format!("{literal} ({OUT_OF_RANGE})"),
+        Some(unreadable) => format!("{} ({})", unreadable.literal, unreadable.why),
         None => describe(value),
     }
 }

@@ -325,6 +325,42 @@ fn float_durations_with_16_and_more_digits_are_exact() {
 }
 
 #[test]
+fn a_value_nested_too_deeply_invalidates_only_its_field() {
+    // serde_json stops at 128 levels and used to fail the whole body: every valid span of the
+    // run was lost on every poll.
+    let deep = |levels: usize| format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+    let body = format!(
+        r#"{{"events":[
+            {{"spanId":"0000000000000001","startTime":"{T0}","duration":{},"message":"deep duration"}},
+            {{"spanId":"0000000000000002","startTime":"{T0}","duration":7,"message":"good","extra":{}}},
+            {{"spanId":"0000000000000003","startTime":"{T0}","duration":7,"message":"also good"}}
+        ]}}"#,
+        deep(200),
+        deep(300)
+    );
+    let raw = EventsBody::from_slice(body.as_bytes()).expect("the body parses");
+    let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+    assert_eq!(out.spans.len(), 3, "every element keeps its span");
+    let deep_duration = find(&out, "0000000000000001");
+    assert_eq!(
+        attr(deep_duration, "trigger.duration_invalid"),
+        Some(&AttrValue::Bool(true))
+    );
+    assert_eq!(ns(find(&out, "0000000000000002").data.end_time), T0 + 7);
+    assert_eq!(ns(find(&out, "0000000000000003").data.end_time), T0 + 7);
+    let (_, tally) = out
+        .invalid
+        .iter()
+        .find(|(reason, _)| *reason == InvalidReason::Duration)
+        .expect("the deep duration is reported");
+    assert!(
+        tally.first.contains("a value nested more than 100 levels deep"),
+        "{}",
+        tally.first
+    );
+}
+
+#[test]
 fn a_number_beyond_f64_invalidates_only_its_field() {
     // serde_json cannot hold these literals; they used to fail the whole body.
     let body = format!(

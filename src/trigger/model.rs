@@ -47,7 +47,8 @@ pub struct RawEvent {
     pub out_of_range: Vec<OutOfRangeNumber>,
 }
 
-/// A number literal no `f64` holds (`1e400`), found in one top-level field of an element.
+/// A value serde_json cannot read, found in one top-level field of an element and read as
+/// `null`: a number literal no `f64` holds (`1e400`), or a value nested too deeply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutOfRangeNumber {
     /// The field as sent (`duration`, `startTime`, …); for a literal nested deeper, the
@@ -55,6 +56,8 @@ pub struct OutOfRangeNumber {
     pub field: String,
     /// The literal, shortened to 64 characters.
     pub literal: String,
+    /// What is wrong with it, for messages.
+    pub why: &'static str,
 }
 
 impl RawEvent {
@@ -63,12 +66,9 @@ impl RawEvent {
         self.span_id.as_ref().and_then(Field::as_str)
     }
 
-    /// The out-of-range number literal that `field` held, if it held one (it then reads `null`).
-    pub fn out_of_range(&self, field: &str) -> Option<&str> {
-        self.out_of_range
-            .iter()
-            .find(|number| number.field == field)
-            .map(|number| number.literal.as_str())
+    /// The unreadable value that `field` held, if it held one (it then reads `null`).
+    pub fn out_of_range(&self, field: &str) -> Option<&OutOfRangeNumber> {
+        self.out_of_range.iter().find(|number| number.field == field)
     }
 }
 
@@ -83,10 +83,10 @@ impl EventsBody {
     /// Parse a body. Errors only for malformed JSON or a top-level shape that is neither
     /// an object with `events` nor an array; serde_json's error carries line and column.
     ///
-    /// A number literal beyond the range of a 64-bit float (`1e400`) is not an error: serde_json
-    /// refuses the whole body for it, so such a body is parsed again with each of those literals
-    /// read as `null` and noted on its element ([`RawEvent::out_of_range`]). Bodies without one
-    /// take the normal parse only.
+    /// A number literal beyond the range of a 64-bit float (`1e400`), or a value nested deeper
+    /// than serde_json reads, is not an error: serde_json refuses the whole body for it, so such
+    /// a body is parsed again with each of those values read as `null` and noted on its element
+    /// ([`RawEvent::out_of_range`]). Bodies without one take the normal parse only.
     pub fn from_slice(body: &[u8]) -> Result<Self, serde_json::Error> {
         match serde_json::from_slice(body) {
             Err(error) if out_of_range::is_out_of_range(&error) => Self::without_out_of_range(body).ok_or(error),
@@ -113,6 +113,7 @@ impl EventsBody {
                 event.out_of_range.push(OutOfRangeNumber {
                     field: found.field,
                     literal: found.literal,
+                    why: found.why,
                 });
             }
         }
@@ -376,7 +377,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(bad.duration, Some(Field::Null));
-        assert_eq!(bad.out_of_range("duration"), Some("1e400"));
+        assert_eq!(bad.out_of_range("duration").map(|n| n.literal.as_str()), Some("1e400"));
         assert_eq!(bad.span_id_str(), Some("0123456789abcdef"));
         assert!(literal.not_an_object);
         assert_eq!(good.duration, Some(Field::from(json!(5))));
@@ -385,14 +386,18 @@ mod tests {
             Some(Field::from(json!([{"name": "e", "properties": {"n": null}}])))
         );
         assert_eq!(good.other, vec![("extra".to_string(), json!([null]))]);
-        assert_eq!(good.out_of_range("events"), Some("-1e400"));
-        assert_eq!(good.out_of_range("extra"), Some("2e400"));
+        assert_eq!(good.out_of_range("events").map(|n| n.literal.as_str()), Some("-1e400"));
+        assert_eq!(good.out_of_range("extra").map(|n| n.literal.as_str()), Some("2e400"));
         assert_eq!(good.out_of_range("duration"), None);
         // A bare array, and a 400-digit integer.
         let body = format!(r#"[{{"spanId":"a","startTime":{}}}]"#, "9".repeat(400));
         let parsed = EventsBody::from_slice(body.as_bytes()).unwrap();
         assert_eq!(parsed.events[0].start_time, Some(Field::Null));
-        assert!(parsed.events[0].out_of_range("startTime").unwrap().ends_with('…'));
+        assert!(parsed.events[0]
+            .out_of_range("startTime")
+            .unwrap()
+            .literal
+            .ends_with('…'));
         // Through a reader too.
         assert_eq!(
             EventsBody::from_reader(&br#"[{"duration":1e400}]"#[..])

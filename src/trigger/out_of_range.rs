@@ -1,4 +1,5 @@
-//! Number literals beyond the range of a 64-bit float (`1e400`, a 400-digit integer).
+//! Number literals beyond the range of a 64-bit float (`1e400`, a 400-digit integer), and values
+//! nested deeper than serde_json parses (it stops at 128 levels).
 //!
 //! JSON puts no limit on numbers, but serde_json (like JavaScript, whose `JSON.stringify` turns
 //! such a value into `null`) cannot hold one, and fails the whole document with "number out of
@@ -7,7 +8,13 @@
 //! element replaced by `null`, and parsed again; the literals found are reported with the element
 //! and field they were in, so the converter can say why that field is invalid.
 //!
-//! serde_json's own ways around it were not taken: `arbitrary_precision` hands every float to
+//! A value nested too deeply fails the whole document the same way ("recursion limit exceeded"),
+//! so it is treated the same way: inside a field of an element, a container opened more than
+//! [`MAX_NESTING`] levels down is replaced by `null` and reported. serde_json's
+//! `disable_recursion_limit` was not taken: without a growing stack, a deep enough body would
+//! overflow the stack and abort the process instead.
+//!
+//! serde_json's own ways around a number out of range were not taken: `arbitrary_precision` hands every float to
 //! `deserialize_any` visitors as a map (an element `1.5` would stop being `not_an_object`,
 //! untagged enums in other crates change) and costs an allocation per float on every body;
 //! `raw_value` makes an object whose first key is serde_json's private raw-value token parse its
@@ -15,6 +22,14 @@
 
 /// Longest literal text kept for messages.
 const KEEP_CHARS: usize = 64;
+
+/// Containers deeper than this inside an element's field are replaced by `null`; below
+/// serde_json's limit of 128, which counts the body's own levels too.
+pub const MAX_NESTING: usize = 100;
+
+/// Why a literal was read as `null`.
+pub const BEYOND_F64: &str = "a number beyond the range of a 64-bit float";
+pub const TOO_DEEP: &str = "a value nested more than 100 levels deep";
 
 /// One out-of-range literal in a field of an element: the element (its index in the `events`
 /// array that the parse keeps), the top-level field of that element holding the literal, and the
@@ -24,6 +39,8 @@ pub struct Found {
     pub element: usize,
     pub field: String,
     pub literal: String,
+    /// [`BEYOND_F64`] or [`TOO_DEEP`].
+    pub why: &'static str,
 }
 
 /// The body with every out-of-range literal inside a field of an events element replaced by
@@ -37,9 +54,11 @@ pub struct Rewritten {
     pub replaced: usize,
 }
 
-/// Whether serde_json failed on a number literal it cannot hold.
+/// Whether serde_json failed on a number literal it cannot hold, or on nesting past its limit:
+/// the failures [`rewrite`] can remove.
 pub fn is_out_of_range(error: &serde_json::Error) -> bool {
-    error.is_syntax() && error.to_string().starts_with("number out of range")
+    let text = error.to_string();
+    error.is_syntax() && (text.starts_with("number out of range") || text.starts_with("recursion limit exceeded"))
 }
 
 /// Whether a JSON number literal is beyond what an `f64` holds (serde_json's "out of range").
@@ -96,14 +115,11 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
                     out.replaced += 1;
                     match location(&stack) {
                         Some((element, field)) => {
-                            let literal = match literal.char_indices().nth(KEEP_CHARS) {
-                                Some((cut, _)) => format!("{}…", &literal[..cut]),
-                                None => literal.to_owned(),
-                            };
                             out.found.push(Found {
                                 element,
                                 field,
-                                literal,
+                                literal: shortened(literal),
+                                why: BEYOND_F64,
                             });
                             out.body.extend_from_slice(b"null");
                         }
@@ -117,6 +133,29 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
                 }
                 i = end;
                 continue;
+            }
+            b'{' | b'[' if stack.len() >= MAX_NESTING => {
+                if let Some((element, field)) = location(&stack) {
+                    let end = value_end(body, i);
+                    out.replaced += 1;
+                    out.found.push(Found {
+                        element,
+                        field,
+                        literal: shortened(&String::from_utf8_lossy(&body[i..end])),
+                        why: TOO_DEEP,
+                    });
+                    out.body.extend_from_slice(b"null");
+                    i = end;
+                    continue;
+                }
+                // Not inside an element's field: the body's own shape, judged as sent.
+                stack.push(match byte {
+                    b'{' => Frame::Object {
+                        key: None,
+                        expect_key: true,
+                    },
+                    _ => Frame::Array { index: 0 },
+                });
             }
             b'{' => stack.push(Frame::Object {
                 key: None,
@@ -142,6 +181,38 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
         i += 1;
     }
     out
+}
+
+/// At most [`KEEP_CHARS`] characters of `text`, `…` marking a cut.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(KEEP_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// The index just past the object or array starting at `start`, or the end of the body.
+fn value_end(body: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < body.len() {
+        match body[i] {
+            b'"' => {
+                i = string_end(body, i);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    body.len()
 }
 
 /// The index just past the string token starting at `start` (a `"`), or the end of the body.
@@ -205,7 +276,48 @@ mod tests {
             element,
             field: field.to_owned(),
             literal: literal.to_owned(),
+            why: BEYOND_F64,
         }
+    }
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[test]
+    fn a_value_nested_too_deeply_in_a_field_is_cut_to_null() {
+        let body = format!(
+            r#"{{"events": [{{"spanId": "a", "x": {}}}, {{"spanId": "b", "y": {}, "z": "]}}"}}]}}"#,
+            nested(150),
+            nested(20)
+        );
+        let error = serde_json::from_str::<serde_json::Value>(&body).unwrap_err();
+        assert!(is_out_of_range(&error), "{error}");
+        let out = rewrite(body.as_bytes());
+        assert_eq!(out.replaced, 1);
+        assert_eq!(out.found.len(), 1);
+        let found = &out.found[0];
+        assert_eq!((found.element, found.field.as_str(), found.why), (0, "x", TOO_DEEP));
+        assert!(
+            found.literal.starts_with("[[[") && found.literal.ends_with('…'),
+            "{}",
+            found.literal
+        );
+        let value: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        // The cut starts MAX_NESTING levels down (the body, `events` and the element are three of
+        // them); what is above it, and the next element, stay.
+        let mut x = &value["events"][0]["x"];
+        let mut depth = 0;
+        while let Some(inner) = x.get(0) {
+            x = inner;
+            depth += 1;
+        }
+        assert_eq!((x, depth), (&serde_json::Value::Null, MAX_NESTING - 3));
+        assert_eq!(
+            value["events"][1]["y"],
+            serde_json::from_str::<serde_json::Value>(&nested(20)).unwrap()
+        );
+        assert_eq!(value["events"][1]["z"], "]}");
     }
 
     #[test]
