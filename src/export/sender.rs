@@ -213,15 +213,7 @@ impl OtlpSender {
                     attempt += 1;
                     report.batches += 1;
                     let attempt_started = tokio::time::Instant::now();
-                    let disposition = match P::attempt(&self.transport, &service_name, &resource, &batch).await {
-                        // Too large, perhaps: halves cannot be worse, and nothing is dropped
-                        // (a Reject of several records only splits).
-                        Disposition::Shrink { reason, .. } if batch.len() > 1 && attempt >= SHRINK_AFTER => {
-                            Disposition::Reject { reason }
-                        }
-                        other => other,
-                    };
-                    match disposition {
+                    match P::attempt(&self.transport, &service_name, &resource, &batch).await {
                         Disposition::Delivered { rejected, message } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             ExportBatchSent {
@@ -248,10 +240,13 @@ impl OtlpSender {
                         Disposition::Reject { reason } if batch.len() > 1 => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             tracing::warn!(%reason, signal = P::SIGNAL.as_str(), batch_size = batch.len(), "batch rejected; splitting it to isolate the offending records");
-                            let mut first = batch;
-                            let second = first.split_off(first.len() / 2);
-                            work.push_front(second);
-                            work.push_front(first);
+                            split_in_front(&mut work, batch);
+                            break;
+                        }
+                        // Too large, perhaps: halves cannot be worse, and nothing is dropped.
+                        Disposition::Shrink { reason, .. } if batch.len() > 1 && attempt >= SHRINK_AFTER => {
+                            tracing::warn!(%reason, signal = P::SIGNAL.as_str(), batch_size = batch.len(), "the collector keeps refusing the batch, perhaps as too large; splitting it in halves (nothing is dropped)");
+                            split_in_front(&mut work, batch);
                             break;
                         }
                         Disposition::Reject { reason } => {
@@ -302,6 +297,13 @@ impl OtlpSender {
         }
         Ok(())
     }
+}
+
+/// `batch` in two halves at the front of `work`, the first half first.
+fn split_in_front<T>(work: &mut VecDeque<Vec<T>>, mut batch: Vec<T>) {
+    let second = batch.split_off(batch.len() / 2);
+    work.push_front(second);
+    work.push_front(batch);
 }
 
 /// The `trigger.run_id` attribute every converted span and log record carries.
