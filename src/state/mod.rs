@@ -209,9 +209,11 @@ impl StateStore {
 
     /// Inserts the run or merges `run` into the stored row. The merge never forgets a fact:
     /// - a `None` field keeps the stored value; a `Some` replaces it;
-    /// - the trace id is decided once: once a trace id is stored or `trace_id_derived` is set (with
-    ///   or without the derived id itself), both stay as they are (spans already exported under that
-    ///   trace must stay in one trace);
+    /// - the trace id is decided once: once a trace id is stored it stays (spans already exported
+    ///   under that trace must stay in one trace). A derived one (`trace_id_derived` set, no id
+    ///   stored) is provisional: a record carrying the run's real trace id replaces it. The daemon
+    ///   asks for the trace again only while nothing was exported under the derived id (see
+    ///   `daemon::scheduling`), so this happens only before the first export;
     /// - `first_seen_at` keeps the earliest value;
     /// - retirement is one-way: a stored `retired_at`/`retire_reason` is kept, so a stale record
     ///   cannot bring a retired run back. Use [`StateStore::retire`] to retire.
@@ -221,9 +223,11 @@ impl StateStore {
             run_columns!(),
             ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT (run_id) DO UPDATE SET
-                trace_id_derived = CASE WHEN runs.trace_id IS NULL AND NOT runs.trace_id_derived
+                trace_id_derived = CASE WHEN runs.trace_id IS NULL
+                                             AND (NOT runs.trace_id_derived OR excluded.trace_id IS NOT NULL)
                                         THEN excluded.trace_id_derived ELSE runs.trace_id_derived END,
-                trace_id = CASE WHEN runs.trace_id IS NULL AND NOT runs.trace_id_derived
+                trace_id = CASE WHEN runs.trace_id IS NULL
+                                     AND (NOT runs.trace_id_derived OR excluded.trace_id IS NOT NULL)
                                 THEN excluded.trace_id ELSE runs.trace_id END,
                 status = COALESCE(excluded.status, runs.status),
                 task_identifier = COALESCE(excluded.task_identifier, runs.task_identifier),

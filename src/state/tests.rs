@@ -120,10 +120,14 @@ fn upsert_never_forgets_a_fact() {
     store.upsert_run(&with_trace).unwrap();
     assert_eq!(store.run("run_b").unwrap().unwrap().trace_id, with_trace.trace_id);
 
-    // A derived trace id counts as decided even when only the flag is stored.
+    // A derived trace id stays against records that know no better…
     let mut derived = RunRecord::new("run_c", T0);
     derived.trace_id_derived = true;
     store.upsert_run(&derived).unwrap();
+    store.upsert_run(&RunRecord::new("run_c", T0 + SEC)).unwrap();
+    let stored = store.run("run_c").unwrap().unwrap();
+    assert_eq!((stored.trace_id, stored.trace_id_derived), (None, true));
+    // … and is provisional: the run's real trace id, once known, replaces it (and then stays).
     store
         .upsert_run(&RunRecord {
             run_id: "run_c".to_owned(),
@@ -131,7 +135,13 @@ fn upsert_never_forgets_a_fact() {
         })
         .unwrap();
     let stored = store.run("run_c").unwrap().unwrap();
-    assert_eq!((stored.trace_id, stored.trace_id_derived), (None, true));
+    assert_eq!(
+        (stored.trace_id.clone(), stored.trace_id_derived),
+        (with_trace.trace_id.clone(), false)
+    );
+    store.upsert_run(&derived).unwrap();
+    let stored = store.run("run_c").unwrap().unwrap();
+    assert_eq!((stored.trace_id, stored.trace_id_derived), (with_trace.trace_id, false));
 
     // Retirement is one-way: a stale unretired record does not bring the run back.
     store.retire("run_a", "settled", T0 + 2 * DAY).unwrap();
