@@ -58,8 +58,13 @@ async fn configured_headers_win_over_otel_exporter_otlp_headers() {
     let receiver = Receiver::start().await;
     for protocol in ["grpc", "http/protobuf"] {
         receiver.recorder.headers.lock().unwrap().clear();
+        // A `-bin` name is binary gRPC metadata (base64 on the wire): it must be sent too.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bridge.toml");
+        std::fs::write(&config, "[export.headers]\n\"x-token-bin\" = \"AQID\"\n").unwrap();
         let mut cmd = bridge_command(&api, &receiver, protocol);
-        cmd.env("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__TENANT", "from-config")
+        cmd.env("TRIGGER_OTEL_BRIDGE_CONFIG", &config)
+            .env("TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__TENANT", "from-config")
             .env("OTEL_EXPORTER_OTLP_HEADERS", "tenant=from-otel-env,extra=added");
         let (output, stderr) = run(cmd, &["run_cm1childrun01"]).await;
         assert!(output.status.success(), "{protocol}: {stderr}");
@@ -75,6 +80,7 @@ async fn configured_headers_win_over_otel_exporter_otlp_headers() {
             };
             assert_eq!(values("tenant"), ["from-config"], "{protocol}");
             assert_eq!(values("extra"), ["added"], "{protocol}");
+            assert_eq!(values("x-token-bin"), ["AQID"], "{protocol}");
         }
     }
     api.stop().await;

@@ -354,7 +354,9 @@ fn a_value_nested_too_deeply_invalidates_only_its_field() {
         .find(|(reason, _)| *reason == InvalidReason::Duration)
         .expect("the deep duration is reported");
     assert!(
-        tally.first.contains("a value nested more than 100 levels deep"),
+        tally
+            .first
+            .contains("a value nested more than 100 levels deep in the body"),
         "{}",
         tally.first
     );

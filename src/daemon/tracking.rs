@@ -119,6 +119,7 @@ impl Loop {
             }
         };
 
+        run.failures_in_a_row = 0;
         let mut record_changed = false;
         if let Some(asked) = result.trace {
             run.trace_id = Some(asked.map(|trace| trace.trace_id));

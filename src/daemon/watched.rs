@@ -22,6 +22,10 @@ pub const STATUS_EVERY_N_POLLS: u32 = 10;
 /// and a run cancelled while a span still runs is only noticed through its status.
 pub const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
+/// Failed polls in a row after which a run past `max_age` is given up (with the poll interval
+/// backed off, minutes of failures).
+pub const GIVE_UP_AFTER_FAILURES: u32 = 5;
+
 /// Why a run stops being watched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RetireReason {
@@ -89,6 +93,8 @@ pub struct WatchedRun {
     pub interval: Duration,
     pub fingerprint: Option<u64>,
     pub polls_since_status: u32,
+    /// Polls that failed since the last one that succeeded.
+    pub failures_in_a_row: u32,
     /// When retrieve-run last answered.
     pub status_seen_at: Option<Instant>,
     pub phase: Phase,
@@ -121,6 +127,7 @@ impl WatchedRun {
             interval: lifecycle.poll_interval,
             fingerprint: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
+            failures_in_a_row: 0,
             status_seen_at: None,
             phase: Phase::Watching,
             invalid_counted: HashMap::new(),
@@ -189,11 +196,16 @@ impl WatchedRun {
     }
 
     /// After a failed poll: back off like an unchanged run. `None` once the run has been
-    /// watched for `max_age`: it moves to `Retiring(MaxAge)`. A run that cannot be polled any
-    /// more (a body over the size limit, answers that do not parse) would otherwise be asked
-    /// about forever; it goes without the final export that a successful poll would have made.
+    /// watched for `max_age` and its last [`GIVE_UP_AFTER_FAILURES`] polls all failed: it moves
+    /// to `Retiring(MaxAge)`. A run that cannot be polled any more (a body over the size limit,
+    /// answers that do not parse) would otherwise be asked about forever; it goes without the
+    /// final export that a successful poll would have made. A passing failure (a timeout, the
+    /// API's 5xx) past `max_age`, such as on the final poll itself, is retried like any other.
     pub fn after_error(&mut self, lifecycle: &Lifecycle, now: Instant) -> Option<Duration> {
-        if now.saturating_duration_since(self.watched_since) >= lifecycle.max_age {
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
+        if now.saturating_duration_since(self.watched_since) >= lifecycle.max_age
+            && self.failures_in_a_row >= GIVE_UP_AFTER_FAILURES
+        {
             self.phase = Phase::Retiring(RetireReason::MaxAge);
             return None;
         }
@@ -264,7 +276,20 @@ mod tests {
         let wait = run.after_error(&lifecycle, start + Duration::from_secs(60));
         assert!(wait.is_some_and(|wait| wait >= Duration::from_secs(8)), "{wait:?}");
         assert_eq!(run.phase, Phase::Watching);
-        assert_eq!(run.after_error(&lifecycle, start + lifecycle.max_age), None);
+        // Past max_age, after a poll that succeeded (the daemon then resets the count), one more
+        // failure, even of the final poll, is retried…
+        let late = start + lifecycle.max_age;
+        run.failures_in_a_row = 0;
+        run.phase = Phase::Finalizing(RetireReason::MaxAge);
+        assert!(
+            run.after_error(&lifecycle, late).is_some(),
+            "the final poll failing once is retried"
+        );
+        // … until the failures in a row reach the limit.
+        for _ in 2..GIVE_UP_AFTER_FAILURES {
+            assert!(run.after_error(&lifecycle, late).is_some());
+        }
+        assert_eq!(run.after_error(&lifecycle, late), None);
         assert_eq!(run.phase, Phase::Retiring(RetireReason::MaxAge));
     }
 

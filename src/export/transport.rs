@@ -114,8 +114,14 @@ impl Recipe {
         let metadata = metadata.clone();
         let resolved = move |mut request: tonic::Request<()>| {
             for entry in metadata.iter() {
-                if let tonic::metadata::KeyAndValueRef::Ascii(key, value) = entry {
-                    request.metadata_mut().insert(key.clone(), value.clone());
+                match entry {
+                    tonic::metadata::KeyAndValueRef::Ascii(key, value) => {
+                        request.metadata_mut().insert(key.clone(), value.clone());
+                    }
+                    // A name ending in `-bin` is binary metadata (its value base64 on the wire).
+                    tonic::metadata::KeyAndValueRef::Binary(key, value) => {
+                        request.metadata_mut().insert_bin(key.clone(), value.clone());
+                    }
                 }
             }
             Ok(request)

@@ -9,8 +9,9 @@
 //! and field they were in, so the converter can say why that field is invalid.
 //!
 //! A value nested too deeply fails the whole document the same way ("recursion limit exceeded"),
-//! so it is treated the same way: inside a field of an element, a container opened more than
-//! [`MAX_NESTING`] levels down is replaced by `null` and reported. serde_json's
+//! so it is treated the same way: when the normal parse fails for either reason, a container
+//! inside a field of an element opened more than [`MAX_NESTING`] levels down from the body's
+//! top is replaced by `null` and reported (a body that parses keeps everything, however deep). serde_json's
 //! `disable_recursion_limit` was not taken: without a growing stack, a deep enough body would
 //! overflow the stack and abort the process instead.
 //!
@@ -29,7 +30,7 @@ pub const MAX_NESTING: usize = 100;
 
 /// Why a literal was read as `null`.
 pub const BEYOND_F64: &str = "a number beyond the range of a 64-bit float";
-pub const TOO_DEEP: &str = "a value nested more than 100 levels deep";
+pub const TOO_DEEP: &str = "a value nested more than 100 levels deep in the body";
 
 /// One out-of-range literal in a field of an element: the element (its index in the `events`
 /// array that the parse keeps), the top-level field of that element holding the literal, and the
