@@ -154,9 +154,8 @@ fn build(
         let path = path.map(Path::to_path_buf).unwrap_or_default();
         match error {
             config::ConfigError::FileParse { cause, .. } => ConfigError::FileParse {
+                message: syntax_message(cause.as_ref(), &path),
                 path,
-                // toml's report is multi-line (it draws the line and a caret) and ends in one.
-                message: cause.to_string().trim_end().to_owned(),
             },
             // The file source is the only one that does I/O.
             config::ConfigError::Foreign(cause) => ConfigError::FileRead {
@@ -168,6 +167,24 @@ fn build(
             },
         }
     })
+}
+
+/// Where and what toml found wrong, without the source line its own report quotes: that line may
+/// hold the secret key or a header value (an unquoted `secret_key = tr_prod_…` is a syntax error).
+fn syntax_message(cause: &(dyn std::error::Error + Send + Sync + 'static), path: &Path) -> String {
+    let Some(error) = cause.downcast_ref::<toml::de::Error>() else {
+        return "the file cannot be parsed".to_owned();
+    };
+    let message = error.message().trim_end().replace('\n', "; ");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    match error.span().and_then(|span| text.get(..span.start)) {
+        Some(before) => {
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
 }
 
 /// A path given explicitly must exist; checked here so the error names the path as given
@@ -610,6 +627,22 @@ mod tests {
         let message = file_error("[runs\nconcurrency = 1");
         assert!(message.starts_with("config file FILE is not valid TOML"), "{message}");
         assert!(message.contains("line 1"), "{message}");
+    }
+
+    #[test]
+    fn a_syntax_error_never_quotes_the_line_it_is_on() {
+        for text in [
+            format!("[trigger]\nsecret_key = {PLANTED_SECRET}\n"),
+            format!("[trigger]\nsecret_key = \"{PLANTED_SECRET}\n"),
+            format!("[export.headers]\nauthorization = {PLANTED_HEADER}\n"),
+        ] {
+            let message = file_error(&text);
+            assert!(
+                message.starts_with("config file FILE is not valid TOML: line 2, column"),
+                "{message}"
+            );
+            assert!(!message.contains("PLANTED"), "{message}");
+        }
     }
 
     #[test]
