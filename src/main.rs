@@ -27,7 +27,8 @@ struct Cli {
     /// With no subcommand: `run`.
     #[command(subcommand)]
     command: Option<Command>,
-    /// Config file for `run` when no subcommand is given.
+    /// Config file, for `run` when no subcommand is given, or for the subcommand that follows
+    /// (`--config PATH run` is `run --config PATH`).
     #[arg(long, value_name = "PATH", global = false)]
     config: Option<PathBuf>,
 }
@@ -132,9 +133,17 @@ impl From<LogsArg> for LogsMode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run { config: cli.config });
+    let command = cli.command.unwrap_or(Command::Run { config: None });
+    // A `--config` before the subcommand counts as the subcommand's own (which wins if both are
+    // given); one before a subcommand that reads no config is refused, not silently ignored.
+    let top_config = cli.config;
+    let config = |own: Option<PathBuf>| own.or(top_config.clone());
+    if top_config.is_some() && matches!(command, Command::Convert { .. } | Command::Demo { .. }) {
+        let status = fail("--config is not used by `convert` or `demo`", true);
+        return ExitCode::from(status as u8);
+    }
     let status = match command {
-        Command::Run { config } => run_daemon(config),
+        Command::Run { config: own } => run_daemon(config(own)),
         Command::Convert {
             file,
             trace_id,
@@ -160,14 +169,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Export {
-            config,
+            config: own,
             run_ids,
             tasks,
             tags,
             statuses,
             since,
         } => export(
-            config,
+            config(own),
             BackfillOptions {
                 run_ids,
                 tasks,
@@ -176,16 +185,22 @@ fn main() -> ExitCode {
                 since,
             },
         ),
-        Command::Inspect { run_id, config, json } => inspect_run(config, run_id, json),
+        Command::Inspect {
+            run_id,
+            config: own,
+            json,
+        } => inspect_run(config(own), run_id, json),
         Command::Demo {
             otlp_endpoint,
             protocol,
             speed,
         } => demo(otlp_endpoint, protocol, speed),
-        Command::CheckConfig { config } => match check_config(config, &process_env(), &mut std::io::stdout().lock()) {
-            Ok(()) => ExitStatus::Success,
-            Err(error) => fail(error, true),
-        },
+        Command::CheckConfig { config: own } => {
+            match check_config(config(own), &process_env(), &mut std::io::stdout().lock()) {
+                Ok(()) => ExitStatus::Success,
+                Err(error) => fail(error, true),
+            }
+        }
     };
     ExitCode::from(status as u8)
 }

@@ -112,3 +112,30 @@ fn bad_environment_override_names_the_variable() {
         "{stderr}"
     );
 }
+
+/// `--config PATH check-config` reads PATH, as `check-config --config PATH` does; before a
+/// subcommand that reads no config it is refused rather than ignored.
+#[test]
+fn config_before_the_subcommand_is_the_subcommands() {
+    let file = config_file("[runs]\nconcurrency = 7\n");
+    let path = file.path().to_str().unwrap();
+    let output = bridge().args(["--config", path, "check-config"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("concurrency = 7"));
+    // The subcommand's own flag wins.
+    let other = config_file("[runs]\nconcurrency = 9\n");
+    let output = bridge()
+        .args([
+            "--config",
+            path,
+            "check-config",
+            "--config",
+            other.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("concurrency = 9"));
+    let output = bridge().args(["--config", path, "convert", "-"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--config is not used by `convert`"));
+}
