@@ -24,7 +24,7 @@ use crate::telemetry::{events::ApiResponse, Metrics};
 
 mod response;
 use response::{
-    describe, invalid, json_failure, parse_value, problem_reset, read_capped, server_budget, server_message,
+    describe, invalid, json_failure, parse_value, read_capped, retry_429_after, server_budget, server_message,
 };
 
 /// Sent as `x-trigger-api-version`: the version whose status names this bridge knows.
@@ -394,9 +394,7 @@ impl TriggerClient {
             },
             404 => ApiError::NotFound { endpoint, message },
             429 => {
-                if budget.until_reset.is_none() {
-                    budget.until_reset = json.as_ref().and_then(problem_reset);
-                }
+                budget.until_reset = retry_429_after(json.as_ref(), budget.until_reset);
                 self.inner.limiter.rate_limited(&budget);
                 ApiError::RateLimited { endpoint, attempts: 0 }
             }
@@ -532,11 +530,30 @@ mod tests {
     }
 
     #[test]
-    fn problem_json_reset() {
+    fn a_429_waits_for_the_relative_reset_first_and_ignores_a_past_one() {
         let body = serde_json::json!({"secondsUntilReset": 2.5, "limit": 1500});
-        assert_eq!(problem_reset(&body), Some(Duration::from_millis(2500)));
-        let body = serde_json::json!({"reset": now_unix_ms() + 3_000, "secondsUntilReset": 99});
-        assert!(problem_reset(&body).expect("reset") <= Duration::from_secs(3));
-        assert_eq!(problem_reset(&serde_json::json!({})), None);
+        assert_eq!(retry_429_after(Some(&body), None), Some(Duration::from_millis(2500)));
+        // Relative wins over absolute: it does not depend on the clocks agreeing.
+        let body = serde_json::json!({"reset": now_unix_ms() + 3_000, "secondsUntilReset": 9});
+        assert_eq!(
+            retry_429_after(Some(&body), Some(Duration::from_secs(1))),
+            Some(Duration::from_secs(9))
+        );
+        let body = serde_json::json!({"reset": now_unix_ms() + 3_000});
+        assert!(retry_429_after(Some(&body), None).expect("reset") <= Duration::from_secs(3));
+        assert_eq!(
+            retry_429_after(None, Some(Duration::from_secs(4))),
+            Some(Duration::from_secs(4))
+        );
+        // A reset already past (this clock is ahead) is no answer: the fallback hold applies.
+        let body = serde_json::json!({"reset": now_unix_ms() - 30_000});
+        assert_eq!(retry_429_after(Some(&body), None), None);
+        assert_eq!(retry_429_after(None, Some(Duration::ZERO)), None);
+        assert_eq!(retry_429_after(Some(&serde_json::json!({})), None), None);
+        // Absurd values neither panic nor go negative.
+        let body = serde_json::json!({"secondsUntilReset": 1e20});
+        assert_eq!(retry_429_after(Some(&body), None), Some(Duration::MAX));
+        let body = serde_json::json!({"secondsUntilReset": -1});
+        assert_eq!(retry_429_after(Some(&body), None), None);
     }
 }

@@ -36,16 +36,25 @@ pub(super) fn server_budget(headers: &HeaderMap) -> ServerBudget {
     }
 }
 
-/// A 429's problem+json body: `reset` (unix ms), else `secondsUntilReset`.
-pub(super) fn problem_reset(body: &Value) -> Option<Duration> {
-    let reset = body.get("reset").and_then(Value::as_u64);
+/// How long a 429 asks to wait: its problem+json body's `secondsUntilReset` (relative, so right
+/// whatever the two clocks say), else an absolute reset, the body's `reset` or the headers'
+/// `x-ratelimit-reset` (`header_reset`). An absolute reset already past says nothing (the local
+/// clock is ahead of the server's): `None`, and the limiter's fallback hold applies.
+pub(super) fn retry_429_after(body: Option<&Value>, header_reset: Option<Duration>) -> Option<Duration> {
     let seconds = body
-        .get("secondsUntilReset")
+        .and_then(|body| body.get("secondsUntilReset"))
         .and_then(Value::as_f64)
-        .filter(|s| s.is_finite() && *s >= 0.0);
-    reset
-        .map(|reset| until_reset(reset, now_unix_ms()))
-        .or_else(|| seconds.map(Duration::from_secs_f64))
+        .filter(|s| *s >= 0.0)
+        // `try_`: a value too large for a Duration (1e20) must not panic; the limiter caps the hold.
+        .map(|s| Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX));
+    let absolute = || {
+        body.and_then(|body| body.get("reset"))
+            .and_then(Value::as_u64)
+            .map(|reset| until_reset(reset, now_unix_ms()))
+            .or(header_reset)
+            .filter(|wait| !wait.is_zero())
+    };
+    seconds.or_else(absolute)
 }
 
 /// `error`, `message`, `detail` or `title` of an error body, shortened.
