@@ -151,7 +151,10 @@ pub async fn select_runs(client: &TriggerClient, options: &BackfillOptions) -> R
             statuses: options.statuses.clone(),
             task_identifiers: options.tasks.clone(),
             tags: options.tags.clone(),
-            created_from: options.since.map(|since| SystemTime::now() - since),
+            // A `--since` reaching before 1970 means everything.
+            created_from: options
+                .since
+                .map(|since| SystemTime::now().checked_sub(since).unwrap_or(SystemTime::UNIX_EPOCH)),
             page_size: Some(100),
             ..RunFilters::default()
         };

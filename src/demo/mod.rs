@@ -61,7 +61,7 @@ impl Default for DemoOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("the demo's speed must be a positive number, not {0}")]
+    #[error("the demo's speed must be between 0.01 and 1000, not {0:?}")]
     Speed(f64),
     #[error("--protocol {0} cannot be used by the demo; use grpc, http/protobuf or http/json")]
     Protocol(Protocol),
@@ -192,7 +192,8 @@ fn demo_config(options: &DemoOptions, timeline: &Timeline, api_url: &str, state:
 
 /// Run the demo, writing its story to `out`.
 pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<DemoSummary, DemoError> {
-    if !(options.speed.is_finite() && options.speed > 0.0) {
+    // Bounded: at extreme speeds the scaled intervals and deadlines overflow a Duration.
+    if !(0.01..=1000.0).contains(&options.speed) {
         return Err(DemoError::Speed(options.speed));
     }
     if options.otlp_endpoint.is_some() && options.protocol == Protocol::Stdout {

@@ -292,7 +292,9 @@ pub fn parse_timestamp(text: &str) -> Option<u64> {
 }
 
 fn rfc3339(at: SystemTime) -> Option<String> {
-    let at = OffsetDateTime::from(at);
+    // Not `OffsetDateTime::from`, which panics outside the years -9999..=9999.
+    let since_epoch = at.duration_since(std::time::UNIX_EPOCH).ok()?;
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::try_from(since_epoch.as_nanos()).ok()?).ok()?;
     let at = at.replace_nanosecond(at.millisecond() as u32 * 1_000_000).ok()?;
     at.format(&Rfc3339).ok()
 }
@@ -489,6 +491,12 @@ mod tests {
         ];
         assert_eq!(query, expected);
         assert!(RunFilters::default().to_query(None).is_empty());
+        // A time no calendar year of -9999..=9999 holds is left out, not a panic.
+        let far = RunFilters {
+            created_from: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(400_000 * 365 * 86_400)),
+            ..RunFilters::default()
+        };
+        assert!(far.to_query(None).is_empty());
     }
 
     #[test]
