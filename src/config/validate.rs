@@ -4,6 +4,9 @@ use super::schema::BridgeConfig;
 use super::values::Protocol;
 use super::ConfigError;
 
+/// The levels `log.level` may name alone.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
 /// A broken rule: the key to blame and what is wrong. `load` adds where the value came from.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Violation {
@@ -90,6 +93,21 @@ impl BridgeConfig {
         if self.log.level.trim().is_empty() {
             return violation("log.level", "must not be empty (try \"info\")".to_owned());
         }
+        // `tracing`'s filter reads a bare word that is not a level as a module name, and then
+        // logs nothing else at all: "warning" would silence every error.
+        if let Some(word) = self.log.level.split(',').map(str::trim).find(|directive| {
+            !directive.is_empty()
+                && !directive.contains(['=', '[', ':'])
+                && !LEVELS.iter().any(|level| directive.eq_ignore_ascii_case(level))
+        }) {
+            return violation(
+                "log.level",
+                format!(
+                    "{word:?} is not a level (one of {}, or directives like \"info,trigger_otel_bridge=debug\")",
+                    LEVELS.join(", ")
+                ),
+            );
+        }
 
         // A zero duration would turn a timer into a busy loop or fail every request at once.
         let must_be_positive = [
@@ -131,7 +149,9 @@ mod tests {
     #[test]
     fn validation_rules() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 16] = [
+        let cases: [(Edit, &str); 18] = [
+            (|c| c.log.level = "warning".into(), "log.level"),
+            (|c| c.log.level = "info,verbose".into(), "log.level"),
             (|c| c.runs.concurrency = 0, "runs.concurrency"),
             (|c| c.export.max_batch_spans = 0, "export.max_batch_spans"),
             (|c| c.export.max_pending_spans = 10, "export.max_pending_spans"),
@@ -163,6 +183,7 @@ mod tests {
         config.export.cert_file = Some("c.pem".into());
         config.export.key_file = Some("k.pem".into());
         config.server.listen = Some("[::]:9464".into());
+        config.log.level = "WARN,trigger_otel_bridge=debug,h2[conn]=off".into();
         assert_eq!(config.first_violation(), None);
     }
 }
