@@ -139,3 +139,31 @@ fn config_before_the_subcommand_is_the_subcommands() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--config is not used by `convert`"));
 }
+
+/// What `run` will send with is shown too: the standard OTLP variables fill what `[export]`
+/// leaves at its defaults, header names only.
+#[test]
+fn shows_the_export_settings_after_the_otel_variables() {
+    let output = bridge()
+        .args(["check-config"])
+        .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        .env("OTEL_EXPORTER_OTLP_HEADERS", format!("authorization={PLANTED_HEADER}"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("#   protocol = \"http/protobuf\""), "{stdout}");
+    assert!(
+        stdout.contains("#   headers = [\"authorization\"] (values not shown)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("PLANTED"), "{stdout}");
+    toml::from_str::<toml::Table>(&stdout).expect("still TOML");
+    let output = bridge()
+        .args(["check-config"])
+        .env("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("OTEL_EXPORTER_OTLP_COMPRESSION"));
+}
