@@ -387,8 +387,30 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
             format!("trigger-otel-bridge/{}", env!("CARGO_PKG_VERSION"))
         );
         assert!(hit.header("accept-encoding").contains("gzip"), "{:?}", hit.headers);
+        assert!(
+            hit.headers.get("x-trigger-branch").is_none(),
+            "no branch unless configured"
+        );
     }
     assert_eq!(client.remaining(), None);
+    api.stop().await;
+}
+
+/// A preview environment's key needs its branch in `x-trigger-branch`, as the SDK sends it.
+#[tokio::test]
+async fn a_preview_branch_is_sent_with_every_request() {
+    let api = FakeApi::start(|_, _| async { ok_json(json!({"events": []})) }).await;
+    let config = TriggerConfig {
+        secret_key: "tr_preview_SECRETplanted".into(),
+        preview_branch: Some("feature/login".into()),
+        ..test_config(&api.url())
+    };
+    let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
+    client.events("run_a").await.expect("events");
+    client.events("run_b").await.expect("events");
+    let hits = api.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(hits.iter().all(|hit| hit.header("x-trigger-branch") == "feature/login"));
     api.stop().await;
 }
 

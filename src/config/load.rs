@@ -5,7 +5,8 @@
 //! 2. `OTEL_EXPORTER_OTLP_ENDPOINT` for `export.endpoint`: the OpenTelemetry standard variable
 //!    only fills the endpoint when neither the file nor a prefixed variable sets it;
 //! 3. the TOML file;
-//! 4. the Trigger.dev SDK's own variables, `TRIGGER_SECRET_KEY` and `TRIGGER_API_URL`;
+//! 4. the Trigger.dev SDK's own variables, `TRIGGER_SECRET_KEY`, `TRIGGER_API_URL` and
+//!    `TRIGGER_PREVIEW_BRANCH`;
 //! 5. `TRIGGER_OTEL_BRIDGE__<SECTION>__<KEY>`, which wins over everything.
 //!
 //! The environment is passed in as a map so that tests never touch the process environment.
@@ -45,9 +46,10 @@ const ENV_ORIGIN: &str = "the environment";
 /// Files looked for, in order, when neither `--config` nor `TRIGGER_OTEL_BRIDGE_CONFIG` is set.
 const DEFAULT_PATHS: [&str; 2] = ["bridge.toml", "config/bridge.toml"];
 /// Variables of the Trigger.dev SDK, honoured so an existing deployment's env works as is.
-const SDK_VARS: [(&str, &str); 2] = [
+const SDK_VARS: [(&str, &str); 3] = [
     ("trigger.secret_key", "TRIGGER_SECRET_KEY"),
     ("trigger.api_url", "TRIGGER_API_URL"),
+    ("trigger.preview_branch", "TRIGGER_PREVIEW_BRANCH"),
 ];
 /// The OpenTelemetry SDK's endpoint variable; it only fills an unset `export.endpoint`.
 const OTEL_ENDPOINT_VAR: (&str, &str) = ("export.endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT");

@@ -45,6 +45,10 @@ pub struct TriggerConfig {
     #[serde(with = "duration")]
     pub timeout: Duration,
     pub max_body_bytes: u64,
+    /// The preview branch a `tr_preview_` key works on, sent as `x-trigger-branch` (Trigger.dev
+    /// refuses a preview environment's requests without it); `""` for none.
+    #[serde(with = "empty_as_none")]
+    pub preview_branch: Option<String>,
 }
 
 impl Default for TriggerConfig {
@@ -55,6 +59,7 @@ impl Default for TriggerConfig {
             requests_per_minute: 1200,
             timeout: Duration::from_secs(10),
             max_body_bytes: 256 * 1024 * 1024,
+            preview_branch: None,
         }
     }
 }
@@ -66,6 +71,13 @@ impl TriggerConfig {
             return Err(ConfigError::Missing {
                 key: "trigger.secret_key",
                 hint: "set TRIGGER_SECRET_KEY (or secret_key in [trigger]) to a tr_dev_/tr_prod_ key",
+            });
+        }
+        if self.secret_key.environment_prefix() == Some("preview") && self.preview_branch.is_none() {
+            return Err(ConfigError::Missing {
+                key: "trigger.preview_branch",
+                hint: "a tr_preview_ key works on one preview branch: set TRIGGER_PREVIEW_BRANCH (or \
+                       preview_branch in [trigger]) to its name",
             });
         }
         Ok(&self.secret_key)
@@ -434,5 +446,10 @@ mod tests {
         assert!(message.contains("trigger.secret_key") && message.contains("TRIGGER_SECRET_KEY"));
         config.secret_key = SecretString::new("tr_dev_x");
         assert_eq!(config.require_secret_key().map(SecretString::expose), Ok("tr_dev_x"));
+        config.secret_key = SecretString::new("tr_preview_x");
+        let message = config.require_secret_key().expect_err("no branch").to_string();
+        assert!(message.contains("TRIGGER_PREVIEW_BRANCH"), "{message}");
+        config.preview_branch = Some("feature-x".into());
+        assert!(config.require_secret_key().is_ok());
     }
 }

@@ -130,6 +130,11 @@ impl TriggerClient {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, authorization);
         headers.insert("x-trigger-api-version", HeaderValue::from_static(API_VERSION));
+        if let Some(branch) = &config.preview_branch {
+            let branch = HeaderValue::try_from(branch.trim())
+                .map_err(|_| build_error("trigger.preview_branch cannot be sent in an HTTP header"))?;
+            headers.insert("x-trigger-branch", branch);
+        }
 
         crate::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
