@@ -287,6 +287,7 @@ fn tuning() -> ClientTuning {
             jitter: Duration::from_millis(50),
             ..RateLimitTuning::default()
         },
+        ..ClientTuning::default()
     }
 }
 
@@ -809,6 +810,29 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
     assert_eq!(events.events.len(), 19);
     assert!(started.elapsed() >= Duration::from_millis(700));
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    server.stop();
+}
+
+/// A body that never stalls for `timeout` but goes on past the overall deadline (a proxy that
+/// trickles) is cut there, retried, then reported: it cannot hold a poll slot forever.
+#[tokio::test]
+async fn a_body_still_arriving_at_the_overall_deadline_is_cut() {
+    let server = RawServer::start(RawReply::Trickle {
+        chunks: 8,
+        gap: Duration::from_millis(100),
+    })
+    .await;
+    let mut config = test_config(&server.url());
+    config.timeout = Duration::from_millis(300);
+    let tuning = ClientTuning {
+        body_deadline: Duration::from_millis(350),
+        ..tuning()
+    };
+    let client = TriggerClient::with_tuning(&config, tuning).expect("client");
+    let err = client.events("run_trickle").await.expect_err("past the deadline");
+    assert!(matches!(err, ApiError::BodyCut { attempts: 3, .. }), "{err:?}");
+    assert!(err.to_string().contains("still arriving after 350ms in all"), "{err}");
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
     server.stop();
 }
 

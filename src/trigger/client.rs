@@ -38,11 +38,28 @@ const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
 /// Behaviour that is not in the config file: the retry policy and the rate limiter's knobs.
 /// Tests shrink the backoffs to milliseconds.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientTuning {
     /// Includes `not_found_retries`, the retries of a 404 sent with `x-should-retry: true`.
     pub retry: RetryPolicy,
     pub rate_limit: RateLimitTuning,
+    /// The most one response body may take in all. `trigger.timeout` bounds each pause while it
+    /// arrives, so a steady slow body is fine; this bounds a body that trickles forever (a broken
+    /// proxy), which would otherwise hold a poll slot indefinitely.
+    pub body_deadline: Duration,
+}
+
+/// [`ClientTuning::body_deadline`] by default: 256 MiB (`max_body_bytes`) at under 0.5 MB/s.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(600);
+
+impl Default for ClientTuning {
+    fn default() -> Self {
+        ClientTuning {
+            retry: RetryPolicy::default(),
+            rate_limit: RateLimitTuning::default(),
+            body_deadline: BODY_DEADLINE,
+        }
+    }
 }
 
 /// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
@@ -58,6 +75,7 @@ struct Inner {
     limiter: RateLimiter,
     retry: RetryPolicy,
     timeout: Duration,
+    body_deadline: Duration,
     max_body_bytes: u64,
     environment: Option<&'static str>,
     /// Counts every attempt's outcome when set ([`TriggerClient::set_metrics`]).
@@ -157,6 +175,7 @@ impl TriggerClient {
                 limiter: RateLimiter::new(config.requests_per_minute, tuning.rate_limit),
                 retry: tuning.retry,
                 timeout: config.timeout,
+                body_deadline: tuning.body_deadline,
                 max_body_bytes: config.max_body_bytes,
                 environment: config.secret_key.environment_prefix(),
                 metrics: OnceLock::new(),
@@ -323,7 +342,21 @@ impl TriggerClient {
             "Trigger.dev API response"
         );
         if status.is_success() {
-            self.read_body(call, response).await
+            let deadline = self.inner.body_deadline;
+            match tokio::time::timeout(deadline, self.read_body(call, response)).await {
+                Ok(read) => read,
+                Err(_elapsed) => Err(Failed::new(
+                    ApiError::BodyCut {
+                        endpoint: call.endpoint().to_owned(),
+                        reason: format!(
+                            "it was still arriving after {} in all",
+                            humantime::format_duration(deadline)
+                        ),
+                        attempts: 0,
+                    },
+                    RetryClass::Transient,
+                )),
+            }
         } else {
             Err(self.status_failure(call, status, response, budget).await)
         }

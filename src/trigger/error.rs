@@ -52,7 +52,8 @@ pub enum ApiError {
         message: Option<String>,
     },
 
-    /// No response head within `timeout`, or a body that stalled for `timeout`.
+    /// No response head within `timeout`, or a body that stalled for `timeout`. (A body still
+    /// arriving after the overall body deadline is a `BodyCut`.)
     #[error("GET {endpoint}: timed out after {} (trigger.timeout), {attempts} attempt(s)", humantime::format_duration(*timeout))]
     Timeout {
         endpoint: String,

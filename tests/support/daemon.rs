@@ -88,6 +88,7 @@ pub fn fast_options() -> DaemonOptions {
                 jitter: Duration::from_millis(20),
                 ..RateLimitTuning::default()
             },
+            ..ClientTuning::default()
         },
         export_backoff: BackoffPolicy {
             initial: Duration::from_millis(50),
