@@ -15,16 +15,18 @@ pub struct FetchedRun {
     pub events: Vec<RawEvent>,
 }
 
-/// The run's trace. A trace the bridge cannot read (too deep, not JSON) costs the run its own
-/// trace id (derived instead), never its spans.
+/// The run's trace. A trace the bridge cannot have (unreadable, over the size limit, refused
+/// with a 4xx other than 401/403) costs the run its own trace id (derived instead), never its
+/// spans. Failures that may pass (5xx, timeouts, 429) and a refused key fail the poll, which is
+/// retried: deriving on a passing failure would put the run's spans in the wrong trace for good.
 pub async fn fetch_trace(client: &TriggerClient, run_id: &str) -> Result<Option<RunTrace>, ApiError> {
     match client.trace(run_id).await {
         Ok(trace) => Ok(trace),
-        Err(error @ (ApiError::Invalid { .. } | ApiError::NotJson { .. })) => {
-            tracing::warn!(run_id, %error, "unreadable trace; deriving the trace id from the run id");
+        Err(error) if error.is_retryable() || matches!(error, ApiError::Unauthorized { .. }) => Err(error),
+        Err(error) => {
+            tracing::warn!(run_id, %error, "the trace cannot be read; deriving the trace id from the run id");
             Ok(None)
         }
-        Err(error) => Err(error),
     }
 }
 

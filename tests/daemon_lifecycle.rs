@@ -68,10 +68,28 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     let fakes = Fakes::start([executing.clone(), ended_partial.clone()]).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     let daemon = Running::start(fakes.config(&["run_cm1executing1", "run_endspartial"]), fast_options());
-    // While executing: only finished spans arrive.
+    // While executing: only finished spans arrive. Wait for the export itself (it runs apart
+    // from polling), then for a few more polls that must not add partial spans.
+    let executing_spans = || {
+        receiver
+            .recorder
+            .spans()
+            .iter()
+            .filter(|s| run_id_of(s) == "run_cm1executing1")
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while executing_spans() < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the finished spans never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let polls = daemon.stats.polls.load(Ordering::Relaxed);
     daemon
-        .wait_for("the first polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 6
+        .wait_for("more polls", Duration::from_secs(10), |s| {
+            s.polls.load(Ordering::Relaxed) >= polls + 4
         })
         .await;
     let early = receiver.recorder.spans();

@@ -206,6 +206,37 @@ async fn server_errors_are_retried_and_nothing_is_lost() {
     receiver.stop().await;
 }
 
+/// A trace the bridge cannot have (here refused with a 400) costs the run its own trace id, never
+/// its spans; a trace endpoint failing for a moment (500) is retried, not given up on.
+#[tokio::test]
+async fn a_trace_refused_for_good_derives_the_trace_id_and_a_passing_failure_is_retried() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    api.state.script(
+        "/api/v1/runs/run_cm1finished01/trace",
+        [Scripted::status(400, r#"{"error":"bad request"}"#)],
+    );
+    let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["run_cm1finished01"]).await;
+    assert!(output.status.success(), "{stderr}");
+    let spans = receiver.recorder.spans();
+    assert_eq!(spans.len(), 12);
+    let derived = |span: &opentelemetry_proto::tonic::trace::v1::Span| {
+        span.attributes.iter().any(|kv| kv.key == "trigger.trace_id_derived")
+    };
+    assert!(spans.iter().all(derived), "every span carries the derived trace id");
+
+    receiver.recorder.requests.lock().unwrap().clear();
+    api.state
+        .script("/api/v1/runs/run_cm1finished01/trace", [Scripted::status(500, "boom")]);
+    let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["run_cm1finished01"]).await;
+    assert!(output.status.success(), "{stderr}");
+    let spans = receiver.recorder.spans();
+    assert_eq!(spans.len(), 12);
+    assert!(!spans.iter().any(derived), "the retry found the trace");
+    api.stop().await;
+    receiver.stop().await;
+}
+
 #[tokio::test]
 async fn a_rejected_key_is_a_clear_error_with_exit_1_and_no_secret() {
     let api = FakeApi::start(all_fixture_runs()).await;
@@ -251,7 +282,10 @@ async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
             script.env(key, value);
         }
     }
-    script.env("TERM", "xterm").stdin(std::process::Stdio::null());
+    script
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(60), script.output())
         .await
         .unwrap()

@@ -796,19 +796,20 @@ async fn a_body_that_stalls_for_the_timeout_is_a_timeout() {
 
 #[tokio::test]
 async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
-    // 8 pieces 100 ms apart: 800 ms in all, with a 300 ms timeout.
+    // 8 pieces 200 ms apart: 1.6 s in all, with a 1 s timeout (800 ms of slack for a loaded
+    // machine between two pieces).
     let server = RawServer::start(RawReply::Trickle {
         chunks: 8,
-        gap: Duration::from_millis(100),
+        gap: Duration::from_millis(200),
     })
     .await;
     let mut config = test_config(&server.url());
-    config.timeout = Duration::from_millis(300);
+    config.timeout = Duration::from_secs(1);
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let started = Instant::now();
     let events = client.events("run_trickle").await.expect("steady body");
     assert_eq!(events.events.len(), 19);
-    assert!(started.elapsed() >= Duration::from_millis(700));
+    assert!(started.elapsed() >= Duration::from_millis(1400));
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
     server.stop();
 }
@@ -817,21 +818,22 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
 /// trickles) is cut there, retried, then reported: it cannot hold a poll slot forever.
 #[tokio::test]
 async fn a_body_still_arriving_at_the_overall_deadline_is_cut() {
+    // 8 pieces 200 ms apart (1.6 s) never stall for the 1 s timeout, but outlast the deadline.
     let server = RawServer::start(RawReply::Trickle {
         chunks: 8,
-        gap: Duration::from_millis(100),
+        gap: Duration::from_millis(200),
     })
     .await;
     let mut config = test_config(&server.url());
-    config.timeout = Duration::from_millis(300);
+    config.timeout = Duration::from_secs(1);
     let tuning = ClientTuning {
-        body_deadline: Duration::from_millis(350),
+        body_deadline: Duration::from_millis(500),
         ..tuning()
     };
     let client = TriggerClient::with_tuning(&config, tuning).expect("client");
     let err = client.events("run_trickle").await.expect_err("past the deadline");
     assert!(matches!(err, ApiError::BodyCut { attempts: 3, .. }), "{err:?}");
-    assert!(err.to_string().contains("still arriving after 350ms in all"), "{err}");
+    assert!(err.to_string().contains("still arriving after 500ms in all"), "{err}");
     assert_eq!(server.connections.load(Ordering::SeqCst), 3);
     server.stop();
 }

@@ -8,7 +8,7 @@ use crate::export::OtlpSender;
 use crate::state::StateStore;
 use crate::telemetry::events::SpansExported;
 use opentelemetry::trace::SpanId;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -77,6 +77,11 @@ pub async fn run_queue(
             Err(gave_up) => gave_up.partial,
         };
         let duration = started.elapsed();
+        // Only what the sender counts as handled (accepted, or rejected as data) is committed.
+        // Today that is the whole batch; were the daemon ever to give up, the rest would be
+        // sent again after a restart rather than be recorded as exported.
+        let delivered: HashSet<SpanId> = report.delivered.iter().copied().collect();
+        commit.retain(|(_, id)| delivered.contains(id));
         let state = state.clone();
         tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&commit))
             .await??;

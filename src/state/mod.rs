@@ -30,8 +30,10 @@
 //! export its whole trace a second time. Freed pages are reused by later inserts, so the file stays
 //! near the size of one retention window of span ids.
 //!
-//! The API is synchronous; the daemon calls it from a blocking thread. [`StateStore`] is `Send`
-//! (not `Sync`): one owner at a time.
+//! The API is synchronous. The export queue commits batches from a blocking thread; the daemon's
+//! loop makes its small per-run writes (a run's record, its retirement) in place, which blocks it
+//! only while another process holds the file's write lock (the 5 s busy timeout). [`StateStore`] is
+//! `Send` (not `Sync`): one owner at a time.
 
 mod error;
 mod schema;

@@ -284,11 +284,13 @@ impl RunFilters {
     }
 }
 
-/// ISO-8601 / RFC 3339 (`2025-09-23T12:32:49.250Z`) → unix nanoseconds; `None` when unparsable
-/// or before 1970.
+/// ISO-8601 / RFC 3339 (`2025-09-23T12:32:49.250Z`) → unix nanoseconds; `None` when unparsable,
+/// before 1970, or after 2262 (the state store keeps times as SQLite's signed 64-bit integers: a
+/// later `finishedAt` would fail every save of the run, and the daemon with it).
 pub fn parse_timestamp(text: &str) -> Option<u64> {
     let at = OffsetDateTime::parse(text.trim(), &Rfc3339).ok()?;
-    u64::try_from(at.unix_timestamp_nanos()).ok()
+    let nanos = i64::try_from(at.unix_timestamp_nanos()).ok()?;
+    u64::try_from(nanos).ok()
 }
 
 fn rfc3339(at: SystemTime) -> Option<String> {
@@ -539,5 +541,8 @@ mod tests {
         );
         assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), None);
         assert_eq!(parse_timestamp("soon"), None);
+        // Past what the state store's signed 64-bit nanoseconds hold: unknown, not a failed save.
+        assert_eq!(parse_timestamp("2300-01-01T00:00:00Z"), None);
+        assert!(parse_timestamp("2262-04-11T23:47:16Z").is_some());
     }
 }
