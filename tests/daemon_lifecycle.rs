@@ -299,6 +299,60 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
     fakes.stop().await;
 }
 
+/// Reload from the config file (not SIGHUP): a run taken out of `runs.ids` is retired as
+/// removed; named again, it is watched again (a removal is not a verdict on the run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
+    let run_id = "run_again0001";
+    let fakes = Fakes::start([generate::fake_run(run_id, "t", 10, true)]).await;
+    let config = fakes.config(&[run_id]);
+    let write = |ids: &[&str], modified_in: u64| {
+        let mut config = config.clone();
+        config.runs.ids = ids.iter().map(|id| id.to_string()).collect();
+        let path = support::process::write_config(fakes.dir.path(), "bridge.toml", &config);
+        // The modification time must move however coarse the file system's clock is.
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() + Duration::from_secs(modified_in))
+            .unwrap();
+        path
+    };
+    let path = write(&[run_id], 0);
+    let options = trigger_otel_bridge::daemon::DaemonOptions {
+        config_path: Some(path),
+        ..fast_options()
+    };
+    let daemon = Running::start(config.clone(), options);
+    let events = format!("/api/v1/runs/{run_id}/events");
+    daemon
+        .wait_for("the first polls", Duration::from_secs(10), |s| {
+            s.polls.load(Ordering::Relaxed) >= 2
+        })
+        .await;
+    write(&[], 10);
+    daemon
+        .wait_for("the run retired as removed", Duration::from_secs(15), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let polled_before = fakes.api.state.requests_to(&events);
+    write(&[run_id], 20);
+    daemon
+        .wait_for("the run watched again", Duration::from_secs(15), |s| {
+            s.runs_watched.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    let started = std::time::Instant::now();
+    while fakes.api.state.requests_to(&events) <= polled_before {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run is not polled again"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    daemon.stop().await;
+    fakes.stop().await;
+}
+
 /// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
 /// acknowledgement or a finished poll wakes it; its due time, already past, must not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

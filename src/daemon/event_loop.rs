@@ -71,7 +71,7 @@ impl Loop {
                     self.on_poll(id, result).await?;
                 }
                 Some(ack) = acks.recv() => self.on_ack(&ack).await?,
-                Some(run_id) = found.recv() => self.add_run(&run_id).await?,
+                Some(run_id) = found.recv() => self.add_run(&run_id, false).await?,
                 loaded = next_config(&mut reload) => match loaded {
                     Ok(new) => self.apply_reload(new).await?,
                     Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
@@ -151,7 +151,7 @@ impl Loop {
             }
         }
         for run_id in &plan.added_runs {
-            self.add_run(run_id).await?;
+            self.add_run(run_id, true).await?;
         }
         tracing::info!(
             added = plan.added_runs.len(),

@@ -215,7 +215,7 @@ pub async fn run(
     daemon.prune().await?;
     daemon.resume().await?;
     for id in &config.runs.ids {
-        daemon.add_run(id).await?;
+        daemon.add_run(id, true).await?;
     }
     let result = daemon.event_loop(shutdown, ack_rx, found_rx, queue_task, reload).await;
 

@@ -9,6 +9,7 @@ use super::{shard, unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::state::RunRecord;
 use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
 use crate::trigger::ApiError;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +50,9 @@ impl Loop {
     }
 
     /// Watch `run_id` unless another shard owns it, it is watched already, or it was retired.
-    pub(super) async fn add_run(&mut self, run_id: &str) -> Result<(), DaemonError> {
+    /// `named`: it is in `runs.ids` (not found by discovery); a run retired only because it was
+    /// taken out of `runs.ids` is then watched again, with what it had exported.
+    pub(super) async fn add_run(&mut self, run_id: &str, named: bool) -> Result<(), DaemonError> {
         if run_id.is_empty() || self.runs.contains_key(run_id) {
             return Ok(());
         }
@@ -57,11 +60,17 @@ impl Loop {
             tracing::debug!(run_id, "another shard owns this run");
             return Ok(());
         }
+        let mut exported = HashSet::new();
         if let Some(record) = self.with_state(|s| s.run(run_id))? {
             if record.retired_at.is_some() {
-                tracing::info!(run_id, reason = ?record.retire_reason, "run already retired; not polling it again");
-                return Ok(());
+                let removed = RetireReason::Removed.as_str();
+                if !(named && self.with_state(|s| s.reopen(run_id, removed))?) {
+                    tracing::info!(run_id, reason = ?record.retire_reason, "run already retired; not polling it again");
+                    return Ok(());
+                }
+                tracing::info!(run_id, "named in runs.ids again after its removal; watching it again");
             }
+            exported = self.with_state(|s| s.exported_span_ids(run_id))?;
         }
         let record = RunRecord::new(run_id, unix_now_ns());
         self.with_state(|s| s.upsert_run(&record))?;
@@ -69,6 +78,7 @@ impl Loop {
         tracing::info!(run_id, "watching run");
         let mut run = WatchedRun::new(id, &self.lifecycle, Instant::now());
         run.first_seen_ns = record.first_seen_at;
+        run.exported = Arc::new(exported);
         self.insert(run);
         Ok(())
     }

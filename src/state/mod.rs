@@ -361,6 +361,23 @@ impl StateStore {
         Ok(())
     }
 
+    /// Watches again a run retired as `reason` (only that reason: the user named a run again after
+    /// taking it out of `runs.ids`). Returns whether it was retired so. Its exported span ids are
+    /// kept, unless pruned already.
+    pub fn reopen(&mut self, run_id: &str, reason: &str) -> Result<bool, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET retired_at = NULL, retire_reason = NULL
+                 WHERE run_id = ?1 AND retired_at IS NOT NULL AND retire_reason = ?2",
+            )
+            .map_err(self.err("reopening a run"))?;
+        let changed = stmt
+            .execute(rusqlite::params![run_id, reason])
+            .map_err(self.err("reopening a run"))?;
+        Ok(changed > 0)
+    }
+
     /// Deletes the span ids of runs retired more than `retention` before `now_unix_ns`, in one
     /// transaction. Run rows stay (see the module documentation), so pruned runs stay retired.
     pub fn prune(&mut self, retention: Duration, now_unix_ns: u64) -> Result<PruneReport, StateError> {

@@ -489,3 +489,25 @@ fn commits_survive_a_process_that_never_closed_the_file() {
     assert_eq!(reopened.exported_span_ids("run_a").unwrap().len(), 1_000);
     assert!(reopened.is_retired("run_a").unwrap());
 }
+
+#[test]
+fn only_a_run_retired_for_its_removal_is_reopened() {
+    let mut store = StateStore::open_in_memory().unwrap();
+    store.upsert_run(&RunRecord::new("run_removed", T0)).unwrap();
+    store.retire("run_removed", "removed", T0 + SEC).unwrap();
+    store.upsert_run(&RunRecord::new("run_settled", T0)).unwrap();
+    store.retire("run_settled", "settled", T0 + SEC).unwrap();
+    assert!(!store.reopen("run_settled", "removed").unwrap());
+    assert!(store.run("run_settled").unwrap().unwrap().retired_at.is_some());
+    assert!(!store.reopen("run_unknown", "removed").unwrap());
+    assert!(store.reopen("run_removed", "removed").unwrap());
+    let reopened = store.run("run_removed").unwrap().unwrap();
+    assert_eq!((reopened.retired_at, reopened.retire_reason), (None, None));
+    assert!(store
+        .unretired_runs()
+        .unwrap()
+        .iter()
+        .any(|r| r.run_id == "run_removed"));
+    // Once open, there is nothing to reopen.
+    assert!(!store.reopen("run_removed", "removed").unwrap());
+}
