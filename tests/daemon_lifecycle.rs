@@ -12,6 +12,7 @@ use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, FakeRun};
 use support::generate;
 use support::otlp_receiver::Receiver;
+use support::process::wait_until;
 use trigger_otel_bridge::config::Shard;
 
 fn hex(bytes: &[u8]) -> String {
@@ -78,14 +79,10 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
             .filter(|s| run_id_of(s) == "run_cm1executing1")
             .count()
     };
-    let started = std::time::Instant::now();
-    while executing_spans() < 4 {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the finished spans never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until("the 4 finished spans", Duration::from_secs(10), || {
+        executing_spans() >= 4
+    })
+    .await;
     let polls = daemon.stats.polls.load(Ordering::Relaxed);
     daemon
         .wait_for("more polls", Duration::from_secs(10), |s| {
@@ -341,14 +338,10 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
             s.runs_watched.load(Ordering::Relaxed) == 1
         })
         .await;
-    let started = std::time::Instant::now();
-    while fakes.api.state.requests_to(&events) <= polled_before {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the run is not polled again"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_until("the run polled again", Duration::from_secs(10), || {
+        fakes.api.state.requests_to(&events) > polled_before
+    })
+    .await;
     daemon.stop().await;
     fakes.stop().await;
 }
