@@ -166,26 +166,12 @@ impl ExportSettings {
     }
 }
 
-/// `OTEL_EXPORTER_OTLP_HEADERS` values are percent-encoded (W3C baggage format).
+/// `OTEL_EXPORTER_OTLP_HEADERS` values are percent-encoded (W3C baggage format). A `%` not
+/// followed by two hex digits stays as it is; invalid UTF-8 after decoding becomes U+FFFD.
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            // On bytes: a `%` before a multi-byte character must not slice inside it (a panic
-            // message would quote the header value, which may be a credential).
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
