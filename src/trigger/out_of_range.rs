@@ -135,8 +135,11 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
                 i = end;
                 continue;
             }
-            b'{' | b'[' if stack.len() >= MAX_NESTING => {
-                if let Some((element, field)) = location(&stack) {
+            b'{' | b'[' => {
+                // Too deep inside an element's field: the whole value becomes `null`. Elsewhere
+                // (the body's own shape) it is judged as sent.
+                let cut = (stack.len() >= MAX_NESTING).then(|| location(&stack)).flatten();
+                if let Some((element, field)) = cut {
                     let end = value_end(body, i);
                     out.replaced += 1;
                     out.found.push(Found {
@@ -149,7 +152,6 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
                     i = end;
                     continue;
                 }
-                // Not inside an element's field: the body's own shape, judged as sent.
                 stack.push(match byte {
                     b'{' => Frame::Object {
                         key: None,
@@ -157,13 +159,6 @@ pub fn rewrite(body: &[u8]) -> Rewritten {
                     },
                     _ => Frame::Array { index: 0 },
                 });
-            }
-            b'{' => stack.push(Frame::Object {
-                key: None,
-                expect_key: true,
-            }),
-            b'[' => {
-                stack.push(Frame::Array { index: 0 });
             }
             b'}' | b']' => {
                 stack.pop();
