@@ -794,10 +794,9 @@ async fn a_body_that_stalls_for_the_timeout_is_a_timeout() {
     server.stop();
 }
 
-#[tokio::test]
-async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
-    // 8 pieces 200 ms apart: 1.6 s in all, with a 1 s timeout (800 ms of slack for a loaded
-    // machine between two pieces).
+/// A server sending a valid events body in 8 pieces 200 ms apart (1.6 s in all), and a config
+/// whose 1 s timeout no pause reaches (800 ms of slack for a loaded machine between two pieces).
+async fn trickling() -> (RawServer, TriggerConfig) {
     let server = RawServer::start(RawReply::Trickle {
         chunks: 8,
         gap: Duration::from_millis(200),
@@ -805,6 +804,12 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
     .await;
     let mut config = test_config(&server.url());
     config.timeout = Duration::from_secs(1);
+    (server, config)
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
+    let (server, config) = trickling().await;
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let started = Instant::now();
     let events = client.events("run_trickle").await.expect("steady body");
@@ -818,14 +823,8 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
 /// trickles) is cut there, retried, then reported: it cannot hold a poll slot forever.
 #[tokio::test]
 async fn a_body_still_arriving_at_the_overall_deadline_is_cut() {
-    // 8 pieces 200 ms apart (1.6 s) never stall for the 1 s timeout, but outlast the deadline.
-    let server = RawServer::start(RawReply::Trickle {
-        chunks: 8,
-        gap: Duration::from_millis(200),
-    })
-    .await;
-    let mut config = test_config(&server.url());
-    config.timeout = Duration::from_secs(1);
+    // Never stalls for the timeout, but outlasts the deadline.
+    let (server, config) = trickling().await;
     let tuning = ClientTuning {
         body_deadline: Duration::from_millis(500),
         ..tuning()
