@@ -1,19 +1,21 @@
 //! trigger-otel-bridge: Trigger.dev run events → OTLP traces.
 //!
-//! Data flows one way: discover → schedule → fetch → convert → export → commit.
-//! Each stage is one module; the binary (`src/main.rs`) only parses the command line.
+//! Data flows one way, one folder per stage:
+//! [`discover`] → [`schedule`] → [`fetch`] → [`convert`] → [`export`] → [`commit`].
+//! Only [`daemon`] knows them all; [`commands`] reuses the stages one-shot. Around them:
+//! [`trigger`] (the API client), [`config`], [`telemetry`] (the bridge's own logs, metrics and
+//! health) and [`net`] (what the HTTP servers and clients share). The binary (`src/main.rs`,
+//! `src/cli.rs`) only parses the command line, calls in here and maps the exit code.
 
 pub mod commands;
+pub mod commit;
 pub mod config;
 pub mod convert;
 pub mod daemon;
-pub mod demo;
+pub mod discover;
 pub mod export;
 pub mod fetch;
-pub mod logging;
-pub mod secret;
-pub mod serving;
-pub mod state;
+pub mod net;
+pub mod schedule;
 pub mod telemetry;
-pub mod tls;
 pub mod trigger;

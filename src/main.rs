@@ -15,7 +15,7 @@ use trigger_otel_bridge::commands::ExitStatus;
 use trigger_otel_bridge::config::{load, resolve_path, BridgeConfig};
 use trigger_otel_bridge::config::{process_env, LogConfig, LogsMode, Protocol};
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
-use trigger_otel_bridge::logging::LevelControl;
+use trigger_otel_bridge::telemetry::logging::LevelControl;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -100,7 +100,7 @@ enum Command {
         #[arg(long, value_name = "P", default_value = "grpc")]
         protocol: Protocol,
         /// How many times faster than written the sample runs progress (tests).
-        #[arg(long, hide = true, env = trigger_otel_bridge::demo::SPEED_VAR, default_value_t = 1.0)]
+        #[arg(long, hide = true, env = trigger_otel_bridge::commands::demo::SPEED_VAR, default_value_t = 1.0)]
         speed: f64,
     },
     /// Validate the configuration and print it, secrets redacted.
@@ -222,7 +222,7 @@ fn prepare(flag: Option<PathBuf>, builder: tokio::runtime::Builder) -> Result<Pr
     let env = process_env();
     let path = resolve_path(flag, &env);
     let config = load(path.as_deref(), &env).map_err(|error| fail(error, true))?;
-    let log_level = trigger_otel_bridge::logging::init(&config.log);
+    let log_level = trigger_otel_bridge::telemetry::logging::init(&config.log);
     Ok(Prepared {
         env,
         config,
@@ -294,9 +294,9 @@ fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> Exit
 }
 
 fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitStatus {
-    trigger_otel_bridge::demo::exclude_loopback_from_proxies();
+    trigger_otel_bridge::commands::demo::exclude_loopback_from_proxies();
     // The demo tells its own story on stdout; the daemon's logs only when something is wrong.
-    trigger_otel_bridge::logging::init(&LogConfig {
+    trigger_otel_bridge::telemetry::logging::init(&LogConfig {
         level: "warn".to_owned(),
         ..LogConfig::default()
     });
@@ -304,14 +304,14 @@ fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> ExitSt
         Ok(runtime) => runtime,
         Err(status) => return status,
     };
-    let options = trigger_otel_bridge::demo::DemoOptions {
+    let options = trigger_otel_bridge::commands::demo::DemoOptions {
         otlp_endpoint,
         protocol,
         speed,
         color: stdout_wants_color(),
     };
     let mut out = std::io::stdout();
-    match runtime.block_on(trigger_otel_bridge::demo::run(options, &mut out)) {
+    match runtime.block_on(trigger_otel_bridge::commands::demo::run(options, &mut out)) {
         Ok(summary) if summary.is_complete() => ExitStatus::Success,
         Ok(_) => ExitStatus::Failure,
         Err(error) => {

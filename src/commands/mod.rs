@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod convert;
+pub mod demo;
 pub mod export;
 pub mod inspect;
 pub mod waterfall;

@@ -300,8 +300,8 @@ mod tests {
 
     use super::diagnose::lookup;
     use super::*;
+    use crate::config::secret::SecretString;
     use crate::config::{Compression, LogFormat, LogsMode, Protocol, Shard};
-    use crate::secret::SecretString;
 
     const PLANTED_SECRET: &str = "tr_dev_PLANTEDsecret123";
     const PLANTED_HEADER: &str = "Bearer PLANTEDheader456";

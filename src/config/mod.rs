@@ -11,7 +11,9 @@
 //! where the value came from: the file's path or the environment variable's name.
 
 mod load;
+pub mod reload;
 mod schema;
+pub mod secret;
 mod validate;
 mod values;
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use super::values::{Compression, LogFormat, LogsMode, Protocol, Shard};
 use super::ConfigError;
-use crate::secret::SecretString;
+use crate::config::secret::SecretString;
 
 /// What `to_redacted_toml` prints for every header value: they may be credentials whatever their
 /// shape, so unlike the secret key they get no prefix hint.

@@ -2,10 +2,12 @@
 //! export acknowledgement, a discovered run, a new configuration, shutdown) and hand it on;
 //! discovery started and stopped; a reloaded configuration applied.
 
-use super::reload::{self, ConfigSource};
-use super::watched::{Lifecycle, Phase, RetireReason};
-use super::{export_queue, Ack, DaemonError, Discovery, DiscoveryTask, Loop};
+use super::{DaemonError, DiscoveryTask, Loop};
+use crate::commit::export_queue::{self, Ack};
+use crate::config::reload::{self, ConfigSource};
 use crate::config::BridgeConfig;
+use crate::discover::Discovery;
+use crate::schedule::watched::{Lifecycle, Phase, RetireReason};
 use crate::trigger::RunFilters;
 use std::future::Future;
 use std::sync::atomic::Ordering;

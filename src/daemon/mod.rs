@@ -1,6 +1,6 @@
-//! The daemon (`run`): watch runs, poll them fairly within the API budget, export each finished
-//! span once, remember what was exported, survive crashes. The only module that knows every
-//! stage: discover → schedule → fetch → convert → export → commit.
+//! The daemon: wiring only. `run` connects the stages (discover → schedule → fetch → convert →
+//! export → commit) to watch runs, poll them fairly within the API budget, export each finished
+//! span once, remember what was exported and survive crashes. The only module that knows them all.
 //!
 //! One loop owns all per-run memory. Polls run as tasks (at most `runs.concurrency`); their
 //! results come back to the loop, which queues spans for the export task and reschedules the
@@ -9,44 +9,36 @@
 //! `export.max_pending_spans` (reserved before each poll), and stops polling while the collector
 //! fails.
 
-pub mod discovery;
+mod dispatch;
 mod event_loop;
-pub mod export_queue;
-pub mod poller;
-pub mod reload;
-mod scheduling;
-pub mod shard;
 pub mod stats;
 mod tracking;
-pub mod watched;
 
+use crate::commit::export_queue::{self, run_queue, Ack, ExportItem};
+use crate::commit::StateStore;
+use crate::config::reload::ConfigSource;
 use crate::config::{BridgeConfig, LogsMode, Shard};
 use crate::export::{BackoffPolicy, OtlpSender};
-use crate::logging::LevelControl;
-use crate::state::StateStore;
+use crate::fetch::poll::PollResult;
+use crate::schedule::watched::{Lifecycle, WatchedRun};
+use crate::schedule::{DueQueue, Reservations};
+use crate::telemetry::logging::LevelControl;
 use crate::trigger::{ApiError, ClientTuning, TriggerClient};
-use discovery::Discovery;
-use export_queue::{run_queue, Ack, ExportItem};
-use poller::PollResult;
-use reload::ConfigSource;
 use stats::DaemonStats;
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
-use tokio::time::Instant;
-use watched::{Lifecycle, WatchedRun};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::commit::StateError),
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
@@ -200,11 +192,9 @@ pub async fn run(
         stats,
         queue_tx,
         runs: HashMap::new(),
-        due: BinaryHeap::new(),
-        sequence: 0,
-        reserved: 0,
+        due: DueQueue::default(),
+        reserved: Reservations::default(),
         in_flight: JoinSet::new(),
-        in_flight_capacity: HashMap::new(),
         retired: options.retired.clone(),
         found_tx,
         discovery: None,
@@ -271,14 +261,11 @@ struct Loop {
     stats: Arc<DaemonStats>,
     queue_tx: mpsc::UnboundedSender<ExportItem>,
     runs: HashMap<Arc<str>, WatchedRun>,
-    /// (when, sequence, run): the earliest-due run is polled first, so no run starves however
-    /// many compete for the request budget. Stale entries (sequence mismatch) are skipped.
-    due: BinaryHeap<Reverse<(Instant, u64, Arc<str>)>>,
-    sequence: u64,
+    /// Runs by due time, earliest first.
+    due: DueQueue,
     /// Export-queue capacity promised to polls in flight.
-    reserved: usize,
+    reserved: Reservations,
     in_flight: JoinSet<(Arc<str>, Result<PollResult, ApiError>)>,
-    in_flight_capacity: HashMap<Arc<str>, usize>,
     retired: Option<mpsc::UnboundedSender<RetiredRun>>,
 }
 

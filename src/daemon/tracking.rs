@@ -2,11 +2,12 @@
 //! results taken in (spans queued, status and trace id remembered), runs retired once
 //! everything of theirs was acknowledged.
 
-use super::export_queue::{per_run_totals, Ack, ExportItem};
-use super::poller::PollResult;
-use super::watched::{self, Phase, RetireReason, WatchedRun};
-use super::{shard, unix_now_ns, DaemonError, Loop, RetiredRun};
-use crate::state::RunRecord;
+use super::{unix_now_ns, DaemonError, Loop, RetiredRun};
+use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
+use crate::commit::RunRecord;
+use crate::discover::shard;
+use crate::fetch::poll::PollResult;
+use crate::schedule::watched::{self, Phase, RetireReason, WatchedRun};
 use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
 use crate::trigger::ApiError;
 use std::collections::HashSet;
@@ -88,9 +89,7 @@ impl Loop {
         id: Arc<str>,
         result: Result<PollResult, ApiError>,
     ) -> Result<(), DaemonError> {
-        if let Some(capacity) = self.in_flight_capacity.remove(&id) {
-            self.reserved = self.reserved.saturating_sub(capacity);
-        }
+        self.reserved.release(&id);
         PollFinished {
             run_id: &id,
             spans: result.as_ref().map_or(0, |r| r.records.len()),

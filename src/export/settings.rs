@@ -1,8 +1,8 @@
 //! What the exporter is built from: `[export]`, with the standard `OTEL_EXPORTER_OTLP_*`
 //! variables filling what the file and the bridge's own variables leave unset.
 
+use crate::config::secret::SecretString;
 use crate::config::{Compression, ExportConfig, Protocol};
-use crate::secret::SecretString;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;

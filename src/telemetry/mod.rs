@@ -7,13 +7,14 @@
 
 pub mod events;
 pub mod health;
+pub mod logging;
 pub mod metrics;
 pub mod server;
 
 pub use health::Health;
 pub use metrics::Metrics;
 
-use crate::serving::Served;
+use crate::net::serving::Served;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

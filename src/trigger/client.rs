@@ -154,7 +154,7 @@ impl TriggerClient {
             headers.insert("x-trigger-branch", branch);
         }
 
-        crate::tls::install_crypto_provider();
+        crate::net::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .user_agent(USER_AGENT)

@@ -43,7 +43,7 @@ pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic
         .connect_timeout(settings.timeout);
     let tls_wanted = url.starts_with("https://") || settings.ca_file.is_some();
     if tls_wanted {
-        crate::tls::install_crypto_provider();
+        crate::net::tls::install_crypto_provider();
         let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
         if let Some(ca) = &settings.ca_file {
             tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(read("CA file", ca)?));
@@ -85,7 +85,7 @@ pub(super) fn header_map(settings: &ExportSettings) -> Result<http::HeaderMap, T
 }
 
 pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, TransportError> {
-    crate::tls::install_crypto_provider();
+    crate::net::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
         .user_agent(concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION")));

@@ -1,7 +1,7 @@
 //! One poll of one run: trace id (first time), status (when asked), events; then conversion
 //! against the spans already exported. Runs as its own task; the daemon loop applies the result.
 
-use super::watched::{fingerprint, has_partials};
+use super::fingerprint::{fingerprint, has_partials};
 use crate::config::LogsMode;
 use crate::convert::ids::span_identity;
 use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};

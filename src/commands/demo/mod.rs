@@ -16,9 +16,9 @@ pub mod samples;
 pub mod server;
 
 use crate::commands::waterfall::{render, RenderOptions, SpanView, Tally};
+use crate::config::secret::SecretString;
 use crate::config::{BridgeConfig, Compression, Protocol};
 use crate::daemon::{self, stats::DaemonStats, DaemonError, DaemonOptions, RetiredRun};
-use crate::secret::SecretString;
 use samples::{Expected, Timeline};
 use server::DemoServer;
 use std::collections::{HashMap, HashSet};

@@ -1,6 +1,9 @@
 //! Fetch: everything the converter needs to know about one run, from the API, and the
 //! conversion of it. Shared by the one-shot `export` command and (later) the daemon.
 
+pub mod fingerprint;
+pub mod poll;
+
 use crate::config::LogsMode;
 use crate::convert::{convert_events, Conversion, ExportedSpans, RunInfo, RunState};
 use crate::trigger::model::RawEvent;

@@ -3,7 +3,7 @@
 //! demo's in-process sink, used when no collector is given).
 
 use super::samples::Timeline;
-use crate::serving::Served;
+use crate::net::serving::Served;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};

@@ -1,11 +1,11 @@
-//! Scheduling: which due run is polled next, and how much export-queue capacity its poll may
-//! fill. The earliest-due run goes first, so no run starves however many compete.
+//! Dispatch: the daemon's side of scheduling. Runs join the due queue, due runs start their polls
+//! while poll slots, export capacity and the collector allow (the rules: `crate::schedule`).
 
-use super::poller::{poll, PollJob};
-use super::watched::WatchedRun;
 use super::Loop;
+use crate::fetch::poll::{poll, PollJob};
+use crate::schedule::poll_capacity;
+use crate::schedule::watched::WatchedRun;
 use crate::telemetry::events::PollStarted;
-use std::cmp::Reverse;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,17 +20,15 @@ impl Loop {
     }
 
     pub(super) fn schedule(&mut self, id: &Arc<str>, after: Duration) {
-        self.sequence += 1;
         if let Some(run) = self.runs.get_mut(id) {
-            run.scheduled = self.sequence;
-            self.due
-                .push(Reverse((Instant::now() + after, self.sequence, id.clone())));
+            run.scheduled = self.due.push(id.clone(), Instant::now() + after);
         }
     }
 
     /// Capacity left in the export queue for new polls.
     pub(super) fn free_capacity(&self) -> usize {
-        self.max_pending.saturating_sub(self.stats.pending() + self.reserved)
+        self.max_pending
+            .saturating_sub(self.stats.pending() + self.reserved.total())
     }
 
     /// Polling pauses while the queue is full, or while the collector fails and spans wait.
@@ -40,14 +38,8 @@ impl Loop {
             && !(self.sender.failing() && self.stats.pending() > 0)
     }
 
-    /// Start polls of due runs while slots, budget and capacity allow.
-    ///
-    /// Each poll reserves a share of the free export capacity: one free poll slot's worth, so
-    /// the other slots can still start polls of other runs. A run whose last poll was cut short
-    /// by its share (its `backlog`: records it had beyond the share) waits until the queue has
-    /// room for that backlog (at most the whole queue) and reserves it: a big run with a small
-    /// `max_pending_spans` otherwise fetches and converts its whole body again for every small
-    /// share.
+    /// Start polls of due runs while slots, budget and capacity allow, each with the export
+    /// capacity [`poll_capacity`] gives it.
     ///
     /// Returns when to try again: the head run's due time when it is not due yet. `None` when
     /// there is nothing to poll, or what holds the head back (poll slots, export capacity, a
@@ -56,7 +48,7 @@ impl Loop {
     pub(super) fn dispatch(&mut self) -> Option<Instant> {
         let now = Instant::now();
         while self.may_poll() {
-            let Reverse((when, sequence, id)) = self.due.peek().cloned()?;
+            let (when, sequence, id) = self.due.peek()?;
             let Some(run) = self.runs.get(&id).filter(|run| run.scheduled == sequence) else {
                 self.due.pop(); // stale: the run was rescheduled or retired
                 continue;
@@ -64,20 +56,12 @@ impl Loop {
             if when > now {
                 return Some(when);
             }
-            let free = self.free_capacity();
-            if free < run.backlog.min(self.max_pending) {
-                // A run with a backlog waits, first in line, until the queue has room for all of
-                // it (or is empty): polling it with whatever trickle is free would fetch and
-                // convert its whole body again for a few spans each time.
+            let free_slots = self.concurrency.saturating_sub(self.in_flight.len());
+            let Some(capacity) = poll_capacity(self.free_capacity(), free_slots, run.backlog, self.max_pending) else {
+                // The head run waits, first in line, for room for its backlog.
                 return None;
-            }
-            self.due.pop();
-            let free_slots = self.concurrency.saturating_sub(self.in_flight.len()).max(1);
-            let share = (free / free_slots).max(1);
-            let capacity = match run.backlog {
-                backlog if backlog > share => backlog.min(free),
-                _ => share,
             };
+            self.due.pop();
             self.start_poll(id, now - when, capacity);
         }
         None
@@ -108,8 +92,7 @@ impl Loop {
             enrich: self.enrich,
             span_properties: run.span_properties.clone(),
         };
-        self.reserved += capacity;
-        self.in_flight_capacity.insert(id.clone(), capacity);
+        self.reserved.reserve(id.clone(), capacity);
         self.in_flight.spawn(poll(self.client.clone(), job));
     }
 }

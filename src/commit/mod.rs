@@ -1,3 +1,7 @@
+//! Commit: what the collector acknowledged, made durable. The export queue (`export_queue`) sends
+//! batches and commits each one's span ids only after the collector accepted it; the store (this
+//! file, `schema`, `error`) keeps them.
+//!
 //! Durable state: the runs the bridge watches and the span ids the collector acknowledged, in an
 //! embedded SQLite file (`state.path`), so that a restarted process resumes where the last one stopped.
 //!
@@ -36,6 +40,7 @@
 //! `Send` (not `Sync`): one owner at a time.
 
 mod error;
+pub mod export_queue;
 mod schema;
 #[cfg(test)]
 mod tests;

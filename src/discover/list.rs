@@ -102,9 +102,9 @@ impl Discovery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::secret::SecretString;
     use crate::config::TriggerConfig;
-    use crate::secret::SecretString;
-    use crate::serving::Served;
+    use crate::net::serving::Served;
     use crate::trigger::ClientTuning;
     use axum::extract::{Query, State};
     use axum::http::StatusCode;

@@ -4,12 +4,10 @@
 
 use crate::convert::ids::span_identity;
 use crate::convert::RunState;
-use crate::trigger::model::{Field, RawEvent};
 use opentelemetry::trace::SpanId;
 use rand::Rng;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -229,30 +227,6 @@ pub fn jitter(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
-/// A cheap summary of a response: whether anything changed since the last poll.
-pub fn fingerprint(events: &[RawEvent]) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    events.len().hash(&mut hasher);
-    let mut field = |value: &Option<Field>| {
-        value.is_some().hash(&mut hasher);
-        if let Some(value) = value {
-            value.hash_into(&mut hasher);
-        }
-    };
-    for event in events {
-        field(&event.span_id);
-        field(&event.is_partial);
-        field(&event.duration);
-        field(&event.is_error);
-    }
-    hasher.finish()
-}
-
-/// Whether any element is still running.
-pub fn has_partials(events: &[RawEvent]) -> bool {
-    events.iter().any(|e| e.is_partial == Some(Field::Bool(true)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,15 +347,5 @@ mod tests {
             !r.wants_status(false, now + STATUS_AT_LEAST_EVERY),
             "an ended run is not asked again"
         );
-    }
-
-    #[test]
-    fn fingerprints_notice_a_span_finishing() {
-        use crate::trigger::model::EventsBody;
-        let before = EventsBody::from_slice(br#"[{"spanId":"a","isPartial":true,"duration":0}]"#).unwrap();
-        let after = EventsBody::from_slice(br#"[{"spanId":"a","isPartial":false,"duration":10}]"#).unwrap();
-        assert_ne!(fingerprint(&before.events), fingerprint(&after.events));
-        assert_eq!(fingerprint(&before.events), fingerprint(&before.events.clone()));
-        assert!(has_partials(&before.events) && !has_partials(&after.events));
     }
 }

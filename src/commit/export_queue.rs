@@ -2,10 +2,10 @@
 //! transaction per acknowledged batch → acknowledgements back to the daemon loop. A span id
 //! reaches the state store only after the collector accepted the batch that held it.
 
-use super::stats::DaemonStats;
+use crate::commit::StateStore;
 use crate::convert::Record;
+use crate::daemon::stats::DaemonStats;
 use crate::export::OtlpSender;
-use crate::state::StateStore;
 use crate::telemetry::events::SpansExported;
 use opentelemetry::trace::SpanId;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -26,7 +26,7 @@ pub struct Ack {
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("cannot record exported spans: {0}")]
-    State(#[from] crate::state::StateError),
+    State(#[from] crate::commit::StateError),
     #[error("the state store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
