@@ -5,7 +5,6 @@
 //! rule 10. Problems go to stderr, one line per reason; stdout carries only the requests, and
 //! nothing at all when the input is not JSON.
 
-use super::ExitStatus;
 use crate::config::LogsMode;
 use crate::convert::otlp::{export_logs_request, export_request, ResourceSettings};
 use crate::convert::{convert_events, ids, NothingExported, RunInfo, RunState};
@@ -33,15 +32,6 @@ pub enum ConvertError {
     Json { origin: String, source: serde_json::Error },
     #[error("cannot write the output: {0}")]
     Write(#[source] std::io::Error),
-}
-
-impl ConvertError {
-    pub fn exit_status(&self) -> ExitStatus {
-        match self {
-            ConvertError::BadTraceId(_) => ExitStatus::Usage,
-            _ => ExitStatus::Failure,
-        }
-    }
 }
 
 /// What a conversion produced, for the summary line and for tests.

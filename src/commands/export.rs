@@ -37,19 +37,9 @@ pub enum BackfillError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
-    Export(#[from] crate::export::BuildError),
+    Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Api(#[from] crate::trigger::ApiError),
-}
-
-impl BackfillError {
-    /// Bad usage and bad configuration are exit code 2; the rest 1.
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            BackfillError::NothingToExport | BackfillError::Config(_) | BackfillError::Export(_)
-        )
-    }
 }
 
 /// What happened to one run.

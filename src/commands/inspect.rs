@@ -7,7 +7,6 @@
 //! shown (marked `running`, ending now) instead of being held back as the daemon would.
 
 use super::waterfall::{render, RenderOptions, SpanView};
-use super::ExitStatus;
 use crate::config::{BridgeConfig, ConfigError, LogsMode};
 use crate::convert::otlp::{export_request, ResourceSettings};
 use crate::convert::{Conversion, NothingExported, RunState};
@@ -33,16 +32,6 @@ pub enum InspectError {
     Api { run_id: String, source: ApiError },
     #[error("cannot write the output: {0}")]
     Write(#[from] std::io::Error),
-}
-
-impl InspectError {
-    /// Configuration problems are exit code 2, the rest 1.
-    pub fn exit_status(&self) -> ExitStatus {
-        match self {
-            InspectError::Config(_) => ExitStatus::Usage,
-            InspectError::Api { .. } | InspectError::Write(_) => ExitStatus::Failure,
-        }
-    }
 }
 
 /// The run's trace id, state and events from the API configured in `[trigger]`.

@@ -4,14 +4,10 @@
 pub mod check_config;
 pub mod convert;
 pub mod demo;
+pub mod entry;
 pub mod export;
 pub mod inspect;
+pub mod outcome;
 pub mod waterfall;
 
-/// Exit codes of the binary (DESIGN.md): 0 success, 1 runtime failure, 2 bad usage or config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitStatus {
-    Success = 0,
-    Failure = 1,
-    Usage = 2,
-}
+pub use outcome::{CommandError, ExitStatus};

@@ -1,6 +1,7 @@
 //! Settings written as one string: the enums (one of a fixed set of spellings) and `runs.shard`
 //! (`"i/n"` or `"auto/n"`), each parsed by `FromStr` so a file, the environment and code
-//! read them alike, with errors that list what is valid.
+//! read them alike, with errors that list what is valid; the command line (clap) takes the same
+//! spellings.
 
 use std::fmt;
 use std::str::FromStr;
@@ -32,6 +33,17 @@ macro_rules! string_enum {
                 match self {
                     $( Self::$variant => $text ),+
                 }
+            }
+        }
+
+        /// The same spellings on the command line (`--logs span_events`, `--protocol grpc`).
+        impl clap::ValueEnum for $name {
+            fn value_variants<'a>() -> &'a [Self] {
+                Self::ALL
+            }
+
+            fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+                Some(clap::builder::PossibleValue::new(self.as_str()))
             }
         }
 

@@ -11,6 +11,7 @@
 
 mod dispatch;
 mod event_loop;
+pub mod signals;
 pub mod stats;
 mod tracking;
 
@@ -42,20 +43,13 @@ pub enum DaemonError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Export(#[from] crate::export::BuildError),
+    Export(#[from] crate::export::ExportError),
     #[error("export queue: {0}")]
     Queue(#[from] export_queue::QueueError),
     #[error("a daemon task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error(transparent)]
-    Listen(#[from] crate::telemetry::ListenError),
-}
-
-impl DaemonError {
-    /// Configuration problems are exit code 2, the rest 1.
-    pub fn is_config(&self) -> bool {
-        matches!(self, DaemonError::Config(_) | DaemonError::Export(_))
-    }
+    Listen(#[from] crate::telemetry::TelemetryError),
 }
 
 /// What tests and embedders may tune beyond the config file.

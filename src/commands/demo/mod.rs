@@ -71,17 +71,6 @@ pub enum DemoError {
     Daemon(#[from] DaemonError),
 }
 
-impl DemoError {
-    /// Bad flags and configuration are exit code 2, the rest 1.
-    pub fn is_usage(&self) -> bool {
-        match self {
-            DemoError::Speed(_) | DemoError::Protocol(_) => true,
-            DemoError::Daemon(error) => error.is_config(),
-            DemoError::Io(_) => false,
-        }
-    }
-}
-
 /// How the demo went.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DemoSummary {

@@ -1,0 +1,187 @@
+//! The command line: the clap schema of DESIGN.md's "Command line". Values with a fixed set of
+//! spellings are the configuration's own types (`LogsMode`, `Protocol`), so the two never differ.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use trigger_otel_bridge::commands::demo::SPEED_VAR;
+use trigger_otel_bridge::config::{LogsMode, Protocol};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "trigger-otel-bridge",
+    version,
+    about = "Trigger.dev runs as OpenTelemetry traces"
+)]
+pub struct Cli {
+    /// With no subcommand: `run`.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Config file, for `run` when no subcommand is given, or for the subcommand that follows
+    /// (`--config PATH run` is `run --config PATH`).
+    #[arg(long, value_name = "PATH", global = false)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: watch runs, export each finished span once, survive restarts.
+    Run {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Offline: a Trigger.dev events body (JSON) → one OTLP/JSON ExportTraceServiceRequest on stdout.
+    Convert {
+        /// The events body: `{"events": [...]}` or a bare array; `-` or nothing reads stdin.
+        file: Option<PathBuf>,
+        /// The run's trace id (32 hex); derived from the run id when absent.
+        #[arg(long, value_name = "HEX")]
+        trace_id: Option<String>,
+        /// The run id; else the first `runId` in the input.
+        #[arg(long, value_name = "ID")]
+        run_id: Option<String>,
+        /// What log records become.
+        #[arg(long, value_enum, default_value_t = LogsMode::SpanEvents)]
+        logs: LogsMode,
+        /// `service.name` of the resource.
+        #[arg(long, value_name = "NAME")]
+        service_name: Option<String>,
+    },
+    /// One-shot backfill: export the named runs and/or the runs the filters find.
+    Export {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Runs to export (run_…).
+        #[arg(value_name = "RUN_ID")]
+        run_ids: Vec<String>,
+        /// Runs of this task (repeatable).
+        #[arg(long = "task", value_name = "TASK")]
+        tasks: Vec<String>,
+        /// Runs with this tag (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Runs in this status (repeatable), e.g. COMPLETED, FAILED.
+        #[arg(long = "status", value_name = "STATUS")]
+        statuses: Vec<String>,
+        /// Runs created within this long before now, e.g. 2h, 7d.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        since: Option<Duration>,
+    },
+    /// Fetch one run and print it as a waterfall (or, with --json, as OTLP/JSON); nothing is exported.
+    Inspect {
+        /// The run (run_…).
+        #[arg(value_name = "RUN_ID")]
+        run_id: String,
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Print the OTLP/JSON ExportTraceServiceRequest instead of the waterfall.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A self-contained tour: sample runs on an embedded fake Trigger.dev, watched by the real daemon.
+    Demo {
+        /// Export to this OTLP collector (e.g. http://localhost:4317) instead of printing waterfalls.
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        /// The collector's protocol.
+        #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+        protocol: Protocol,
+        /// How many times faster than written the sample runs progress (tests).
+        #[arg(long, hide = true, env = SPEED_VAR, default_value_t = 1.0)]
+        speed: f64,
+    },
+    /// Validate the configuration and print it, secrets redacted.
+    CheckConfig {
+        /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// The command to run (`run` when none is named), with a `--config` given before it moved
+    /// into it (the subcommand's own wins). One before a command that reads no configuration is
+    /// refused, not silently ignored.
+    pub fn into_command(self) -> Result<Command, String> {
+        let command = self.command.unwrap_or(Command::Run { config: None });
+        let Some(top) = self.config else { return Ok(command) };
+        let own = match command {
+            Command::Convert { .. } | Command::Demo { .. } => {
+                return Err("--config is not used by `convert` or `demo`".to_owned())
+            }
+            Command::Run { ref config }
+            | Command::Export { ref config, .. }
+            | Command::Inspect { ref config, .. }
+            | Command::CheckConfig { ref config } => config,
+        };
+        Ok(match own {
+            Some(_) => command,
+            None => command.with_config(top),
+        })
+    }
+}
+
+impl Command {
+    fn with_config(mut self, path: PathBuf) -> Command {
+        if let Command::Run { config }
+        | Command::Export { config, .. }
+        | Command::Inspect { config, .. }
+        | Command::CheckConfig { config } = &mut self
+        {
+            *config = Some(path);
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Command, String> {
+        let cli = Cli::try_parse_from(std::iter::once("trigger-otel-bridge").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        cli.into_command()
+    }
+
+    #[test]
+    fn the_schema_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn enums_take_the_configuration_spellings() {
+        for mode in LogsMode::ALL {
+            let Ok(Command::Convert { logs, .. }) = parse(&["convert", "--logs", mode.as_str()]) else {
+                panic!("--logs {mode} refused");
+            };
+            assert_eq!(logs, *mode);
+        }
+        let Ok(Command::Demo { protocol, .. }) = parse(&["demo", "--protocol", "http/protobuf"]) else {
+            panic!("--protocol http/protobuf refused");
+        };
+        assert_eq!(protocol, Protocol::HttpProtobuf);
+        let error = parse(&["convert", "--logs", "spans_events"]).unwrap_err();
+        assert!(error.contains("span_events"), "lists the valid values: {error}");
+    }
+
+    #[test]
+    fn a_config_before_the_subcommand_is_the_subcommands() {
+        let Ok(Command::Export { config, .. }) = parse(&["--config", "a.toml", "export", "run_1"]) else {
+            panic!("not export");
+        };
+        assert_eq!(config, Some(PathBuf::from("a.toml")));
+        let Ok(Command::Inspect { config, .. }) =
+            parse(&["--config", "a.toml", "inspect", "run_1", "--config", "b.toml"])
+        else {
+            panic!("not inspect");
+        };
+        assert_eq!(config, Some(PathBuf::from("b.toml")), "the subcommand's own wins");
+        assert!(matches!(parse(&[]), Ok(Command::Run { config: None })));
+        assert!(parse(&["--config", "a.toml", "demo"]).is_err());
+    }
+}
