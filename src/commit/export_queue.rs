@@ -74,7 +74,7 @@ pub async fn run_queue(
         // record was accepted or rejected as data.
         let report = match sender.send(records).await {
             Ok(report) => report,
-            Err(gave_up) => gave_up.partial,
+            Err(error) => error.into_partial(),
         };
         let duration = started.elapsed();
         // Only what the sender counts as handled (accepted, or rejected as data) is committed.

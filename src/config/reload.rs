@@ -2,7 +2,7 @@
 //! what can change while running (runs, discovery, intervals, log level) and what needs a
 //! restart (said in the log). An invalid new config keeps the old one, and says why.
 
-use crate::config::{load, BridgeConfig};
+use crate::config::{load, BridgeConfig, ConfigError};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -38,9 +38,9 @@ impl ConfigSource {
         }
     }
 
-    /// Wait for SIGHUP or a change of the file; then load it. `Err` carries why the new config
-    /// was refused. Cancel-safe: dropped before it finishes, no signal or file check is lost.
-    pub async fn next(&mut self) -> Result<BridgeConfig, String> {
+    /// Wait for SIGHUP or a change of the file; then load it. `Err` says why the new config was
+    /// refused. Cancel-safe: dropped before it finishes, no signal or file check is lost.
+    pub async fn next(&mut self) -> Result<BridgeConfig, ConfigError> {
         loop {
             tokio::select! {
                 changed = sighup(&mut self.requests) => {
@@ -62,7 +62,7 @@ impl ConfigSource {
             }
         }
         self.modified = self.path.as_deref().and_then(modified_at);
-        load(self.path.as_deref(), &self.env).map_err(|e| e.to_string())
+        load(self.path.as_deref(), &self.env)
     }
 }
 
@@ -162,7 +162,8 @@ mod tests {
         let refused = tokio::time::timeout(Duration::from_secs(10), source.next())
             .await
             .unwrap()
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(refused.contains("runs.concurrency"), "{refused}");
     }
 

@@ -5,7 +5,7 @@
 use super::{DaemonError, DiscoveryTask, Loop};
 use crate::commit::export_queue::{self, Ack};
 use crate::config::reload::{self, ConfigSource};
-use crate::config::BridgeConfig;
+use crate::config::{BridgeConfig, ConfigError};
 use crate::discover::Discovery;
 use crate::schedule::watched::{Lifecycle, Phase, RetireReason};
 use crate::trigger::RunFilters;
@@ -24,7 +24,7 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 type QueueTask = tokio::task::JoinHandle<Result<(), export_queue::QueueError>>;
 
 /// The next configuration from `source`, or never when reload is off.
-async fn next_config(source: &mut Option<ConfigSource>) -> Result<BridgeConfig, String> {
+async fn next_config(source: &mut Option<ConfigSource>) -> Result<BridgeConfig, ConfigError> {
     match source {
         Some(source) => source.next().await,
         None => std::future::pending().await,

@@ -5,14 +5,17 @@
 //! - `policy`: what each collector answer means (retry, split, delivered), and backoff.
 //! - `transport`: one attempt of one batch (gRPC, HTTP protobuf/JSON, stdout).
 //! - `sender`: batching, retrying and splitting until every span is delivered or rejected.
+//! - `error`: [`ExportError`], the one error type of all of them.
 
+mod error;
 pub mod policy;
 pub mod sender;
 pub mod settings;
 pub mod transport;
 
+pub use error::{ExportError, GaveUp};
 pub use policy::BackoffPolicy;
-pub use sender::{GaveUp, OtlpSender, SendReport, SenderOptions};
+pub use sender::{OtlpSender, SendReport, SenderOptions};
 pub use settings::ExportSettings;
 pub use transport::Transport;
 
@@ -21,26 +24,20 @@ use crate::convert::otlp::ResourceSettings;
 use std::collections::HashMap;
 use std::time::Duration;
 
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("export settings: {0}")]
-    Settings(#[from] settings::SettingsError),
-    #[error("exporter: {0}")]
-    Transport(#[from] transport::TransportError),
-}
-
 /// The sender `[export]` describes, with the standard variables from `env`. `give_up_after`:
 /// `None` retries a down collector forever (the daemon), `Some` bounds it (one-shot commands).
+/// The error names the step that failed ([`ExportError::Settings`] or [`ExportError::Exporter`]).
 pub fn build_sender(
     config: &BridgeConfig,
     env: &HashMap<String, String>,
     backoff: BackoffPolicy,
     give_up_after: Option<Duration>,
-) -> Result<OtlpSender, BuildError> {
-    let settings = ExportSettings::resolve(&config.export, env)?;
+) -> Result<OtlpSender, ExportError> {
+    let settings =
+        ExportSettings::resolve(&config.export, env).map_err(|error| ExportError::Settings(Box::new(error)))?;
     let resource = &config.export.resource;
     Ok(OtlpSender::new(
-        Transport::new(&settings)?,
+        Transport::new(&settings).map_err(|error| ExportError::Exporter(Box::new(error)))?,
         ResourceSettings {
             service_name: resource.service_name.clone(),
             service_name_from_task: resource.service_name_from_task,

@@ -106,14 +106,14 @@ impl BackoffPolicy {
     }
 }
 
-/// `Retry-After`: delta seconds or an HTTP date.
+/// `Retry-After`: delta seconds or an HTTP date, in any of the three formats RFC 9110 §5.6.7
+/// makes a recipient accept (IMF-fixdate, RFC 850, asctime). A date already past is zero.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    let at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(date.unix_timestamp()).ok()?);
+    let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or_default())
 }
 
@@ -183,5 +183,22 @@ mod tests {
             Some(Duration::from_secs(120))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        // The obsolete formats RFC 9110 still requires a recipient to accept.
+        assert_eq!(
+            parse_retry_after("Wednesday, 21-Oct-15 07:30:00 GMT", now),
+            Some(Duration::from_secs(120)),
+            "RFC 850"
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct 21 07:30:00 2015", now),
+            Some(Duration::from_secs(120)),
+            "asctime"
+        );
+        assert_eq!(
+            parse_retry_after("Wed Oct  7 07:30:00 2015", now),
+            Some(Duration::ZERO),
+            "asctime pads a one-digit day with a space; a date past waits nothing"
+        );
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
     }
 }

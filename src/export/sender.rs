@@ -4,6 +4,7 @@
 
 use super::policy::{BackoffPolicy, Disposition, SHRINK_AFTER};
 use super::transport::Transport;
+use super::{ExportError, GaveUp};
 use crate::convert::otlp::ResourceSettings;
 use crate::convert::{BridgeLog, BridgeSpan, Record};
 use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, RecordRejected, Signal};
@@ -66,16 +67,6 @@ struct Tally<'a> {
     delivered: &'a mut u64,
     rejected: &'a mut u64,
     collector_rejected: &'a mut u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("the collector did not accept the export within {waited:?}: {last_reason} ({delivered} spans and log records delivered before)")]
-pub struct GaveUp {
-    pub waited: Duration,
-    pub last_reason: String,
-    pub delivered: u64,
-    /// Whatever was delivered before giving up still counts.
-    pub partial: SendReport,
 }
 
 /// What the sender's loop needs of a span or a log record.
@@ -180,8 +171,8 @@ impl OtlpSender {
     }
 
     /// Deliver `records` (spans, then log records); returns only when every one is delivered or
-    /// dropped as rejected (or, with `give_up_after`, when that time ran out).
-    pub async fn send<R: Into<Record>>(&self, records: impl IntoIterator<Item = R>) -> Result<SendReport, GaveUp> {
+    /// dropped as rejected (or, with `give_up_after`, when that time ran out: [`ExportError::GaveUp`]).
+    pub async fn send<R: Into<Record>>(&self, records: impl IntoIterator<Item = R>) -> Result<SendReport, ExportError> {
         let (mut spans, mut logs) = (Vec::new(), Vec::new());
         for record in records {
             match record.into() {
@@ -196,7 +187,7 @@ impl OtlpSender {
     }
 
     /// The retry-and-split loop for one signal, adding to `report`.
-    async fn deliver<P: Payload>(&self, items: Vec<P>, report: &mut SendReport) -> Result<(), GaveUp> {
+    async fn deliver<P: Payload>(&self, items: Vec<P>, report: &mut SendReport) -> Result<(), ExportError> {
         let max = self.options.max_batch_spans.max(1);
         let metrics = || self.metrics.get().map(Arc::as_ref);
         for (service_name, mut members) in self.resources.group_by_service(items, |item| item.task_slug()) {
@@ -271,12 +262,12 @@ impl OtlpSender {
                             let delay = self.options.backoff.delay(attempt, after);
                             if let Some(limit) = self.options.give_up_after {
                                 if started.elapsed() + delay > limit {
-                                    return Err(GaveUp {
+                                    return Err(ExportError::GaveUp(Box::new(GaveUp {
                                         waited: started.elapsed(),
                                         last_reason: reason,
                                         delivered: report.delivered_spans + report.delivered_logs,
                                         partial: std::mem::take(report),
-                                    });
+                                    })));
                                 }
                             }
                             ExportBatchFailed {

@@ -1,6 +1,7 @@
 //! What the exporter is built from: `[export]`, with the standard `OTEL_EXPORTER_OTLP_*`
 //! variables filling what the file and the bridge's own variables leave unset.
 
+use super::ExportError;
 use crate::config::secret::SecretString;
 use crate::config::{Compression, ExportConfig, Protocol};
 use std::collections::{BTreeMap, HashMap};
@@ -27,21 +28,11 @@ pub struct ExportSettings {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("{var} = {value:?} is not valid: {reason}")]
-    BadVariable {
-        var: &'static str,
-        value: String,
-        reason: String,
-    },
-}
-
 impl ExportSettings {
     /// `[export]` plus the standard variables in `env` (the traces-specific
     /// `OTEL_EXPORTER_OTLP_TRACES_*` before the general `OTEL_EXPORTER_OTLP_*`) for every value
     /// the configuration left at its default.
-    pub fn resolve(config: &ExportConfig, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
+    pub fn resolve(config: &ExportConfig, env: &HashMap<String, String>) -> Result<Self, ExportError> {
         let defaults = ExportConfig::default();
         let var = |name: &'static str| -> Option<(&'static str, String)> {
             let traces = name.replacen("OTEL_EXPORTER_OTLP_", "OTEL_EXPORTER_OTLP_TRACES_", 1);
@@ -50,7 +41,7 @@ impl ExportSettings {
                 .or_else(|| env.get(name).map(|v| (name, v.clone())))
                 .filter(|(_, v)| !v.trim().is_empty())
         };
-        let bad = |var: &'static str, value: &str, reason: &str| SettingsError::BadVariable {
+        let bad = |var: &'static str, value: &str, reason: &str| ExportError::BadVariable {
             var,
             value: value.to_owned(),
             reason: reason.to_owned(),

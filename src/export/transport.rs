@@ -16,6 +16,7 @@
 
 use super::policy::Disposition;
 use super::settings::ExportSettings;
+use super::ExportError;
 use crate::config::Protocol;
 use crate::convert::otlp::SdkLogs;
 use crate::convert::BridgeLog;
@@ -39,24 +40,6 @@ mod observe;
 use connection::{checked_url, grpc_channel, grpc_metadata, header_map, http_client, otlp_compression};
 pub use observe::ObservingHttpClient;
 use observe::{attempt, Slot};
-
-#[derive(Debug, thiserror::Error)]
-pub enum TransportError {
-    #[error("cannot read {what} {path}: {source}")]
-    ReadFile {
-        what: &'static str,
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("invalid export endpoint {endpoint:?}: {reason}")]
-    Endpoint { endpoint: String, reason: String },
-    #[error("cannot build the OTLP exporter: {0}")]
-    Build(String),
-    #[error("export.cert_file and export.key_file must be set together")]
-    HalfIdentity,
-    #[error("invalid TLS material: {0}")]
-    Tls(String),
-}
 
 /// How to build an `opentelemetry-otlp` exporter of either signal: the protocol-specific part
 /// (a shared gRPC channel or HTTP client) plus what both protocols take.
@@ -89,16 +72,16 @@ macro_rules! build_exporter {
             Wire::Grpc { $channel, metadata, .. } => $recipe.grpc($builder.with_tonic(), $channel, metadata).build(),
             Wire::Http { $url, .. } => $recipe.http($builder.with_http(), $url).build(),
         }
-        .map_err(|e| TransportError::Build(e.to_string()))
+        .map_err(|e| ExportError::Build(e.to_string()))
     };
 }
 
 impl Recipe {
-    fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, TransportError> {
+    fn span_exporter(&self) -> Result<opentelemetry_otlp::SpanExporter, ExportError> {
         build_exporter!(self, opentelemetry_otlp::SpanExporter::builder(), traces, traces_url)
     }
 
-    fn log_exporter(&self) -> Result<opentelemetry_otlp::LogExporter, TransportError> {
+    fn log_exporter(&self) -> Result<opentelemetry_otlp::LogExporter, ExportError> {
         build_exporter!(self, opentelemetry_otlp::LogExporter::builder(), logs, logs_url)
     }
 
@@ -182,12 +165,12 @@ pub struct Transport {
 }
 
 impl Transport {
-    pub fn new(settings: &ExportSettings) -> Result<Self, TransportError> {
+    pub fn new(settings: &ExportSettings) -> Result<Self, ExportError> {
         Self::with_stdout(settings, Box::new(std::io::stdout()))
     }
 
     /// Like [`Transport::new`]; `stdout` receives the OTLP/JSON lines of protocol `stdout`.
-    pub fn with_stdout(settings: &ExportSettings, stdout: Box<dyn Write + Send>) -> Result<Self, TransportError> {
+    pub fn with_stdout(settings: &ExportSettings, stdout: Box<dyn Write + Send>) -> Result<Self, ExportError> {
         let compression = otlp_compression(settings.compression);
         let timeout = settings.timeout;
         let otlp = |wire, observed, json| Backend::Otlp {
@@ -315,7 +298,7 @@ fn exporter_for<'a, E: ExporterWithResource>(
     exporters: &'a mut HashMap<String, E>,
     service_name: &str,
     resource: &Resource,
-    build: impl FnOnce() -> Result<E, TransportError>,
+    build: impl FnOnce() -> Result<E, ExportError>,
 ) -> Result<&'a E, Disposition> {
     if !exporters.contains_key(service_name) {
         let mut exporter = build().map_err(|e| Disposition::Retry {

@@ -1,5 +1,6 @@
 //! `Health`: what `/healthz` (the daemon loop ticks) and `/readyz` (config, state, key, export) answer from.
 
+use super::TelemetryError;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
@@ -119,12 +120,12 @@ impl Health {
     }
 
     /// `/healthz`: the loop ticked within [`HEARTBEAT_STALE_AFTER`].
-    pub fn liveness(&self, now: Instant) -> Result<(), String> {
+    pub fn liveness(&self, now: Instant) -> Result<(), TelemetryError> {
         let age = self
             .age(self.heartbeat.load(Ordering::Relaxed), now)
             .unwrap_or_default();
         if age > HEARTBEAT_STALE_AFTER {
-            return Err(format!("the daemon loop has not ticked for {} s", age.as_secs()));
+            return Err(TelemetryError::LoopStalled { age });
         }
         Ok(())
     }
@@ -134,18 +135,18 @@ impl Health {
     /// unless there is nothing to watch); and, while `pending` spans wait, the collector made
     /// progress within the export bound (counted from the last accepted attempt, or from when
     /// spans started waiting if later).
-    pub fn readiness(&self, now: Instant, pending: usize) -> Result<(), String> {
+    pub fn readiness(&self, now: Instant, pending: usize) -> Result<(), TelemetryError> {
         if !self.config_loaded.load(Ordering::Relaxed) {
-            return Err("configuration not loaded".into());
+            return Err(TelemetryError::ConfigNotLoaded);
         }
         if !self.state_open.load(Ordering::Relaxed) {
-            return Err("state file not open".into());
+            return Err(TelemetryError::StateNotOpen);
         }
         match self.key.load(Ordering::Relaxed) {
             KEY_ACCEPTED => {}
             KEY_REJECTED => {
                 let status = self.key_rejected_status.load(Ordering::Relaxed);
-                return Err(format!("Trigger.dev rejected the secret key (HTTP {status})"));
+                return Err(TelemetryError::KeyRejected { status });
             }
             // No run watched and discovery off: the daemon makes no request, so the key cannot
             // be confirmed, yet nothing fails and nothing waits (an idle replica, or one whose
@@ -153,7 +154,7 @@ impl Health {
             // service for no fault. A rejection still counts (above), and once there is
             // something to watch an unconfirmed key makes it not ready until Trigger.dev answers.
             KEY_UNKNOWN if self.nothing_to_watch.load(Ordering::Relaxed) => {}
-            _ => return Err("no answer from Trigger.dev yet (secret key not confirmed)".into()),
+            _ => return Err(TelemetryError::KeyUnconfirmed),
         }
         if pending > 0 {
             let since = self
@@ -163,11 +164,11 @@ impl Health {
             let stalled = self.age(since, now).unwrap_or_default();
             let bound = Duration::from_millis(self.export_bound_ms.load(Ordering::Relaxed));
             if stalled > bound {
-                return Err(format!(
-                    "the collector has accepted nothing for {} s while {pending} spans wait (bound {} s)",
-                    stalled.as_secs(),
-                    bound.as_secs_f64()
-                ));
+                return Err(TelemetryError::ExportStalled {
+                    stalled,
+                    pending,
+                    bound,
+                });
             }
         }
         Ok(())
@@ -177,6 +178,11 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The answer of `/readyz`, as its text.
+    fn ready(health: &Health, now: Instant, pending: usize) -> Result<(), String> {
+        health.readiness(now, pending).map_err(|reason| reason.to_string())
+    }
 
     fn ready_health() -> Health {
         let health = Health::new();
@@ -190,19 +196,19 @@ mod tests {
     fn not_ready_until_config_state_and_key() {
         let health = Health::new();
         let now = Instant::now();
-        assert!(health.readiness(now, 0).unwrap_err().contains("configuration"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("configuration"));
         health.set_config_loaded(true);
-        assert!(health.readiness(now, 0).unwrap_err().contains("state"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("state"));
         health.set_state_open(true);
-        assert!(health.readiness(now, 0).unwrap_err().contains("Trigger.dev"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("Trigger.dev"));
         health.api_status(500);
-        assert!(health.readiness(now, 0).is_err(), "a 500 says nothing about the key");
+        assert!(ready(&health, now, 0).is_err(), "a 500 says nothing about the key");
         health.api_status(200);
-        assert_eq!(health.readiness(now, 0), Ok(()));
+        assert_eq!(ready(&health, now, 0), Ok(()));
         health.api_status(401);
-        assert!(health.readiness(now, 0).unwrap_err().contains("HTTP 401"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("HTTP 401"));
         health.api_status(200);
-        assert_eq!(health.readiness(now, 0), Ok(()));
+        assert_eq!(ready(&health, now, 0), Ok(()));
     }
 
     #[test]
@@ -211,23 +217,23 @@ mod tests {
         health.set_config_loaded(true);
         health.set_state_open(true);
         let now = Instant::now();
-        assert!(health.readiness(now, 0).unwrap_err().contains("no answer"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("no answer"));
         health.set_nothing_to_watch(true);
-        assert_eq!(health.readiness(now, 0), Ok(()));
+        assert_eq!(ready(&health, now, 0), Ok(()));
         health.set_nothing_to_watch(false);
         assert!(
-            health.readiness(now, 0).unwrap_err().contains("no answer"),
+            ready(&health, now, 0).unwrap_err().contains("no answer"),
             "something to watch again: the key must be confirmed"
         );
         health.api_status(401);
         health.set_nothing_to_watch(true);
-        assert!(health.readiness(now, 0).unwrap_err().contains("HTTP 401"));
+        assert!(ready(&health, now, 0).unwrap_err().contains("HTTP 401"));
         health.api_status(200);
-        assert_eq!(health.readiness(now, 0), Ok(()));
+        assert_eq!(ready(&health, now, 0), Ok(()));
         let fresh = Health::new();
         fresh.set_nothing_to_watch(true);
         assert!(
-            fresh.readiness(now, 0).unwrap_err().contains("configuration"),
+            ready(&fresh, now, 0).unwrap_err().contains("configuration"),
             "the other checks still apply"
         );
     }
@@ -238,10 +244,10 @@ mod tests {
         health.set_export_bound(Duration::from_secs(10));
         health.spans_waiting();
         let now = Instant::now();
-        assert_eq!(health.readiness(now, 5), Ok(()));
+        assert_eq!(ready(&health, now, 5), Ok(()));
         let later = now + Duration::from_secs(11);
-        assert!(health.readiness(later, 5).unwrap_err().contains("collector"));
-        assert_eq!(health.readiness(later, 0), Ok(()), "nothing waits: ready");
+        assert!(ready(&health, later, 5).unwrap_err().contains("collector"));
+        assert_eq!(ready(&health, later, 0), Ok(()), "nothing waits: ready");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The bridge's own logs: `tracing` to stderr, text or JSON, `log.level` unless `RUST_LOG` says
 //! otherwise. The level can be changed while running (config reload).
 
+use super::TelemetryError;
 use crate::config::{LogConfig, LogFormat};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -11,9 +12,12 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 pub struct LevelControl(reload::Handle<EnvFilter, Registry>);
 
 impl LevelControl {
-    pub fn set(&self, level: &str) -> Result<(), String> {
-        let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level {level:?}: {e}"))?;
-        self.0.reload(filter).map_err(|e| e.to_string())
+    pub fn set(&self, level: &str) -> Result<(), TelemetryError> {
+        let filter = EnvFilter::try_new(level).map_err(|e| TelemetryError::LogLevel {
+            level: level.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.0.reload(filter)?)
     }
 }
 

@@ -274,7 +274,7 @@ impl Metrics {
     }
 
     /// `/readyz`: `Err(reason)` while not ready (see [`Health::readiness`]).
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), super::TelemetryError> {
         self.health.readiness(std::time::Instant::now(), self.pending())
     }
 

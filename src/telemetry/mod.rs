@@ -4,13 +4,16 @@
 //! - `events`: one struct per observable occurrence; `emit()` logs it and counts it.
 //! - `health`: liveness (the daemon loop ticks) and readiness rules.
 //! - `server`: `/metrics`, `/healthz`, `/readyz` (axum), started by the daemon on `server.listen`.
+//! - `error`: [`TelemetryError`], what all of them report.
 
+mod error;
 pub mod events;
 pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod server;
 
+pub use error::TelemetryError;
 pub use health::Health;
 pub use metrics::Metrics;
 
@@ -26,17 +29,9 @@ pub struct TelemetryServer {
     served: Served,
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("cannot listen on {listen:?} (server.listen): {source}")]
-pub struct ListenError {
-    pub listen: String,
-    #[source]
-    pub source: std::io::Error,
-}
-
 /// Bind `listen` (`host:port`; port 0 picks one) and serve `metrics` there.
-pub async fn start(listen: &str, metrics: Arc<Metrics>) -> Result<TelemetryServer, ListenError> {
-    let error = |source| ListenError {
+pub async fn start(listen: &str, metrics: Arc<Metrics>) -> Result<TelemetryServer, TelemetryError> {
+    let error = |source| TelemetryError::Listen {
         listen: listen.to_owned(),
         source,
     };

@@ -1,5 +1,6 @@
 //! The telemetry HTTP server (axum): `/metrics`, `/healthz`, `/readyz` on `server.listen`.
 
+use super::error::TelemetryError;
 use super::metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -33,7 +34,7 @@ async fn scrape(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Resp
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
-fn plain(result: Result<(), String>) -> Response {
+fn plain(result: Result<(), TelemetryError>) -> Response {
     let text = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
     match result {
         Ok(()) => (StatusCode::OK, text, "ok\n".to_owned()).into_response(),

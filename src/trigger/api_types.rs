@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::ApiError;
 use crate::config::DiscoveryConfig;
 
 /// Statuses after which a run records nothing new (see trigger-api.md: `isCompleted` misses the
@@ -45,12 +46,12 @@ impl RunTrace {
     /// Reads `{"trace": {"traceId", "rootSpan": {id, data: {properties}, children: [...]}}}`.
     /// The tree is walked without recursion; nodes without an `id` are skipped but their children
     /// are still visited. `properties` is read from `data` or, failing that, from the node itself.
-    pub fn from_value(body: &Value) -> Result<Self, String> {
+    pub fn from_value(body: &Value) -> Result<Self, ApiError> {
         let trace = body.get("trace").filter(|t| t.is_object()).unwrap_or(body);
         let trace_id = trace
             .get("traceId")
             .and_then(Value::as_str)
-            .ok_or_else(|| "the trace has no string `traceId`".to_owned())?
+            .ok_or_else(|| shape("the trace has no string `traceId`"))?
             .to_owned();
         let mut span_properties = HashMap::new();
         let mut stack: Vec<&Value> = trace.get("rootSpan").into_iter().collect();
@@ -98,10 +99,8 @@ pub struct RunDetails {
 
 impl RunDetails {
     /// Reads a retrieve-run body; only `id` and `status` are required.
-    pub fn from_value(body: &Value) -> Result<Self, String> {
-        let run = body
-            .as_object()
-            .ok_or_else(|| "the run is not a JSON object".to_owned())?;
+    pub fn from_value(body: &Value) -> Result<Self, ApiError> {
+        let run = body.as_object().ok_or_else(|| shape("the run is not a JSON object"))?;
         required(run, "id")?;
         required(run, "status")?;
         let related = run.get("relatedRuns");
@@ -185,11 +184,11 @@ pub struct RunPage {
 
 impl RunPage {
     /// Reads `{"data": [...], "pagination": {"next": ...}}`; `data` must be an array.
-    pub fn from_value(body: &Value) -> Result<Self, String> {
+    pub fn from_value(body: &Value) -> Result<Self, ApiError> {
         let data = body
             .get("data")
             .and_then(Value::as_array)
-            .ok_or_else(|| "the run list has no `data` array".to_owned())?;
+            .ok_or_else(|| shape("the run list has no `data` array"))?;
         let runs: Vec<RunSummary> = data.iter().filter_map(RunSummary::from_value).collect();
         let next_cursor = body
             .get("pagination")
@@ -301,8 +300,14 @@ fn rfc3339(at: SystemTime) -> Option<String> {
     at.format(&Rfc3339).ok()
 }
 
-fn required(run: &Map<String, Value>, key: &str) -> Result<String, String> {
-    string(run, key).ok_or_else(|| format!("the run has no string `{key}`"))
+fn required(run: &Map<String, Value>, key: &str) -> Result<String, ApiError> {
+    string(run, key).ok_or_else(|| shape(&format!("the run has no string `{key}`")))
+}
+
+fn shape(reason: &str) -> ApiError {
+    ApiError::Shape {
+        reason: reason.to_owned(),
+    }
 }
 
 fn string(object: &Map<String, Value>, key: &str) -> Option<String> {
@@ -398,7 +403,9 @@ mod tests {
         assert_eq!(run.root_run_id, None);
         assert!(!run.is_completed);
 
-        let message = RunDetails::from_value(&json!({"id": "run_x"})).expect_err("no status");
+        let message = RunDetails::from_value(&json!({"id": "run_x"}))
+            .expect_err("no status")
+            .to_string();
         assert!(message.contains("`status`"), "{message}");
         assert!(RunDetails::from_value(&json!([])).is_err());
     }

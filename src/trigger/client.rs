@@ -215,7 +215,7 @@ impl TriggerClient {
         let result = self
             .get(&call, |body| {
                 let value = parse_value(&call, body)?;
-                RunTrace::from_value(&value).map_err(|reason| invalid(&call, reason))
+                RunTrace::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
             })
             .await;
         match result {
@@ -230,7 +230,7 @@ impl TriggerClient {
         let call = self.run_call("run", run_id, &["api", "v3", "runs", run_id])?;
         self.get(&call, |body| {
             let value = parse_value(&call, body)?;
-            RunDetails::from_value(&value).map_err(|reason| invalid(&call, reason))
+            RunDetails::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
         })
         .await
     }
@@ -246,7 +246,7 @@ impl TriggerClient {
         };
         self.get(&call, |body| {
             let value = parse_value(&call, body)?;
-            RunPage::from_value(&value).map_err(|reason| invalid(&call, reason))
+            RunPage::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
         })
         .await
     }

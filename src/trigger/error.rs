@@ -83,6 +83,12 @@ pub enum ApiError {
 
     #[error("GET {endpoint}: unexpected JSON: {reason}")]
     Invalid { endpoint: String, reason: String },
+
+    /// A body without what the bridge cannot do without (a run's `id`, a trace's `traceId`…),
+    /// as the typed views (`RunTrace::from_value`…) find it, knowing no endpoint. The client
+    /// reports it as [`ApiError::Invalid`], naming the endpoint.
+    #[error("{reason}")]
+    Shape { reason: String },
 }
 
 impl ApiError {
@@ -100,10 +106,11 @@ impl ApiError {
         )
     }
 
-    /// The request path the error is about (`None` for [`ApiError::Build`]).
+    /// The request path the error is about (`None` for [`ApiError::Build`] and
+    /// [`ApiError::Shape`]).
     pub fn endpoint(&self) -> Option<&str> {
         match self {
-            Self::Build { .. } => None,
+            Self::Build { .. } | Self::Shape { .. } => None,
             Self::Unauthorized { endpoint, .. }
             | Self::NotFound { endpoint, .. }
             | Self::RateLimited { endpoint, .. }

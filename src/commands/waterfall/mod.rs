@@ -22,11 +22,12 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 pub use text::human_duration;
 use text::{cut, offset, one_line, paint, plural, Paint};
+use unicode_width::UnicodeWidthStr;
 pub use view::{EventView, SpanView};
 
 /// Columns of the bar of a span.
 pub const BAR_WIDTH: usize = 40;
-/// The name column grows with the tree up to this many characters; longer names are cut.
+/// The name column grows with the tree up to this many columns (display width); longer names are cut.
 const NAME_MAX: usize = 56;
 const NAME_MIN: usize = 24;
 /// Longest log message or event detail shown (the first line only).
@@ -207,7 +208,7 @@ pub fn render(spans: &[SpanView], options: &RenderOptions) -> String {
         .collect();
     let name_width = labels
         .iter()
-        .map(|l| l.chars().count())
+        .map(|l| l.width())
         .max()
         .unwrap_or(0)
         .clamp(NAME_MIN, NAME_MAX);
@@ -238,7 +239,7 @@ pub fn render(spans: &[SpanView], options: &RenderOptions) -> String {
             None
         };
         let label = cut(label, name_width);
-        let pad = name_width - label.chars().count();
+        let pad = name_width.saturating_sub(label.width());
         let (first, last) = bar_cells(span.start, span.end.max(span.start), t0, total, width);
         let fill = if span.partial { '▒' } else { '█' };
         let bar: String = (0..width)
@@ -464,6 +465,38 @@ process-order                 10s  │██████████████
         assert!(line.starts_with(&format!("{}…", "x".repeat(NAME_MAX - 1))), "{line}");
         assert!(line.contains("0ns  │█"), "{line}");
         assert_eq!(render(&[], &RenderOptions::default()), "no spans\n");
+    }
+
+    #[test]
+    fn wide_characters_keep_the_columns_aligned() {
+        let root = span("aaaaaaaaaaaaaaaa", None, "注文を処理する", 0, 10_000);
+        let rocket = span("bbbbbbbbbbbbbbbb", Some("aaaaaaaaaaaaaaaa"), "🚀 launch", 0, 5_000);
+        // "└─ x" and 40 two-column characters: cut to NAME_MAX, where the 26th wide character
+        // does not fit in the one column left before the `…` (a space pads it).
+        let long = span(
+            "cccccccccccccccc",
+            Some("aaaaaaaaaaaaaaaa"),
+            &format!("x{}", "長".repeat(40)),
+            5_000,
+            10_000,
+        );
+        let plain = span("dddddddddddddddd", Some("aaaaaaaaaaaaaaaa"), "plain", 2_000, 3_000);
+        let text = render(&[root, rocket, long, plain], &RenderOptions::default());
+        let span_lines: Vec<&str> = text.lines().skip(2).collect();
+        assert_eq!(span_lines.len(), 4, "\n{text}");
+        let columns: Vec<(usize, usize)> = span_lines
+            .iter()
+            .map(|line| {
+                let (left, right) = (line.find('│').unwrap(), line.rfind('│').unwrap());
+                (line[..left].width(), line[..right].width())
+            })
+            .collect();
+        assert!(
+            columns.iter().all(|c| *c == columns[0]),
+            "bars start and end in the same column: {columns:?}\n{text}"
+        );
+        assert_eq!(columns[0].0, NAME_MAX + 2 + 7 + 2, "\n{text}");
+        assert!(text.contains(&format!("└─ x{}…   ", "長".repeat(25))), "\n{text}");
     }
 
     #[test]

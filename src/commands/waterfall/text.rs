@@ -1,5 +1,7 @@
 //! Small text helpers of the waterfall: human durations and offsets, colours, cutting long text.
 
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
+
 /// A duration in human units with three significant digits: `850ns`, `1.23µs`, `456ms`,
 /// `1.5s`, `10.2s`, `2m05s`, `1h02m`.
 pub fn human_duration(nanos: u64) -> String {
@@ -85,14 +87,30 @@ pub(super) fn paint(text: &str, paint: Option<Paint>, color: bool) -> String {
     }
 }
 
-/// At most `max` characters, the last one `…` when cut.
+/// At most `max` columns of a terminal (display width: a CJK character or an emoji takes two),
+/// the last one `…` when cut.
 pub(super) fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
+    if text.width() <= max {
         return text.to_owned();
     }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
+    let room = max.saturating_sub(1);
+    let (mut end, mut used) = (0, 0);
+    for (at, c) in text.char_indices() {
+        let columns = c.width().unwrap_or(0);
+        if used + columns > room {
+            break;
+        }
+        used += columns;
+        end = at + c.len_utf8();
+    }
+    // A string is not always as wide as the sum of its characters (emoji sequences, control
+    // characters): drop characters until the kept part fits.
+    let mut kept = &text[..end];
+    while kept.width() > room {
+        let last = kept.chars().next_back().map_or(0, char::len_utf8);
+        kept = &kept[..kept.len() - last];
+    }
+    format!("{kept}…")
 }
 
 /// The first line of `text`, cut to `max`; `…` marks anything left out.
@@ -119,6 +137,22 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn cut_counts_columns_not_characters() {
+        assert_eq!(cut("abcdef", 6), "abcdef");
+        assert_eq!(cut("abcdefg", 6), "abcde…");
+        assert_eq!(cut("abc", 0), "…");
+        // Two columns each: "日本語" is 6 wide, so 5 columns keep two of them and the `…`.
+        assert_eq!(cut("日本語テキスト", 6), "日本…");
+        assert_eq!(cut("日本語", 6), "日本語");
+        assert_eq!(cut("ab日本", 4), "ab…");
+        assert_eq!(cut("🚀🚀🚀", 4), "🚀…");
+        for (text, max) in [("日本語テキスト", 7), ("a🚀b🚀c🚀", 5), ("👩‍👩‍👧‍👦 family", 3)]
+        {
+            assert!(cut(text, max).width() <= max, "{text:?} cut to {max}");
+        }
+    }
 
     #[test]
     fn durations_are_human() {

@@ -1,14 +1,14 @@
 //! What the exporters send through, built from `[export]`: the gRPC channel and metadata, the
 //! HTTP client, TLS material, compression, a checked endpoint.
 
-use super::TransportError;
 use crate::config::Compression;
 use crate::export::settings::ExportSettings;
+use crate::export::ExportError;
 
-pub(super) fn checked_url(url: String) -> Result<String, TransportError> {
+pub(super) fn checked_url(url: String) -> Result<String, ExportError> {
     match url.parse::<http::Uri>() {
         Ok(_) => Ok(url),
-        Err(e) => Err(TransportError::Endpoint {
+        Err(e) => Err(ExportError::Endpoint {
             endpoint: url,
             reason: e.to_string(),
         }),
@@ -23,8 +23,8 @@ pub(super) fn otlp_compression(compression: Compression) -> Option<opentelemetry
     }
 }
 
-pub(super) fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, TransportError> {
-    std::fs::read(path).map_err(|source| TransportError::ReadFile {
+pub(super) fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ExportError> {
+    std::fs::read(path).map_err(|source| ExportError::ReadFile {
         what,
         path: path.display().to_string(),
         source,
@@ -32,8 +32,8 @@ pub(super) fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>
 }
 
 /// A lazily connecting channel to `url`, with the TLS settings of `[export]`.
-pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic::transport::Channel, TransportError> {
-    let bad = |reason: String| TransportError::Endpoint {
+pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic::transport::Channel, ExportError> {
+    let bad = |reason: String| ExportError::Endpoint {
         endpoint: url.to_owned(),
         reason,
     };
@@ -56,53 +56,50 @@ pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic
                 ));
             }
             (None, None) => {}
-            _ => return Err(TransportError::HalfIdentity),
+            _ => return Err(ExportError::HalfIdentity),
         }
-        endpoint = endpoint
-            .tls_config(tls)
-            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        endpoint = endpoint.tls_config(tls).map_err(|e| ExportError::Tls(e.to_string()))?;
     }
     Ok(endpoint.connect_lazy())
 }
 
-pub(super) fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata::MetadataMap, TransportError> {
+pub(super) fn grpc_metadata(settings: &ExportSettings) -> Result<tonic::metadata::MetadataMap, ExportError> {
     Ok(tonic::metadata::MetadataMap::from_headers(header_map(settings)?))
 }
 
 /// `export.headers` as HTTP headers; a name or value HTTP cannot carry is a build error (the
 /// value is never quoted: it may be a credential).
-pub(super) fn header_map(settings: &ExportSettings) -> Result<http::HeaderMap, TransportError> {
+pub(super) fn header_map(settings: &ExportSettings) -> Result<http::HeaderMap, ExportError> {
     let mut headers = http::HeaderMap::new();
     for (key, value) in &settings.headers {
         let name = http::HeaderName::from_bytes(key.as_bytes())
-            .map_err(|_| TransportError::Build(format!("export.headers: {key:?} is not a valid header name")))?;
-        let value = http::HeaderValue::from_str(value.expose()).map_err(|_| {
-            TransportError::Build(format!("export.headers.{key}: the value is not a valid header value"))
-        })?;
+            .map_err(|_| ExportError::Build(format!("export.headers: {key:?} is not a valid header name")))?;
+        let value = http::HeaderValue::from_str(value.expose())
+            .map_err(|_| ExportError::Build(format!("export.headers.{key}: the value is not a valid header value")))?;
         headers.insert(name, value);
     }
     Ok(headers)
 }
 
-pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, TransportError> {
+pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, ExportError> {
     crate::net::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
         .user_agent(concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &settings.ca_file {
         let cert =
-            reqwest::Certificate::from_pem(&read("CA file", ca)?).map_err(|e| TransportError::Tls(e.to_string()))?;
+            reqwest::Certificate::from_pem(&read("CA file", ca)?).map_err(|e| ExportError::Tls(e.to_string()))?;
         builder = builder.add_root_certificate(cert);
     }
     match (&settings.cert_file, &settings.key_file) {
         (Some(cert), Some(key)) => {
             let mut pem = read("client certificate", cert)?;
             pem.extend(read("client key", key)?);
-            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| TransportError::Tls(e.to_string()))?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| ExportError::Tls(e.to_string()))?;
             builder = builder.identity(identity);
         }
         (None, None) => {}
-        _ => return Err(TransportError::HalfIdentity),
+        _ => return Err(ExportError::HalfIdentity),
     }
-    builder.build().map_err(|e| TransportError::Build(e.to_string()))
+    builder.build().map_err(|e| ExportError::Build(e.to_string()))
 }

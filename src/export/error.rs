@@ -1,0 +1,140 @@
+//! `ExportError`: everything that goes wrong in export. Building the exporter from `[export]` and
+//! the `OTEL_EXPORTER_OTLP_*` variables is a configuration problem ([`ExportError::is_config`]);
+//! a collector that did not accept the records within `give_up_after` is not.
+
+use super::sender::SendReport;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// A standard `OTEL_EXPORTER_OTLP_*` variable holds what it cannot (`value` is redacted for
+    /// headers).
+    #[error("{var} = {value:?} is not valid: {reason}")]
+    BadVariable {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    /// A CA, certificate or key file named by `[export]` cannot be read.
+    #[error("cannot read {what} {path}: {source}")]
+    ReadFile {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("invalid export endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+
+    /// `opentelemetry-otlp`, `reqwest` or the header values refused what `[export]` gives them.
+    #[error("cannot build the OTLP exporter: {0}")]
+    Build(String),
+
+    #[error("export.cert_file and export.key_file must be set together")]
+    HalfIdentity,
+
+    #[error("invalid TLS material: {0}")]
+    Tls(String),
+
+    /// [`super::build_sender`]: resolving the settings failed (one of the variants above).
+    #[error("export settings: {0}")]
+    Settings(#[source] Box<ExportError>),
+
+    /// [`super::build_sender`]: building the transport failed (one of the variants above).
+    #[error("exporter: {0}")]
+    Exporter(#[source] Box<ExportError>),
+
+    /// A sender with `give_up_after` (the one-shot commands) stopped retrying.
+    #[error(
+        "the collector did not accept the export within {:?}: {} ({} spans and log records delivered before)",
+        .0.waited,
+        .0.last_reason,
+        .0.delivered
+    )]
+    GaveUp(Box<GaveUp>),
+}
+
+/// What [`ExportError::GaveUp`] knows: how long the sender tried, the collector's last answer,
+/// and what it delivered before.
+#[derive(Debug)]
+pub struct GaveUp {
+    pub waited: Duration,
+    pub last_reason: String,
+    pub delivered: u64,
+    /// Whatever was delivered before giving up still counts.
+    pub partial: SendReport,
+}
+
+impl ExportError {
+    /// A problem of the configuration (`[export]`, the `OTEL_EXPORTER_OTLP_*` variables, the
+    /// files they name): every variant but [`ExportError::GaveUp`], which is the collector's.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::BadVariable { .. }
+            | Self::ReadFile { .. }
+            | Self::Endpoint { .. }
+            | Self::Build(_)
+            | Self::HalfIdentity
+            | Self::Tls(_)
+            | Self::Settings(_)
+            | Self::Exporter(_) => true,
+            Self::GaveUp(_) => false,
+        }
+    }
+
+    /// What was delivered before the failure: the partial report of [`ExportError::GaveUp`],
+    /// else nothing (the other variants happen before anything is sent).
+    pub fn into_partial(self) -> SendReport {
+        match self {
+            Self::GaveUp(gave_up) => gave_up.partial,
+            _ => SendReport::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_steps_keep_their_prefix_and_stay_configuration_problems() {
+        let settings = ExportError::Settings(Box::new(ExportError::BadVariable {
+            var: "OTEL_EXPORTER_OTLP_TIMEOUT",
+            value: "soon".into(),
+            reason: "expected milliseconds".into(),
+        }));
+        assert_eq!(
+            settings.to_string(),
+            "export settings: OTEL_EXPORTER_OTLP_TIMEOUT = \"soon\" is not valid: expected milliseconds"
+        );
+        assert!(settings.is_config());
+        let exporter = ExportError::Exporter(Box::new(ExportError::HalfIdentity));
+        assert_eq!(
+            exporter.to_string(),
+            "exporter: export.cert_file and export.key_file must be set together"
+        );
+        assert!(exporter.is_config());
+    }
+
+    #[test]
+    fn giving_up_is_not_a_configuration_problem_and_keeps_what_was_delivered() {
+        let partial = SendReport {
+            delivered_spans: 3,
+            ..SendReport::default()
+        };
+        let gave_up = ExportError::GaveUp(Box::new(GaveUp {
+            waited: Duration::from_secs(2),
+            last_reason: "HTTP 503".into(),
+            delivered: 3,
+            partial: partial.clone(),
+        }));
+        assert_eq!(
+            gave_up.to_string(),
+            "the collector did not accept the export within 2s: HTTP 503 (3 spans and log records delivered before)"
+        );
+        assert!(!gave_up.is_config());
+        assert_eq!(gave_up.into_partial(), partial);
+        assert_eq!(ExportError::HalfIdentity.into_partial(), SendReport::default());
+    }
+}
