@@ -17,7 +17,7 @@ use trigger_otel_bridge::convert::otlp::{export_logs_request, export_request, Re
 use trigger_otel_bridge::convert::{
     convert_events, BridgeSpan, Conversion, NothingExported, Record, RunInfo, RunState,
 };
-use trigger_otel_bridge::export::{BackoffPolicy, ExportSettings, OtlpSender, SenderOptions, Transport};
+use trigger_otel_bridge::export::{BackoffPolicy, ExportError, ExportSettings, OtlpSender, SenderOptions, Transport};
 use trigger_otel_bridge::trigger::model::EventsBody;
 
 fn fixture_spans(run: &str, run_id: &str) -> Vec<BridgeSpan> {
@@ -197,7 +197,10 @@ async fn a_collector_that_never_answers_is_retried_until_the_limit_for_one_shot_
         .send(fixture_spans("child_run", "run_cm1childrun01"))
         .await
         .unwrap_err();
-    assert_eq!(error.delivered, 0);
+    let ExportError::GaveUp(gave_up) = &error else {
+        panic!("expected the sender to give up: {error}")
+    };
+    assert_eq!(gave_up.delivered, 0);
     assert!(error.to_string().contains("did not accept"), "{error}");
 }
 
