@@ -12,12 +12,9 @@ use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, FakeRun};
 use support::generate;
 use support::otlp_receiver::Receiver;
+use support::hex;
 use support::process::wait_until;
 use trigger_otel_bridge::config::Shard;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn attr<'a>(span: &'a Span, key: &str) -> Option<&'a opentelemetry_proto::tonic::common::v1::any_value::Value> {
     span.attributes
@@ -100,18 +97,8 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
         "the 4 finished spans"
     );
     // The first run finishes; the second ends (cancelled) with its root still partial.
-    api.state
-        .runs
-        .lock()
-        .unwrap()
-        .insert("run_cm1executing1".into(), finished_version(&executing));
-    let mut cancelled = ended_partial.clone();
-    cancelled.run["status"] = "CANCELED".into();
-    api.state
-        .runs
-        .lock()
-        .unwrap()
-        .insert("run_endspartial".into(), cancelled);
+    api.set(finished_version(&executing));
+    api.update("run_endspartial", |run| run.run["status"] = "CANCELED".into());
     daemon
         .wait_for("both runs retired", Duration::from_secs(20), |s| {
             s.runs_retired.load(Ordering::Relaxed) == 2
@@ -147,10 +134,10 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
         .filter(|s| s.span_id != root_id)
         .all(|s| s.parent_span_id == root_id));
     // Retired runs are not polled any more.
-    let polls = api.state.seen.lock().unwrap().len();
+    let polls = api.request_count();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(
-        api.state.seen.lock().unwrap().len(),
+        api.request_count(),
         polls,
         "no polling after retirement"
     );
@@ -231,7 +218,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
         .await;
     let spans = generate::span_count(1000);
     all_spans_once(receiver, &[(run_id.to_owned(), spans)]);
-    let fetches = api.state.requests_to(&format!("/api/v1/runs/{run_id}/events"));
+    let fetches = api.requests_to(&format!("/api/v1/runs/{run_id}/events"));
     // The first poll takes one slot's share (25 of 100); knowing its backlog, each later poll
     // takes all that is free: ceil(901 / 100) = 10 polls admit the rest, one final poll (run
     // ended) finds nothing left. A slot's share on every poll was 38 fetches.
@@ -268,16 +255,10 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
         })
         .await;
     assert!(
-        fakes.api.state.requests_to(&trace_path) >= 3,
+        fakes.api.requests_to(&trace_path) >= 3,
         "the trace is asked for on every poll while nothing was exported under a derived id"
     );
-    fakes
-        .api
-        .state
-        .runs
-        .lock()
-        .unwrap()
-        .insert(run_id.clone(), finished.clone());
+    fakes.api.set(finished.clone());
     daemon
         .wait_for("the run retired", Duration::from_secs(20), |s| {
             s.runs_retired.load(Ordering::Relaxed) == 1
@@ -331,7 +312,7 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
             s.runs_retired.load(Ordering::Relaxed) == 1
         })
         .await;
-    let polled_before = fakes.api.state.requests_to(&events);
+    let polled_before = fakes.api.requests_to(&events);
     write(&[run_id], 20);
     daemon
         .wait_for("the run watched again", Duration::from_secs(15), |s| {
@@ -339,7 +320,7 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
         })
         .await;
     wait_until("the run polled again", Duration::from_secs(10), || {
-        fakes.api.state.requests_to(&events) > polled_before
+        fakes.api.requests_to(&events) > polled_before
     })
     .await;
     daemon.stop().await;
@@ -380,7 +361,7 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
     let ids: Vec<String> = (0..6).map(|i| format!("run_chaos{i:02}")).collect();
     let fakes = Fakes::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
-    *api.state.chaos.lock().unwrap() = Some(support::fake_api::Chaos {
+    api.set_chaos(support::fake_api::Chaos {
         rng: rand::rngs::StdRng::seed_from_u64(7),
         p500: 0.2,
         p429: 0.1,
@@ -399,13 +380,13 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
         .await;
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(40))).collect();
     all_spans_once(receiver, &expected);
-    let limited = api.state.rate_limited.lock().unwrap().clone();
+    let limited = api.rate_limited();
     assert!(
         !limited.is_empty(),
         "the chaos answered some 429s ({} requests)",
-        api.state.seen.lock().unwrap().len()
+        api.request_count()
     );
-    let seen = api.state.seen.lock().unwrap().clone();
+    let seen = api.requests();
     for (answered, reset) in limited {
         // 2 ms of slack: the reset travels as whole unix milliseconds.
         let early: Vec<_> = seen
@@ -437,8 +418,8 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
         })
         .await;
     // Runs created while the daemon runs.
-    api.state.add(generate::fake_run("run_wanted02", "wanted", 20, false));
-    api.state.add(generate::fake_run("run_other002", "other", 20, false));
+    api.add(generate::fake_run("run_wanted02", "wanted", 20, false));
+    api.add(generate::fake_run("run_other002", "other", 20, false));
     daemon
         .wait_for("the new run", Duration::from_secs(10), |s| {
             s.runs_retired.load(Ordering::Relaxed) >= 2
@@ -453,20 +434,12 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
     );
     for other in ["run_other001", "run_other002"] {
         assert_eq!(
-            api.state.requests_to(&format!("/api/v1/runs/{other}/events")),
+            api.requests_to(&format!("/api/v1/runs/{other}/events")),
             0,
             "{other} was polled"
         );
     }
-    let list_queries: Vec<String> = api
-        .state
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.path == "/api/v1/runs")
-        .map(|s| s.query.clone())
-        .collect();
+    let list_queries = api.queries_to("/api/v1/runs");
     assert!(
         list_queries
             .iter()
@@ -581,7 +554,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
     }
     assert!(checked >= 12, "only {checked} properties checked");
     assert_eq!(
-        api.state.requests_to("/api/v1/runs/run_cm1finished01/trace"),
+        api.requests_to("/api/v1/runs/run_cm1finished01/trace"),
         1,
         "the trace is read once"
     );
@@ -607,7 +580,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
         })
         .await;
     assert_eq!(
-        api.state.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
+        api.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
         1,
         "nothing new: no second read"
     );
@@ -621,7 +594,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     ]);
     grown.trace =
         Some(serde_json::json!({"trace": {"traceId": "0af7651916cd43dd8448eb211c80319c", "rootSpan": root_node}}));
-    api.state.runs.lock().unwrap().insert(run_id.into(), grown);
+    api.set(grown);
     daemon
         .wait_for("the children", Duration::from_secs(10), |_| {
             receiver.recorder.spans().len() >= 2
@@ -641,7 +614,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
         );
     }
     assert_eq!(
-        api.state.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
+        api.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
         2,
         "read again once"
     );
@@ -665,18 +638,17 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
         .await;
     // The trace endpoint starts failing, and a new finished span shows up in the events.
     let trace_path = format!("/api/v1/runs/{id}/trace");
-    api.state.script(
+    api.script(
         &trace_path,
         std::iter::repeat_n(support::fake_api::Scripted::status(500, "trace store down"), 10_000),
     );
-    {
-        let mut runs = api.state.runs.lock().unwrap();
-        let events = runs.get_mut(&id).unwrap().events["events"].as_array_mut().unwrap();
+    api.update(&id, |run| {
+        let events = run.events["events"].as_array_mut().unwrap();
         let mut late = events[3].clone();
         late["spanId"] = "00000000000000aa".into();
         late["message"] = "late span".into();
         events.push(late);
-    }
+    });
     daemon
         .wait_for("the late span", Duration::from_secs(10), |_| {
             receiver.recorder.spans().len() >= 6

@@ -14,8 +14,8 @@ use support::daemon;
 use support::fake_api::{FakeApi, SECRET_KEY};
 use support::generate;
 use support::otlp_receiver::Receiver;
-use support::process::{self, wait_until};
-use tokio::process::{Child, Command};
+use support::process::{self, terminate, wait_until};
+use tokio::process::Child;
 use trigger_otel_bridge::config::LogsMode;
 
 const BATCH: usize = 50;
@@ -79,12 +79,6 @@ fn attribute(attributes: &[KeyValue], key: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn sigterm(child: &Child) {
-    let pid = child.id().expect("running").to_string();
-    let status = Command::new("kill").args(["-TERM", &pid]).status().await.unwrap();
-    assert!(status.success());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_nothing() {
     crash_loop(LogsMode::SpanEvents, 10, 2026).await;
@@ -145,11 +139,7 @@ async fn crash_loop(logs_mode: LogsMode, kills_wanted: usize, seed: u64) {
     let mut child = spawn(&config, &log);
     wait_until("the last start", Duration::from_secs(10), || starts(&log) == kills + 1).await;
     wait_until("every span and log record", Duration::from_secs(45), done).await;
-    sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(15)).await.unwrap();
     assert!(status.success(), "{status:?}");
 
     let counts = received(&receiver);
@@ -210,12 +200,10 @@ async fn sigterm_during_export_exits_cleanly_and_a_restart_sends_nothing_twice()
         received(&receiver).len() >= 2 * BATCH
     })
     .await;
-    sigterm(&child).await;
     let asked = Instant::now();
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+    let status = terminate(&mut child, Duration::from_secs(15))
         .await
-        .expect("exits within the shutdown deadline")
-        .unwrap();
+        .expect("exits within the shutdown deadline");
     assert_eq!(status.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap());
     assert!(asked.elapsed() < Duration::from_secs(11), "took {:?}", asked.elapsed());
     let before_restart = received(&receiver).len();
@@ -226,11 +214,7 @@ async fn sigterm_during_export_exits_cleanly_and_a_restart_sends_nothing_twice()
         received(&receiver).len() >= expected
     })
     .await;
-    sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(15)).await.unwrap();
     assert!(status.success());
     let counts = received(&receiver);
     assert_eq!(counts.len(), expected);
@@ -252,7 +236,7 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
     let config = write_config(dir.path(), &api, &receiver, &ids[..2], 100_000);
     let log = dir.path().join("bridge.log");
     let mut child = spawn(&config, &log);
-    let polls = |run: &str| api.state.requests_to(&format!("/api/v1/runs/{run}/events"));
+    let polls = |run: &str| api.requests_to(&format!("/api/v1/runs/{run}/events"));
     wait_until("a and b polled", Duration::from_secs(15), || {
         polls("run_reload_a") > 0 && polls("run_reload_b") > 0
     })
@@ -261,13 +245,7 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
 
     // Swap a for c, then SIGHUP.
     write_config(dir.path(), &api, &receiver, &ids[1..], 100_000);
-    let pid = child.id().unwrap().to_string();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap()
-        .success());
+    process::signal(&child, libc::SIGHUP);
     wait_until("c polled", Duration::from_secs(15), || polls("run_reload_c") > 0).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let a_after_removal = polls("run_reload_a");
@@ -280,12 +258,7 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
 
     // A broken config: refused, the old one stays in effect.
     std::fs::write(&config, "[runs]\nconcurrency = \"many\"\n").unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .await
-        .unwrap()
-        .success());
+    process::signal(&child, libc::SIGHUP);
     let refused = || {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
@@ -302,11 +275,7 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
         "the reason names the key"
     );
 
-    sigterm(&child).await;
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let status = terminate(&mut child, Duration::from_secs(15)).await.unwrap();
     assert!(status.success());
     api.stop().await;
     receiver.stop().await;

@@ -8,32 +8,19 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Output;
-use std::time::Duration;
+use support::hex;
 use support::otlp_receiver::Receiver;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
+/// Nothing from the environment (no collector, no config): the demo needs none.
 fn demo_command() -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"));
-    // Nothing from the environment (no collector, no config): the demo needs none.
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_OTEL_BRIDGE_DEMO_SPEED", "10")
-        .arg("demo")
-        .kill_on_drop(true);
+    let mut cmd = support::process::binary(&["demo"]);
+    cmd.env("TRIGGER_OTEL_BRIDGE_DEMO_SPEED", "10");
     cmd
 }
 
+/// The demo ends by itself.
 async fn run(mut cmd: tokio::process::Command) -> (Output, String, String) {
-    let output = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the demo ends by itself")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output, stdout, stderr)
+    support::process::output(&mut cmd).await
 }
 
 /// The bundled samples: 4 runs; 35 spans; 16 logs; 3 errors (attempt 1 of process-order, its

@@ -7,39 +7,24 @@ use std::collections::BTreeSet;
 use std::process::Output;
 use std::time::Duration;
 use support::fake_api::{FakeApi, FakeRun, Scripted, SECRET_KEY};
+use support::hex;
 use support::otlp_receiver::Receiver;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use support::process::bridge_by_env;
 
 fn bridge_command(api: &FakeApi, receiver: &Receiver, protocol: &str) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"));
     let endpoint = if protocol == "grpc" {
         receiver.grpc_endpoint()
     } else {
         receiver.http_endpoint()
     };
-    let empty_config = std::env::temp_dir().join("trigger-otel-bridge-empty.toml");
-    std::fs::write(&empty_config, "").unwrap();
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_OTEL_BRIDGE_CONFIG", &empty_config)
-        .env("TRIGGER_API_URL", api.url())
-        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
-        .env("TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT", endpoint)
-        .env("TRIGGER_OTEL_BRIDGE__EXPORT__PROTOCOL", protocol)
-        .env("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY", "2")
-        .kill_on_drop(true);
+    let mut cmd = bridge_by_env(&api.url(), &endpoint);
+    cmd.env("TRIGGER_OTEL_BRIDGE__EXPORT__PROTOCOL", protocol)
+        .env("TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY", "2");
     cmd
 }
 
 async fn run(mut cmd: tokio::process::Command, args: &[&str]) -> (Output, String) {
-    let output = tokio::time::timeout(Duration::from_secs(60), cmd.arg("export").args(args).output())
-        .await
-        .expect("export finishes")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let (output, _, stderr) = support::process::output(cmd.arg("export").args(args)).await;
     (output, stderr)
 }
 
@@ -127,12 +112,9 @@ async fn exports_named_runs_finished_entirely_and_executing_ones_by_their_finish
     }
     // Every request carried the key.
     assert!(api
-        .state
-        .seen
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
-        .all(|s| s.authorization.as_deref() == Some(&*format!("Bearer {SECRET_KEY}"))));
+        .all(|r| r.authorization() == Some(&*format!("Bearer {SECRET_KEY}"))));
     api.stop().await;
     receiver.stop().await;
 }
@@ -149,15 +131,7 @@ async fn filters_find_runs_through_the_list_endpoint_with_paging() {
     assert!(output.status.success(), "{stderr}");
     // finished_run and child_run are COMPLETED.
     assert!(stderr.contains("exported 17 spans from 2 runs"), "{stderr}");
-    let list_queries: Vec<String> = api
-        .state
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|s| s.path == "/api/v1/runs")
-        .map(|s| s.query.clone())
-        .collect();
+    let list_queries = api.queries_to("/api/v1/runs");
     assert!(
         list_queries.iter().all(|q| q.contains("filter%5Bstatus%5D=COMPLETED")),
         "{list_queries:?}"
@@ -193,14 +167,14 @@ async fn a_failing_run_is_reported_and_the_others_exported() {
 #[tokio::test]
 async fn server_errors_are_retried_and_nothing_is_lost() {
     let api = FakeApi::start(all_fixture_runs()).await;
-    api.state.script(
+    api.script(
         "/api/v1/runs/run_cm1finished01/events",
         [Scripted::status(500, "boom"), Scripted::status(500, "boom")],
     );
     let receiver = Receiver::start().await;
     let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["run_cm1finished01"]).await;
     assert!(output.status.success(), "{stderr}");
-    assert_eq!(api.state.requests_to("/api/v1/runs/run_cm1finished01/events"), 3);
+    assert_eq!(api.requests_to("/api/v1/runs/run_cm1finished01/events"), 3);
     assert_eq!(receiver.recorder.spans().len(), 12);
     api.stop().await;
     receiver.stop().await;
@@ -212,7 +186,7 @@ async fn server_errors_are_retried_and_nothing_is_lost() {
 async fn a_trace_refused_for_good_derives_the_trace_id_and_a_passing_failure_is_retried() {
     let api = FakeApi::start(all_fixture_runs()).await;
     let receiver = Receiver::start().await;
-    api.state.script(
+    api.script(
         "/api/v1/runs/run_cm1finished01/trace",
         [Scripted::status(400, r#"{"error":"bad request"}"#)],
     );
@@ -226,8 +200,7 @@ async fn a_trace_refused_for_good_derives_the_trace_id_and_a_passing_failure_is_
     assert!(spans.iter().all(derived), "every span carries the derived trace id");
 
     receiver.recorder.requests.lock().unwrap().clear();
-    api.state
-        .script("/api/v1/runs/run_cm1finished01/trace", [Scripted::status(500, "boom")]);
+    api.script("/api/v1/runs/run_cm1finished01/trace", [Scripted::status(500, "boom")]);
     let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["run_cm1finished01"]).await;
     assert!(output.status.success(), "{stderr}");
     let spans = receiver.recorder.spans();
@@ -266,16 +239,18 @@ async fn no_runs_and_no_filters_is_a_usage_error() {
 #[tokio::test]
 async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
     let api = FakeApi::start(all_fixture_runs()).await;
-    *api.state.events_delay.lock().unwrap() = Duration::from_millis(400);
+    api.delay_events(Duration::from_millis(400));
     let receiver = Receiver::start().await;
     // `script` gives the bridge a pseudo-terminal; its output file is the terminal transcript.
     let transcript = tempfile::NamedTempFile::new().unwrap();
-    let bridge = env!("CARGO_BIN_EXE_trigger-otel-bridge");
     let cmd = bridge_command(&api, &receiver, "grpc");
     let mut script = tokio::process::Command::new("script");
     script
         .args(["-q", "-e", "-c"])
-        .arg(format!("{bridge} export run_cm1finished01 run_cm1selfhosted"))
+        .arg(format!(
+            "{} export run_cm1finished01 run_cm1selfhosted",
+            support::process::BINARY
+        ))
         .arg(transcript.path());
     for (key, value) in cmd.as_std().get_envs() {
         if let Some(value) = value {
@@ -286,10 +261,7 @@ async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
         .env("TERM", "xterm")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(60), script.output())
-        .await
-        .unwrap()
-        .unwrap();
+    let (output, _, _) = support::process::output(&mut script).await;
     let shown = std::fs::read_to_string(transcript.path()).unwrap();
     assert!(output.status.success(), "{shown}");
     assert!(shown.contains("exporting runs ["), "no progress bar drawn: {shown:?}");

@@ -10,9 +10,9 @@ mod support;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
-use support::fake_api::{FakeApi, FakeRun, SECRET_KEY};
+use support::fake_api::{FakeApi, FakeRun};
 use support::otlp_receiver::Receiver;
+use support::process::bridge_by_env;
 use trigger_otel_bridge::commands::inspect::{convert_for_inspect, print_run, InspectOptions};
 use trigger_otel_bridge::commands::waterfall::{render_span_data, RenderOptions};
 use trigger_otel_bridge::config::{BridgeConfig, LogsMode};
@@ -94,29 +94,13 @@ fn a_live_run_is_drawn_up_to_now_with_its_running_spans_marked() {
     assert!(err.is_empty());
 }
 
+/// Were anything exported, it would land in `receiver`.
 fn bridge(api: &FakeApi, receiver: &Receiver) -> tokio::process::Command {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"));
-    let empty_config = std::env::temp_dir().join("trigger-otel-bridge-inspect-empty.toml");
-    std::fs::write(&empty_config, "").unwrap();
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRIGGER_OTEL_BRIDGE_CONFIG", &empty_config)
-        .env("TRIGGER_API_URL", api.url())
-        .env("TRIGGER_SECRET_KEY", SECRET_KEY)
-        // Were anything exported, it would land here.
-        .env("TRIGGER_OTEL_BRIDGE__EXPORT__ENDPOINT", receiver.grpc_endpoint())
-        .kill_on_drop(true);
-    cmd
+    bridge_by_env(&api.url(), &receiver.grpc_endpoint())
 }
 
 async fn inspect(mut cmd: tokio::process::Command, args: &[&str]) -> (Output, String, String) {
-    let output = tokio::time::timeout(Duration::from_secs(60), cmd.arg("inspect").args(args).output())
-        .await
-        .expect("inspect finishes")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output, stdout, stderr)
+    support::process::output(cmd.arg("inspect").args(args)).await
 }
 
 #[tokio::test]

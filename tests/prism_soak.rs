@@ -13,14 +13,13 @@
 //!
 //! A transparent recording proxy sits between the bridge and Prism, so the test knows every body
 //! the bridge received. Prism is found through `PRISM` (the `prism` executable); `.ci/run`
-//! installs it and sets the variable; without it the test says it was skipped and why (under
-//! `CI=true` it fails instead: CI must never skip it).
+//! installs it and sets the variable; without it the test writes `SKIPPED …` and why to the
+//! terminal of whoever runs `cargo test` (under `CI=true` it fails instead: CI must never skip it).
 
 mod support;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -31,6 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::daemon;
+use support::fake_api::{FakeApi, Request};
 use support::otlp_receiver::Receiver;
 use support::process::{self, external_tool, free_port};
 use tokio::process::{Child, Command};
@@ -128,12 +128,6 @@ impl Recording {
     }
 }
 
-struct ProxyState {
-    upstream: String,
-    client: reqwest::Client,
-    recording: Arc<Recording>,
-}
-
 fn endpoint_of(path: &str) -> &'static str {
     if path.ends_with("/events") {
         "events"
@@ -146,29 +140,31 @@ fn endpoint_of(path: &str) -> &'static str {
     }
 }
 
-async fn proxy(State(state): State<Arc<ProxyState>>, uri: Uri, headers: HeaderMap) -> Response {
-    let path = uri.path().to_owned();
-    let endpoint = endpoint_of(&path);
+/// One request forwarded to Prism, its answer recorded and passed back.
+async fn proxy(upstream: &str, client: &reqwest::Client, recording: &Recording, request: Request) -> Response {
+    let path = request.path.as_str();
+    let endpoint = endpoint_of(path);
     let run = path
         .trim_start_matches("/api/v1/runs/")
         .trim_start_matches("/api/v3/runs/")
         .trim_end_matches("/events")
         .trim_end_matches("/trace")
         .to_owned();
-    if endpoint == "events" && state.recording.frozen.load(Ordering::SeqCst) {
+    if endpoint == "events" && recording.frozen.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "frozen by the test").into_response();
     }
-    let mut request = state.client.get(format!(
-        "{}{}",
-        state.upstream,
-        uri.path_and_query().map_or("", |p| p.as_str())
-    ));
+    let query = if request.query.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", request.query)
+    };
+    let mut forwarded = client.get(format!("{upstream}{path}{query}"));
     for name in ["authorization", "accept", "x-trigger-api-version", "x-trigger-branch"] {
-        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
-            request = request.header(name, value);
+        if let Some(value) = request.headers.get(name).and_then(|v| v.to_str().ok()) {
+            forwarded = forwarded.header(name, value);
         }
     }
-    let (status, content_type, body) = match request.send().await {
+    let (status, content_type, body) = match forwarded.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
             let content_type = response
@@ -188,7 +184,7 @@ async fn proxy(State(state): State<Arc<ProxyState>>, uri: Uri, headers: HeaderMa
         }
         Err(_) => (502, "text/plain".to_owned(), Bytes::from_static(b"upstream failed")),
     };
-    state.recording.answers.lock().unwrap().push(Answer {
+    recording.answers.lock().unwrap().push(Answer {
         run,
         endpoint,
         status,
@@ -202,20 +198,18 @@ async fn proxy(State(state): State<Arc<ProxyState>>, uri: Uri, headers: HeaderMa
         .into_response()
 }
 
-async fn start_proxy(prism_port: u16, recording: Arc<Recording>) -> String {
-    let state = Arc::new(ProxyState {
-        upstream: format!("http://127.0.0.1:{prism_port}"),
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(20))
-            .build()
-            .unwrap(),
-        recording,
-    });
-    let app = axum::Router::new().fallback(proxy).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+/// The test kit's fake API, answering every request by forwarding it to Prism.
+async fn start_proxy(prism_port: u16, recording: Arc<Recording>) -> FakeApi {
+    let upstream = Arc::new(format!("http://127.0.0.1:{prism_port}"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    FakeApi::answering(move |request, _| {
+        let (upstream, client, recording) = (upstream.clone(), client.clone(), recording.clone());
+        async move { proxy(&upstream, &client, &recording, request).await }
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,7 +400,7 @@ fn account_body(
             tally.missing.push(format!(
                 "run {run_id}: element {} (span id {}) was neither exported nor counted invalid",
                 element,
-                id.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                support::hex(&id)
             ));
         }
     }
@@ -454,12 +448,6 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
-fn vm_rss_kb(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// `/metrics` when the bridge serves it (src/telemetry), as `name{labels} → value`.
 async fn scrape_metrics(listen: &str) -> Option<BTreeMap<String, f64>> {
     let client = reqwest::Client::builder()
@@ -501,21 +489,22 @@ fn metric_for_reason(metrics: &BTreeMap<String, f64>, name: &str, reason: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_seconds_of_schema_valid_garbage() {
-    let Some(prism) = external_tool("PRISM", "target/ci-tools/prism") else {
-        println!(
-            "prism_soak skipped: PRISM is not set. It names the prism executable of npm's @stoplight/prism-cli \
-             (npm install --prefix target/ci-tools/prism @stoplight/prism-cli@5.16.0); .ci/run installs it and sets it."
-        );
+    let Some(prism) = external_tool(
+        "PRISM",
+        "target/ci-tools/prism",
+        "It names the prism executable of npm's @stoplight/prism-cli \
+         (npm install --prefix target/ci-tools/prism @stoplight/prism-cli@5.16.0)",
+    ) else {
         return;
     };
-    trigger_otel_bridge::tls::install_crypto_provider(); // for the proxy's reqwest client
+    trigger_otel_bridge::net::tls::install_crypto_provider(); // for the proxy's reqwest client
     let dir = tempfile::tempdir().unwrap();
     let (mut prism_child, prism_port) = start_prism(&prism, dir.path()).await;
     let recording = Arc::new(Recording::default());
     let api = start_proxy(prism_port, recording.clone()).await;
     let receiver = Receiver::start().await;
     let listen = format!("127.0.0.1:{}", free_port());
-    let config = write_config(dir.path(), &api, &receiver.http_endpoint(), &listen);
+    let config = write_config(dir.path(), &api.url(), &receiver.http_endpoint(), &listen);
     let log = dir.path().join("bridge.log");
 
     let started = Instant::now();
@@ -529,8 +518,8 @@ async fn sixty_seconds_of_schema_valid_garbage() {
         if let Some(status) = bridge.try_wait().unwrap() {
             panic!("the bridge exited with {status} during the soak:\n{}", read(&log));
         }
-        if let Some(rss) = vm_rss_kb(pid) {
-            samples.push((started.elapsed(), rss));
+        if let Some(usage) = process::usage(pid) {
+            samples.push((started.elapsed(), usage.rss_kib));
         }
     }
     assert!(
@@ -549,17 +538,9 @@ async fn sixty_seconds_of_schema_valid_garbage() {
         }
     }
     let metrics = scrape_metrics(&listen).await;
-    let pid_text = pid.to_string();
-    assert!(Command::new("kill")
-        .args(["-TERM", &pid_text])
-        .status()
+    let status = process::terminate(&mut bridge, Duration::from_secs(15))
         .await
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(15), bridge.wait())
-        .await
-        .expect("the bridge stops within 15 s of SIGTERM")
-        .unwrap();
+        .expect("the bridge stops within 15 s of SIGTERM");
     let log_text = read(&log);
     assert_eq!(
         status.code(),
@@ -737,5 +718,6 @@ async fn sixty_seconds_of_schema_valid_garbage() {
         growth < RSS_BOUND_KB,
         "RSS grew by {growth} kB after the warm-up: {samples:?}"
     );
+    api.stop().await;
     receiver.stop().await;
 }

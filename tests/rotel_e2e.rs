@@ -7,8 +7,8 @@
 //! fixtures — for `export` and for the `run` daemon, over gRPC and over OTLP/HTTP protobuf.
 //!
 //! Rotel is found through `ROTEL_AGENT` (the `rotel-agent` binary). `.ci/run` installs it and sets
-//! the variable; without it the test says it was skipped and why, and passes (under `CI=true` it
-//! fails instead: CI must never skip it).
+//! the variable; without it the test writes `SKIPPED …` and why to the terminal of whoever runs
+//! `cargo test`, and passes (under `CI=true` it fails instead: CI must never skip it).
 //!
 //! What Rotel prints per span (the OpenTelemetry Collector's debug exporter layout):
 //! ```text
@@ -54,7 +54,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use support::daemon;
 use support::fake_api::{FakeApi, FakeRun};
-use support::process::{self, bridge, external_tool, free_port};
+use support::hex;
+use support::process::{self, bridge, external_tool, free_port, terminate};
 use tokio::process::{Child, Command};
 use trigger_otel_bridge::config::{ExportConfig, LogsMode};
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
@@ -65,10 +66,6 @@ use trigger_otel_bridge::trigger::{RunDetails, RunTrace};
 
 /// The resource attribute that tells the four deliveries apart in Rotel's output.
 const SCENARIO_KEY: &str = "e2e.scenario";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The runs served by the fake API: the four fixture runs, plus `invalid_run` (no run or trace
 /// file: COMPLETED without `finishedAt`, and the trace endpoint answers 404 so its trace id is
@@ -531,15 +528,7 @@ impl Rotel {
     }
 
     async fn stop(mut self) -> String {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            self.child.kill().await.unwrap();
-        }
+        terminate(&mut self.child, Duration::from_secs(10)).await;
         self.output()
     }
 }
@@ -632,11 +621,11 @@ fn compare(scenario: &str, got: &[ShownSpan], expected: &[ShownSpan]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_span_reaches_rotel_exactly_as_converted() {
-    let Some(agent) = external_tool("ROTEL_AGENT", "target/ci-tools/venv") else {
-        println!(
-            "rotel_e2e skipped: ROTEL_AGENT is not set. It names the rotel-agent binary of PyPI's `rotel` \
-             (pip install --pre rotel; the binary is in the package folder); .ci/run installs it and sets it."
-        );
+    let Some(agent) = external_tool(
+        "ROTEL_AGENT",
+        "target/ci-tools/venv",
+        "It names the rotel-agent binary of PyPI's `rotel` (pip install --pre rotel; the binary is in the package folder)",
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -678,17 +667,9 @@ async fn every_fixture_span_reaches_rotel_exactly_as_converted() {
                 // Let a late duplicate show up if there were one, then stop the daemon.
                 tokio::time::sleep(Duration::from_millis(800)).await;
                 assert!(child.try_wait().unwrap().is_none(), "the daemon exited on its own");
-                let pid = child.id().unwrap().to_string();
-                assert!(Command::new("kill")
-                    .args(["-TERM", &pid])
-                    .status()
+                let status = terminate(&mut child, Duration::from_secs(15))
                     .await
-                    .unwrap()
-                    .success());
-                let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-                    .await
-                    .expect("the daemon stops on SIGTERM")
-                    .unwrap();
+                    .expect("the daemon stops on SIGTERM");
                 let stderr = std::fs::read_to_string(&log).unwrap();
                 assert_eq!(status.code(), Some(0), "{scenario}: {stderr}");
             }

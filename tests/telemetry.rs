@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, Scripted};
 use support::generate;
 use support::otlp_receiver::Receiver;
+use support::process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 
@@ -223,7 +223,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
         "/api/v3/runs/run_auth0001",
         "/api/v1/runs/run_auth0001/trace",
     ] {
-        api.state.script(path, std::iter::repeat_n(unauthorized.clone(), 1000));
+        api.script(path, std::iter::repeat_n(unauthorized.clone(), 1000));
     }
     let reason = readyz_becomes(&daemon, 503, Duration::from_secs(5)).await;
     assert!(reason.contains("rejected the secret key (HTTP 401)"), "{reason}");
@@ -238,7 +238,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     );
 
     // The key works again.
-    api.state.scripts.lock().unwrap().clear();
+    api.clear_scripts();
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     daemon.stop().await;
     fakes.stop().await;
@@ -248,10 +248,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
 async fn readyz_flips_to_not_ready_when_the_collector_is_unreachable_past_the_bound() {
     let api = FakeApi::start([generate::fake_run("run_nocoll01", "t", 20, false)]).await;
     // A port nothing listens on.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap()
-    };
+    let closed = format!("127.0.0.1:{}", process::free_port());
     let dir = tempfile::tempdir().unwrap();
     let config = config(
         &api,
@@ -292,7 +289,7 @@ async fn readyz_is_ready_with_nothing_to_watch() {
     let daemon = Running::serving(config, fast_options()).await;
     let body = readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
     assert_eq!(body, "ok\n");
-    assert!(api.state.seen.lock().unwrap().is_empty(), "the API was not called");
+    assert_eq!(api.request_count(), 0, "the API was not called");
     let (status, _, _) = get(daemon.addr(), "/healthz").await;
     assert_eq!(status, 200);
     daemon.stop().await;
@@ -309,7 +306,7 @@ async fn the_binary_serves_telemetry_and_never_shows_the_key() {
         .unwrap()
         .push(serde_json::json!(42));
     let api = FakeApi::start([generate::fake_run("run_planted1", "t", 20, false), with_invalid]).await;
-    *api.state.accepted_key.lock().unwrap() = Some(PLANTED_KEY.to_owned());
+    api.accept_key(PLANTED_KEY);
     let receiver = Receiver::start().await;
     *receiver.recorder.poison_name.lock().unwrap() = Some("step 13".into());
     let dir = tempfile::tempdir().unwrap();
@@ -339,17 +336,8 @@ level = "trace"
     let config_path = dir.path().join("bridge.toml");
     std::fs::write(&config_path, config_text).unwrap();
     let log_path = dir.path().join("stderr.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
-        .args(["run", "--config"])
-        .arg(&config_path)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let mut child = process::bridge(&["run"], &config_path, &log_path)
         .env("TRIGGER_SECRET_KEY", PLANTED_KEY)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
 
@@ -401,24 +389,13 @@ level = "trace"
     assert_eq!((status, readyz.as_str()), (200, "ok\n"));
     // The key was really sent (so not finding it below means something).
     assert!(api
-        .state
-        .seen
-        .lock()
-        .unwrap()
+        .requests()
         .iter()
-        .any(|s| s.authorization.as_deref() == Some(&format!("Bearer {PLANTED_KEY}"))));
+        .any(|r| r.authorization() == Some(&*format!("Bearer {PLANTED_KEY}"))));
 
-    let pid = child.id().unwrap().to_string();
-    assert!(tokio::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
+    let status = process::terminate(&mut child, Duration::from_secs(15))
         .await
-        .unwrap()
-        .success());
-    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+        .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
@@ -465,33 +442,19 @@ async fn errors_and_check_config_never_show_the_key() {
         ),
     )
     .unwrap();
+    // The key is in the file alone.
     let bridge = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_trigger-otel-bridge"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "trace")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        let mut command = process::binary(args);
+        command.env("RUST_LOG", "trace");
+        async move { command.output().await.unwrap() }
     };
     let config_arg = config_path.to_str().unwrap();
     // The fake API does not know the planted key: 401.
-    let output = tokio::task::spawn_blocking({
-        let config_arg = config_arg.to_owned();
-        move || bridge(&["export", "--config", &config_arg, "run_errors01"])
-    })
-    .await
-    .unwrap();
+    let output = bridge(&["export", "--config", config_arg, "run_errors01"]).await;
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("401"), "{stderr}");
-    let output = tokio::task::spawn_blocking({
-        let config_arg = config_arg.to_owned();
-        move || bridge(&["check-config", "--config", &config_arg])
-    })
-    .await
-    .unwrap();
+    let output = bridge(&["check-config", "--config", config_arg]).await;
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(stdout.contains("tr_dev_…****"), "{stdout}");
@@ -502,10 +465,7 @@ async fn errors_and_check_config_never_show_the_key() {
         format!("[trigger]\nsecret_key = \"{PLANTED_KEY}\"\ntimeout = \"soon\"\n"),
     )
     .unwrap();
-    let broken_arg = broken.to_str().unwrap().to_owned();
-    let broken_output = tokio::task::spawn_blocking(move || bridge(&["run", "--config", &broken_arg]))
-        .await
-        .unwrap();
+    let broken_output = bridge(&["run", "--config", broken.to_str().unwrap()]).await;
     assert_eq!(broken_output.status.code(), Some(2));
     for text in [
         stderr,
@@ -531,6 +491,11 @@ async fn the_daemon_binds_server_listen_and_a_taken_port_is_an_error() {
         .await
         .expect_err("the port is taken");
     assert!(error.to_string().contains("server.listen"), "{error}");
-    assert!(!error.is_config());
+    let status = trigger_otel_bridge::commands::CommandError::from(error).exit_status();
+    assert_eq!(
+        status,
+        trigger_otel_bridge::commands::ExitStatus::Failure,
+        "a taken port is not a config error"
+    );
     api.stop().await;
 }

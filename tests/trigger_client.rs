@@ -1,25 +1,20 @@
-//! `TriggerClient` against a fake Trigger.dev API on 127.0.0.1: an in-process axum server for
-//! ordinary responses, and a raw TCP listener for broken ones (bodies cut short, endless bodies).
+//! `TriggerClient` against the test kit's fake Trigger.dev API on 127.0.0.1, each test shaping
+//! every answer itself (`FakeApi::answering`), broken bodies included (`fake_api::broken`: cut
+//! short, trickling, stalled, endless).
 
-use std::future::Future;
+mod support;
+
 use std::io::Write;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use trigger_otel_bridge::serving::Served;
+use support::fake_api::{broken, FakeApi};
 
 use trigger_otel_bridge::config::TriggerConfig;
 use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
@@ -28,222 +23,10 @@ const KEY: &str = "tr_dev_SECRETplanted0123456789";
 const MB: usize = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// The fake API
-
-/// One request as the server saw it.
-#[derive(Clone, Debug)]
-struct Hit {
-    /// Arrival, unix milliseconds (compared with `x-ratelimit-reset`).
-    at_ms: u64,
-    path: String,
-    query: Vec<(String, String)>,
-    headers: HeaderMap,
-}
-
-impl Hit {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-    }
-    fn param(&self, key: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-}
-
-type Reply = Pin<Box<dyn Future<Output = Response> + Send>>;
-type Handler = Arc<dyn Fn(Hit, usize) -> Reply + Send + Sync>;
-
-/// An axum server answering every request with `handler(hit, index)`, recording each hit.
-struct FakeApi {
-    hits: Arc<Mutex<Vec<Hit>>>,
-    served: Served,
-}
-
-impl FakeApi {
-    async fn start<F, Fut>(handler: F) -> Self
-    where
-        F: Fn(Hit, usize) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Response> + Send + 'static,
-    {
-        let handler: Handler = Arc::new(move |hit, n| Box::pin(handler(hit, n)));
-        let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
-        let recorded = hits.clone();
-        let router = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
-            let handler = handler.clone();
-            let recorded = recorded.clone();
-            async move {
-                let hit = Hit {
-                    at_ms: now_ms(),
-                    path: uri.path().to_owned(),
-                    query: parse_query(uri.query().unwrap_or("")),
-                    headers,
-                };
-                let index = {
-                    let mut hits = recorded.lock().unwrap();
-                    hits.push(hit.clone());
-                    hits.len() - 1
-                };
-                handler(hit, index).await
-            }
-        });
-        let served = Served::on_loopback(router).await.expect("serve");
-        Self { hits, served }
-    }
-
-    fn url(&self) -> String {
-        self.served.url()
-    }
-
-    fn hits(&self) -> Vec<Hit> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    async fn stop(self) {
-        self.served.stop(Duration::from_secs(5)).await.expect("serve");
-    }
-}
-
-/// What the raw TCP server sends after reading a request's head.
-#[derive(Clone, Copy)]
-enum RawReply {
-    /// Declares `Content-Length: 1000`, sends a few bytes of JSON, closes.
-    CutShort,
-    /// No Content-Length, `Connection: close`, then `len` bytes (ends when the client hangs up).
-    Endless { len: usize },
-    /// A valid events body sent in `chunks` pieces with `gap` between them.
-    Trickle { chunks: usize, gap: Duration },
-    /// The head and half a body, then nothing for `stall` before closing.
-    Stall { stall: Duration },
-}
-
-/// A hand-rolled HTTP/1.1 server for responses axum will not produce; counts connections.
-struct RawServer {
-    addr: SocketAddr,
-    connections: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl RawServer {
-    async fn start(reply: RawReply) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counter = connections.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    match reply {
-                        RawReply::CutShort => {
-                            let response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"events\": [{\"spanId\": \"0123";
-                            let _ = stream.write_all(response.as_bytes()).await;
-                            let _ = stream.flush().await;
-                        }
-                        RawReply::Endless { len } => {
-                            let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n{\"events\": [";
-                            if stream.write_all(head.as_bytes()).await.is_err() {
-                                return;
-                            }
-                            let chunk = vec![b' '; 64 * 1024];
-                            let mut sent = 0;
-                            while sent < len {
-                                if stream.write_all(&chunk).await.is_err() {
-                                    return;
-                                }
-                                sent += chunk.len();
-                            }
-                            let _ = stream.write_all(b"]}").await;
-                        }
-                        RawReply::Trickle { chunks, gap } => {
-                            let body = fixture("finished_run.events.json");
-                            let head = format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                                body.len()
-                            );
-                            if stream.write_all(head.as_bytes()).await.is_err() {
-                                return;
-                            }
-                            for piece in body.chunks(body.len().div_ceil(chunks)) {
-                                tokio::time::sleep(gap).await;
-                                if stream.write_all(piece).await.is_err() || stream.flush().await.is_err() {
-                                    return;
-                                }
-                            }
-                        }
-                        RawReply::Stall { stall } => {
-                            let response = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{\"events\": [";
-                            let _ = stream.write_all(response.as_bytes()).await;
-                            let _ = stream.flush().await;
-                            tokio::time::sleep(stall).await;
-                        }
-                    }
-                    let _ = stream.shutdown().await;
-                });
-            }
-        });
-        Self {
-            addr,
-            connections,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn stop(self) {
-        self.task.abort();
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Helpers
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis() as u64
-}
-
-fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).expect("ascii");
-                out.push(u8::from_str_radix(hex, 16).expect("hex"));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            byte => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).expect("utf-8")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -335,7 +118,7 @@ fn big_events_body(target: usize) -> (Vec<u8>, usize) {
 
 #[tokio::test]
 async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
-    let api = FakeApi::start(|hit, _| async move {
+    let api = FakeApi::answering(|hit, _| async move {
         match hit.path.as_str() {
             "/api/v1/runs/run_cm1finished01/events" => gzip_response(&fixture("finished_run.events.json")),
             "/api/v1/runs/run_cm1finished01/trace" => gzip_response(&fixture("finished_run.trace.json")),
@@ -378,7 +161,7 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
     let odd = client.events("run with/slash?").await.expect("escaped id");
     assert!(odd.events.is_empty());
 
-    let hits = api.hits();
+    let hits = api.requests();
     assert_eq!(hits.len(), 5);
     for hit in &hits {
         assert_eq!(hit.header("authorization"), format!("Bearer {KEY}"), "{}", hit.path);
@@ -400,7 +183,7 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
 /// A preview environment's key needs its branch in `x-trigger-branch`, as the SDK sends it.
 #[tokio::test]
 async fn a_preview_branch_is_sent_with_every_request() {
-    let api = FakeApi::start(|_, _| async { ok_json(json!({"events": []})) }).await;
+    let api = FakeApi::answering(|_, _| async { ok_json(json!({"events": []})) }).await;
     let config = TriggerConfig {
         secret_key: "tr_preview_SECRETplanted".into(),
         preview_branch: Some("feature/login".into()),
@@ -409,7 +192,7 @@ async fn a_preview_branch_is_sent_with_every_request() {
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     client.events("run_a").await.expect("events");
     client.events("run_b").await.expect("events");
-    let hits = api.hits();
+    let hits = api.requests();
     assert_eq!(hits.len(), 2);
     assert!(hits.iter().all(|hit| hit.header("x-trigger-branch") == "feature/login"));
     api.stop().await;
@@ -417,8 +200,8 @@ async fn a_preview_branch_is_sent_with_every_request() {
 
 #[tokio::test]
 async fn list_runs_sends_filters_and_follows_the_cursor() {
-    let api = FakeApi::start(|hit, _| async move {
-        match hit.param("page[after]") {
+    let api = FakeApi::answering(|hit, _| async move {
+        match hit.param("page[after]").as_deref() {
             None => ok_json(json!({
                 "data": [{"id": "run_3", "status": "EXECUTING"}, {"id": "run_2", "status": "COMPLETED"}],
                 "pagination": {"next": "cursor_2"}
@@ -455,20 +238,20 @@ async fn list_runs_sends_filters_and_follows_the_cursor() {
     }
     assert_eq!(ids, vec!["run_3", "run_2", "run_1"]);
 
-    let hits = api.hits();
+    let hits = api.requests();
     assert_eq!(hits.len(), 2);
     let first = &hits[0];
     assert_eq!(first.path, "/api/v1/runs");
-    assert_eq!(first.param("filter[status]"), Some("COMPLETED,FAILED"));
-    assert_eq!(first.param("filter[taskIdentifier]"), Some("process-order,send-email"));
-    assert_eq!(first.param("filter[tag]"), Some("customer_1"));
-    assert_eq!(first.param("filter[version]"), Some("20250923.4"));
-    assert_eq!(first.param("filter[isTest]"), Some("false"));
-    assert_eq!(first.param("filter[createdAt][period]"), Some("90m"));
-    assert_eq!(first.param("page[size]"), Some("2"));
-    assert_eq!(first.param("page[after]"), None);
-    assert_eq!(hits[1].param("page[after]"), Some("cursor_2"));
-    assert_eq!(hits[1].param("filter[status]"), Some("COMPLETED,FAILED"));
+    assert_eq!(first.param("filter[status]").as_deref(), Some("COMPLETED,FAILED"));
+    assert_eq!(first.param("filter[taskIdentifier]").as_deref(), Some("process-order,send-email"));
+    assert_eq!(first.param("filter[tag]").as_deref(), Some("customer_1"));
+    assert_eq!(first.param("filter[version]").as_deref(), Some("20250923.4"));
+    assert_eq!(first.param("filter[isTest]").as_deref(), Some("false"));
+    assert_eq!(first.param("filter[createdAt][period]").as_deref(), Some("90m"));
+    assert_eq!(first.param("page[size]").as_deref(), Some("2"));
+    assert_eq!(first.param("page[after]").as_deref(), None);
+    assert_eq!(hits[1].param("page[after]").as_deref(), Some("cursor_2"));
+    assert_eq!(hits[1].param("filter[status]").as_deref(), Some("COMPLETED,FAILED"));
     api.stop().await;
 }
 
@@ -479,7 +262,7 @@ async fn list_runs_sends_filters_and_follows_the_cursor() {
 async fn a_429_holds_every_request_until_the_reset() {
     let reset_ms = Arc::new(Mutex::new(0u64));
     let reset = reset_ms.clone();
-    let api = FakeApi::start(move |_, index| {
+    let api = FakeApi::answering(move |_, index| {
         let reset = reset.clone();
         async move {
             if index == 0 {
@@ -514,7 +297,7 @@ async fn a_429_holds_every_request_until_the_reset() {
         tokio::spawn(async move { client.events("run_a").await })
     };
     // Once the 429 has been answered, a second request from a clone must wait as well.
-    while api.hits().is_empty() || client.rate_limiter().held_for().is_none() {
+    while api.requests().is_empty() || client.rate_limiter().held_for().is_none() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let second = client.events("run_b").await.expect("second");
@@ -523,15 +306,15 @@ async fn a_429_holds_every_request_until_the_reset() {
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1900), "waited only {waited:?}");
 
-    let hits = api.hits();
+    let hits = api.requests();
     let reset = *reset_ms.lock().unwrap();
     assert_eq!(hits.len(), 3, "{hits:?}");
     for hit in &hits[1..] {
         assert!(
-            hit.at_ms >= reset,
+            hit.at_unix_ms >= reset,
             "{} reached the server {} ms before the reset",
             hit.path,
-            reset - hit.at_ms
+            reset - hit.at_unix_ms
         );
     }
     assert_eq!(client.remaining(), Some(1499));
@@ -540,7 +323,7 @@ async fn a_429_holds_every_request_until_the_reset() {
 
 #[tokio::test]
 async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
-    let api = FakeApi::start(|_, index| async move {
+    let api = FakeApi::answering(|_, index| async move {
         if index == 0 {
             let body = json!({"status": 429, "secondsUntilReset": 1});
             return (
@@ -556,8 +339,8 @@ async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
     let client = client(&api.url());
     let run = client.retrieve_run("run_a").await.expect("run");
     assert_eq!(run.summary.status, "QUEUED");
-    let hits = api.hits();
-    assert!(hits[1].at_ms - hits[0].at_ms >= 990, "{hits:?}");
+    let hits = api.requests();
+    assert!(hits[1].at_unix_ms - hits[0].at_unix_ms >= 990, "{hits:?}");
     api.stop().await;
 }
 
@@ -565,7 +348,7 @@ async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
 async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
     let reset_ms = Arc::new(Mutex::new(0u64));
     let reset = reset_ms.clone();
-    let api = FakeApi::start(move |_, index| {
+    let api = FakeApi::answering(move |_, index| {
         let reset = reset.clone();
         async move {
             let mut response = ok_json(json!({"events": []}));
@@ -585,12 +368,12 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
     client.events("run_a").await.expect("first");
     assert_eq!(client.remaining(), Some(1));
     client.events("run_a").await.expect("second");
-    let hits = api.hits();
+    let hits = api.requests();
     let reset = *reset_ms.lock().unwrap();
     assert!(
-        hits[1].at_ms >= reset,
+        hits[1].at_unix_ms >= reset,
         "second request {} ms early",
-        reset - hits[1].at_ms
+        reset - hits[1].at_unix_ms
     );
     api.stop().await;
 }
@@ -623,7 +406,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
 
-    let api = FakeApi::start(|_, index| async move {
+    let api = FakeApi::answering(|_, index| async move {
         if index < 2 {
             return json_response(StatusCode::INTERNAL_SERVER_ERROR, r#"{"error":"Something went wrong"}"#);
         }
@@ -636,7 +419,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
         .await
         .expect("third attempt succeeds");
     assert_eq!(events.events.len(), 12);
-    assert_eq!(api.hits().len(), 3);
+    assert_eq!(api.requests().len(), 3);
 
     let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
     assert_eq!(logs.matches("retrying").count(), 2, "{logs}");
@@ -652,7 +435,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
 
 #[tokio::test]
 async fn server_errors_give_up_after_max_attempts() {
-    let api = FakeApi::start(|_, _| async move { json_response(StatusCode::BAD_GATEWAY, "") }).await;
+    let api = FakeApi::answering(|_, _| async move { json_response(StatusCode::BAD_GATEWAY, "") }).await;
     let client = client(&api.url());
     let err = client.retrieve_run("run_a").await.expect_err("always 502");
     assert!(
@@ -667,13 +450,13 @@ async fn server_errors_give_up_after_max_attempts() {
         "{err:?}"
     );
     assert!(err.is_retryable());
-    assert_eq!(api.hits().len(), 3);
+    assert_eq!(api.requests().len(), 3);
     api.stop().await;
 }
 
 #[tokio::test]
 async fn unauthorized_names_the_environment_never_the_key() {
-    let api = FakeApi::start(|_, _| async move {
+    let api = FakeApi::answering(|_, _| async move {
         json_response(StatusCode::UNAUTHORIZED, r#"{"error":"Invalid or Missing API key"}"#)
     })
     .await;
@@ -696,13 +479,13 @@ async fn unauthorized_names_the_environment_never_the_key() {
     assert_no_key(&message);
     assert_no_key(&format!("{err:?}"));
     assert!(!err.is_retryable());
-    assert_eq!(api.hits().len(), 1, "a rejected key is not retried");
+    assert_eq!(api.requests().len(), 1, "a rejected key is not retried");
     api.stop().await;
 }
 
 #[tokio::test]
 async fn a_404_marked_should_retry_is_retried_until_found() {
-    let api = FakeApi::start(|hit, index| async move {
+    let api = FakeApi::answering(|hit, index| async move {
         if hit.path.ends_with("/trace") {
             // Never found: retried `not_found_retries` times, then None.
             return (
@@ -730,17 +513,17 @@ async fn a_404_marked_should_retry_is_retried_until_found() {
         .expect("found on the third try");
     assert_eq!(run.summary.status, "EXECUTING");
     assert!(!run.is_terminal());
-    assert_eq!(api.hits().len(), 3);
+    assert_eq!(api.requests().len(), 3);
 
     assert_eq!(client.trace("run_cm1executing1").await.expect("no error"), None);
-    assert_eq!(api.hits().len(), 3 + 4, "1 try + 3 retries");
+    assert_eq!(api.requests().len(), 3 + 4, "1 try + 3 retries");
     api.stop().await;
 }
 
 #[tokio::test]
 async fn a_plain_404_is_not_found_at_once() {
     let api =
-        FakeApi::start(|_, _| async move { json_response(StatusCode::NOT_FOUND, r#"{"error":"Run not found"}"#) })
+        FakeApi::answering(|_, _| async move { json_response(StatusCode::NOT_FOUND, r#"{"error":"Run not found"}"#) })
             .await;
     let client = client(&api.url());
     let err = client.events("run_gone").await.expect_err("404");
@@ -748,16 +531,16 @@ async fn a_plain_404_is_not_found_at_once() {
     assert!(err.to_string().contains("Run not found"), "{err}");
     assert!(err.to_string().contains("run_gone"), "{err}");
     assert!(!err.is_retryable());
-    assert_eq!(api.hits().len(), 1);
+    assert_eq!(api.requests().len(), 1);
 
     assert_eq!(client.trace("run_gone").await.expect("None, not an error"), None);
-    assert_eq!(api.hits().len(), 2);
+    assert_eq!(api.requests().len(), 2);
     api.stop().await;
 }
 
 #[tokio::test]
 async fn a_slow_server_times_out_is_retried_then_the_error_names_the_timeout() {
-    let api = FakeApi::start(|_, _| async move {
+    let api = FakeApi::answering(|_, _| async move {
         tokio::time::sleep(Duration::from_secs(3)).await;
         ok_json(json!({"events": []}))
     })
@@ -772,51 +555,47 @@ async fn a_slow_server_times_out_is_retried_then_the_error_names_the_timeout() {
     assert!(message.contains("timed out after 200ms"), "{message}");
     assert!(err.is_retryable());
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(api.hits().len(), 3);
+    assert_eq!(api.requests().len(), 3);
     drop(client);
     api.stop().await;
 }
 
 #[tokio::test]
 async fn a_body_that_stalls_for_the_timeout_is_a_timeout() {
-    let server = RawServer::start(RawReply::Stall {
-        stall: Duration::from_secs(3),
-    })
-    .await;
-    let mut config = test_config(&server.url());
+    let api = FakeApi::answering(|_, _| async { broken::stall(Duration::from_secs(3)) }).await;
+    let mut config = test_config(&api.url());
     config.timeout = Duration::from_millis(200);
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let started = Instant::now();
     let err = client.events("run_stalled").await.expect_err("stalled body");
     assert!(matches!(err, ApiError::Timeout { attempts: 3, .. }), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(3));
-    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
-    server.stop();
+    assert_eq!(api.request_count(), 3);
+    api.stop().await;
 }
 
 /// A server sending a valid events body in 8 pieces 200 ms apart (1.6 s in all), and a config
 /// whose 1 s timeout no pause reaches (800 ms of slack for a loaded machine between two pieces).
-async fn trickling() -> (RawServer, TriggerConfig) {
-    let server = RawServer::start(RawReply::Trickle {
-        chunks: 8,
-        gap: Duration::from_millis(200),
+async fn trickling() -> (FakeApi, TriggerConfig) {
+    let api = FakeApi::answering(|_, _| async {
+        broken::trickle(&fixture("finished_run.events.json"), 8, Duration::from_millis(200))
     })
     .await;
-    let mut config = test_config(&server.url());
+    let mut config = test_config(&api.url());
     config.timeout = Duration::from_secs(1);
-    (server, config)
+    (api, config)
 }
 
 #[tokio::test]
 async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
-    let (server, config) = trickling().await;
+    let (api, config) = trickling().await;
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let started = Instant::now();
     let events = client.events("run_trickle").await.expect("steady body");
     assert_eq!(events.events.len(), 19);
     assert!(started.elapsed() >= Duration::from_millis(1400));
-    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
-    server.stop();
+    assert_eq!(api.request_count(), 1);
+    api.stop().await;
 }
 
 /// A body that never stalls for `timeout` but goes on past the overall deadline (a proxy that
@@ -824,7 +603,7 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
 #[tokio::test]
 async fn a_body_still_arriving_at_the_overall_deadline_is_cut() {
     // Never stalls for the timeout, but outlasts the deadline.
-    let (server, config) = trickling().await;
+    let (api, config) = trickling().await;
     let tuning = ClientTuning {
         body_deadline: Duration::from_millis(500),
         ..tuning()
@@ -833,14 +612,14 @@ async fn a_body_still_arriving_at_the_overall_deadline_is_cut() {
     let err = client.events("run_trickle").await.expect_err("past the deadline");
     assert!(matches!(err, ApiError::BodyCut { attempts: 3, .. }), "{err:?}");
     assert!(err.to_string().contains("still arriving after 500ms in all"), "{err}");
-    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
-    server.stop();
+    assert_eq!(api.request_count(), 3);
+    api.stop().await;
 }
 
 #[tokio::test]
 async fn a_body_cut_midway_is_retried_then_reported() {
-    let server = RawServer::start(RawReply::CutShort).await;
-    let client = client(&server.url());
+    let api = FakeApi::answering(|_, _| async { broken::cut_short() }).await;
+    let client = client(&api.url());
     let err = client.events("run_cut").await.expect_err("cut body");
     assert!(matches!(err, ApiError::BodyCut { attempts: 3, .. }), "{err:?}");
     let message = err.to_string();
@@ -849,8 +628,8 @@ async fn a_body_cut_midway_is_retried_then_reported() {
         "{message}"
     );
     assert!(err.is_retryable());
-    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
-    server.stop();
+    assert_eq!(api.request_count(), 3);
+    api.stop().await;
 }
 
 #[tokio::test]
@@ -859,7 +638,7 @@ async fn a_non_json_body_is_quoted() {
         "<html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
         "z".repeat(500)
     );
-    let api = FakeApi::start(move |_, _| {
+    let api = FakeApi::answering(move |_, _| {
         let page = page.clone();
         async move { (StatusCode::OK, [("content-type", "text/html")], page).into_response() }
     })
@@ -874,13 +653,13 @@ async fn a_non_json_body_is_quoted() {
     assert_eq!(endpoint, "/api/v1/runs/run_html/events");
     assert!(err.to_string().contains("502 Bad Gateway"), "{err}");
     assert!(!err.is_retryable());
-    assert_eq!(api.hits().len(), 1);
+    assert_eq!(api.requests().len(), 1);
     api.stop().await;
 }
 
 #[tokio::test]
 async fn json_of_the_wrong_shape_is_invalid_not_retried() {
-    let api = FakeApi::start(|_, _| async move { ok_json(json!({"error": "odd", "data": 1})) }).await;
+    let api = FakeApi::answering(|_, _| async move { ok_json(json!({"error": "odd", "data": 1})) }).await;
     let client = client(&api.url());
     let err = client.events("run_a").await.expect_err("no events key");
     assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
@@ -889,7 +668,7 @@ async fn json_of_the_wrong_shape_is_invalid_not_retried() {
         .await
         .expect_err("data not an array");
     assert!(matches!(err, ApiError::Invalid { .. }), "{err:?}");
-    assert_eq!(api.hits().len(), 2);
+    assert_eq!(api.requests().len(), 2);
     api.stop().await;
 }
 
@@ -905,7 +684,7 @@ async fn bodies_past_max_body_bytes_are_refused_without_reading_them_all() {
         compressed.len() < 10 * MB,
         "the gzip case must be under the limit on the wire"
     );
-    let api = FakeApi::start(move |hit, _| {
+    let api = FakeApi::answering(move |hit, _| {
         let (plain, compressed) = (plain.clone(), compressed.clone());
         async move {
             if hit.path.contains("gzip") {
@@ -937,25 +716,25 @@ async fn bodies_past_max_body_bytes_are_refused_without_reading_them_all() {
     // Small on the wire, 50 MB decompressed: stopped while streaming.
     let err = client.events("run_gzip").await.expect_err("too large decompressed");
     assert!(matches!(err, ApiError::BodyTooLarge { .. }), "{err:?}");
-    assert_eq!(api.hits().len(), 2, "not retried");
+    assert_eq!(api.requests().len(), 2, "not retried");
     api.stop().await;
 
-    // No Content-Length at all (close-delimited): stopped while streaming too.
-    let server = RawServer::start(RawReply::Endless { len: 50 * MB }).await;
-    let mut config = test_config(&server.url());
+    // No Content-Length at all (chunked): stopped while streaming too.
+    let api = FakeApi::answering(|_, _| async { broken::endless(50 * MB) }).await;
+    let mut config = test_config(&api.url());
     config.max_body_bytes = 10 * MB as u64;
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let err = client.events("run_endless").await.expect_err("too large");
     assert!(matches!(err, ApiError::BodyTooLarge { .. }), "{err:?}");
-    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
-    server.stop();
+    assert_eq!(api.request_count(), 1);
+    api.stop().await;
 }
 
 #[tokio::test]
 async fn a_50_mb_body_under_the_limit_parses() {
     let (body, count) = big_events_body(50 * MB);
     let body = Bytes::from(body);
-    let api = FakeApi::start(move |_, _| {
+    let api = FakeApi::answering(move |_, _| {
         let body = body.clone();
         async move { json_response(StatusCode::OK, body) }
     })

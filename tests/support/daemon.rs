@@ -10,10 +10,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+use trigger_otel_bridge::config::secret::SecretString;
 use trigger_otel_bridge::config::BridgeConfig;
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 use trigger_otel_bridge::export::BackoffPolicy;
-use trigger_otel_bridge::secret::SecretString;
 use trigger_otel_bridge::telemetry;
 use trigger_otel_bridge::trigger::{ClientTuning, RateLimitTuning, RetryPolicy};
 
@@ -25,19 +25,26 @@ pub fn config(api: &FakeApi, endpoint: &str, state: &Path, runs: &[&str]) -> Bri
 
 /// [`config`] for an API at `api_url` (another fake, such as Prism).
 pub fn config_at(api_url: &str, endpoint: &str, state: &Path, runs: &[impl AsRef<str>]) -> BridgeConfig {
-    let mut config = BridgeConfig::default();
-    config.trigger.api_url = api_url.to_owned();
-    config.trigger.secret_key = SecretString::new(SECRET_KEY);
-    config.runs.ids = runs.iter().map(|r| r.as_ref().to_owned()).collect();
+    let mut config = wired(api_url, endpoint, state, runs);
     config.runs.poll_interval = Duration::from_millis(100);
     config.runs.max_poll_interval = Duration::from_millis(400);
     config.runs.settle = Duration::from_millis(300);
     config.runs.concurrency = 4;
-    config.export.endpoint = endpoint.to_owned();
     config.export.max_batch_spans = 100;
+    config
+}
+
+/// The defaults, wired to an API at `api_url` (with the fake API's key), the collector at
+/// `endpoint` (gRPC unless changed) and state in `state`, watching `runs`; no metrics server
+/// (tests and benchmarks run in parallel: `Running::serving` serves the metrics on a port of its
+/// own).
+pub fn wired(api_url: &str, endpoint: &str, state: &Path, runs: &[impl AsRef<str>]) -> BridgeConfig {
+    let mut config = BridgeConfig::default();
+    config.trigger.api_url = api_url.to_owned();
+    config.trigger.secret_key = SecretString::new(SECRET_KEY);
+    config.runs.ids = runs.iter().map(|r| r.as_ref().to_owned()).collect();
+    config.export.endpoint = endpoint.to_owned();
     config.state.path = state.to_path_buf();
-    // No metrics server on the default port: tests run in parallel; `Running::serving` serves
-    // the metrics on a port of its own.
     config.server.listen = None;
     config
 }

@@ -1,7 +1,9 @@
-//! A real OTLP receiver for tests: opentelemetry-proto's generated tonic `TraceService` and
-//! `LogsService` on one loopback port and axum `/v1/traces` and `/v1/logs` endpoints decoding
-//! protobuf and JSON (gzip or zstd bodies) on another. It records every request it accepted and
-//! can be scripted to fail.
+//! The OTLP receiver of every test and benchmark: opentelemetry-proto's generated tonic
+//! `TraceService`, `LogsService` and `MetricsService` on one loopback port, and axum
+//! `/v1/traces`, `/v1/logs` and `/v1/metrics` endpoints on another (protobuf or JSON as the
+//! library's `OtlpEncoding` reads them, the demo's receiver's core; gzip or zstd bodies). It
+//! records every request it accepted, or for a benchmark only counts them
+//! ([`Receiver::counting`]), and can be scripted to fail.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -9,17 +11,23 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsServiceRequest, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use prost::Message;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
-use trigger_otel_bridge::serving::Served;
+use trigger_otel_bridge::commands::demo::server::OtlpEncoding;
+use trigger_otel_bridge::net::serving::Served;
 
 /// A scripted answer for the next request instead of accepting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +40,13 @@ pub enum Fault {
 pub struct Recorder {
     pub requests: Mutex<Vec<ExportTraceServiceRequest>>,
     pub log_requests: Mutex<Vec<ExportLogsServiceRequest>>,
+    pub metric_requests: Mutex<Vec<ExportMetricsServiceRequest>>,
+    /// Keep only the counts below, not the requests (a benchmark's receiver must stay small).
+    pub counting_only: AtomicBool,
+    /// Spans accepted, duplicates included.
+    pub span_count: AtomicU64,
+    /// Distinct span ids accepted (to tell duplicates from new spans).
+    pub span_ids: Mutex<HashSet<Vec<u8>>>,
     pub faults: Mutex<VecDeque<Fault>>,
     /// Requests holding a span with this name, or a log record with this body, are rejected as
     /// invalid data (400 / InvalidArgument).
@@ -47,7 +62,7 @@ pub struct Recorder {
     pub content_encodings: Mutex<Vec<String>>,
     /// The headers (HTTP) or metadata (gRPC) of every request.
     pub headers: Mutex<Vec<HeaderMap>>,
-    /// Bodies `/v1/traces` could not decode (answered 400), with the decoder's error.
+    /// Bodies the HTTP endpoints could not decode (answered 400), with the decoder's error.
     pub decode_errors: Mutex<Vec<String>>,
 }
 
@@ -58,31 +73,62 @@ pub enum Verdict {
     TooLarge,
 }
 
-/// A request of either signal, as decoded.
-pub trait Export: prost::Message + Default + serde::de::DeserializeOwned + Clone {
+/// A request of any signal, as decoded.
+pub trait Export: prost::Message + Default + serde::de::DeserializeOwned + Clone + 'static {
     type Response: prost::Message + Default + serde::Serialize;
-    /// Span names or log bodies (what `poison_name` is matched against).
+    /// What a record is, for error messages.
+    const RECORD: &'static str;
+    /// Span names, log bodies or metric names (what `poison_name` is matched against).
     fn names(&self) -> Vec<String>;
     fn record(self, recorder: &Recorder);
 }
 
 impl Export for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
+    const RECORD: &'static str = "span";
     fn names(&self) -> Vec<String> {
         spans_of(self).into_iter().map(|s| s.name).collect()
     }
     fn record(self, recorder: &Recorder) {
-        recorder.requests.lock().unwrap().push(self);
+        let mut count = 0;
+        {
+            let mut ids = recorder.span_ids.lock().unwrap();
+            for span in self
+                .resource_spans
+                .iter()
+                .flat_map(|r| &r.scope_spans)
+                .flat_map(|s| &s.spans)
+            {
+                ids.insert(span.span_id.clone());
+                count += 1;
+            }
+        }
+        recorder.span_count.fetch_add(count, Ordering::Relaxed);
+        if !recorder.counting_only.load(Ordering::Relaxed) {
+            recorder.requests.lock().unwrap().push(self);
+        }
     }
 }
 
 impl Export for ExportLogsServiceRequest {
     type Response = ExportLogsServiceResponse;
+    const RECORD: &'static str = "log record";
     fn names(&self) -> Vec<String> {
         logs_of(self).into_iter().map(|l| body_text(&l)).collect()
     }
     fn record(self, recorder: &Recorder) {
         recorder.log_requests.lock().unwrap().push(self);
+    }
+}
+
+impl Export for ExportMetricsServiceRequest {
+    type Response = ExportMetricsServiceResponse;
+    const RECORD: &'static str = "metric";
+    fn names(&self) -> Vec<String> {
+        metrics_of(self).into_iter().map(|m| m.name).collect()
+    }
+    fn record(self, recorder: &Recorder) {
+        recorder.metric_requests.lock().unwrap().push(self);
     }
 }
 
@@ -124,23 +170,24 @@ impl Recorder {
     pub fn logs(&self) -> Vec<LogRecord> {
         self.log_requests.lock().unwrap().iter().flat_map(logs_of).collect()
     }
-}
 
-pub fn logs_of(request: &ExportLogsServiceRequest) -> Vec<LogRecord> {
-    request
-        .resource_logs
-        .iter()
-        .flat_map(|r| &r.scope_logs)
-        .flat_map(|s| s.log_records.clone())
-        .collect()
-}
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.metric_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(metrics_of)
+            .collect()
+    }
 
-/// A log record's body as text ("" when it is not a string).
-pub fn body_text(record: &LogRecord) -> String {
-    use opentelemetry_proto::tonic::common::v1::any_value::Value;
-    match record.body.as_ref().and_then(|b| b.value.as_ref()) {
-        Some(Value::StringValue(text)) => text.clone(),
-        _ => String::new(),
+    /// Spans accepted so far, duplicates included (kept by a counting receiver too).
+    pub fn span_count(&self) -> u64 {
+        self.span_count.load(Ordering::Relaxed)
+    }
+
+    /// Distinct span ids accepted so far (kept by a counting receiver too).
+    pub fn distinct_spans(&self) -> usize {
+        self.span_ids.lock().unwrap().len()
     }
 }
 
@@ -153,14 +200,40 @@ pub fn spans_of(request: &ExportTraceServiceRequest) -> Vec<Span> {
         .collect()
 }
 
+pub fn logs_of(request: &ExportLogsServiceRequest) -> Vec<LogRecord> {
+    request
+        .resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .flat_map(|s| s.log_records.clone())
+        .collect()
+}
+
+pub fn metrics_of(request: &ExportMetricsServiceRequest) -> Vec<Metric> {
+    request
+        .resource_metrics
+        .iter()
+        .flat_map(|r| &r.scope_metrics)
+        .flat_map(|s| s.metrics.clone())
+        .collect()
+}
+
+/// A log record's body as text ("" when it is not a string).
+pub fn body_text(record: &LogRecord) -> String {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match record.body.as_ref().and_then(|b| b.value.as_ref()) {
+        Some(Value::StringValue(text)) => text.clone(),
+        _ => String::new(),
+    }
+}
+
 struct Grpc(Arc<Recorder>);
 
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
+impl Grpc {
+    async fn export<R: Export>(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        request: tonic::Request<R>,
+    ) -> Result<tonic::Response<R::Response>, tonic::Status> {
         self.0
             .headers
             .lock()
@@ -169,11 +242,21 @@ impl TraceService for Grpc {
         let delay = *self.0.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
         match self.0.judge(request.get_ref()) {
-            Verdict::Accept => Ok(tonic::Response::new(ExportTraceServiceResponse::default())),
+            Verdict::Accept => Ok(tonic::Response::new(R::Response::default())),
             Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
-            Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned span")),
+            Verdict::Invalid => Err(tonic::Status::invalid_argument(format!("poisoned {}", R::RECORD))),
             Verdict::TooLarge => Err(tonic::Status::resource_exhausted("received message larger than max")),
         }
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        Grpc::export(self, request).await
     }
 }
 
@@ -183,23 +266,22 @@ impl LogsService for Grpc {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        self.0
-            .headers
-            .lock()
-            .unwrap()
-            .push(request.metadata().clone().into_headers());
-        let delay = *self.0.delay.lock().unwrap();
-        tokio::time::sleep(delay).await;
-        match self.0.judge(request.get_ref()) {
-            Verdict::Accept => Ok(tonic::Response::new(ExportLogsServiceResponse::default())),
-            Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
-            Verdict::Invalid => Err(tonic::Status::invalid_argument("poisoned log record")),
-            Verdict::TooLarge => Err(tonic::Status::resource_exhausted("received message larger than max")),
-        }
+        Grpc::export(self, request).await
     }
 }
 
-/// `/v1/traces` and `/v1/logs`: decode, judge, answer like a collector.
+#[tonic::async_trait]
+impl MetricsService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        Grpc::export(self, request).await
+    }
+}
+
+/// `/v1/traces`, `/v1/logs` and `/v1/metrics`: decompress, decode, judge, answer like a
+/// collector.
 async fn http_export<R: Export>(
     State(recorder): State<Arc<Recorder>>,
     headers: HeaderMap,
@@ -218,45 +300,22 @@ async fn http_export<R: Export>(
             flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
             out
         }
-        "zstd" => zstd_decode(&body),
+        // The zstd crate is in the tree through tonic/opentelemetry-otlp's zstd features.
+        "zstd" => zstd::stream::decode_all(&body[..]).unwrap(),
         _ => body.to_vec(),
     };
-    let json = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("json"));
-    let request: R = if json {
-        match serde_json::from_slice(&raw) {
-            Ok(r) => r,
-            Err(e) => {
-                recorder.decode_errors.lock().unwrap().push(e.to_string());
-                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
-            }
-        }
-    } else {
-        match R::decode(&raw[..]) {
-            Ok(r) => r,
-            Err(e) => {
-                recorder.decode_errors.lock().unwrap().push(e.to_string());
-                return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
-            }
+    let otlp = OtlpEncoding::of(&headers);
+    let request: R = match otlp.decode(&raw) {
+        Ok(request) => request,
+        Err(error) => {
+            recorder.decode_errors.lock().unwrap().push(error.clone());
+            return (StatusCode::BAD_REQUEST, error).into_response();
         }
     };
     let delay = *recorder.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     match recorder.judge(&request) {
-        Verdict::Accept => {
-            let response = R::Response::default();
-            if json {
-                (
-                    [("content-type", "application/json")],
-                    serde_json::to_vec(&response).unwrap(),
-                )
-                    .into_response()
-            } else {
-                ([("content-type", "application/x-protobuf")], response.encode_to_vec()).into_response()
-            }
-        }
+        Verdict::Accept => otlp.accepted::<R::Response>(),
         Verdict::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "0")],
@@ -268,10 +327,9 @@ async fn http_export<R: Export>(
     }
 }
 
-fn zstd_decode(body: &[u8]) -> Vec<u8> {
-    // The zstd crate is in the tree through tonic/opentelemetry-otlp's zstd features.
-    zstd::stream::decode_all(body).unwrap()
-}
+/// gRPC messages up to this size are read: any batch a benchmark sends (tonic's default is
+/// 4 MiB).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
 
 pub struct Receiver {
     pub recorder: Arc<Recorder>,
@@ -284,22 +342,44 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
-        let recorder = Arc::new(Recorder::default());
+        Receiver::serve(Recorder::default()).await
+    }
+
+    /// A receiver that keeps only counts of what it accepted ([`Recorder::span_count`],
+    /// [`Recorder::distinct_spans`]), for benchmarks.
+    pub async fn counting() -> Receiver {
+        Receiver::serve(Recorder {
+            counting_only: AtomicBool::new(true),
+            ..Recorder::default()
+        })
+        .await
+    }
+
+    async fn serve(recorder: Recorder) -> Receiver {
+        let recorder = Arc::new(recorder);
         let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let http_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let grpc_addr = grpc_listener.local_addr().unwrap();
         let http_addr = http_listener.local_addr().unwrap();
         let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
-        let service = TraceServiceServer::new(Grpc(recorder.clone()))
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
-        let logs_service = LogsServiceServer::new(Grpc(recorder.clone()))
-            .accept_compressed(tonic::codec::CompressionEncoding::Gzip)
-            .accept_compressed(tonic::codec::CompressionEncoding::Zstd);
+        use tonic::codec::CompressionEncoding::{Gzip, Zstd};
+        let traces = TraceServiceServer::new(Grpc(recorder.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd)
+            .max_decoding_message_size(MAX_MESSAGE);
+        let logs = LogsServiceServer::new(Grpc(recorder.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd)
+            .max_decoding_message_size(MAX_MESSAGE);
+        let metrics = MetricsServiceServer::new(Grpc(recorder.clone()))
+            .accept_compressed(Gzip)
+            .accept_compressed(Zstd)
+            .max_decoding_message_size(MAX_MESSAGE);
         let grpc = tokio::spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(service)
-                .add_service(logs_service)
+                .add_service(traces)
+                .add_service(logs)
+                .add_service(metrics)
                 .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc_listener), async {
                     let _ = grpc_stopped.await;
                 })
@@ -312,6 +392,10 @@ impl Receiver {
                 axum::routing::post(http_export::<ExportTraceServiceRequest>),
             )
             .route("/v1/logs", axum::routing::post(http_export::<ExportLogsServiceRequest>))
+            .route(
+                "/v1/metrics",
+                axum::routing::post(http_export::<ExportMetricsServiceRequest>),
+            )
             .with_state(recorder.clone());
         let http = Served::spawn(http_listener, app).unwrap();
         Receiver {
