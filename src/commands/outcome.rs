@@ -49,14 +49,19 @@ impl CommandError {
         let usage = match self {
             CommandError::Usage(_) | CommandError::Config(_) => true,
             CommandError::Convert(error) => matches!(error, ConvertError::BadTraceId(_)),
-            CommandError::Export(error) => matches!(
-                error,
-                BackfillError::NothingToExport | BackfillError::Config(_) | BackfillError::Export(_)
-            ),
+            CommandError::Export(error) => match error {
+                BackfillError::NothingToExport | BackfillError::Config(_) => true,
+                BackfillError::Export(error) => error.is_config(),
+                BackfillError::Api(_) => false,
+            },
             CommandError::Inspect(error) => matches!(error, InspectError::Config(_)),
             CommandError::Demo(DemoError::Speed(_) | DemoError::Protocol(_)) => true,
             CommandError::Demo(DemoError::Daemon(error)) | CommandError::Daemon(error) => {
-                matches!(error, DaemonError::Config(_) | DaemonError::Export(_))
+                match error {
+                    DaemonError::Config(_) => true,
+                    DaemonError::Export(error) => error.is_config(),
+                    _ => false,
+                }
             }
             CommandError::Demo(DemoError::Io(_))
             | CommandError::Runtime(_)

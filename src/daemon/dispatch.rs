@@ -4,7 +4,7 @@
 use super::Loop;
 use crate::fetch::poll::{poll, PollJob};
 use crate::schedule::poll_capacity;
-use crate::schedule::watched::WatchedRun;
+use crate::schedule::watched::{Phase, WatchedRun};
 use crate::telemetry::events::PollStarted;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -91,6 +91,9 @@ impl Loop {
             capacity,
             enrich: self.enrich,
             span_properties: run.span_properties.clone(),
+            skip_if_unchanged: run
+                .body_hash
+                .filter(|_| run.phase == Phase::Watching && run.backlog == 0),
         };
         self.reserved.reserve(id.clone(), capacity);
         self.in_flight.spawn(poll(self.client.clone(), job));

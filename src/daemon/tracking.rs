@@ -8,7 +8,7 @@ use crate::commit::RunRecord;
 use crate::discover::shard;
 use crate::fetch::poll::PollResult;
 use crate::schedule::watched::{self, Phase, RetireReason, WatchedRun};
-use crate::telemetry::events::{InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
+use crate::telemetry::events::{BodyUnchanged, InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
 use crate::trigger::ApiError;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -152,7 +152,8 @@ impl Loop {
             }
             None => run.polls_since_status += 1,
         }
-        run.last_had_partials = result.had_partials;
+        run.last_had_partials = result.had_partials.unwrap_or(run.last_had_partials);
+        run.body_hash = Some(result.body_hash);
         for (reason, tally) in result.invalid.iter() {
             let counted = run.invalid_counted.entry(reason.as_str()).or_default();
             if tally.count > *counted {
@@ -170,8 +171,15 @@ impl Loop {
         if let Some(properties) = result.span_properties {
             run.span_properties = Some(properties);
         }
-        let changed = run.fingerprint != Some(result.fingerprint) || !result.records.is_empty();
-        run.fingerprint = Some(result.fingerprint);
+        let fingerprint = match result.fingerprint {
+            Some(fingerprint) => Some(fingerprint),
+            None => {
+                BodyUnchanged { run_id: &id }.emit(&self.stats);
+                run.fingerprint
+            }
+        };
+        let changed = run.fingerprint != fingerprint || !result.records.is_empty();
+        run.fingerprint = fingerprint;
         run.backlog = result.left_behind;
         if !result.records.is_empty() {
             let exported = Arc::make_mut(&mut run.exported);

@@ -7,7 +7,7 @@ use crate::convert::ids::span_identity;
 use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};
 use crate::fetch::fetch_trace;
 use crate::trigger::model::Field;
-use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
+use crate::trigger::{ApiError, EventsFetch, RunDetails, RunTrace, TriggerClient};
 use opentelemetry::trace::SpanId;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -30,6 +30,10 @@ pub struct PollJob {
     /// `conversion.enrich`, and the span properties read from the trace so far.
     pub enrich: bool,
     pub span_properties: Option<Arc<HashMap<String, Value>>>,
+    /// The body hash of the run's last parsed poll, when a byte-identical body may be skipped:
+    /// the run is watched (not finalising, whose poll exports partial spans) and its last poll
+    /// left nothing behind, so converting the same bytes again would give nothing new.
+    pub skip_if_unchanged: Option<u64>,
 }
 
 pub struct PollResult {
@@ -37,8 +41,12 @@ pub struct PollResult {
     /// The trace, when it was asked for on this poll.
     pub trace: Option<Option<RunTrace>>,
     pub details: Option<RunDetails>,
-    pub fingerprint: u64,
-    pub had_partials: bool,
+    /// The events body's [`crate::trigger::model::body_hash`].
+    pub body_hash: u64,
+    /// `None` when the body was byte-identical to the last one and not parsed (then nothing
+    /// is to be exported, and the fingerprint and partials are the last poll's).
+    pub fingerprint: Option<u64>,
+    pub had_partials: Option<bool>,
     /// Spans, then log records (`otlp_logs`), to export.
     pub records: Vec<Record>,
     /// Records `capacity` cut off (they come on a later poll); 0 when the poll was complete.
@@ -64,7 +72,23 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     } else {
         None
     };
-    let events = client.events(run_id).await?.events;
+    let (body_hash, events) = match client.events_unless_unchanged(run_id, job.skip_if_unchanged).await? {
+        EventsFetch::Unchanged { hash } => {
+            return Ok(PollResult {
+                run_id: job.run_id.clone(),
+                trace,
+                details,
+                body_hash: hash,
+                fingerprint: None,
+                had_partials: None,
+                records: Vec::new(),
+                left_behind: 0,
+                invalid: InvalidReport::default(),
+                span_properties: None,
+            })
+        }
+        EventsFetch::Parsed { hash, events } => (hash, events.events),
+    };
     let fingerprint = fingerprint(&events);
     let had_partials = has_partials(&events);
 
@@ -120,8 +144,9 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         run_id: job.run_id.clone(),
         trace,
         details,
-        fingerprint,
-        had_partials,
+        body_hash,
+        fingerprint: Some(fingerprint),
+        had_partials: Some(had_partials),
         records,
         left_behind,
         invalid: conversion.invalid,

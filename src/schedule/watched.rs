@@ -90,6 +90,8 @@ pub struct WatchedRun {
     pub backlog: usize,
     pub interval: Duration,
     pub fingerprint: Option<u64>,
+    /// The last events body's hash: a byte-identical body is not parsed again.
+    pub body_hash: Option<u64>,
     pub polls_since_status: u32,
     /// Polls that failed since the last one that succeeded.
     pub failures_in_a_row: u32,
@@ -124,6 +126,7 @@ impl WatchedRun {
             backlog: 0,
             interval: lifecycle.poll_interval,
             fingerprint: None,
+            body_hash: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
             failures_in_a_row: 0,
             status_seen_at: None,

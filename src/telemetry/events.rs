@@ -56,6 +56,19 @@ impl PollFinished<'_> {
     }
 }
 
+/// A poll's events body was byte-identical to the last one, so it was not parsed again.
+pub struct BodyUnchanged<'a> {
+    pub run_id: &'a str,
+}
+
+impl BodyUnchanged<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::trace!(run_id = self.run_id, "events body unchanged; not parsed");
+        metrics.polls_unchanged.fetch_add(1, Ordering::Relaxed);
+        metrics.prom.polls_unchanged.inc();
+    }
+}
+
 /// A poll failed after the client's retries; the run is polled again later.
 pub struct PollFailed<'a, E: Display> {
     pub run_id: &'a str,

@@ -48,6 +48,7 @@ pub(super) struct Prom {
     runs_watched: Gauge,
     pub runs_retired: Family<ReasonLabel, Counter>,
     pub polls: Counter,
+    pub polls_unchanged: Counter,
     pub poll_errors: Counter,
     pub poll_lag: Histogram,
     pub api_requests: Family<ApiLabels, Counter>,
@@ -70,6 +71,7 @@ impl Prom {
             runs_watched: Gauge::default(),
             runs_retired: Family::default(),
             polls: Counter::default(),
+            polls_unchanged: Counter::default(),
             poll_errors: Counter::default(),
             poll_lag: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
             api_requests: Family::default(),
@@ -119,8 +121,13 @@ impl Prom {
             prom.rate_limit_remaining.clone(),
         );
         // The plain counters: a table, so each is one line of name and help.
-        let counters: [(&str, &str, &Counter); 8] = [
+        let counters: [(&str, &str, &Counter); 9] = [
             ("polls", "Polls of a run that finished", &prom.polls),
+            (
+                "polls_unchanged",
+                "Polls whose events body was byte-identical to the run's last one, so not parsed again",
+                &prom.polls_unchanged,
+            ),
             (
                 "poll_errors",
                 "Polls that failed (after the client's retries)",
@@ -187,6 +194,7 @@ pub struct Metrics {
     pub runs_watched: AtomicUsize,
     pub runs_retired: AtomicU64,
     pub polls: AtomicU64,
+    pub polls_unchanged: AtomicU64,
     pub poll_errors: AtomicU64,
     pub spans_exported: AtomicU64,
     pub spans_rejected: AtomicU64,
@@ -220,6 +228,7 @@ impl fmt::Debug for Metrics {
             .field("runs_watched", &load_usize(&self.runs_watched))
             .field("runs_retired", &load(&self.runs_retired))
             .field("polls", &load(&self.polls))
+            .field("polls_unchanged", &load(&self.polls_unchanged))
             .field("poll_errors", &load(&self.poll_errors))
             .field("spans_exported", &load(&self.spans_exported))
             .field("spans_rejected", &load(&self.spans_rejected))
@@ -241,6 +250,7 @@ impl Metrics {
             runs_watched: AtomicUsize::new(0),
             runs_retired: AtomicU64::new(0),
             polls: AtomicU64::new(0),
+            polls_unchanged: AtomicU64::new(0),
             poll_errors: AtomicU64::new(0),
             spans_exported: AtomicU64::new(0),
             spans_rejected: AtomicU64::new(0),

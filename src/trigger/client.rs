@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use super::api_types::{RunDetails, RunFilters, RunPage, RunTrace};
 use super::error::ApiError;
-use super::model::EventsBody;
+use super::model::{body_hash, EventsBody};
 use super::rate_limit::{RateLimitTuning, RateLimiter, ServerBudget};
 use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
 use crate::config::TriggerConfig;
@@ -64,6 +64,13 @@ impl Default for ClientTuning {
 
 /// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
 /// budget.
+/// An events body, parsed, or known to be byte-identical to an earlier one.
+#[derive(Debug)]
+pub enum EventsFetch {
+    Unchanged { hash: u64 },
+    Parsed { hash: u64, events: EventsBody },
+}
+
 #[derive(Clone)]
 pub struct TriggerClient {
     inner: Arc<Inner>,
@@ -204,6 +211,26 @@ impl TriggerClient {
         let call = self.run_call("events", run_id, &["api", "v1", "runs", run_id, "events"])?;
         self.get(&call, |body| {
             EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))
+        })
+        .await
+    }
+
+    /// `GET /api/v1/runs/{runId}/events`, unless its body is byte-identical to the one whose
+    /// [`body_hash`] is `unchanged_from`: then it is not parsed (a live run re-read on every poll
+    /// costs a hash, not a parse).
+    pub async fn events_unless_unchanged(
+        &self,
+        run_id: &str,
+        unchanged_from: Option<u64>,
+    ) -> Result<EventsFetch, ApiError> {
+        let call = self.run_call("events", run_id, &["api", "v1", "runs", run_id, "events"])?;
+        self.get(&call, |body| {
+            let hash = body_hash(body);
+            if unchanged_from == Some(hash) {
+                return Ok(EventsFetch::Unchanged { hash });
+            }
+            let events = EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))?;
+            Ok(EventsFetch::Parsed { hash, events })
         })
         .await
     }

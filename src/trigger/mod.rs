@@ -11,7 +11,7 @@ pub mod rate_limit;
 pub mod retry;
 
 pub use api_types::{RunDetails, RunFilters, RunPage, RunSummary, RunTrace};
-pub use client::{ClientTuning, TriggerClient};
+pub use client::{ClientTuning, EventsFetch, TriggerClient};
 pub use error::ApiError;
 pub use rate_limit::{RateLimitTuning, RateLimiter};
 pub use retry::RetryPolicy;

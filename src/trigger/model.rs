@@ -16,6 +16,15 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::fmt;
 
+/// A hash of a whole response body, to tell a byte-identical one from the last without parsing
+/// it: foldhash with a fixed seed reads about 10 GB/s, a 9 MB body in about a millisecond, where
+/// parsing it costs tens. Not for adversarial inputs (Trigger.dev is trusted to not craft
+/// collisions); a collision would only delay new spans until the body changes again.
+pub fn body_hash(body: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::with_seed(0x7472_6967_6765_7221).hash_one(body)
+}
+
 /// One element of the `events` array, fields as they arrived.
 ///
 /// Each known field is a [`Field`]: scalars are held typed and compact, an array or object as
