@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use support::daemon::{config, fast_options, Fakes, Running};
 use support::fake_api::{FakeApi, FakeRun};
 use support::generate;
-use support::otlp_receiver::Receiver;
 use support::hex;
+use support::otlp_receiver::Receiver;
 use support::process::wait_until;
 use trigger_otel_bridge::config::Shard;
 
@@ -136,11 +136,40 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     // Retired runs are not polled any more.
     let polls = api.request_count();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(
-        api.request_count(),
-        polls,
-        "no polling after retirement"
-    );
+    assert_eq!(api.request_count(), polls, "no polling after retirement");
+    daemon.stop().await;
+    fakes.stop().await;
+}
+
+/// A live run re-read on every poll: a byte-identical body is hashed, not parsed, and exports
+/// nothing; the first body that differs is parsed and its newly finished spans go out, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_body_is_not_parsed_again_and_the_next_change_is_exported_once() {
+    let executing = FakeRun::fixture("executing_run");
+    let fakes = Fakes::start([executing.clone()]).await;
+    let (api, receiver) = (&fakes.api, &fakes.receiver);
+    let daemon = Running::start(fakes.config(&["run_cm1executing1"]), fast_options());
+    wait_until("the 4 finished spans", Duration::from_secs(10), || {
+        receiver.recorder.spans().len() >= 4
+    })
+    .await;
+    daemon
+        .wait_for("three polls of an unchanged body", Duration::from_secs(10), |s| {
+            s.polls_unchanged.load(Ordering::Relaxed) >= 3
+        })
+        .await;
+    assert_eq!(receiver.recorder.spans().len(), 4, "an unchanged body exports nothing");
+    let polls = daemon.stats.polls.load(Ordering::Relaxed);
+    let unchanged = daemon.stats.polls_unchanged.load(Ordering::Relaxed);
+    assert!(unchanged < polls, "the first poll parsed: {unchanged} of {polls}");
+
+    api.set(finished_version(&executing));
+    daemon
+        .wait_for("the run retired", Duration::from_secs(20), |s| {
+            s.runs_retired.load(Ordering::Relaxed) == 1
+        })
+        .await;
+    all_spans_once(receiver, &[("run_cm1executing1".to_owned(), 7)]);
     daemon.stop().await;
     fakes.stop().await;
 }
