@@ -72,22 +72,12 @@ impl FetchedRun {
     /// [`FetchedRun::convert`] with enrichment on or off.
     pub fn convert_with(&mut self, logs: LogsMode, enrich: bool, exported: &dyn ExportedSpans) -> Conversion {
         let state = self.run_state();
-        self.convert_inner(state, logs, enrich, exported)
+        self.convert_as(state, logs, enrich, exported)
     }
 
     /// [`FetchedRun::convert_with`] with the run seen in `state` (`inspect` shows a live run's
     /// running spans by converting it as if it ended now).
     pub fn convert_as(
-        &mut self,
-        state: RunState,
-        logs: LogsMode,
-        enrich: bool,
-        exported: &dyn ExportedSpans,
-    ) -> Conversion {
-        self.convert_inner(state, logs, enrich, exported)
-    }
-
-    fn convert_inner(
         &mut self,
         state: RunState,
         logs: LogsMode,

@@ -1,12 +1,10 @@
 //! What the waterfall draws, as plain data: [`SpanView`] and [`EventView`], made from the
 //! converter's `SpanData` or from the OTLP spans a collector receives, so both give the same picture.
 
-use opentelemetry::trace::{SpanId, Status};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use opentelemetry_sdk::trace::SpanData;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One span as the waterfall needs it. Times are Unix nanoseconds; ids are lowercase hex.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,11 +46,6 @@ impl EventView {
     }
 }
 
-fn unix_nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -87,44 +80,10 @@ fn any_value_text(value: Option<&AnyValue>) -> String {
 }
 
 impl SpanView {
-    /// From the converter's output.
+    /// From the converter's output: as OTLP carries it, by `opentelemetry-proto`'s own transform
+    /// (the one the export request is built with), so both commands draw the same thing.
     pub fn from_span_data(span: &SpanData) -> SpanView {
-        let attribute = |key: &str| {
-            span.attributes
-                .iter()
-                .find(|kv| kv.key.as_str() == key)
-                .map(|kv| kv.value.as_str().into_owned())
-        };
-        let flag = |key: &str| attribute(key).is_some_and(|v| v == "true");
-        SpanView {
-            trace_id: span.span_context.trace_id().to_string(),
-            span_id: span.span_context.span_id().to_string(),
-            parent_id: (span.parent_span_id != SpanId::INVALID).then(|| span.parent_span_id.to_string()),
-            name: span.name.to_string(),
-            start: unix_nanos(span.start_time),
-            end: unix_nanos(span.end_time),
-            error: match &span.status {
-                Status::Error { description } => Some(description.to_string()),
-                _ => None,
-            },
-            cancelled: flag("trigger.cancelled"),
-            partial: flag("trigger.partial"),
-            level: attribute("trigger.level"),
-            run_id: attribute("trigger.run_id"),
-            events: span
-                .events
-                .iter()
-                .map(|event| EventView {
-                    name: event.name.to_string(),
-                    time: unix_nanos(event.timestamp),
-                    attributes: event
-                        .attributes
-                        .iter()
-                        .map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
-                        .collect(),
-                })
-                .collect(),
-        }
+        SpanView::from_otlp(&OtlpSpan::from(span.clone()))
     }
 
     /// From a span as OTLP carries it (what a collector receives).
