@@ -1,6 +1,6 @@
-//! End to end (issue 6, item 4): the built `trigger-otel-bridge run` as a child process, polling a
-//! fake Trigger.dev API and exporting over OTLP/gRPC (gzip, the default) to a counting receiver,
-//! both on loopback in this process. Measures, per scenario:
+//! End to end (issue 6, item 4): the built `trigger-otel-bridge run` as a child process, polling
+//! the test kit's fake Trigger.dev API and exporting over OTLP/gRPC (gzip, the default) to its
+//! receiver in counting mode, both on loopback in this process. Measures, per scenario:
 //!
 //! - spans per second: every span the runs hold, from the bridge's start until the receiver has
 //!   all of them (process start, SQLite, first polls included);
@@ -19,19 +19,16 @@
 //! `E2E_MAX_PENDING=N` sets `export.max_pending_spans` (default 100,000).
 //! This is a report, not a test: it fails only when the bridge fails to deliver.
 
-#[path = "support/api.rs"]
-mod api;
-#[path = "support/collector.rs"]
-mod collector;
-#[path = "support/process.rs"]
-mod process;
 #[path = "support/realistic.rs"]
 mod realistic;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use axum::body::Bytes;
-use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::fake_api::{FakeApi, FakeRun};
+use support::otlp_receiver::Receiver;
+use support::{daemon, generate, process};
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::{convert_events, NothingExported, RunInfo, RunState};
 use trigger_otel_bridge::trigger::model::EventsBody;
@@ -78,36 +75,16 @@ struct Measured {
 }
 
 fn write_config(dir: &Path, api_url: &str, endpoint: &str, run_ids: &[String], budget: u32) -> std::path::PathBuf {
-    let ids: Vec<String> = run_ids.iter().map(|id| format!("\"{id}\"")).collect();
-    let text = format!(
-        r#"[trigger]
-api_url = "{api_url}"
-requests_per_minute = {budget}
-[runs]
-ids = [{ids}]
-poll_interval = "1s"
-max_poll_interval = "5s"
-settle = "2s"
-[export]
-endpoint = "{endpoint}"
-protocol = "grpc"
-{pending}
-[state]
-path = "{state}"
-[server]
-listen = ""
-[log]
-level = "warn"
-"#,
-        ids = ids.join(", "),
-        state = dir.join("state.db").display(),
-        pending = std::env::var("E2E_MAX_PENDING")
-            .map(|n| format!("max_pending_spans = {n}"))
-            .unwrap_or_default(),
-    );
-    let path = dir.join("bridge.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut config = daemon::wired(api_url, endpoint, &dir.join("state.db"), run_ids);
+    config.trigger.requests_per_minute = budget;
+    config.runs.poll_interval = Duration::from_secs(1);
+    config.runs.max_poll_interval = Duration::from_secs(5);
+    config.runs.settle = Duration::from_secs(2);
+    if let Some(pending) = std::env::var("E2E_MAX_PENDING").ok().and_then(|n| n.parse().ok()) {
+        config.export.max_pending_spans = pending;
+    }
+    config.log.level = "warn".to_owned();
+    process::write_config(dir, "bridge.toml", &config)
 }
 
 /// How many OTLP spans the bridge will export for this body (the converter, in process).
@@ -120,33 +97,32 @@ fn expected_spans(run_id: &str, body: &[u8]) -> u64 {
 }
 
 async fn run_scenario(scenario: &Scenario, repetition: usize) -> Measured {
-    let mut served = HashMap::new();
+    let api = FakeApi::start([]).await;
     let mut ids = Vec::new();
     let mut expected = 0;
     for i in 0..scenario.runs {
         let id = format!("run_bench{}_{i:04}", scenario.name.replace(['x', '-'], "_"));
-        let body = realistic::run_body(&id, scenario.events, 7 + i as u64);
-        expected += expected_spans(&id, &body);
-        served.insert(
-            id.clone(),
-            api::Served {
-                events: Bytes::from(body),
-                run: api::run_body(&id, true),
-            },
-        );
+        let events = realistic::run_events(&id, scenario.events, 7 + i as u64);
+        expected += expected_spans(&id, &serde_json::to_vec(&events).unwrap());
+        api.add(FakeRun {
+            events,
+            trace: None,
+            run: generate::run(&id, "process-order", "COMPLETED", true),
+        });
         ids.push(id);
     }
-    let api = api::FakeApi::start(served).await;
-    let collector = collector::Collector::start().await;
+    let receiver = Receiver::counting().await;
     let dir = process::work_dir(&format!("end_to_end-{}-{repetition}", scenario.name));
-    let config = write_config(&dir, &api.url(), &collector.endpoint(), &ids, scenario.budget);
+    let config = write_config(&dir, &api.url(), &receiver.grpc_endpoint(), &ids, scenario.budget);
 
     let started = Instant::now();
-    let mut child = process::spawn_bridge(&config, &dir.join("bridge.log"), api::SECRET_KEY);
-    let pid = child.id();
+    let mut child = process::bridge(&["run"], &config, &dir.join("bridge.log"))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
     let mut last = process::Usage::default();
     let limit = Duration::from_secs(300);
-    while (collector.received.distinct() as u64) < expected {
+    while (receiver.recorder.distinct_spans() as u64) < expected {
         if let Ok(Some(status)) = child.try_wait() {
             panic!(
                 "the bridge exited early ({status}): {}",
@@ -161,31 +137,38 @@ async fn run_scenario(scenario: &Scenario, repetition: usize) -> Measured {
     }
     let wall_s = started.elapsed().as_secs_f64();
     let at_end = process::usage(pid).unwrap_or(last);
-    let status = process::stop(&mut child, Duration::from_secs(15));
+    let status = process::terminate(&mut child, Duration::from_secs(15)).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "the bridge did not stop cleanly: {status:?}"
     );
-    Measured {
+    let measured = Measured {
         wall_s,
         cpu_s: at_end.cpu_s,
         peak_rss_kib: at_end.peak_rss_kib,
         spans: expected,
-        received: collector.received.spans(),
-        requests: api.counters.total(),
-    }
+        received: receiver.recorder.span_count(),
+        requests: api.request_count() as u64,
+    };
+    api.stop().await;
+    receiver.stop().await;
+    measured
 }
 
 /// An idle bridge (no runs): the RSS every scenario starts from.
 async fn idle_baseline() -> process::Usage {
-    let api = api::FakeApi::start(HashMap::new()).await;
-    let collector = collector::Collector::start().await;
+    let api = FakeApi::start([]).await;
+    let receiver = Receiver::counting().await;
     let dir = process::work_dir("end_to_end-idle");
-    let config = write_config(&dir, &api.url(), &collector.endpoint(), &[], 1200);
-    let mut child = process::spawn_bridge(&config, &dir.join("bridge.log"), api::SECRET_KEY);
+    let config = write_config(&dir, &api.url(), &receiver.grpc_endpoint(), &[], 1200);
+    let mut child = process::bridge(&["run"], &config, &dir.join("bridge.log"))
+        .spawn()
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let usage = process::usage(child.id()).unwrap_or_default();
-    process::stop(&mut child, Duration::from_secs(15));
+    let usage = process::usage(child.id().unwrap()).unwrap_or_default();
+    process::terminate(&mut child, Duration::from_secs(15)).await;
+    api.stop().await;
+    receiver.stop().await;
     usage
 }
 

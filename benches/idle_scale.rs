@@ -1,7 +1,7 @@
 //! Idle scale (issue 6, item 4): 10,000 watched runs whose events never change, within the
 //! default request budget of 1,200 a minute. The built `trigger-otel-bridge run` runs as a child
-//! process against a fake API on loopback serving tiny running runs (EXECUTING; a partial root,
-//! one finished span and one log each) and a counting OTLP receiver.
+//! process against the test kit's fake API on loopback serving tiny running runs (EXECUTING; a
+//! partial root, one finished span and one log each) and its OTLP receiver in counting mode.
 //!
 //! After a warm-up it measures, over a window: the bridge's CPU (share of one core, from
 //! /proc/<pid>/stat), its RSS and peak RSS (/proc/<pid>/status), and the requests the fake API
@@ -11,17 +11,14 @@
 //! `cargo bench --bench idle_scale`; `IDLE_RUNS`, `IDLE_WARMUP_S` (default 60) and
 //! `IDLE_MEASURE_S` (default 120) change the scale and the windows. A report, not a test.
 
-#[path = "support/api.rs"]
-mod api;
-#[path = "support/collector.rs"]
-mod collector;
-#[path = "support/process.rs"]
-mod process;
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-use axum::body::Bytes;
-use serde_json::json;
-use std::collections::HashMap;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use support::fake_api::{FakeApi, FakeRun, Request};
+use support::otlp_receiver::Receiver;
+use support::{daemon, generate, process};
 
 const BUDGET_PER_MINUTE: u32 = 1200;
 
@@ -31,10 +28,10 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 /// A small run that is still executing: the root is partial (held back), one child span finished
 /// (exported on the first poll), one log under it (folded into it).
-fn tiny_running_run(run_id: &str, i: usize) -> Bytes {
+fn tiny_running_run(run_id: &str, i: usize) -> Value {
     let id = |n: usize| format!("{:08x}{:08x}", i as u32 + 1, n as u32 + 1);
     let start = 1_758_630_768_120_000_000u64 + i as u64 * 1_000_000;
-    let body = json!({"events": [
+    json!({"events": [
         {"spanId": id(0), "parentId": null, "runId": run_id, "message": "watch-inventory",
          "style": {"icon": "task", "variant": "primary"}, "startTime": start.to_string(), "duration": 0,
          "isError": false, "isPartial": true, "isCancelled": false, "level": "TRACE", "kind": "UNSPECIFIED",
@@ -47,8 +44,30 @@ fn tiny_running_run(run_id: &str, i: usize) -> Bytes {
          "style": {"icon": "info", "variant": "primary"}, "startTime": (start + 20_000_000).to_string(),
          "duration": 0, "isError": false, "isPartial": false, "isCancelled": false, "level": "INFO",
          "kind": "UNSPECIFIED", "attemptNumber": 1, "events": []}
-    ]});
-    Bytes::from(serde_json::to_vec(&body).unwrap())
+    ]})
+}
+
+/// Requests that arrived in `[from, to)`.
+fn between(requests: &[Request], from: Instant, to: Instant) -> usize {
+    requests.iter().filter(|r| r.at >= from && r.at < to).count()
+}
+
+/// The most requests in any window of `window` that lies inside `[from, to)`.
+fn max_in_window(requests: &[Request], from: Instant, to: Instant, window: Duration) -> usize {
+    let times: Vec<Instant> = requests
+        .iter()
+        .map(|r| r.at)
+        .filter(|t| *t >= from && *t < to)
+        .collect();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]) >= window {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 1)]
@@ -60,63 +79,41 @@ async fn main() {
     let warmup = Duration::from_secs(env_or("IDLE_WARMUP_S", 60));
     let window = Duration::from_secs(env_or("IDLE_MEASURE_S", 120));
 
-    let mut served = HashMap::new();
+    let api = FakeApi::start([]).await;
     let mut ids = Vec::with_capacity(runs);
+    let mut body_bytes = 0;
     for i in 0..runs {
         let id = format!("run_idle{i:06}");
-        served.insert(
-            id.clone(),
-            api::Served {
-                events: tiny_running_run(&id, i),
-                run: api::run_body(&id, false),
-            },
-        );
+        let events = tiny_running_run(&id, i);
+        body_bytes = body_bytes.max(serde_json::to_vec(&events).unwrap().len());
+        api.add(FakeRun {
+            events,
+            trace: None,
+            run: generate::run(&id, "process-order", "EXECUTING", false),
+        });
         ids.push(id);
     }
-    let body_bytes = served.values().map(|s| s.events.len()).max().unwrap_or(0);
-    let api = api::FakeApi::start(served).await;
-    let collector = collector::Collector::start().await;
+    let receiver = Receiver::counting().await;
     let dir = process::work_dir("idle_scale");
-    let id_list: Vec<String> = ids.iter().map(|id| format!("\"{id}\"")).collect();
-    let config = dir.join("bridge.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[trigger]
-api_url = "{api}"
-requests_per_minute = {BUDGET_PER_MINUTE}
-[runs]
-ids = [{ids}]
-[export]
-endpoint = "{endpoint}"
-protocol = "grpc"
-[state]
-path = "{state}"
-[server]
-listen = ""
-[log]
-level = "warn"
-"#,
-            api = api.url(),
-            ids = id_list.join(", "),
-            endpoint = collector.endpoint(),
-            state = dir.join("state.db").display(),
-        ),
-    )
-    .unwrap();
+    let mut config = daemon::wired(&api.url(), &receiver.grpc_endpoint(), &dir.join("state.db"), &ids);
+    config.trigger.requests_per_minute = BUDGET_PER_MINUTE;
+    config.log.level = "warn".to_owned();
+    let config = process::write_config(&dir, "bridge.toml", &config);
     println!(
         "idle scale: {runs} running runs (events body {body_bytes} bytes each, never changing), budget {BUDGET_PER_MINUTE} requests/min, default poll intervals (5 s, backing off to 60 s), concurrency 8; warm-up {warmup:?}, window {window:?}; {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
     let started = Instant::now();
-    let mut child = process::spawn_bridge(&config, &dir.join("bridge.log"), api::SECRET_KEY);
-    let pid = child.id();
+    let mut child = process::bridge(&["run"], &config, &dir.join("bridge.log"))
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
     let mut first_request: Option<Duration> = None;
     let mut ticks = 0u64;
     while started.elapsed() < warmup {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if first_request.is_none() && api.counters.total() > 0 {
+        if first_request.is_none() && api.request_count() > 0 {
             first_request = Some(started.elapsed());
         }
         ticks += 1;
@@ -125,8 +122,8 @@ level = "warn"
             println!(
                 "  warm-up {:>4.0} s: {} requests, {} spans received, RSS {:.1} MiB, CPU {:.2} s",
                 started.elapsed().as_secs_f64(),
-                api.counters.total(),
-                collector.received.spans(),
+                api.request_count(),
+                receiver.recorder.span_count(),
                 process::mib(u.rss_kib),
                 u.cpu_s
             );
@@ -140,7 +137,7 @@ level = "warn"
     }
     let before = process::usage(pid).expect("the bridge runs");
     let window_start = Instant::now();
-    let spans_before = collector.received.spans();
+    let spans_before = receiver.recorder.span_count();
     let mut peak_rss = before.rss_kib;
     while window_start.elapsed() < window {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -152,11 +149,12 @@ level = "warn"
     let after = process::usage(pid).expect("the bridge runs");
     let elapsed = window_end.duration_since(window_start).as_secs_f64();
     let cpu_share = (after.cpu_s - before.cpu_s) / elapsed;
-    let requests = api.counters.between(window_start, window_end);
+    let seen = api.requests();
+    let requests = between(&seen, window_start, window_end);
     let per_minute = requests as f64 / (elapsed / 60.0);
-    let busiest = api.counters.max_in_window(started, window_end, Duration::from_secs(60));
-    let by_kind = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    let status = process::stop(&mut child, Duration::from_secs(20));
+    let busiest = max_in_window(&seen, started, window_end, Duration::from_secs(60));
+    let by_kind = |kind: fn(&str) -> bool| seen.iter().filter(|r| kind(&r.path)).count();
+    let status = process::terminate(&mut child, Duration::from_secs(20)).await;
 
     println!(
         "  first request {:.2} s after start",
@@ -175,13 +173,15 @@ level = "warn"
     );
     println!(
         "  requests: {requests} in the window = {per_minute:.0}/min; busiest 60 s of the whole run: {busiest} (budget {BUDGET_PER_MINUTE}/min + 40 burst); totals: {} events, {} trace, {} retrieve-run",
-        by_kind(&api.counters.events),
-        by_kind(&api.counters.trace),
-        by_kind(&api.counters.retrieve)
+        by_kind(|path| path.ends_with("/events")),
+        by_kind(|path| path.ends_with("/trace")),
+        by_kind(|path| path.starts_with("/api/v3/runs/"))
     );
     println!(
         "  spans received: {} in total, {} in the window; the bridge stopped with {status:?}",
-        collector.received.spans(),
-        collector.received.spans() - spans_before
+        receiver.recorder.span_count(),
+        receiver.recorder.span_count() - spans_before
     );
+    api.stop().await;
+    receiver.stop().await;
 }
