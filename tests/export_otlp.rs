@@ -139,7 +139,7 @@ async fn a_poisoned_span_is_isolated_and_only_it_is_dropped() {
     for protocol in [Protocol::Grpc, Protocol::HttpJson] {
         let receiver = Receiver::start().await;
         let spans = fixture_spans("finished_run", "run_cm1finished01");
-        let poison = spans[5].data.name.to_string();
+        let poison = spans[5].span.name.clone();
         *receiver.recorder.poison_name.lock().unwrap() = Some(poison.clone());
         let report = sender(&receiver, protocol, Compression::None, 100)
             .send(spans.clone())

@@ -14,7 +14,7 @@ use support::fake_api::{FakeApi, FakeRun};
 use support::otlp_receiver::Receiver;
 use support::process::bridge_by_env;
 use trigger_otel_bridge::commands::inspect::{convert_for_inspect, print_run, InspectOptions};
-use trigger_otel_bridge::commands::waterfall::{render_span_data, RenderOptions};
+use trigger_otel_bridge::commands::waterfall::{render_spans, RenderOptions};
 use trigger_otel_bridge::config::{BridgeConfig, LogsMode};
 use trigger_otel_bridge::fetch::FetchedRun;
 use trigger_otel_bridge::trigger::model::EventsBody;
@@ -50,7 +50,7 @@ fn the_finished_fixture_renders_as_the_golden_waterfall() {
     let mut run = fetched("finished_run");
     let (conversion, live) = convert_for_inspect(&mut run, LogsMode::SpanEvents, true, 0);
     assert!(!live);
-    let text = render_span_data(conversion.spans.iter().map(|s| &s.data), &RenderOptions::default());
+    let text = render_spans(conversion.spans.iter().map(|s| &s.span), &RenderOptions::default());
     if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| !v.is_empty()) {
         std::fs::create_dir_all(golden_path().parent().unwrap()).unwrap();
         std::fs::write(golden_path(), &text).unwrap();

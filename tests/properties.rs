@@ -13,22 +13,21 @@
 //! Case counts keep the whole file well under 30 s in a debug build.
 
 use opentelemetry::trace::{SpanId, TraceId};
-use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Otlp;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
-use opentelemetry_sdk::trace::SpanData;
 use proptest::prelude::*;
 use proptest::sample::select;
 use prost::Message;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
-use std::time::{SystemTime, UNIX_EPOCH};
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::ids::{derive_trace_id, span_identity, SpanIdentity};
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
 use trigger_otel_bridge::convert::time::parse_start_time;
 use trigger_otel_bridge::convert::{
-    convert_events, flatten_properties, Conversion, InvalidReason, NothingExported, RunInfo, RunState,
+    convert_events, flatten_properties, proto, Conversion, InvalidReason, NothingExported, RunInfo, RunState,
 };
 use trigger_otel_bridge::trigger::model::{EventsBody, Field, RawEvent};
 
@@ -353,15 +352,26 @@ fn keys_are_unique(attributes: &[KeyValue]) -> Result<(), TestCaseError> {
         prop_assert!(
             seen.insert(kv.key.as_str()),
             "key {:?} twice in {:?}",
-            kv.key.as_str(),
+            kv.key,
             attributes
         );
     }
     Ok(())
 }
 
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+fn span_id(span: &OtlpSpan) -> SpanId {
+    SpanId::from_bytes(span.span_id.as_slice().try_into().expect("8 bytes"))
+}
+
+fn trace_id(span: &OtlpSpan) -> TraceId {
+    TraceId::from_bytes(span.trace_id.as_slice().try_into().expect("16 bytes"))
+}
+
+fn parent_id(span: &OtlpSpan) -> SpanId {
+    match span.parent_span_id.as_slice() {
+        [] => SpanId::INVALID,
+        bytes => SpanId::from_bytes(bytes.try_into().expect("8 bytes")),
+    }
 }
 
 fn spans_of(request: &ExportTraceServiceRequest) -> Vec<OtlpSpan> {
@@ -411,11 +421,7 @@ fn check_conversion(
     let mut placed: HashSet<SpanId> = HashSet::new();
     for span in &conversion.spans {
         prop_assert!(!span.covers.is_empty());
-        prop_assert_eq!(
-            span.covers[0],
-            span.data.span_context.span_id(),
-            "a span covers itself first"
-        );
+        prop_assert_eq!(span.covers[0], span_id(&span.span), "a span covers itself first");
         for id in &span.covers {
             prop_assert!(unique.contains(id), "output id {} is no valid input element", id);
             prop_assert!(!exported.contains(id), "{} was exported before", id);
@@ -461,30 +467,33 @@ fn check_conversion(
         }
         map
     });
-    let mut previous: Option<(SystemTime, [u8; 8])> = None;
+    let mut previous: Option<(u64, [u8; 8])> = None;
     for span in &conversion.spans {
-        let data: &SpanData = &span.data;
-        let id = data.span_context.span_id();
-        prop_assert_eq!(data.span_context.trace_id(), run.trace_id);
-        prop_assert_ne!(data.span_context.trace_id(), TraceId::INVALID);
+        let data: &OtlpSpan = &span.span;
+        let id = span_id(data);
+        prop_assert_eq!(trace_id(data), run.trace_id);
+        prop_assert_ne!(trace_id(data), TraceId::INVALID);
         prop_assert_ne!(id, SpanId::INVALID);
-        prop_assert!(data.end_time >= data.start_time);
-        let key = (data.start_time, id.to_bytes());
+        prop_assert!(data.end_time_unix_nano >= data.start_time_unix_nano);
+        let key = (data.start_time_unix_nano, id.to_bytes());
         prop_assert!(previous.is_none_or(|p| p <= key), "spans sorted by start then id");
         previous = Some(key);
         keys_are_unique(&data.attributes)?;
-        for event in &data.events.events {
+        for event in &data.events {
             keys_are_unique(&event.attributes)?;
         }
         if let [only] = copies[&id].as_slice() {
-            prop_assert_eq!(Some(nanos(data.start_time)), parse_start_time(only.start_time.as_ref()));
+            prop_assert_eq!(
+                Some(data.start_time_unix_nano),
+                parse_start_time(only.start_time.as_ref())
+            );
             let parent = only
                 .parent_id
                 .as_ref()
                 .and_then(Field::as_str)
                 .and_then(span_identity)
                 .map_or(SpanId::INVALID, SpanIdentity::id);
-            prop_assert_eq!(data.parent_span_id, parent);
+            prop_assert_eq!(parent_id(data), parent);
         }
     }
 
@@ -494,9 +503,9 @@ fn check_conversion(
         .iter()
         .map(|s| {
             (
-                s.data.span_context.span_id().to_bytes().to_vec(),
-                nanos(s.data.start_time),
-                nanos(s.data.end_time),
+                s.span.span_id.clone(),
+                s.span.start_time_unix_nano,
+                s.span.end_time_unix_nano,
             )
         })
         .collect();
@@ -733,10 +742,10 @@ proptest! {
         let conversion = convert_events(events, &run, mode, &NothingExported);
         prop_assert!(conversion.invalid.is_empty(), "{:?}", conversion.invalid);
 
-        let by_id: HashMap<[u8; 8], &SpanData> = conversion
+        let by_id: HashMap<[u8; 8], &OtlpSpan> = conversion
             .spans
             .iter()
-            .map(|s| (s.data.span_context.span_id().to_bytes(), &s.data))
+            .map(|s| (span_id(&s.span).to_bytes(), &s.span))
             .collect();
         let otlp: HashMap<Vec<u8>, OtlpSpan> = through_protobuf(&conversion)
             .into_iter()
@@ -750,16 +759,17 @@ proptest! {
                 // An event named `log` on its parent, at the log's exact time.
                 let host = by_id[&parent.unwrap()];
                 let covering = conversion.spans.iter().find(|s| s.covers.contains(&SpanId::from_bytes(e.id)));
-                prop_assert_eq!(covering.map(|s| s.data.span_context.span_id().to_bytes()), Some(parent.unwrap()));
-                let event = host.events.events.iter().find(|ev| {
+                prop_assert_eq!(covering.map(|s| span_id(&s.span).to_bytes()), Some(parent.unwrap()));
+                let event = host.events.iter().find(|ev| {
                     ev.attributes.iter().any(|kv| {
-                        kv.key.as_str() == "trigger.span_id" && kv.value.as_str().eq_ignore_ascii_case(&hex(&e.id, false))
+                        kv.key == "trigger.span_id"
+                            && matches!(proto::value(kv), Some(Otlp::StringValue(v)) if v.eq_ignore_ascii_case(&hex(&e.id, false)))
                     })
                 });
                 prop_assert!(event.is_some(), "log {} is an event on its parent", hex(&e.id, false));
                 let event = event.unwrap();
-                prop_assert_eq!(event.name.as_ref(), "log");
-                prop_assert_eq!(nanos(event.timestamp), e.start);
+                prop_assert_eq!(event.name.as_str(), "log");
+                prop_assert_eq!(event.time_unix_nano, e.start);
                 prop_assert!(!by_id.contains_key(&e.id));
                 continue;
             }
@@ -767,13 +777,13 @@ proptest! {
             prop_assert!(data.is_some(), "element {} has its span", hex(&e.id, false));
             let data = data.unwrap();
             let end = if e.is_log { e.start } else { e.start.saturating_add(e.duration) };
-            prop_assert_eq!(format!("{}", data.span_context.trace_id()), trace);
-            prop_assert_eq!(nanos(data.start_time), e.start);
-            prop_assert_eq!(nanos(data.end_time), end);
-            prop_assert_eq!(data.parent_span_id.to_bytes(), parent.unwrap_or([0; 8]));
+            prop_assert_eq!(format!("{}", trace_id(data)), trace);
+            prop_assert_eq!(data.start_time_unix_nano, e.start);
+            prop_assert_eq!(data.end_time_unix_nano, end);
+            prop_assert_eq!(parent_id(data).to_bytes(), parent.unwrap_or([0; 8]));
             // C6: a parent that is not a span of this response (absent, or a log) is remote.
             let remote = parent.is_some_and(|p| !span_parent(&p));
-            prop_assert_eq!(data.parent_span_is_remote, remote);
+            prop_assert_eq!(data.flags & proto::IS_REMOTE != 0, remote);
 
             let wire = &otlp[&e.id.to_vec()];
             prop_assert_eq!(&wire.trace_id, &TraceId::from_hex(trace).unwrap().to_bytes().to_vec());
@@ -819,7 +829,7 @@ proptest! {
     fn flattening_never_duplicates_keys(properties in arb_json(), marker in any::<bool>()) {
         let mut out = Vec::new();
         if marker {
-            out.push(KeyValue::new("trigger.time_invalid", true));
+            out.push(proto::kv("trigger.time_invalid", Otlp::BoolValue(true)));
         }
         flatten_properties(&properties, &mut out);
         keys_are_unique(&out)?;

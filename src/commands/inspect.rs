@@ -127,7 +127,7 @@ pub fn print_run(
     let views: Vec<SpanView> = conversion
         .spans
         .iter()
-        .map(|span| SpanView::from_span_data(&span.data))
+        .map(|span| SpanView::from_otlp(&span.span))
         .collect();
     let render_options = RenderOptions {
         color: options.color,

@@ -1,9 +1,11 @@
-//! Attribute values (mapping rule 12 and the attribute table): JSON → OTel attribute values.
+//! Attribute values (mapping rule 12 and the attribute table): JSON → OTLP attribute values.
 //!
 //! Flattening follows the OTel convention of dotted keys (`exception.message`), so Jaeger and
 //! Tempo show Trigger.dev's exception events like any instrumented exception.
 
-use opentelemetry::{Array, KeyValue, StringValue, Value as AttrValue};
+use super::proto::{array, kv, string};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AttrValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 
@@ -12,7 +14,7 @@ use std::collections::HashSet;
 /// becomes its JSON text. The first occurrence of a key wins, so the result never holds a key
 /// twice (`{"a.b":1,"a":{"b":2}}` gives `a.b = 1`).
 pub fn flatten_properties(properties: &Value, out: &mut Vec<KeyValue>) {
-    let mut seen: HashSet<String> = out.iter().map(|kv| kv.key.as_str().to_owned()).collect();
+    let mut seen: HashSet<String> = out.iter().map(|kv| kv.key.clone()).collect();
     match properties {
         Value::Object(map) => flatten_object("", map, out, &mut seen),
         Value::Null => {}
@@ -37,15 +39,15 @@ fn flatten_object(prefix: &str, map: &Map<String, Value>, out: &mut Vec<KeyValue
 
 fn push_unique(key: String, value: AttrValue, out: &mut Vec<KeyValue>, seen: &mut HashSet<String>) {
     if seen.insert(key.clone()) {
-        out.push(KeyValue::new(key, value));
+        out.push(kv(key, value));
     }
 }
 
 /// One JSON value as one attribute value (no flattening).
 pub fn json_to_attribute(value: &Value) -> AttrValue {
     match value {
-        Value::String(text) => AttrValue::String(text.clone().into()),
-        Value::Bool(flag) => AttrValue::Bool(*flag),
+        Value::String(text) => string(text.as_str()),
+        Value::Bool(flag) => AttrValue::BoolValue(*flag),
         Value::Number(number) => number_to_attribute(number),
         Value::Array(items) => array_to_attribute(items).unwrap_or_else(|| json_text(value)),
         Value::Null | Value::Object(_) => json_text(value),
@@ -62,41 +64,38 @@ pub fn scalar_to_attribute(value: &Value) -> Option<AttrValue> {
 
 fn number_to_attribute(number: &serde_json::Number) -> AttrValue {
     if let Some(int) = number.as_i64() {
-        AttrValue::I64(int)
+        AttrValue::IntValue(int)
     } else if number.is_u64() {
         // Above i64::MAX: OTLP has no unsigned integer; the decimal text keeps it exact.
-        AttrValue::String(number.to_string().into())
+        string(number.to_string())
     } else {
-        AttrValue::F64(number.as_f64().unwrap_or(f64::NAN))
+        AttrValue::DoubleValue(number.as_f64().unwrap_or(f64::NAN))
     }
 }
 
 /// Arrays of one scalar type; integers mixed with floats become a float array. Empty arrays,
 /// nulls, objects, nested arrays and mixed kinds give `None` (the caller uses JSON text).
 fn array_to_attribute(items: &[Value]) -> Option<AttrValue> {
-    let first = items.first()?;
-    let array = match first {
-        Value::String(_) => Array::String(
-            items
+    let values: Vec<AttrValue> = match items.first()? {
+        Value::String(_) => items.iter().map(|v| v.as_str().map(string)).collect::<Option<_>>()?,
+        Value::Bool(_) => items
+            .iter()
+            .map(|v| v.as_bool().map(AttrValue::BoolValue))
+            .collect::<Option<_>>()?,
+        Value::Number(_) => match items.iter().map(Value::as_i64).collect::<Option<Vec<_>>>() {
+            Some(ints) => ints.into_iter().map(AttrValue::IntValue).collect(),
+            None => items
                 .iter()
-                .map(|v| v.as_str().map(|s| StringValue::from(s.to_owned())))
+                .map(|v| v.as_f64().map(AttrValue::DoubleValue))
                 .collect::<Option<_>>()?,
-        ),
-        Value::Bool(_) => Array::Bool(items.iter().map(Value::as_bool).collect::<Option<_>>()?),
-        Value::Number(_) => {
-            if let Some(ints) = items.iter().map(Value::as_i64).collect::<Option<Vec<_>>>() {
-                Array::I64(ints)
-            } else {
-                Array::F64(items.iter().map(Value::as_f64).collect::<Option<_>>()?)
-            }
-        }
+        },
         _ => return None,
     };
-    Some(AttrValue::Array(array))
+    Some(array(values))
 }
 
 fn json_text(value: &Value) -> AttrValue {
-    AttrValue::String(value.to_string().into())
+    string(value.to_string())
 }
 
 /// `environmentType` → `environment_type`, `HTTPStatus` → `http_status`.
@@ -128,7 +127,9 @@ mod tests {
     fn flat(value: Value) -> Vec<(String, AttrValue)> {
         let mut out = Vec::new();
         flatten_properties(&value, &mut out);
-        out.into_iter().map(|kv| (kv.key.to_string(), kv.value)).collect()
+        out.into_iter()
+            .map(|kv| (kv.key, kv.value.and_then(|v| v.value).expect("a value")))
+            .collect()
     }
 
     #[test]
@@ -137,9 +138,9 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("exception.type".into(), AttrValue::from("Error")),
-                ("exception.message".into(), AttrValue::from("boom")),
-                ("exception.stacktrace".into(), AttrValue::from("at x")),
+                ("exception.type".into(), string("Error")),
+                ("exception.message".into(), string("boom")),
+                ("exception.stacktrace".into(), string("at x")),
             ]
         );
     }
@@ -149,11 +150,11 @@ mod tests {
         let got = flat(
             json!({"exception": {"message": "x"}, "attemptNumber": 1, "runId": "run_1", "ratio": 0.5, "ok": false}),
         );
-        assert!(got.contains(&("exception.message".into(), AttrValue::from("x"))));
-        assert!(got.contains(&("attemptNumber".into(), AttrValue::I64(1))));
-        assert!(got.contains(&("runId".into(), AttrValue::from("run_1"))));
-        assert!(got.contains(&("ratio".into(), AttrValue::F64(0.5))));
-        assert!(got.contains(&("ok".into(), AttrValue::Bool(false))));
+        assert!(got.contains(&("exception.message".into(), string("x"))));
+        assert!(got.contains(&("attemptNumber".into(), AttrValue::IntValue(1))));
+        assert!(got.contains(&("runId".into(), string("run_1"))));
+        assert!(got.contains(&("ratio".into(), AttrValue::DoubleValue(0.5))));
+        assert!(got.contains(&("ok".into(), AttrValue::BoolValue(false))));
     }
 
     #[test]
@@ -163,15 +164,18 @@ mod tests {
             "mixed": [1, "a"], "objs": [{"a": 1}], "empty": [], "nothing": null, "nested": [[1]]
         }));
         let get = |k: &str| got.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()).unwrap();
-        assert_eq!(get("s"), AttrValue::Array(Array::String(vec!["a".into(), "b".into()])));
-        assert_eq!(get("b"), AttrValue::Array(Array::Bool(vec![true])));
-        assert_eq!(get("i"), AttrValue::Array(Array::I64(vec![1, 2])));
-        assert_eq!(get("f"), AttrValue::Array(Array::F64(vec![1.0, 2.5])));
-        assert_eq!(get("mixed"), AttrValue::from(r#"[1,"a"]"#));
-        assert_eq!(get("objs"), AttrValue::from(r#"[{"a":1}]"#));
-        assert_eq!(get("empty"), AttrValue::from("[]"));
-        assert_eq!(get("nothing"), AttrValue::from("null"));
-        assert_eq!(get("nested"), AttrValue::from("[[1]]"));
+        assert_eq!(get("s"), array([string("a"), string("b")]));
+        assert_eq!(get("b"), array([AttrValue::BoolValue(true)]));
+        assert_eq!(get("i"), array([AttrValue::IntValue(1), AttrValue::IntValue(2)]));
+        assert_eq!(
+            get("f"),
+            array([AttrValue::DoubleValue(1.0), AttrValue::DoubleValue(2.5)])
+        );
+        assert_eq!(get("mixed"), string(r#"[1,"a"]"#));
+        assert_eq!(get("objs"), string(r#"[{"a":1}]"#));
+        assert_eq!(get("empty"), string("[]"));
+        assert_eq!(get("nothing"), string("null"));
+        assert_eq!(get("nested"), string("[[1]]"));
     }
 
     #[test]
@@ -179,22 +183,19 @@ mod tests {
         let got = flat(json!({"a.b": 1, "a": {"b": 2, "C d": "x"}, "emptyObj": {}}));
         let keys: Vec<&str> = got.iter().map(|(k, _)| k.as_str()).collect();
         assert_eq!(keys, vec!["a.b", "a.C d", "emptyObj"]);
-        assert_eq!(got[0].1, AttrValue::I64(1));
-        assert_eq!(got[2].1, AttrValue::from("{}"));
+        assert_eq!(got[0].1, AttrValue::IntValue(1));
+        assert_eq!(got[2].1, string("{}"));
     }
 
     #[test]
     fn huge_integers_stay_exact_as_text() {
         let got = flat(json!({"big": 18446744073709551615u64}));
-        assert_eq!(got[0].1, AttrValue::from("18446744073709551615"));
+        assert_eq!(got[0].1, string("18446744073709551615"));
     }
 
     #[test]
     fn non_object_properties_are_kept_under_one_key() {
-        assert_eq!(
-            flat(json!("text")),
-            vec![("properties".into(), AttrValue::from("text"))]
-        );
+        assert_eq!(flat(json!("text")), vec![("properties".into(), string("text"))]);
         assert!(flat(Value::Null).is_empty());
     }
 

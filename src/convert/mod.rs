@@ -4,18 +4,19 @@
 //! whether it has ended and when) and the set of span ids already exported go in; spans come out,
 //! with a report of every element that was skipped or repaired.
 //!
-//! **One span representation.** The output is `opentelemetry_sdk::trace::SpanData`, the type
-//! `opentelemetry-otlp`'s exporters consume. The offline `convert` command turns the same values
-//! into an OTLP request with `opentelemetry-proto`'s own transform (`otlp::export_request`), the
-//! very function the OTLP exporters call before they send. So there is exactly one conversion
-//! path: what `convert` prints is what the collector receives. Building OTLP protobuf structs
-//! directly would have forced a second, hand-written path into the exporters.
+//! **One span representation: the wire's.** The output is OTLP messages (`opentelemetry-proto`'s
+//! `Span`, with its events and attributes), built straight from the parsed elements, as software
+//! that forwards telemetry does (the OTel Collector's pdata, Rotel, Vector). The SDK's `SpanData`
+//! is made for instrumenting a process and cost a second copy of every span on its way to the
+//! wire. `otlp::export_request` only groups the spans under their resource and scope, so the
+//! daemon's exports, `convert` and `inspect --json` all carry the very same messages.
 
 mod attributes;
 mod element;
 pub mod ids;
 pub mod invalid;
 pub mod otlp;
+pub mod proto;
 mod span;
 pub mod time;
 
@@ -28,12 +29,11 @@ use element::{raw_span_id, string_field, take_string, validate, Element};
 use ids::{derive_trace_id, parse_trace_id};
 pub use invalid::{InvalidReason, InvalidReport};
 use opentelemetry::trace::{SpanId, TraceId};
-use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::SpanData;
-use span::{element_attributes, log_event, nanos_to_time, SpanBuild};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use span::{element_attributes, log_event, SpanBuild};
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::time::SystemTime;
 
 /// Instrumentation scope name of every span (rule 15).
 pub const SCOPE_NAME: &str = "trigger-otel-bridge";
@@ -103,7 +103,7 @@ impl ExportedSpans for NothingExported {
 /// into it as events), which are what the state store marks as exported.
 #[derive(Debug, Clone)]
 pub struct BridgeSpan {
-    pub data: SpanData,
+    pub span: Span,
     pub task_slug: Option<String>,
     pub covers: Vec<SpanId>,
 }
@@ -116,7 +116,8 @@ pub struct BridgeLog {
     pub span_id: SpanId,
     pub trace_id: TraceId,
     pub parent: Option<SpanId>,
-    pub time: SystemTime,
+    /// Unix nanoseconds.
+    pub time: u64,
     pub severity: Option<String>,
     pub body: String,
     pub task_slug: Option<String>,
@@ -238,7 +239,7 @@ pub fn convert_events(
         .build(raw, run, &mut conversion.invalid);
         output_index.insert(id, conversion.spans.len());
         conversion.spans.push(BridgeSpan {
-            data,
+            span: data,
             task_slug,
             covers: vec![id],
         });
@@ -270,7 +271,7 @@ pub fn convert_events(
                 let parent = log.parent.map(|p| p.id());
                 if let Some(&at) = parent.and_then(|p| output_index.get(&p)) {
                     let target = &mut conversion.spans[at];
-                    target.data.events.events.push(log_event(log, raw, run));
+                    target.span.events.push(log_event(log, raw, run));
                     target.covers.push(id);
                     continue;
                 }
@@ -294,14 +295,15 @@ pub fn convert_events(
         }
         .build(raw, run, &mut conversion.invalid);
         conversion.spans.push(BridgeSpan {
-            data,
+            span: data,
             task_slug,
             covers: vec![id],
         });
     }
-    conversion
-        .spans
-        .sort_by_cached_key(|s| (s.data.start_time, s.data.span_context.span_id().to_bytes()));
+    // Span ids are 8 big-endian bytes: comparing them as bytes orders them as numbers.
+    conversion.spans.sort_by(|a, b| {
+        (a.span.start_time_unix_nano, &a.span.span_id).cmp(&(b.span.start_time_unix_nano, &b.span.span_id))
+    });
     conversion
 }
 
@@ -343,7 +345,7 @@ fn bridge_log(log: &Element, mut raw: RawEvent, run: &RunInfo) -> BridgeLog {
     // Like `log_event`: the log's own valid id is an attribute, as nothing else carries it.
     let mut extra = Vec::new();
     if !log.span.is_derived() {
-        extra.push(KeyValue::new("trigger.span_id", raw_span_id(&raw).to_owned()));
+        extra.push(proto::kv("trigger.span_id", proto::string(raw_span_id(&raw))));
     }
     let severity = string_field(&raw.level).map(str::to_owned);
     let body = take_string(&mut raw.message).unwrap_or_default();
@@ -352,7 +354,7 @@ fn bridge_log(log: &Element, mut raw: RawEvent, run: &RunInfo) -> BridgeLog {
         span_id: log.span.id(),
         trace_id: run.trace_id,
         parent: log.parent.map(|p| p.id()),
-        time: nanos_to_time(log.start),
+        time: log.start,
         severity,
         body,
         task_slug,

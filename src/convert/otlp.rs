@@ -1,24 +1,21 @@
 //! Resources (rule 14), OTLP log records (`otlp_logs`), and the OTLP requests that carry
-//! converted spans and logs.
-//!
-//! Grouping into `ResourceSpans`/`ResourceLogs` is `opentelemetry-proto`'s own transform, the one
-//! the OTLP exporters use, so `convert`'s JSON and what goes over the wire cannot drift apart.
+//! converted spans and logs: the converter's messages grouped under their resource and scope
+//! (one scope, rule 15), in the order they came.
 
-use super::span::scope;
+use super::proto::{self, SAMPLED};
 use super::{BridgeLog, BridgeSpan};
-use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
-use opentelemetry::trace::{SpanId, TraceFlags};
-use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry::logs::Severity;
+use opentelemetry::trace::SpanId;
+use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::AnyValue;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
+use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
-use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord, SdkLogger, SdkLoggerProvider};
-use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_sdk::Resource;
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 /// `[export.resource]` as the converter needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,22 +71,34 @@ impl ResourceSettings {
         groups
     }
 
-    /// Spans grouped by the resource they belong to, in first-seen order.
-    pub fn group(&self, spans: Vec<BridgeSpan>) -> Vec<(Resource, Vec<SpanData>)> {
-        self.group_by_service(spans, |span| span.task_slug.as_deref())
-            .into_iter()
-            .map(|(name, members)| (self.resource(&name), members.into_iter().map(|s| s.data).collect()))
-            .collect()
+    /// The resource of one service name, as OTLP carries it.
+    fn otlp_resource(&self, service_name: &str) -> (OtlpResource, String) {
+        let resource = ResourceAttributesWithSchema::from(&self.resource(service_name));
+        let otlp = OtlpResource {
+            attributes: resource.attributes.0,
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        };
+        (otlp, resource.schema_url.unwrap_or_default())
     }
 }
 
 /// One OTLP request holding every span, grouped by resource and scope.
 pub fn export_request(spans: Vec<BridgeSpan>, settings: &ResourceSettings) -> ExportTraceServiceRequest {
     let resource_spans = settings
-        .group(spans)
+        .group_by_service(spans, |span| span.task_slug.as_deref())
         .into_iter()
-        .flat_map(|(resource, members)| {
-            group_spans_by_resource_and_scope(members, &ResourceAttributesWithSchema::from(&resource))
+        .map(|(name, members)| {
+            let (resource, schema_url) = settings.otlp_resource(&name);
+            ResourceSpans {
+                resource: Some(resource),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(proto::scope()),
+                    spans: members.into_iter().map(|member| member.span).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url,
+            }
         })
         .collect();
     ExportTraceServiceRequest { resource_spans }
@@ -100,11 +109,17 @@ pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) ->
     let resource_logs = settings
         .group_by_service(logs, |log| log.task_slug.as_deref())
         .into_iter()
-        .flat_map(|(name, members)| {
-            let records = SdkLogs::new(&members);
-            let pairs = records.pairs();
-            let resource = settings.resource(&name);
-            group_logs_by_resource_and_scope(&LogBatch::new(&pairs), &ResourceAttributesWithSchema::from(&resource))
+        .map(|(name, members)| {
+            let (resource, schema_url) = settings.otlp_resource(&name);
+            ResourceLogs {
+                resource: Some(resource),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(proto::scope()),
+                    log_records: members.into_iter().map(log_record).collect(),
+                    schema_url: String::new(),
+                }],
+                schema_url,
+            }
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }
@@ -127,73 +142,41 @@ pub fn severity(level: &str) -> Option<(Severity, &'static str)> {
     Some(mapped)
 }
 
-/// The SDK log record of one converted log: what `opentelemetry-otlp`'s log exporter takes.
-/// Its trace context is the run's trace and the span the log was written in (no span id when
-/// the log has no parent). The observed time is the log's own time: the converter has no
-/// clock, and `opentelemetry-proto` requires one.
-pub fn log_record(log: &BridgeLog) -> SdkLogRecord {
-    let mut record = logger().create_log_record();
-    record.set_timestamp(log.time);
-    record.set_observed_timestamp(log.time);
-    if let Some((number, text)) = log.severity.as_deref().and_then(severity) {
-        record.set_severity_number(number);
-        record.set_severity_text(text);
-    }
-    record.set_body(AnyValue::from(log.body.clone()));
-    record.set_trace_context(
-        log.trace_id,
-        log.parent.unwrap_or(SpanId::INVALID),
-        Some(TraceFlags::SAMPLED),
-    );
-    for attribute in &log.attributes {
-        record.add_attribute(attribute.key.clone(), any_value(&attribute.value));
-    }
-    record
-}
-
-/// Converted logs as the SDK's log records with their scope (the spans' scope, rule 15): what
-/// a `LogBatch`, the log exporter's and the proto transform's input, borrows.
-pub struct SdkLogs {
-    records: Vec<SdkLogRecord>,
-    scope: opentelemetry::InstrumentationScope,
-}
-
-impl SdkLogs {
-    pub fn new(logs: &[BridgeLog]) -> Self {
-        SdkLogs {
-            records: logs.iter().map(log_record).collect(),
-            scope: scope(),
-        }
-    }
-
-    /// The (record, scope) pairs a [`LogBatch`] is made of: `LogBatch::new(&logs.pairs())`.
-    pub fn pairs(&self) -> Vec<(&SdkLogRecord, &opentelemetry::InstrumentationScope)> {
-        self.records.iter().map(|record| (record, &self.scope)).collect()
+/// The OTLP log record of one converted log. Its trace context is the run's trace and the span
+/// the log was written in (the zero span id when the log has no parent). The observed time is
+/// the log's own time: the converter has no clock.
+pub fn log_record(log: BridgeLog) -> LogRecord {
+    let (severity_number, severity_text) = match log.severity.as_deref().and_then(severity) {
+        Some((number, text)) => (severity_number(number), text.to_owned()),
+        None => (SeverityNumber::Unspecified, String::new()),
+    };
+    LogRecord {
+        time_unix_nano: log.time,
+        observed_time_unix_nano: log.time,
+        severity_number: severity_number as i32,
+        severity_text,
+        body: Some(AnyValue {
+            value: Some(proto::string(log.body)),
+        }),
+        attributes: log.attributes,
+        dropped_attributes_count: 0,
+        flags: SAMPLED,
+        trace_id: log.trace_id.to_bytes().to_vec(),
+        span_id: log.parent.unwrap_or(SpanId::INVALID).to_bytes().to_vec(),
+        event_name: String::new(),
     }
 }
 
-/// `SdkLogRecord` has no public constructor; a logger of a provider without processors makes
-/// them (it never emits anything).
-fn logger() -> &'static SdkLogger {
-    static LOGGER: OnceLock<SdkLogger> = OnceLock::new();
-    LOGGER.get_or_init(|| SdkLoggerProvider::builder().build().logger_with_scope(scope()))
-}
-
-fn any_value(value: &Value) -> AnyValue {
-    fn list<T: Clone + Into<AnyValue>>(items: &[T]) -> AnyValue {
-        AnyValue::ListAny(Box::new(items.iter().cloned().map(Into::into).collect()))
-    }
-    match value {
-        Value::Bool(b) => AnyValue::Boolean(*b),
-        Value::I64(i) => AnyValue::Int(*i),
-        Value::F64(f) => AnyValue::Double(*f),
-        Value::String(text) => AnyValue::String(text.clone()),
-        Value::Array(Array::Bool(items)) => list(items),
-        Value::Array(Array::I64(items)) => list(items),
-        Value::Array(Array::F64(items)) => list(items),
-        Value::Array(Array::String(items)) => list(items),
-        // `Value` is non-exhaustive; anything newer is kept as its text.
-        other => AnyValue::from(other.to_string()),
+fn severity_number(severity: Severity) -> SeverityNumber {
+    match severity {
+        Severity::Trace => SeverityNumber::Trace,
+        Severity::Debug => SeverityNumber::Debug,
+        Severity::Info => SeverityNumber::Info,
+        Severity::Warn => SeverityNumber::Warn,
+        Severity::Error => SeverityNumber::Error,
+        Severity::Fatal => SeverityNumber::Fatal,
+        // `severity` maps Trigger.dev's levels to the first number of each range only.
+        _ => SeverityNumber::Unspecified,
     }
 }
 
@@ -201,21 +184,21 @@ fn any_value(value: &Value) -> AnyValue {
 mod tests {
     use super::*;
     use opentelemetry::trace::TraceId;
-    use std::time::{Duration, UNIX_EPOCH};
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Otlp;
 
     fn log(severity: Option<&str>, parent: Option<SpanId>) -> BridgeLog {
         BridgeLog {
             span_id: SpanId::from(0xb1),
             trace_id: TraceId::from(0xa4c1),
             parent,
-            time: UNIX_EPOCH + Duration::from_nanos(1_758_630_769_250_000_123),
+            time: 1_758_630_769_250_000_123,
             severity: severity.map(str::to_owned),
             body: "hello".to_owned(),
             task_slug: Some("task".to_owned()),
             attributes: vec![
-                KeyValue::new("trigger.run_id", "run_a"),
-                KeyValue::new("n", 3_i64),
-                KeyValue::new("tags", Value::Array(Array::String(vec!["a".into(), "b".into()]))),
+                proto::kv("trigger.run_id", proto::string("run_a")),
+                proto::kv("n", Otlp::IntValue(3)),
+                proto::kv("tags", proto::array([proto::string("a"), proto::string("b")])),
             ],
         }
     }
@@ -241,28 +224,33 @@ mod tests {
 
     #[test]
     fn a_log_record_carries_trace_context_severity_body_and_attributes() {
-        let record = log_record(&log(Some("warn"), Some(SpanId::from(0xa1))));
-        let context = record.trace_context().unwrap();
+        let record = log_record(log(Some("warn"), Some(SpanId::from(0xa1))));
         assert_eq!(
-            (context.trace_id, context.span_id, context.trace_flags),
-            (TraceId::from(0xa4c1), SpanId::from(0xa1), Some(TraceFlags::SAMPLED))
+            (record.trace_id, record.span_id, record.flags),
+            (
+                TraceId::from(0xa4c1).to_bytes().to_vec(),
+                SpanId::from(0xa1).to_bytes().to_vec(),
+                1
+            ),
+            "sampled, in the run's trace and the span it was written in"
         );
-        assert_eq!(record.severity_number(), Some(Severity::Warn));
-        assert_eq!(record.severity_text(), Some("WARN"));
-        assert_eq!(record.body(), Some(&AnyValue::from("hello".to_owned())));
-        assert_eq!(record.timestamp(), record.observed_timestamp());
-        let attributes: Vec<(String, AnyValue)> = record
-            .attributes_iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
+        assert_eq!(record.severity_number, SeverityNumber::Warn as i32);
+        assert_eq!(record.severity_text, "WARN");
+        assert_eq!(record.body.and_then(|b| b.value), Some(proto::string("hello")));
+        assert_eq!(record.time_unix_nano, record.observed_time_unix_nano);
+        let attributes: Vec<(String, Otlp)> = record
+            .attributes
+            .iter()
+            .map(|kv| (kv.key.clone(), proto::value(kv).unwrap().clone()))
             .collect();
         assert_eq!(
             attributes,
             vec![
-                ("trigger.run_id".to_owned(), AnyValue::from("run_a".to_owned())),
-                ("n".to_owned(), AnyValue::Int(3)),
+                ("trigger.run_id".to_owned(), proto::string("run_a")),
+                ("n".to_owned(), Otlp::IntValue(3)),
                 (
                     "tags".to_owned(),
-                    AnyValue::ListAny(Box::new(vec![AnyValue::from("a"), AnyValue::from("b")]))
+                    proto::array([proto::string("a"), proto::string("b")])
                 ),
             ]
         );

@@ -1,28 +1,20 @@
-//! Build the OTel span of one validated element (rules 5, 9–12 and the attribute table).
+//! Build the OTLP span of one validated element (rules 5, 9–12 and the attribute table).
 
 use super::attributes::{flatten_properties, scalar_to_attribute, snake_case};
 use super::element::{raw_span_id, string_field, take_string, Element};
 use super::ids::SpanIdentity;
 use super::invalid::{InvalidReason, InvalidReport};
+use super::proto::{kv, string, HAS_IS_REMOTE, IS_REMOTE, SAMPLED};
 use super::time::parse_event_time;
-use super::{RunInfo, SCOPE_NAME};
+use super::RunInfo;
 use crate::trigger::model::{Field, RawEvent};
-use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceFlags, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue, Value as AttrValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::SpanKind;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AttrValue;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::span::{self, Event};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_proto::tonic::trace::v1::{Span, Status};
 use serde_json::Value;
-use std::borrow::Cow;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-pub(crate) fn nanos_to_time(nanos: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_nanos(nanos)
-}
-
-pub(crate) fn scope() -> InstrumentationScope {
-    InstrumentationScope::builder(SCOPE_NAME)
-        .with_version(env!("CARGO_PKG_VERSION"))
-        .build()
-}
 
 /// Rule 5: the message, else the task slug, else a fixed name (the message is moved out).
 fn span_name(raw: &mut RawEvent, run: &RunInfo) -> String {
@@ -47,38 +39,38 @@ pub(crate) fn element_attributes(
     let run_id =
         take_string(&mut raw.run_id).or_else(|| Some(run.run_id).filter(|id| !id.is_empty()).map(str::to_owned));
     if let Some(run_id) = run_id {
-        attributes.push(KeyValue::new("trigger.run_id", run_id));
+        attributes.push(kv("trigger.run_id", string(run_id)));
     }
     if let Some(slug) = string_field(&raw.task_slug).or(run.task_identifier) {
-        attributes.push(KeyValue::new("trigger.task_slug", slug.to_owned()));
+        attributes.push(kv("trigger.task_slug", string(slug)));
     }
     if let Some(attempt) = raw.attempt_number.as_ref().and_then(Field::as_i64) {
-        attributes.push(KeyValue::new("trigger.attempt_number", attempt));
+        attributes.push(kv("trigger.attempt_number", AttrValue::IntValue(attempt)));
     }
     if let Some(level) = take_string(&mut raw.level) {
-        attributes.push(KeyValue::new("trigger.level", level));
+        attributes.push(kv("trigger.level", string(level)));
     }
     for (text, key) in [
         (raw.style.icon.take(), "trigger.style.icon"),
         (raw.style.variant.take(), "trigger.style.variant"),
     ] {
         if let Some(text) = text {
-            attributes.push(KeyValue::new(key, text.into_string()));
+            attributes.push(kv(key, string(text.into_string())));
         }
     }
     if element.span.is_derived() {
-        attributes.push(KeyValue::new("trigger.span_id", raw_span_id(raw).to_owned()));
+        attributes.push(kv("trigger.span_id", string(raw_span_id(raw))));
     }
     if element.parent.is_some_and(SpanIdentity::is_derived) {
         if let Some(text) = raw.parent_id.as_ref().and_then(Field::as_str) {
-            attributes.push(KeyValue::new("trigger.parent_id", text.to_owned()));
+            attributes.push(kv("trigger.parent_id", string(text)));
         }
     }
     if run.trace_id_derived {
-        attributes.push(KeyValue::new("trigger.trace_id_derived", true));
+        attributes.push(kv("trigger.trace_id_derived", AttrValue::BoolValue(true)));
     }
     if element.duration.is_none() {
-        attributes.push(KeyValue::new("trigger.duration_invalid", true));
+        attributes.push(kv("trigger.duration_invalid", AttrValue::BoolValue(true)));
     }
     attributes.extend(extra);
     // Unknown scalars last, so they can never shadow one of the bridge's own keys.
@@ -87,8 +79,8 @@ pub(crate) fn element_attributes(
             continue;
         };
         let key = format!("trigger.{}", snake_case(name));
-        if attributes.iter().all(|kv| kv.key.as_str() != key) {
-            attributes.push(KeyValue::new(key, value));
+        if attributes.iter().all(|attribute| attribute.key != key) {
+            attributes.push(kv(key, value));
         }
     }
     attributes
@@ -124,22 +116,27 @@ fn span_events(element: &Element, raw: &RawEvent, invalid: &mut InvalidReport) -
                         fields.get("time").map_or("missing".to_owned(), Value::to_string)
                     )
                 });
-                attributes.push(KeyValue::new("trigger.time_invalid", true));
+                attributes.push(kv("trigger.time_invalid", AttrValue::BoolValue(true)));
                 element.start
             }
         };
         if let Some(properties) = fields.get("properties") {
             flatten_properties(properties, &mut attributes);
         }
-        events.push(Event::new(name, nanos_to_time(time), attributes, 0));
+        events.push(Event {
+            time_unix_nano: time,
+            name,
+            attributes,
+            dropped_attributes_count: 0,
+        });
     }
     events
 }
 
 /// Rule 9: the `exception.message` of the first `exception` or `attempt_failed` event.
-fn error_description(raw: &RawEvent) -> Cow<'static, str> {
+fn error_description(raw: &RawEvent) -> String {
     let Some(Field::Array(items)) = &raw.events else {
-        return Cow::Borrowed("error");
+        return "error".to_owned();
     };
     items
         .iter()
@@ -150,7 +147,8 @@ fn error_description(raw: &RawEvent) -> Cow<'static, str> {
             )
         })
         .find_map(|item| item.pointer("/properties/exception/message").and_then(Value::as_str))
-        .map_or(Cow::Borrowed("error"), |message| Cow::Owned(message.to_owned()))
+        .unwrap_or("error")
+        .to_owned()
 }
 
 /// A span for `element`, consuming its raw fields. `end` overrides the element's own end
@@ -163,16 +161,16 @@ pub(crate) struct SpanBuild<'a> {
 }
 
 impl SpanBuild<'_> {
-    pub fn build(self, mut raw: RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> SpanData {
+    pub fn build(self, mut raw: RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> Span {
         let element = self.element;
         let mut markers = Vec::new();
         // An errored span is an error, not a cancellation (C13). A log record's status is always
         // UNSET (C19), so for it `isError` decides nothing and the cancellation still shows.
         if element.is_cancelled && (!element.is_error || element.is_log) {
-            markers.push(KeyValue::new("trigger.cancelled", true));
+            markers.push(kv("trigger.cancelled", AttrValue::BoolValue(true)));
         }
         if self.partial {
-            markers.push(KeyValue::new("trigger.partial", true));
+            markers.push(kv("trigger.partial", AttrValue::BoolValue(true)));
         }
         let mut attributes = element_attributes(element, &mut raw, run, markers);
         // Enrichment last: `flatten_properties` skips keys already present, so the bridge's own
@@ -184,11 +182,12 @@ impl SpanBuild<'_> {
         }
         // Rule 13: a log record's span is always UNSET; its level already says how bad it was.
         let status = if element.is_error && !element.is_log {
-            Status::Error {
-                description: error_description(&raw),
+            Status {
+                message: error_description(&raw),
+                code: StatusCode::Error as i32,
             }
         } else {
-            Status::Unset
+            Status::default()
         };
         let kind = if element.is_log {
             SpanKind::Internal
@@ -196,52 +195,55 @@ impl SpanBuild<'_> {
             element.kind.clone()
         };
         let parent = element.parent.map(|parent| parent.id());
-        // `SpanEvents` is non-exhaustive: fill a default one.
-        let mut events = SpanEvents::default();
-        events.events = span_events(element, &raw, invalid);
-        SpanData {
-            span_context: SpanContext::new(
-                run.trace_id,
-                element.span.id(),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::NONE,
-            ),
-            parent_span_id: parent.unwrap_or(opentelemetry::trace::SpanId::INVALID),
-            // A parent outside this response lives in another run (the parent run of a
-            // triggerAndWait): mark it remote, as a propagated context would be.
-            parent_span_is_remote: parent.is_some() && !self.parent_in_run,
-            span_kind: kind,
-            name: Cow::Owned(span_name(&mut raw, run)),
-            start_time: nanos_to_time(element.start),
-            end_time: nanos_to_time(self.end.max(element.start)),
+        // A parent outside this response lives in another run (the parent run of a
+        // triggerAndWait): mark it remote, as a propagated context would be.
+        let remote = parent.is_some() && !self.parent_in_run;
+        let events = span_events(element, &raw, invalid);
+        Span {
+            trace_id: run.trace_id.to_bytes().to_vec(),
+            span_id: element.span.id().to_bytes().to_vec(),
+            trace_state: String::new(),
+            parent_span_id: parent.map_or_else(Vec::new, |p| p.to_bytes().to_vec()),
+            flags: SAMPLED | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 },
+            name: span_name(&mut raw, run),
+            kind: otlp_kind(kind) as i32,
+            start_time_unix_nano: element.start,
+            end_time_unix_nano: self.end.max(element.start),
             attributes,
             dropped_attributes_count: 0,
             events,
-            links: SpanLinks::default(),
-            status,
-            instrumentation_scope: scope(),
+            dropped_events_count: 0,
+            links: Vec::new(),
+            dropped_links_count: 0,
+            status: Some(status),
         }
+    }
+}
+
+fn otlp_kind(kind: SpanKind) -> span::SpanKind {
+    match kind {
+        SpanKind::Client => span::SpanKind::Client,
+        SpanKind::Server => span::SpanKind::Server,
+        SpanKind::Producer => span::SpanKind::Producer,
+        SpanKind::Consumer => span::SpanKind::Consumer,
+        SpanKind::Internal => span::SpanKind::Internal,
     }
 }
 
 /// Rule 13, `span_events`: a log record as an event named `log` on its parent span.
 pub(crate) fn log_event(log: &Element, mut raw: RawEvent, run: &RunInfo) -> Event {
-    let mut attributes = vec![KeyValue::new(
+    let mut attributes = vec![kv(
         "log.message",
-        take_string(&mut raw.message).unwrap_or_default(),
+        string(take_string(&mut raw.message).unwrap_or_default()),
     )];
     if let Some(level) = string_field(&raw.level) {
-        attributes.push(KeyValue::new("log.severity", level.to_owned()));
+        attributes.push(kv("log.severity", string(level)));
     }
     // element_attributes adds trigger.span_id only for a derived id; an event has no id of its
     // own, so keep the log's valid id too: it is how Trigger.dev's dashboard names the log.
     let mut extra = Vec::new();
     if !log.span.is_derived() {
-        extra.push(KeyValue::new(
-            "trigger.span_id",
-            AttrValue::from(raw_span_id(&raw).to_owned()),
-        ));
+        extra.push(kv("trigger.span_id", string(raw_span_id(&raw))));
     }
     attributes.extend(element_attributes(log, &mut raw, run, extra).into_iter().filter(|kv| {
         // The parent span already carries the run, task and level; repeating them is noise.
@@ -250,5 +252,10 @@ pub(crate) fn log_event(log: &Element, mut raw: RawEvent, run: &RunInfo) -> Even
             "trigger.run_id" | "trigger.task_slug" | "trigger.level" | "trigger.trace_id_derived"
         )
     }));
-    Event::new("log", nanos_to_time(log.start), attributes, 0)
+    Event {
+        time_unix_nano: log.start,
+        name: "log".to_owned(),
+        attributes,
+        dropped_attributes_count: 0,
+    }
 }

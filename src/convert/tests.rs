@@ -1,11 +1,19 @@
 //! Rule-by-rule tests of the converter (docs/mapping.md), with good and bad input.
+//!
+//! The converter's output is OTLP messages; the assertions read them back as the OTel API types
+//! the rules are written in (`SpanData`, `Status`, `SpanKind`, attribute `Value`s), through
+//! [`span_data`], a reading independent of how the messages are built.
 
 use super::*;
 use crate::trigger::model::EventsBody;
-use opentelemetry::trace::{SpanKind, Status};
-use opentelemetry::Value as AttrValue;
+use opentelemetry::trace::{Event, SpanContext, SpanKind, Status, TraceFlags, TraceState};
+use opentelemetry::{Array, InstrumentationScope, Value as AttrValue};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Otlp;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use serde_json::{json, Value};
-use std::time::{Duration, UNIX_EPOCH};
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const RUN: &str = "run_test0001";
 const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
@@ -48,11 +56,148 @@ fn ended() -> RunInfo<'static> {
     run_info(RunState::Ended { finished_at: None })
 }
 
-fn convert(events: Vec<Value>, run: &RunInfo, logs: LogsMode) -> Conversion {
-    convert_events(parse(events), run, logs, &NothingExported)
+/// One output span, read back: its message as `data`, what it covers, its task.
+struct Read {
+    data: SpanData,
+    covers: Vec<SpanId>,
+    span: BridgeSpan,
 }
 
-fn convert_default(events: Vec<Value>) -> Conversion {
+/// A conversion with its spans read back.
+struct Out {
+    spans: Vec<Read>,
+    logs: Vec<BridgeLog>,
+    invalid: InvalidReport,
+    held_back: usize,
+    already_exported: usize,
+}
+
+fn read(conversion: Conversion) -> Out {
+    Out {
+        spans: conversion
+            .spans
+            .into_iter()
+            .map(|span| Read {
+                data: span_data(&span.span),
+                covers: span.covers.clone(),
+                span,
+            })
+            .collect(),
+        logs: conversion.logs,
+        invalid: conversion.invalid,
+        held_back: conversion.held_back,
+        already_exported: conversion.already_exported,
+    }
+}
+
+/// An OTLP span as the SDK's `SpanData` (the inverse of `opentelemetry-proto`'s transform).
+fn span_data(span: &Span) -> SpanData {
+    let id = |bytes: &[u8]| SpanId::from_bytes(bytes.try_into().expect("8 bytes"));
+    let time = |nanos: u64| UNIX_EPOCH + Duration::from_nanos(nanos);
+    let mut events = SpanEvents::default();
+    events.events = span
+        .events
+        .iter()
+        .map(|event| {
+            Event::new(
+                event.name.clone(),
+                time(event.time_unix_nano),
+                api_attributes(&event.attributes),
+                0,
+            )
+        })
+        .collect();
+    let status = span.status.clone().unwrap_or_default();
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from_bytes(span.trace_id.as_slice().try_into().expect("16 bytes")),
+            id(&span.span_id),
+            TraceFlags::new((span.flags & 0xff) as u8),
+            false,
+            TraceState::NONE,
+        ),
+        parent_span_id: match span.parent_span_id.is_empty() {
+            true => SpanId::INVALID,
+            false => id(&span.parent_span_id),
+        },
+        parent_span_is_remote: span.flags & proto::IS_REMOTE != 0,
+        span_kind: match span.kind {
+            2 => SpanKind::Server,
+            3 => SpanKind::Client,
+            4 => SpanKind::Producer,
+            5 => SpanKind::Consumer,
+            1 => SpanKind::Internal,
+            other => panic!("span kind {other} (unspecified or unknown)"),
+        },
+        name: Cow::Owned(span.name.clone()),
+        start_time: time(span.start_time_unix_nano),
+        end_time: time(span.end_time_unix_nano),
+        attributes: api_attributes(&span.attributes),
+        dropped_attributes_count: span.dropped_attributes_count,
+        events,
+        links: SpanLinks::default(),
+        status: match StatusCode::try_from(status.code) {
+            Ok(StatusCode::Error) => Status::Error {
+                description: status.message.into(),
+            },
+            Ok(StatusCode::Ok) => Status::Ok,
+            _ => Status::Unset,
+        },
+        instrumentation_scope: InstrumentationScope::builder("").build(),
+    }
+}
+
+fn api_attributes(attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue]) -> Vec<opentelemetry::KeyValue> {
+    attributes
+        .iter()
+        .map(|kv| opentelemetry::KeyValue::new(kv.key.clone(), api_value(proto::value(kv).expect("a value"))))
+        .collect()
+}
+
+fn api_value(value: &Otlp) -> AttrValue {
+    let scalar =
+        |v: &opentelemetry_proto::tonic::common::v1::AnyValue| v.value.as_ref().map(api_value).expect("a value");
+    match value {
+        Otlp::StringValue(text) => AttrValue::from(text.clone()),
+        Otlp::BoolValue(flag) => AttrValue::Bool(*flag),
+        Otlp::IntValue(int) => AttrValue::I64(*int),
+        Otlp::DoubleValue(float) => AttrValue::F64(*float),
+        Otlp::ArrayValue(array) => {
+            let items: Vec<AttrValue> = array.values.iter().map(scalar).collect();
+            AttrValue::Array(match items.first() {
+                Some(AttrValue::Bool(_)) => {
+                    Array::Bool(items.iter().map(|v| matches!(v, AttrValue::Bool(true))).collect())
+                }
+                Some(AttrValue::I64(_)) => Array::I64(
+                    items
+                        .iter()
+                        .map(|v| match v {
+                            AttrValue::I64(i) => *i,
+                            _ => panic!("mixed"),
+                        })
+                        .collect(),
+                ),
+                Some(AttrValue::F64(_)) => Array::F64(
+                    items
+                        .iter()
+                        .map(|v| match v {
+                            AttrValue::F64(f) => *f,
+                            _ => panic!("mixed"),
+                        })
+                        .collect(),
+                ),
+                _ => Array::String(items.iter().map(|v| v.as_str().into_owned().into()).collect()),
+            })
+        }
+        other => panic!("an attribute value the converter never makes: {other:?}"),
+    }
+}
+
+fn convert(events: Vec<Value>, run: &RunInfo, logs: LogsMode) -> Out {
+    read(convert_events(parse(events), run, logs, &NothingExported))
+}
+
+fn convert_default(events: Vec<Value>) -> Out {
     convert(events, &ended(), LogsMode::SpanEvents)
 }
 
@@ -60,7 +205,7 @@ fn ns(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-fn attr<'a>(span: &'a BridgeSpan, key: &str) -> Option<&'a AttrValue> {
+fn attr<'a>(span: &'a Read, key: &str) -> Option<&'a AttrValue> {
     span.data
         .attributes
         .iter()
@@ -68,7 +213,7 @@ fn attr<'a>(span: &'a BridgeSpan, key: &str) -> Option<&'a AttrValue> {
         .map(|kv| &kv.value)
 }
 
-fn find<'a>(conversion: &'a Conversion, id: &str) -> &'a BridgeSpan {
+fn find<'a>(conversion: &'a Out, id: &str) -> &'a Read {
     let id = ids::span_identity(id).unwrap().id();
     conversion
         .spans
@@ -195,7 +340,7 @@ fn duplicate_finished_copies_keep_the_longer() {
 #[test]
 fn already_exported_spans_are_not_sent_again() {
     let exported: HashSet<SpanId> = [SpanId::from_hex("00000000000000e1").unwrap()].into();
-    let out = convert_events(
+    let out = read(convert_events(
         parse(vec![
             span("00000000000000e1", None, T0, 5),
             span("00000000000000e2", None, T0, 5),
@@ -203,7 +348,7 @@ fn already_exported_spans_are_not_sent_again() {
         &ended(),
         LogsMode::SpanEvents,
         &exported,
-    );
+    ));
     assert_eq!(out.spans.len(), 1);
     assert_eq!(out.already_exported, 1);
     assert_eq!(out.spans[0].covers, vec![SpanId::from_hex("00000000000000e2").unwrap()]);
@@ -318,7 +463,12 @@ fn float_durations_with_16_and_more_digits_are_exact() {
     for (literal, duration) in cases {
         let body = format!(r#"[{{"spanId":"0000000000000001","startTime":"0","duration":{literal}}}]"#);
         let raw = EventsBody::from_slice(body.as_bytes()).unwrap();
-        let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+        let out = read(convert_events(
+            raw.events,
+            &ended(),
+            LogsMode::SpanEvents,
+            &NothingExported,
+        ));
         assert!(out.invalid.is_empty(), "{literal}: {:?}", out.invalid);
         assert_eq!(ns(out.spans[0].data.end_time), duration, "duration {literal}");
     }
@@ -339,7 +489,12 @@ fn a_value_nested_too_deeply_invalidates_only_its_field() {
         deep(300)
     );
     let raw = EventsBody::from_slice(body.as_bytes()).expect("the body parses");
-    let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+    let out = read(convert_events(
+        raw.events,
+        &ended(),
+        LogsMode::SpanEvents,
+        &NothingExported,
+    ));
     assert_eq!(out.spans.len(), 3, "every element keeps its span");
     let deep_duration = find(&out, "0000000000000001");
     assert_eq!(
@@ -376,7 +531,12 @@ fn a_number_beyond_f64_invalidates_only_its_field() {
         ]}}"#
     );
     let raw = EventsBody::from_slice(body.as_bytes()).expect("the body parses");
-    let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+    let out = read(convert_events(
+        raw.events,
+        &ended(),
+        LogsMode::SpanEvents,
+        &NothingExported,
+    ));
     assert_eq!(
         out.spans.len(),
         3,
@@ -681,10 +841,13 @@ fn event_times_and_bad_events() {
         (got[0].name.as_ref(), ns(got[0].timestamp)),
         ("a", 1_758_630_769_000_000_000)
     );
-    assert_eq!(got[0].attributes, vec![KeyValue::new("k", "v")]);
+    assert_eq!(got[0].attributes, vec![opentelemetry::KeyValue::new("k", "v")]);
     assert_eq!(ns(got[1].timestamp), 1_758_630_769_123_456_789);
     assert_eq!((got[2].name.as_ref(), ns(got[2].timestamp)), ("c", T0));
-    assert_eq!(got[2].attributes, vec![KeyValue::new("trigger.time_invalid", true)]);
+    assert_eq!(
+        got[2].attributes,
+        vec![opentelemetry::KeyValue::new("trigger.time_invalid", true)]
+    );
     assert_eq!(got[3].name, "event");
     assert_eq!(out.invalid.count(InvalidReason::EventTime), 1);
     assert_eq!(out.invalid.count(InvalidReason::SpanEvent), 1);
@@ -711,7 +874,12 @@ fn non_object_elements_are_counted_and_neighbours_kept() {
     let raw =
         EventsBody::from_slice(format!(r#"{{"events":[42,{}]}}"#, span("0000000000000001", None, T0, 5)).as_bytes())
             .unwrap();
-    let out = convert_events(raw.events, &ended(), LogsMode::SpanEvents, &NothingExported);
+    let out = read(convert_events(
+        raw.events,
+        &ended(),
+        LogsMode::SpanEvents,
+        &NothingExported,
+    ));
     assert_eq!(out.spans.len(), 1);
     assert_eq!(out.invalid.count(InvalidReason::NotAnObject), 1);
 }
@@ -731,7 +899,7 @@ fn unicode_and_4_kib_messages_pass_through_untouched() {
     assert_eq!(s.data.name, "处理订单 🚀 — ok");
     assert_eq!(
         s.data.events.events[0].attributes[0],
-        KeyValue::new("log.message", long)
+        opentelemetry::KeyValue::new("log.message", long)
     );
 }
 
@@ -772,9 +940,9 @@ fn logs_as_span_events_on_their_parent() {
         .collect();
     assert_eq!(names, vec![("log", T0 + 5), ("log", T0 + 10), ("log", T0 + 30)]);
     let first = &root.data.events.events[0].attributes;
-    assert!(first.contains(&KeyValue::new("log.message", "careful")));
-    assert!(first.contains(&KeyValue::new("log.severity", "WARN")));
-    assert!(first.contains(&KeyValue::new("trigger.span_id", "00000000000000b2")));
+    assert!(first.contains(&opentelemetry::KeyValue::new("log.message", "careful")));
+    assert!(first.contains(&opentelemetry::KeyValue::new("log.severity", "WARN")));
+    assert!(first.contains(&opentelemetry::KeyValue::new("trigger.span_id", "00000000000000b2")));
     let mut covers = root.covers.clone();
     covers.sort_by_key(|id| id.to_bytes());
     let expected: Vec<SpanId> = [
@@ -796,7 +964,12 @@ fn logs_as_span_events_on_their_parent() {
 #[test]
 fn log_whose_parent_was_already_exported_becomes_a_span() {
     let exported: HashSet<SpanId> = [SpanId::from_hex("00000000000000a1").unwrap()].into();
-    let out = convert_events(parse(logs_fixture()), &ended(), LogsMode::SpanEvents, &exported);
+    let out = read(convert_events(
+        parse(logs_fixture()),
+        &ended(),
+        LogsMode::SpanEvents,
+        &exported,
+    ));
     assert_eq!(out.spans.len(), 4);
     assert!(out.spans.iter().all(|s| s.data.start_time == s.data.end_time));
 }
@@ -841,7 +1014,7 @@ fn logs_as_otlp_log_records_are_returned_separately() {
     let hello = out.logs.iter().find(|l| l.body == "hello").unwrap();
     assert_eq!(hello.parent, Some(SpanId::from_hex("00000000000000a1").unwrap()));
     assert_eq!(hello.severity.as_deref(), Some("INFO"));
-    assert_eq!(ns(hello.time), T0 + 10);
+    assert_eq!(hello.time, T0 + 10);
 }
 
 // ---- Output ordering, scope -----------------------------------------------------------------------
@@ -853,10 +1026,12 @@ fn output_is_sorted_and_scoped() {
         span("0000000000000001", None, T0 + 1, 1),
     ]);
     assert!(out.spans[0].data.start_time < out.spans[1].data.start_time);
-    let scope = &out.spans[0].data.instrumentation_scope;
+    let spans: Vec<BridgeSpan> = out.spans.iter().map(|s| s.span.clone()).collect();
+    let request = otlp::export_request(spans, &otlp::ResourceSettings::default());
+    let scope = request.resource_spans[0].scope_spans[0].scope.clone().unwrap();
     assert_eq!(
-        (scope.name(), scope.version()),
-        (SCOPE_NAME, Some(env!("CARGO_PKG_VERSION")))
+        (scope.name.as_str(), scope.version.as_str()),
+        (SCOPE_NAME, env!("CARGO_PKG_VERSION"))
     );
     assert_eq!(out.spans[0].data.start_time, UNIX_EPOCH + Duration::from_nanos(T0 + 1));
 }

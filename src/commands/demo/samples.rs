@@ -591,7 +591,7 @@ mod tests {
         let partial = conversion
             .spans
             .iter()
-            .filter(|s| s.data.attributes.iter().any(|kv| kv.key.as_str() == "trigger.partial"))
+            .filter(|s| s.span.attributes.iter().any(|kv| kv.key == "trigger.partial"))
             .count();
         assert_eq!(partial, 1, "the batch still inserting when cancelled");
 
@@ -603,7 +603,10 @@ mod tests {
             let errors = conversion
                 .spans
                 .iter()
-                .filter(|s| matches!(s.data.status, opentelemetry::trace::Status::Error { .. }))
+                .filter(|s| {
+                    s.span.status.as_ref().map(|status| status.code)
+                        == Some(opentelemetry_proto::tonic::trace::v1::status::StatusCode::Error as i32)
+                })
                 .count();
             let expected = run.elements.iter().filter(|(_, _, e)| !e.is_log()).count();
             assert_eq!(conversion.spans.len(), expected, "{}", run.id);

@@ -3,9 +3,9 @@
 //! [`render`] is a pure function: spans and options in, text out. No clock, no terminal
 //! detection: the caller decides about colours ([`RenderOptions::color`]), so tests are exact.
 //!
-//! Spans come as [`SpanView`]s, made from the converter's `SpanData`
-//! ([`SpanView::from_span_data`]) or from the OTLP spans a collector receives
-//! ([`SpanView::from_otlp`]), so both commands draw the same picture of the same data.
+//! Spans come as [`SpanView`]s, made from OTLP spans ([`SpanView::from_otlp`]): the converter's
+//! output and what a collector receives are the same messages, so both commands draw the same
+//! picture of the same data.
 //!
 //! The picture: a header line (trace id, counts, duration), a time axis, then one line per span,
 //! indented as a tree by parent (a span whose parent is not among the spans is drawn at the top
@@ -17,7 +17,7 @@
 mod text;
 mod view;
 
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 pub use text::human_duration;
@@ -318,9 +318,9 @@ pub fn stdout_wants_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
-/// [`render`] for the converter's spans.
-pub fn render_span_data<'a>(spans: impl IntoIterator<Item = &'a SpanData>, options: &RenderOptions) -> String {
-    let views: Vec<SpanView> = spans.into_iter().map(SpanView::from_span_data).collect();
+/// [`render`] for OTLP spans (the converter's, or what a collector received).
+pub fn render_spans<'a>(spans: impl IntoIterator<Item = &'a OtlpSpan>, options: &RenderOptions) -> String {
+    let views: Vec<SpanView> = spans.into_iter().map(SpanView::from_otlp).collect();
     render(&views, options)
 }
 

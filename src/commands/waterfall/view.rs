@@ -1,10 +1,9 @@
-//! What the waterfall draws, as plain data: [`SpanView`] and [`EventView`], made from the
-//! converter's `SpanData` or from the OTLP spans a collector receives, so both give the same picture.
+//! What the waterfall draws, as plain data: [`SpanView`] and [`EventView`], made from OTLP spans
+//! (the converter's, or what a collector received).
 
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
-use opentelemetry_sdk::trace::SpanData;
 
 /// One span as the waterfall needs it. Times are Unix nanoseconds; ids are lowercase hex.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -80,12 +79,6 @@ fn any_value_text(value: Option<&AnyValue>) -> String {
 }
 
 impl SpanView {
-    /// From the converter's output: as OTLP carries it, by `opentelemetry-proto`'s own transform
-    /// (the one the export request is built with), so both commands draw the same thing.
-    pub fn from_span_data(span: &SpanData) -> SpanView {
-        SpanView::from_otlp(&OtlpSpan::from(span.clone()))
-    }
-
     /// From a span as OTLP carries it (what a collector receives).
     pub fn from_otlp(span: &OtlpSpan) -> SpanView {
         let attribute = |key: &str| {
@@ -143,7 +136,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn views_from_span_data_and_otlp_agree() {
+    fn views_of_the_converters_spans_and_of_the_request_agree() {
         use crate::config::LogsMode;
         use crate::convert::otlp::{export_request, ResourceSettings};
         use crate::convert::{convert_events, NothingExported, RunInfo, RunState};
@@ -168,11 +161,7 @@ mod tests {
             },
         );
         let conversion = convert_events(events, &run, LogsMode::SpanEvents, &NothingExported);
-        let from_data: Vec<SpanView> = conversion
-            .spans
-            .iter()
-            .map(|s| SpanView::from_span_data(&s.data))
-            .collect();
+        let from_data: Vec<SpanView> = conversion.spans.iter().map(|s| SpanView::from_otlp(&s.span)).collect();
         let request = export_request(conversion.spans, &ResourceSettings::default());
         let from_otlp: Vec<SpanView> = request
             .resource_spans
