@@ -24,7 +24,7 @@ use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::ids::{derive_trace_id, span_identity, SpanIdentity};
-use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
+use trigger_otel_bridge::convert::otlp::{encode_export_request, export_request, ResourceSettings};
 use trigger_otel_bridge::convert::time::parse_start_time;
 use trigger_otel_bridge::convert::{
     convert_events, flatten_properties, proto, Conversion, InvalidReason, NothingExported, RunInfo, RunState,
@@ -516,6 +516,19 @@ fn check_conversion(
     sent.sort();
     received.sort();
     prop_assert_eq!(sent, received);
+
+    // 5. The sender's in-place encoding is prost's encoding of the request, byte for byte, under
+    // one resource and under one per task.
+    let per_task = ResourceSettings {
+        service_name_from_task: true,
+        attributes: [("deployment.environment".to_owned(), "prod".to_owned())].into(),
+        ..ResourceSettings::default()
+    };
+    for settings in [ResourceSettings::default(), per_task] {
+        let in_place = encode_export_request(&conversion.spans, &settings);
+        let reference = export_request(conversion.spans.clone(), &settings).encode_to_vec();
+        prop_assert_eq!(in_place, reference);
+    }
     Ok(())
 }
 
