@@ -6,15 +6,12 @@ use super::proto::{self, SAMPLED};
 use super::{BridgeLog, BridgeSpan};
 use opentelemetry::logs::Severity;
 use opentelemetry::trace::SpanId;
-use opentelemetry::KeyValue;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::AnyValue;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::resource::v1::Resource as OtlpResource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans};
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_sdk::Resource;
 use std::collections::BTreeMap;
 
 /// `[export.resource]` as the converter needs it.
@@ -44,18 +41,22 @@ impl ResourceSettings {
         }
     }
 
-    /// The resource for one service name: the configured attributes plus `service.name`
-    /// (which always wins over an attribute of the same key).
-    pub fn resource(&self, service_name: &str) -> Resource {
-        Resource::builder_empty()
-            .with_attributes(
-                self.attributes
-                    .iter()
-                    .filter(|(key, _)| key.as_str() != "service.name")
-                    .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
-            )
-            .with_service_name(service_name.to_owned())
-            .build()
+    /// The resource for one service name, as OTLP carries it: `service.name` (which always wins
+    /// over a configured attribute of the same key), then the configured attributes in key
+    /// order, so every request orders them alike (the SDK's `Resource` kept them in a `HashMap`
+    /// whose order changed from one resource to the next).
+    pub fn resource(&self, service_name: &str) -> OtlpResource {
+        let service = proto::kv("service.name", proto::string(service_name));
+        let configured = self
+            .attributes
+            .iter()
+            .filter(|(key, _)| key.as_str() != "service.name")
+            .map(|(key, value)| proto::kv(key.as_str(), proto::string(value.as_str())));
+        OtlpResource {
+            attributes: std::iter::once(service).chain(configured).collect(),
+            dropped_attributes_count: 0,
+            entity_refs: Vec::new(),
+        }
     }
 
     /// `items` grouped by the service name they are reported under, in first-seen order.
@@ -71,16 +72,6 @@ impl ResourceSettings {
         groups
     }
 
-    /// The resource of one service name, as OTLP carries it.
-    fn otlp_resource(&self, service_name: &str) -> (OtlpResource, String) {
-        let resource = ResourceAttributesWithSchema::from(&self.resource(service_name));
-        let otlp = OtlpResource {
-            attributes: resource.attributes.0,
-            dropped_attributes_count: 0,
-            entity_refs: Vec::new(),
-        };
-        (otlp, resource.schema_url.unwrap_or_default())
-    }
 }
 
 /// One OTLP request holding every span, grouped by resource and scope.
@@ -89,15 +80,14 @@ pub fn export_request(spans: Vec<BridgeSpan>, settings: &ResourceSettings) -> Ex
         .group_by_service(spans, |span| span.task_slug.as_deref())
         .into_iter()
         .map(|(name, members)| {
-            let (resource, schema_url) = settings.otlp_resource(&name);
             ResourceSpans {
-                resource: Some(resource),
+                resource: Some(settings.resource(&name)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(proto::scope()),
                     spans: members.into_iter().map(|member| member.span).collect(),
                     schema_url: String::new(),
                 }],
-                schema_url,
+                schema_url: String::new(),
             }
         })
         .collect();
@@ -109,23 +99,22 @@ pub fn export_request(spans: Vec<BridgeSpan>, settings: &ResourceSettings) -> Ex
 /// into a request first. Byte for byte what prost encodes for the request (a property test in
 /// tests/properties.rs holds the two equal).
 pub fn encode_export_request(spans: &[BridgeSpan], settings: &ResourceSettings) -> Vec<u8> {
-    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, message, string, WireType};
+    use prost::encoding::{encode_key, encode_varint, encoded_len_varint, key_len, message, WireType};
     let groups = settings.group_by_service(spans.iter().collect(), |span: &&BridgeSpan| span.task_slug.as_deref());
     let scope = proto::scope();
-    // Per resource: its message, schema URL, spans, and the lengths of ScopeSpans and ResourceSpans.
+    // Per resource: its message, its spans, and the lengths of its ScopeSpans and ResourceSpans
+    // (no schema URLs: empty strings are not encoded).
     let sized: Vec<_> = groups
         .into_iter()
         .map(|(name, members)| {
-            let (resource, schema_url) = settings.otlp_resource(&name);
+            let resource = settings.resource(&name);
             let scope_spans_len = message::encoded_len(1, &scope)
                 + members.iter().map(|span| message::encoded_len(2, &span.span)).sum::<usize>();
-            let schema_len = if schema_url.is_empty() { 0 } else { string::encoded_len(3, &schema_url) };
             let resource_spans_len = message::encoded_len(1, &resource)
                 + key_len(2)
                 + encoded_len_varint(scope_spans_len as u64)
-                + scope_spans_len
-                + schema_len;
-            (resource, schema_url, members, scope_spans_len, resource_spans_len)
+                + scope_spans_len;
+            (resource, members, scope_spans_len, resource_spans_len)
         })
         .collect();
     let total: usize = sized
@@ -133,7 +122,7 @@ pub fn encode_export_request(spans: &[BridgeSpan], settings: &ResourceSettings) 
         .map(|(.., len)| key_len(1) + encoded_len_varint(*len as u64) + len)
         .sum();
     let mut buf = Vec::with_capacity(total);
-    for (resource, schema_url, members, scope_spans_len, resource_spans_len) in &sized {
+    for (resource, members, scope_spans_len, resource_spans_len) in &sized {
         encode_key(1, WireType::LengthDelimited, &mut buf);
         encode_varint(*resource_spans_len as u64, &mut buf);
         message::encode(1, resource, &mut buf);
@@ -142,9 +131,6 @@ pub fn encode_export_request(spans: &[BridgeSpan], settings: &ResourceSettings) 
         message::encode(1, &scope, &mut buf);
         for span in members {
             message::encode(2, &span.span, &mut buf);
-        }
-        if !schema_url.is_empty() {
-            string::encode(3, schema_url, &mut buf);
         }
     }
     debug_assert_eq!(buf.len(), total);
@@ -157,15 +143,14 @@ pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) ->
         .group_by_service(logs, |log| log.task_slug.as_deref())
         .into_iter()
         .map(|(name, members)| {
-            let (resource, schema_url) = settings.otlp_resource(&name);
             ResourceLogs {
-                resource: Some(resource),
+                resource: Some(settings.resource(&name)),
                 scope_logs: vec![ScopeLogs {
                     scope: Some(proto::scope()),
                     log_records: members.into_iter().map(log_record).collect(),
                     schema_url: String::new(),
                 }],
-                schema_url,
+                schema_url: String::new(),
             }
         })
         .collect();
