@@ -99,11 +99,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     // The first run finishes; the second ends (cancelled) with its root still partial.
     api.set(finished_version(&executing));
     api.update("run_endspartial", |run| run.run["status"] = "CANCELED".into());
-    daemon
-        .wait_for("both runs retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 2
-        })
-        .await;
+    daemon.wait_retired(2, Duration::from_secs(20)).await;
 
     let spans = receiver.recorder.spans();
     let mut per_id: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -164,11 +160,7 @@ async fn an_unchanged_body_is_not_parsed_again_and_the_next_change_is_exported_o
     assert!(unchanged < polls, "the first poll parsed: {unchanged} of {polls}");
 
     api.set(finished_version(&executing));
-    daemon
-        .wait_for("the run retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(20)).await;
     all_spans_once(receiver, &[("run_cm1executing1".to_owned(), 7)]);
     daemon.stop().await;
     fakes.stop().await;
@@ -210,11 +202,7 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
         "polling of new data pauses while the collector fails"
     );
     assert!(daemon.stats.pending() <= 200);
-    daemon
-        .wait_for("every run retired", Duration::from_secs(40), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 10
-        })
-        .await;
+    daemon.wait_retired(10, Duration::from_secs(40)).await;
     let peak = daemon.stats.peak_pending_spans.load(Ordering::Relaxed);
     assert!(peak <= 200, "pending spans peaked at {peak}, above the limit of 200");
     assert!(peak > 0);
@@ -240,11 +228,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     // Finalise as soon as the run is fully exported: no settle-time polls in the count.
     config.runs.settle = Duration::ZERO;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(30), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(30)).await;
     let spans = generate::span_count(1000);
     all_spans_once(receiver, &[(run_id.to_owned(), spans)]);
     let fetches = api.requests_to(&format!("/api/v1/runs/{run_id}/events"));
@@ -278,21 +262,13 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
     let fakes = Fakes::start([queued]).await;
     let trace_path = format!("/api/v1/runs/{run_id}/trace");
     let daemon = Running::start(fakes.config(&[&run_id]), fast_options());
-    daemon
-        .wait_for("three polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 3
-        })
-        .await;
+    daemon.wait_polls(3, Duration::from_secs(10)).await;
     assert!(
         fakes.api.requests_to(&trace_path) >= 3,
         "the trace is asked for on every poll while nothing was exported under a derived id"
     );
     fakes.api.set(finished.clone());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(20)).await;
     let want = finished.trace.as_ref().unwrap()["trace"]["traceId"]
         .as_str()
         .unwrap()
@@ -330,17 +306,9 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
     };
     let daemon = Running::start(config.clone(), options);
     let events = format!("/api/v1/runs/{run_id}/events");
-    daemon
-        .wait_for("the first polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 2
-        })
-        .await;
+    daemon.wait_polls(2, Duration::from_secs(10)).await;
     write(&[], 10);
-    daemon
-        .wait_for("the run retired as removed", Duration::from_secs(15), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(15)).await;
     let polled_before = fakes.api.requests_to(&events);
     write(&[run_id], 20);
     daemon
@@ -369,11 +337,7 @@ async fn a_run_waiting_for_queue_room_does_not_spin_the_loop() {
     config.export.max_batch_spans = 100;
     config.runs.settle = Duration::ZERO;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(30), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(30)).await;
     all_spans_once(&fakes.receiver, &[(run_id.to_owned(), generate::span_count(600))]);
     // Each wake has a cause: a heartbeat a second, a poll started or finished, a batch
     // acknowledged, a due time. A few dozen in all; a loop woken by a past due time makes
@@ -402,28 +366,16 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
     // for one sent after it.
     config.runs.concurrency = 1;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("every run retired", Duration::from_secs(50), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 6
-        })
-        .await;
+    daemon.wait_retired(6, Duration::from_secs(50)).await;
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(40))).collect();
     all_spans_once(receiver, &expected);
-    let limited = api.rate_limited();
     assert!(
-        !limited.is_empty(),
+        !api.rate_limited().is_empty(),
         "the chaos answered some 429s ({} requests)",
         api.request_count()
     );
-    let seen = api.requests();
-    for (answered, reset) in limited {
-        // 2 ms of slack: the reset travels as whole unix milliseconds.
-        let early: Vec<_> = seen
-            .iter()
-            .filter(|s| s.at > answered && s.at + Duration::from_millis(2) < reset)
-            .collect();
-        assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
-    }
+    let early = api.requests_before_a_reset();
+    assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
     daemon.stop().await;
     fakes.stop().await;
 }
@@ -536,11 +488,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
     let fakes = Fakes::start([FakeRun::fixture("finished_run")]).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     let daemon = Running::start(fakes.config(&["run_cm1finished01"]), fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(15), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(15)).await;
     let spans = receiver.recorder.spans();
     assert_eq!(spans.len(), 12);
     let trace = FakeRun::fixture("finished_run").trace.unwrap();
@@ -603,11 +551,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     let fakes = Fakes::start([run.clone()]).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     let daemon = Running::start(fakes.config(&[run_id]), fast_options());
-    daemon
-        .wait_for("a few polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 3
-        })
-        .await;
+    daemon.wait_polls(3, Duration::from_secs(10)).await;
     assert_eq!(
         api.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
         1,

@@ -243,7 +243,10 @@ async fn list_runs_sends_filters_and_follows_the_cursor() {
     let first = &hits[0];
     assert_eq!(first.path, "/api/v1/runs");
     assert_eq!(first.param("filter[status]").as_deref(), Some("COMPLETED,FAILED"));
-    assert_eq!(first.param("filter[taskIdentifier]").as_deref(), Some("process-order,send-email"));
+    assert_eq!(
+        first.param("filter[taskIdentifier]").as_deref(),
+        Some("process-order,send-email")
+    );
     assert_eq!(first.param("filter[tag]").as_deref(), Some("customer_1"));
     assert_eq!(first.param("filter[version]").as_deref(), Some("20250923.4"));
     assert_eq!(first.param("filter[isTest]").as_deref(), Some("false"));

@@ -590,13 +590,7 @@ impl FakeApi {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> usize {
-        self.state
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .count()
+        self.queries_to(path).len()
     }
 
     /// The raw query strings of the requests to `path`.
@@ -614,6 +608,21 @@ impl FakeApi {
     /// Every 429 answered: (when, the reset it announced).
     pub fn rate_limited(&self) -> Vec<(Instant, Instant)> {
         self.state.rate_limited.lock().unwrap().clone()
+    }
+
+    /// Requests that arrived after a 429 and before the reset it announced (with 2 ms of slack:
+    /// the reset travels as whole unix milliseconds).
+    pub fn requests_before_a_reset(&self) -> Vec<Request> {
+        let limited = self.rate_limited();
+        let requests = self.requests();
+        requests
+            .into_iter()
+            .filter(|r| {
+                limited
+                    .iter()
+                    .any(|(answered, reset)| r.at > *answered && r.at + Duration::from_millis(2) < *reset)
+            })
+            .collect()
     }
 }
 
