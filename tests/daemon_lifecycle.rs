@@ -182,10 +182,7 @@ fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded() {
-    let runs: Vec<FakeRun> = (0..10)
-        .map(|i| generate::fake_run(&format!("run_down{i:02}"), "t", 120, false))
-        .collect();
-    let ids: Vec<String> = (0..10).map(|i| format!("run_down{i:02}")).collect();
+    let (ids, runs) = generate::fake_runs("run_down", 10, 120);
     let fakes = Fakes::start(runs).await;
     let receiver = &fakes.receiver;
     *receiver.recorder.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(20));
@@ -351,8 +348,8 @@ async fn a_run_waiting_for_queue_room_does_not_spin_the_loop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
     use rand::SeedableRng;
-    let ids: Vec<String> = (0..6).map(|i| format!("run_chaos{i:02}")).collect();
-    let fakes = Fakes::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
+    let (ids, runs) = generate::fake_runs("run_chaos", 6, 40);
+    let fakes = Fakes::start(runs).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     api.set_chaos(support::fake_api::Chaos {
         rng: rand::rngs::StdRng::seed_from_u64(7),
@@ -433,8 +430,8 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
-    let ids: Vec<String> = (0..12).map(|i| format!("run_shard{i:02}")).collect();
-    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 10, false))).await;
+    let (ids, runs) = generate::fake_runs("run_shard", 12, 10);
+    let api = FakeApi::start(runs).await;
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
     let receivers = [Receiver::start().await, Receiver::start().await];

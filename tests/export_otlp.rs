@@ -9,9 +9,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::otlp_receiver::{body_text, logs_of, spans_of, Fault, Receiver};
+use support::SharedBuffer;
 use trigger_otel_bridge::config::{Compression, ExportConfig, LogsMode, Protocol};
 use trigger_otel_bridge::convert::otlp::{export_logs_request, export_request, ResourceSettings};
 use trigger_otel_bridge::convert::{
@@ -204,19 +204,6 @@ async fn a_collector_that_never_answers_is_retried_until_the_limit_for_one_shot_
     assert!(error.to_string().contains("did not accept"), "{error}");
 }
 
-#[derive(Clone, Default)]
-struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for SharedBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn stdout_protocol_writes_one_otlp_json_request_per_line() {
     let buffer = SharedBuffer::default();
@@ -231,7 +218,7 @@ async fn stdout_protocol_writes_one_otlp_json_request_per_line() {
         .send(spans.clone())
         .await
         .unwrap();
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), spans.len().div_ceil(4));
     let mut total = 0;
@@ -370,7 +357,7 @@ async fn stdout_protocol_writes_log_records_as_an_otlp_json_logs_request() {
         .send(fixture_records().take_records())
         .await
         .unwrap();
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
     let spans: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest =

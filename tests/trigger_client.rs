@@ -15,6 +15,7 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 use support::fake_api::{broken, FakeApi};
+use support::SharedBuffer;
 
 use trigger_otel_bridge::config::TriggerConfig;
 use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
@@ -384,23 +385,9 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
 // ---------------------------------------------------------------------------------------------
 // Retries and errors
 
-/// Collects what `tracing` writes during a test.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_the_key() {
-    let logs = LogBuffer::default();
+    let logs = SharedBuffer::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -424,7 +411,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
     assert_eq!(events.events.len(), 12);
     assert_eq!(api.requests().len(), 3);
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
+    let logs = logs.text();
     assert_eq!(logs.matches("retrying").count(), 2, "{logs}");
     assert!(
         logs.contains("run_id=\"run_cm1executing1\"") || logs.contains("run_id=run_cm1executing1"),
