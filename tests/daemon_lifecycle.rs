@@ -133,8 +133,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     let polls = api.request_count();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(api.request_count(), polls, "no polling after retirement");
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// A live run re-read on every poll: a byte-identical body is hashed, not parsed, and exports
@@ -162,8 +161,7 @@ async fn an_unchanged_body_is_not_parsed_again_and_the_next_change_is_exported_o
     api.set(finished_version(&executing));
     daemon.wait_retired(1, Duration::from_secs(20)).await;
     all_spans_once(receiver, &[("run_cm1executing1".to_owned(), 7)]);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
@@ -205,8 +203,7 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
     assert!(peak > 0);
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(120))).collect();
     all_spans_once(receiver, &expected);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// One run with more spans than `export.max_pending_spans`, and nothing else due: each poll may
@@ -239,8 +236,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
         needed + 2
     );
     assert!(daemon.stats.peak_pending_spans.load(Ordering::Relaxed) <= 100);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// A run polled before the trace endpoint knows it (404, no events yet) is not stuck with a
@@ -275,8 +271,7 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
     for span in &spans {
         assert_eq!(hex(&span.trace_id), want, "span {} is in another trace", span.name);
     }
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// Reload from the config file (not SIGHUP): a run taken out of `runs.ids` is retired as
@@ -317,8 +312,7 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
         fakes.api.requests_to(&events) > polled_before
     })
     .await;
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
@@ -341,8 +335,7 @@ async fn a_run_waiting_for_queue_room_does_not_spin_the_loop() {
     // hundreds of thousands.
     let wakeups = daemon.stats.loop_wakeups.load(Ordering::Relaxed);
     assert!(wakeups < 300, "the daemon loop woke {wakeups} times");
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -373,8 +366,7 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
     );
     let early = api.requests_before_a_reset();
     assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,8 +416,7 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
             .all(|q| q.contains("filter%5BtaskIdentifier%5D=wanted")),
         "{list_queries:?}"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -532,8 +523,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
         1,
         "the trace is read once"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,8 +578,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
         2,
         "read again once"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,6 +614,5 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
         })
         .await;
     assert!(receiver.recorder.spans().iter().any(|s| s.name == "late span"));
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }

@@ -184,8 +184,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     );
     assert!(body.ends_with("# EOF\n"));
     parse_prometheus(&body);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,8 +219,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     // The key works again.
     api.clear_scripts();
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

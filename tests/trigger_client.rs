@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use support::fake_api::{broken, FakeApi};
+use support::fake_api::{broken, set_limit_headers, too_many_requests, FakeApi};
 use support::SharedBuffer;
 
 use trigger_otel_bridge::config::TriggerConfig;
@@ -270,21 +270,14 @@ async fn a_429_holds_every_request_until_the_reset() {
         let reset = reset.clone();
         async move {
             if index == 0 {
-                let at = now_ms() + 2000;
+                let response = too_many_requests(1500, 0, Duration::from_secs(2));
+                let at = response.headers()["x-ratelimit-reset"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 *reset.lock().unwrap() = at;
-                let body = json!({"title": "Rate Limit Exceeded", "status": 429, "limit": 1500, "remaining": 0,
-                                  "reset": at, "secondsUntilReset": 2});
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [
-                        ("content-type", "application/problem+json".to_owned()),
-                        ("x-ratelimit-limit", "1500".to_owned()),
-                        ("x-ratelimit-remaining", "0".to_owned()),
-                        ("x-ratelimit-reset", at.to_string()),
-                    ],
-                    body.to_string(),
-                )
-                    .into_response();
+                return response;
             }
             let mut response = ok_json(json!({"events": []}));
             response
@@ -359,10 +352,7 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
             if index == 0 {
                 let at = now_ms() + 1500;
                 *reset.lock().unwrap() = at;
-                let headers = response.headers_mut();
-                headers.insert("x-ratelimit-limit", "1500".parse().unwrap());
-                headers.insert("x-ratelimit-remaining", "1".parse().unwrap());
-                headers.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
+                set_limit_headers(response.headers_mut(), 1500, 1, at);
             }
             response
         }

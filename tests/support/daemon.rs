@@ -81,6 +81,12 @@ impl Fakes {
         self.api.stop().await;
         self.receiver.stop().await;
     }
+
+    /// Stops `daemon` (it must stop cleanly), then the fakes.
+    pub async fn stop_with(self, daemon: Running) {
+        daemon.stop().await;
+        self.stop().await;
+    }
 }
 
 /// Retries and backoffs in milliseconds, not seconds.

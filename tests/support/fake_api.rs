@@ -262,7 +262,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 /// A 429 as Trigger.dev sends it: `x-ratelimit-*` headers (reset in unix milliseconds) and a
 /// problem+json body with the same numbers and `secondsUntilReset`; no Retry-After.
-fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Response {
+pub fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Response {
     let reset = unix_ms(SystemTime::now() + until_reset);
     let seconds = (until_reset.as_millis() as f64 / 1000.0).max(0.0);
     let detail = format!("Rate limit exceeded {remaining}/{limit} requests remaining. Retry in {seconds} seconds.");
@@ -281,7 +281,8 @@ fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Respo
     response
 }
 
-fn set_limit_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_unix_ms: u64) {
+/// The `x-ratelimit-*` headers Trigger.dev puts on every `/api/` answer.
+pub fn set_limit_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_unix_ms: u64) {
     for (name, value) in [
         ("x-ratelimit-limit", limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
