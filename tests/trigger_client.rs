@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -56,6 +55,15 @@ fn gzip_response(body: &[u8]) -> Response {
 
 fn ok_json(value: Value) -> Response {
     json_response(StatusCode::OK, value.to_string())
+}
+
+/// The `x-ratelimit-reset` (unix ms) of the answer to the first request.
+fn announced_reset(api: &FakeApi) -> u64 {
+    api.answer(0)
+        .expect("answered")
+        .header("x-ratelimit-reset")
+        .parse()
+        .unwrap()
 }
 
 fn tuning() -> ClientTuning {
@@ -264,27 +272,15 @@ async fn list_runs_sends_filters_and_follows_the_cursor() {
 
 #[tokio::test]
 async fn a_429_holds_every_request_until_the_reset() {
-    let reset_ms = Arc::new(Mutex::new(0u64));
-    let reset = reset_ms.clone();
-    let api = FakeApi::answering(move |_, index| {
-        let reset = reset.clone();
-        async move {
-            if index == 0 {
-                let response = too_many_requests(1500, 0, Duration::from_secs(2));
-                let at = response.headers()["x-ratelimit-reset"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                *reset.lock().unwrap() = at;
-                return response;
-            }
-            let mut response = ok_json(json!({"events": []}));
-            response
-                .headers_mut()
-                .insert("x-ratelimit-remaining", "1499".parse().unwrap());
-            response
+    let api = FakeApi::answering(|_, index| async move {
+        if index == 0 {
+            return too_many_requests(1500, 0, Duration::from_secs(2));
         }
+        let mut response = ok_json(json!({"events": []}));
+        response
+            .headers_mut()
+            .insert("x-ratelimit-remaining", "1499".parse().unwrap());
+        response
     })
     .await;
     let client = client(&api.url());
@@ -304,7 +300,7 @@ async fn a_429_holds_every_request_until_the_reset() {
     assert!(waited >= Duration::from_millis(1900), "waited only {waited:?}");
 
     let hits = api.requests();
-    let reset = *reset_ms.lock().unwrap();
+    let reset = announced_reset(&api);
     assert_eq!(hits.len(), 3, "{hits:?}");
     for hit in &hits[1..] {
         assert!(
@@ -343,19 +339,12 @@ async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
 
 #[tokio::test]
 async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
-    let reset_ms = Arc::new(Mutex::new(0u64));
-    let reset = reset_ms.clone();
-    let api = FakeApi::answering(move |_, index| {
-        let reset = reset.clone();
-        async move {
-            let mut response = ok_json(json!({"events": []}));
-            if index == 0 {
-                let at = now_ms() + 1500;
-                *reset.lock().unwrap() = at;
-                set_limit_headers(response.headers_mut(), 1500, 1, at);
-            }
-            response
+    let api = FakeApi::answering(|_, index| async move {
+        let mut response = ok_json(json!({"events": []}));
+        if index == 0 {
+            set_limit_headers(response.headers_mut(), 1500, 1, now_ms() + 1500);
         }
+        response
     })
     .await;
     let client = client(&api.url());
@@ -363,7 +352,7 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
     assert_eq!(client.remaining(), Some(1));
     client.events("run_a").await.expect("second");
     let hits = api.requests();
-    let reset = *reset_ms.lock().unwrap();
+    let reset = announced_reset(&api);
     assert!(
         hits[1].at_unix_ms >= reset,
         "second request {} ms early",

@@ -117,6 +117,20 @@ impl Request {
     }
 }
 
+/// The head of an answer the fake gave.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub headers: HeaderMap,
+}
+
+impl Answered {
+    /// A header's value ("" when absent or not text).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
 /// A scripted answer, served instead of the real one for the next request to a path.
 #[derive(Clone, Debug)]
 pub struct Scripted {
@@ -228,6 +242,8 @@ struct FakeState {
     /// Run ids in list order (newest first).
     order: Mutex<VecDeque<String>>,
     requests: Mutex<Vec<Request>>,
+    /// The answer to each request, by its index in `requests`.
+    answers: Mutex<HashMap<usize, Answered>>,
     scripts: Mutex<HashMap<String, VecDeque<Scripted>>>,
     /// Delay added to every events response (to let a progress bar draw).
     events_delay: Mutex<Duration>,
@@ -387,7 +403,8 @@ impl FakeState {
     }
 }
 
-/// In front of every route: log the request, then answer it as the fake is set up to.
+/// In front of every route: log the request, answer it as the fake is set up to, log the
+/// answer's head.
 async fn gate(State(state): State<Arc<FakeState>>, http: axum::extract::Request, next: Next) -> Response {
     let request = Request {
         at: Instant::now(),
@@ -397,18 +414,23 @@ async fn gate(State(state): State<Arc<FakeState>>, http: axum::extract::Request,
         headers: http.headers().clone(),
     };
     let index = state.record(request.clone());
-    if let Some(handler) = &state.handler {
-        return handler(request, index).await;
-    }
-    let limits = match state.take_token(&request) {
-        Some(Err(refused)) => return refused,
-        Some(Ok(limits)) => Some(limits),
-        None => None,
+    let response = match &state.handler {
+        Some(handler) => handler(request, index).await,
+        None => match state.take_token(&request) {
+            Some(Err(refused)) => refused,
+            Some(Ok((limit, remaining, reset))) => {
+                let mut response = state.answer(&request, http, next).await;
+                set_limit_headers(response.headers_mut(), limit, remaining, reset);
+                response
+            }
+            None => state.answer(&request, http, next).await,
+        },
     };
-    let mut response = state.answer(&request, http, next).await;
-    if let Some((limit, remaining, reset)) = limits {
-        set_limit_headers(response.headers_mut(), limit, remaining, reset);
-    }
+    let answered = Answered {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+    };
+    state.answers.lock().unwrap().insert(index, answered);
     response
 }
 
@@ -604,6 +626,11 @@ impl FakeApi {
             .filter(|r| r.path == path)
             .map(|r| r.query.clone())
             .collect()
+    }
+
+    /// The head of the answer to request `index` (of [`FakeApi::requests`]), once given.
+    pub fn answer(&self, index: usize) -> Option<Answered> {
+        self.state.answers.lock().unwrap().get(&index).cloned()
     }
 
     /// Every 429 answered: (when, the reset it announced).
