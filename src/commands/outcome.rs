@@ -56,13 +56,11 @@ impl CommandError {
             },
             CommandError::Inspect(error) => matches!(error, InspectError::Config(_)),
             CommandError::Demo(DemoError::Speed(_) | DemoError::Protocol(_)) => true,
-            CommandError::Demo(DemoError::Daemon(error)) | CommandError::Daemon(error) => {
-                match error {
-                    DaemonError::Config(_) => true,
-                    DaemonError::Export(error) => error.is_config(),
-                    _ => false,
-                }
-            }
+            CommandError::Demo(DemoError::Daemon(error)) | CommandError::Daemon(error) => match error {
+                DaemonError::Config(_) => true,
+                DaemonError::Export(error) => error.is_config(),
+                _ => false,
+            },
             CommandError::Demo(DemoError::Io(_))
             | CommandError::Runtime(_)
             | CommandError::Signals(_)
