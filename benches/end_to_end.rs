@@ -26,7 +26,7 @@ mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::fake_api::{FakeApi, FakeRun};
+use support::fake_api::FakeApi;
 use support::otlp_receiver::Receiver;
 use support::{daemon, generate, process};
 use trigger_otel_bridge::config::LogsMode;
@@ -104,11 +104,7 @@ async fn run_scenario(scenario: &Scenario, repetition: usize) -> Measured {
         let id = format!("run_bench{}_{i:04}", scenario.name.replace(['x', '-'], "_"));
         let events = realistic::run_events(&id, scenario.events, 7 + i as u64);
         expected += expected_spans(&id, &serde_json::to_vec(&events).unwrap());
-        api.add(FakeRun {
-            events,
-            trace: None,
-            run: generate::run(&id, "process-order", "COMPLETED", true),
-        });
+        api.add(generate::fake_run_of(&id, "process-order", events, false));
         ids.push(id);
     }
     let receiver = Receiver::counting().await;

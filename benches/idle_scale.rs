@@ -16,7 +16,7 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::fake_api::{FakeApi, FakeRun, Request};
+use support::fake_api::{FakeApi, Request};
 use support::otlp_receiver::Receiver;
 use support::{daemon, generate, process};
 
@@ -86,11 +86,7 @@ async fn main() {
         let id = format!("run_idle{i:06}");
         let events = tiny_running_run(&id, i);
         body_bytes = body_bytes.max(serde_json::to_vec(&events).unwrap().len());
-        api.add(FakeRun {
-            events,
-            trace: None,
-            run: generate::run(&id, "process-order", "EXECUTING", false),
-        });
+        api.add(generate::fake_run_of(&id, "process-order", events, true));
         ids.push(id);
     }
     let receiver = Receiver::counting().await;

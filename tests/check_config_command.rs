@@ -1,6 +1,8 @@
 //! `check-config` through the built binary: effective config printed with secrets redacted,
 //! bad configuration rejected with exit 2 and a message naming the key and the file.
 
+mod support;
+
 use assert_cmd::Command;
 use std::io::Write;
 
@@ -8,9 +10,7 @@ const PLANTED_KEY: &str = "tr_dev_PLANTEDsecret123";
 const PLANTED_HEADER: &str = "Bearer PLANTEDheader456";
 
 fn bridge() -> Command {
-    let mut cmd = Command::cargo_bin("trigger-otel-bridge").unwrap();
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
+    Command::from_std(support::process::command(&[]))
 }
 
 fn config_file(text: &str) -> tempfile::NamedTempFile {

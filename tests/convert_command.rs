@@ -5,6 +5,8 @@
 //! the plain rules (the oracle is deliberately simpler than the converter: it handles only valid
 //! input), then a few facts are asserted by hand so the oracle cannot be wrong in the same way.
 
+mod support;
+
 use assert_cmd::Command;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
@@ -12,6 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, 
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use support::hex;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -26,7 +29,7 @@ fn fixture(name: &str) -> Value {
 }
 
 fn bridge() -> Command {
-    Command::cargo_bin("trigger-otel-bridge").unwrap()
+    Command::from_std(support::process::command(&[]))
 }
 
 struct Converted {
@@ -70,10 +73,6 @@ fn convert_fixture(run: &str) -> Converted {
     let trace_id = trace_id_of(run);
     let path = fixture_path(&format!("{run}.events.json"));
     convert(&[path.to_str().unwrap(), "--trace-id", &trace_id])
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn attrs(list: &[KeyValue]) -> BTreeMap<String, any_value::Value> {

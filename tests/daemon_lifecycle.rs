@@ -99,11 +99,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     // The first run finishes; the second ends (cancelled) with its root still partial.
     api.set(finished_version(&executing));
     api.update("run_endspartial", |run| run.run["status"] = "CANCELED".into());
-    daemon
-        .wait_for("both runs retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 2
-        })
-        .await;
+    daemon.wait_retired(2, Duration::from_secs(20)).await;
 
     let spans = receiver.recorder.spans();
     let mut per_id: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -137,8 +133,7 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
     let polls = api.request_count();
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(api.request_count(), polls, "no polling after retirement");
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// A live run re-read on every poll: a byte-identical body is hashed, not parsed, and exports
@@ -164,14 +159,9 @@ async fn an_unchanged_body_is_not_parsed_again_and_the_next_change_is_exported_o
     assert!(unchanged < polls, "the first poll parsed: {unchanged} of {polls}");
 
     api.set(finished_version(&executing));
-    daemon
-        .wait_for("the run retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(20)).await;
     all_spans_once(receiver, &[("run_cm1executing1".to_owned(), 7)]);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
@@ -190,10 +180,7 @@ fn all_spans_once(receiver: &Receiver, runs: &[(String, usize)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded() {
-    let runs: Vec<FakeRun> = (0..10)
-        .map(|i| generate::fake_run(&format!("run_down{i:02}"), "t", 120, false))
-        .collect();
-    let ids: Vec<String> = (0..10).map(|i| format!("run_down{i:02}")).collect();
+    let (ids, runs) = generate::fake_runs("run_down", 10, 120);
     let fakes = Fakes::start(runs).await;
     let receiver = &fakes.receiver;
     *receiver.recorder.down_until.lock().unwrap() = Some(Instant::now() + Duration::from_secs(20));
@@ -210,18 +197,13 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
         "polling of new data pauses while the collector fails"
     );
     assert!(daemon.stats.pending() <= 200);
-    daemon
-        .wait_for("every run retired", Duration::from_secs(40), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 10
-        })
-        .await;
+    daemon.wait_retired(10, Duration::from_secs(40)).await;
     let peak = daemon.stats.peak_pending_spans.load(Ordering::Relaxed);
     assert!(peak <= 200, "pending spans peaked at {peak}, above the limit of 200");
     assert!(peak > 0);
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(120))).collect();
     all_spans_once(receiver, &expected);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// One run with more spans than `export.max_pending_spans`, and nothing else due: each poll may
@@ -240,11 +222,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
     // Finalise as soon as the run is fully exported: no settle-time polls in the count.
     config.runs.settle = Duration::ZERO;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(30), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(30)).await;
     let spans = generate::span_count(1000);
     all_spans_once(receiver, &[(run_id.to_owned(), spans)]);
     let fetches = api.requests_to(&format!("/api/v1/runs/{run_id}/events"));
@@ -258,8 +236,7 @@ async fn a_big_run_behind_a_small_queue_takes_the_free_capacity_it_needs() {
         needed + 2
     );
     assert!(daemon.stats.peak_pending_spans.load(Ordering::Relaxed) <= 100);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// A run polled before the trace endpoint knows it (404, no events yet) is not stuck with a
@@ -278,21 +255,13 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
     let fakes = Fakes::start([queued]).await;
     let trace_path = format!("/api/v1/runs/{run_id}/trace");
     let daemon = Running::start(fakes.config(&[&run_id]), fast_options());
-    daemon
-        .wait_for("three polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 3
-        })
-        .await;
+    daemon.wait_polls(3, Duration::from_secs(10)).await;
     assert!(
         fakes.api.requests_to(&trace_path) >= 3,
         "the trace is asked for on every poll while nothing was exported under a derived id"
     );
     fakes.api.set(finished.clone());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(20), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(20)).await;
     let want = finished.trace.as_ref().unwrap()["trace"]["traceId"]
         .as_str()
         .unwrap()
@@ -302,8 +271,7 @@ async fn a_trace_that_appears_after_the_first_polls_names_the_spans() {
     for span in &spans {
         assert_eq!(hex(&span.trace_id), want, "span {} is in another trace", span.name);
     }
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// Reload from the config file (not SIGHUP): a run taken out of `runs.ids` is retired as
@@ -330,17 +298,9 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
     };
     let daemon = Running::start(config.clone(), options);
     let events = format!("/api/v1/runs/{run_id}/events");
-    daemon
-        .wait_for("the first polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 2
-        })
-        .await;
+    daemon.wait_polls(2, Duration::from_secs(10)).await;
     write(&[], 10);
-    daemon
-        .wait_for("the run retired as removed", Duration::from_secs(15), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(15)).await;
     let polled_before = fakes.api.requests_to(&events);
     write(&[run_id], 20);
     daemon
@@ -352,8 +312,7 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
         fakes.api.requests_to(&events) > polled_before
     })
     .await;
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 /// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
@@ -369,26 +328,21 @@ async fn a_run_waiting_for_queue_room_does_not_spin_the_loop() {
     config.export.max_batch_spans = 100;
     config.runs.settle = Duration::ZERO;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(30), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(30)).await;
     all_spans_once(&fakes.receiver, &[(run_id.to_owned(), generate::span_count(600))]);
     // Each wake has a cause: a heartbeat a second, a poll started or finished, a batch
     // acknowledged, a due time. A few dozen in all; a loop woken by a past due time makes
     // hundreds of thousands.
     let wakeups = daemon.stats.loop_wakeups.load(Ordering::Relaxed);
     assert!(wakeups < 300, "the daemon loop woke {wakeups} times");
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset() {
     use rand::SeedableRng;
-    let ids: Vec<String> = (0..6).map(|i| format!("run_chaos{i:02}")).collect();
-    let fakes = Fakes::start(ids.iter().map(|id| generate::fake_run(id, "t", 40, false))).await;
+    let (ids, runs) = generate::fake_runs("run_chaos", 6, 40);
+    let fakes = Fakes::start(runs).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     api.set_chaos(support::fake_api::Chaos {
         rng: rand::rngs::StdRng::seed_from_u64(7),
@@ -402,30 +356,17 @@ async fn an_api_failing_often_loses_nothing_and_no_request_precedes_a_429_reset(
     // for one sent after it.
     config.runs.concurrency = 1;
     let daemon = Running::start(config, fast_options());
-    daemon
-        .wait_for("every run retired", Duration::from_secs(50), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 6
-        })
-        .await;
+    daemon.wait_retired(6, Duration::from_secs(50)).await;
     let expected: Vec<(String, usize)> = ids.iter().map(|id| (id.clone(), generate::span_count(40))).collect();
     all_spans_once(receiver, &expected);
-    let limited = api.rate_limited();
     assert!(
-        !limited.is_empty(),
+        !api.rate_limited().is_empty(),
         "the chaos answered some 429s ({} requests)",
         api.request_count()
     );
-    let seen = api.requests();
-    for (answered, reset) in limited {
-        // 2 ms of slack: the reset travels as whole unix milliseconds.
-        let early: Vec<_> = seen
-            .iter()
-            .filter(|s| s.at > answered && s.at + Duration::from_millis(2) < reset)
-            .collect();
-        assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
-    }
-    daemon.stop().await;
-    fakes.stop().await;
+    let early = api.requests_before_a_reset();
+    assert!(early.is_empty(), "requests before the 429's reset: {early:?}");
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,14 +416,13 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
             .all(|q| q.contains("filter%5BtaskIdentifier%5D=wanted")),
         "{list_queries:?}"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
-    let ids: Vec<String> = (0..12).map(|i| format!("run_shard{i:02}")).collect();
-    let api = FakeApi::start(ids.iter().map(|id| generate::fake_run(id, "t", 10, false))).await;
+    let (ids, runs) = generate::fake_runs("run_shard", 12, 10);
+    let api = FakeApi::start(runs).await;
     let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
     let dir = tempfile::tempdir().unwrap();
     let receivers = [Receiver::start().await, Receiver::start().await];
@@ -536,11 +476,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
     let fakes = Fakes::start([FakeRun::fixture("finished_run")]).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     let daemon = Running::start(fakes.config(&["run_cm1finished01"]), fast_options());
-    daemon
-        .wait_for("the run retired", Duration::from_secs(15), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(15)).await;
     let spans = receiver.recorder.spans();
     assert_eq!(spans.len(), 12);
     let trace = FakeRun::fixture("finished_run").trace.unwrap();
@@ -587,8 +523,7 @@ async fn enrichment_puts_trace_properties_on_the_right_spans_reading_the_trace_o
         1,
         "the trace is read once"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -603,11 +538,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
     let fakes = Fakes::start([run.clone()]).await;
     let (api, receiver) = (&fakes.api, &fakes.receiver);
     let daemon = Running::start(fakes.config(&[run_id]), fast_options());
-    daemon
-        .wait_for("a few polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= 3
-        })
-        .await;
+    daemon.wait_polls(3, Duration::from_secs(10)).await;
     assert_eq!(
         api.requests_to(&format!("/api/v1/runs/{run_id}/trace")),
         1,
@@ -647,8 +578,7 @@ async fn enrichment_reads_the_trace_again_only_when_a_new_finished_span_lacks_pr
         2,
         "read again once"
     );
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,6 +614,5 @@ async fn a_failing_trace_re_read_costs_enrichment_never_the_export() {
         })
         .await;
     assert!(receiver.recorder.spans().iter().any(|s| s.name == "late span"));
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }

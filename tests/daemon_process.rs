@@ -95,9 +95,9 @@ async fn sigkill_at_random_moments_loses_no_log_record() {
 /// then let it finish: everything arrived, duplicates at most one batch per kill.
 async fn crash_loop(logs_mode: LogsMode, kills_wanted: usize, seed: u64) {
     let otlp_logs = logs_mode == LogsMode::OtlpLogs;
-    let runs: Vec<String> = (0..8).map(|i| format!("run_crash{i:02}")).collect();
     let elements = 600;
-    let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;
+    let (runs, served) = generate::fake_runs("run_crash", 8, elements);
+    let api = FakeApi::start(served).await;
     let receiver = Receiver::start().await;
     // A collector that takes a moment per batch, so kills land while batches are in flight.
     *receiver.recorder.delay.lock().unwrap() = Duration::from_millis(60);
@@ -185,9 +185,9 @@ async fn crash_loop(logs_mode: LogsMode, kills_wanted: usize, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_export_exits_cleanly_and_a_restart_sends_nothing_twice() {
-    let runs: Vec<String> = (0..4).map(|i| format!("run_term{i:02}")).collect();
     let elements = 300;
-    let api = FakeApi::start(runs.iter().map(|id| generate::fake_run(id, "t", elements, false))).await;
+    let (runs, served) = generate::fake_runs("run_term", 4, elements);
+    let api = FakeApi::start(served).await;
     let receiver = Receiver::start().await;
     *receiver.recorder.delay.lock().unwrap() = Duration::from_millis(150);
     let dir = tempfile::tempdir().unwrap();

@@ -49,27 +49,23 @@ async fn demo_runs_its_samples_to_completion_and_prints_each_trace() {
     // One waterfall per trace: the parent and its child run share one.
     let headers: Vec<&str> = stdout.lines().filter(|l| l.contains(" ━━ ")).collect();
     assert_eq!(headers.len(), 3, "{stdout}");
-    let expected = [
-        (
-            "process-order (run_order_",
-            "COMPLETED",
-            "· 12 spans · 8 logs · 3 errors ·",
-        ),
-        (
-            "build-digest (run_digest_",
-            "send-digest-email (run_email_",
-            "· 16 spans · 5 logs · 0 errors ·",
-        ),
-        ("import-csv (run_import_", "CANCELED", "· 7 spans · 3 logs · 0 errors ·"),
-    ];
-    for (run, also, counts) in expected {
+    // A trace's header names its run (and `also`); its counts are printed.
+    let trace = |run: &str, also: &str, counts: &str| {
         let header = headers
             .iter()
             .find(|h| h.contains(run))
             .unwrap_or_else(|| panic!("{run}:\n{stdout}"));
         assert!(header.contains(also), "{header}");
         assert!(stdout.contains(counts), "{counts}:\n{stdout}");
-    }
+    };
+    trace(
+        "process-order (run_order_",
+        "COMPLETED",
+        "· 12 spans · 8 logs · 3 errors ·",
+    );
+    let child = "send-digest-email (run_email_";
+    trace("build-digest (run_digest_", child, "· 16 spans · 5 logs · 0 errors ·");
+    trace("import-csv (run_import_", "CANCELED", "· 7 spans · 3 logs · 0 errors ·");
     // The child run is drawn inside the parent's triggerAndWait span.
     let trigger = stdout
         .lines()

@@ -34,9 +34,8 @@ fn all_fixture_runs() -> Vec<FakeRun> {
         .into()
 }
 
-/// `opentelemetry-otlp` reads OTEL_EXPORTER_OTLP_HEADERS itself and would add its values to
-/// the bridge's: the configured header must win (the variable only adds names it lacks), over
-/// gRPC and OTLP/HTTP, with one value per name.
+/// The configured header must win over OTEL_EXPORTER_OTLP_HEADERS (the variable only adds names
+/// it lacks), over gRPC and OTLP/HTTP, with one value per name.
 #[tokio::test]
 async fn configured_headers_win_over_otel_exporter_otlp_headers() {
     let api = FakeApi::start([FakeRun::fixture("child_run")]).await;
@@ -67,6 +66,45 @@ async fn configured_headers_win_over_otel_exporter_otlp_headers() {
             assert_eq!(values("extra"), ["added"], "{protocol}");
             assert_eq!(values("x-token-bin"), ["AQID"], "{protocol}");
         }
+    }
+    api.stop().await;
+    receiver.stop().await;
+}
+
+/// `compression = "none"` in the file holds against OTEL_EXPORTER_OTLP_COMPRESSION in the
+/// environment, over both protocols (the variable only fills a compression left at its default).
+#[tokio::test]
+async fn configured_no_compression_wins_over_otel_exporter_otlp_compression() {
+    let api = FakeApi::start([FakeRun::fixture("child_run")]).await;
+    let receiver = Receiver::start().await;
+    for protocol in ["grpc", "http/protobuf"] {
+        receiver.recorder.headers.lock().unwrap().clear();
+        receiver.recorder.content_encodings.lock().unwrap().clear();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("bridge.toml");
+        std::fs::write(&config, "[export]\ncompression = \"none\"\n").unwrap();
+        let mut cmd = bridge_command(&api, &receiver, protocol);
+        cmd.env("TRIGGER_OTEL_BRIDGE_CONFIG", &config)
+            .env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
+        let (output, stderr) = run(cmd, &["run_cm1childrun01"]).await;
+        assert!(output.status.success(), "{protocol}: {stderr}");
+        let seen = receiver.recorder.headers.lock().unwrap().clone();
+        assert!(!seen.is_empty(), "{protocol}");
+        for headers in seen {
+            assert!(headers.get("grpc-encoding").is_none(), "{protocol}: {headers:?}");
+            assert!(headers.get("content-encoding").is_none(), "{protocol}: {headers:?}");
+        }
+    }
+    // And the variable alone still turns it on (the file's default is gzip; zstd here).
+    receiver.recorder.headers.lock().unwrap().clear();
+    let mut cmd = bridge_command(&api, &receiver, "grpc");
+    cmd.env("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd");
+    let (output, stderr) = run(cmd, &["run_cm1childrun01"]).await;
+    assert!(output.status.success(), "{stderr}");
+    let seen = receiver.recorder.headers.lock().unwrap().clone();
+    assert!(!seen.is_empty());
+    for headers in seen {
+        assert_eq!(headers.get("grpc-encoding").unwrap(), "zstd", "{headers:?}");
     }
     api.stop().await;
     receiver.stop().await;

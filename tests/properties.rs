@@ -12,6 +12,8 @@
 //!
 //! Case counts keep the whole file well under 30 s in a debug build.
 
+mod support;
+
 use opentelemetry::trace::{SpanId, TraceId};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Otlp;
@@ -22,6 +24,7 @@ use proptest::sample::select;
 use prost::Message;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
+use support::otlp_receiver::spans_of;
 use trigger_otel_bridge::config::LogsMode;
 use trigger_otel_bridge::convert::ids::{derive_trace_id, span_identity, SpanIdentity};
 use trigger_otel_bridge::convert::otlp::{encode_export_request, export_request, ResourceSettings};
@@ -374,15 +377,6 @@ fn parent_id(span: &OtlpSpan) -> SpanId {
     }
 }
 
-fn spans_of(request: &ExportTraceServiceRequest) -> Vec<OtlpSpan> {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| s.spans.clone())
-        .collect()
-}
-
 /// The OTLP request of a conversion, encoded to protobuf and decoded again.
 fn through_protobuf(conversion: &Conversion) -> Vec<OtlpSpan> {
     let request = export_request(conversion.spans.clone(), &ResourceSettings::default());
@@ -701,7 +695,7 @@ fn valid_element() -> impl Strategy<Value = Valid> {
 }
 
 fn hex(bytes: &[u8], upper: bool) -> String {
-    let text: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let text = support::hex(bytes);
     if upper {
         text.to_uppercase()
     } else {

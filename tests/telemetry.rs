@@ -23,8 +23,13 @@ const PLANTED_PART: &str = "PLANTEDsecret";
 
 /// One HTTP/1.1 GET over a fresh connection: (status, content type, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    get_with(addr, path, "").await
+}
+
+/// [`get`] with `headers` (each line ending in CRLF) added to the request.
+async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();
@@ -113,10 +118,9 @@ fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_move_as_spans_are_exported_and_rejected() {
     let fakes = Fakes::start([generate::fake_run("run_metrics1", "t", 30, false)]).await;
+    *fakes.receiver.recorder.poison_name.lock().unwrap() = Some("step 5".into());
+    let daemon = Running::serving(fakes.config(&["run_metrics1"]), fast_options()).await;
     let receiver = &fakes.receiver;
-    *receiver.recorder.poison_name.lock().unwrap() = Some("step 5".into());
-    let config = fakes.config(&["run_metrics1"]);
-    let daemon = Running::serving(config, fast_options()).await;
 
     let (status, _, body) = get(daemon.addr(), "/healthz").await;
     assert_eq!((status, body.as_str()), (200, "ok\n"));
@@ -126,11 +130,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
         1.0
     );
 
-    daemon
-        .wait_for("the run retired", Duration::from_secs(15), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
-        .await;
+    daemon.wait_retired(1, Duration::from_secs(15)).await;
     let after = metrics_of(&daemon).await;
     let spans = generate::span_count(30) as f64;
     assert_eq!(sample(&after, "trigger_otel_bridge_spans_exported_total"), spans - 1.0);
@@ -175,46 +175,25 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     let body = readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     assert_eq!(body, "ok\n");
     // Prometheus asks for OpenMetrics and gets it.
-    let (status, content_type, body) = {
-        let mut stream = tokio::net::TcpStream::connect(daemon.addr()).await.unwrap();
-        let request = "GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\nConnection: close\r\n\r\n";
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut raw = String::new();
-        stream.read_to_string(&mut raw).await.unwrap();
-        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let content_type = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-type:")
-                    .map(|v| v.trim().to_owned())
-            })
-            .unwrap();
-        (
-            head.split(' ').nth(1).unwrap().to_owned(),
-            content_type,
-            body.to_owned(),
-        )
-    };
-    assert_eq!(status, "200");
+    let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n";
+    let (status, content_type, body) = get_with(daemon.addr(), "/metrics", accept).await;
+    assert_eq!(status, 200);
     assert!(
         content_type.starts_with("application/openmetrics-text"),
         "{content_type}"
     );
     assert!(body.ends_with("# EOF\n"));
     parse_prometheus(&body);
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     // A run that keeps executing, so the daemon keeps asking.
     let fakes = Fakes::start([generate::fake_run("run_auth0001", "t", 10, true)]).await;
-    let api = &fakes.api;
-    let config = fakes.config(&["run_auth0001"]);
-    let daemon = Running::serving(config, fast_options()).await;
+    let daemon = Running::serving(fakes.config(&["run_auth0001"]), fast_options()).await;
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
+    let api = &fakes.api;
 
     // The key is revoked: every endpoint answers 401.
     let unauthorized = Scripted::status(401, r#"{"error":"Invalid or Missing API key"}"#);
@@ -240,8 +219,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     // The key works again.
     api.clear_scripts();
     readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
-    daemon.stop().await;
-    fakes.stop().await;
+    fakes.stop_with(daemon).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

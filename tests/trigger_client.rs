@@ -5,7 +5,6 @@
 mod support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
@@ -14,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
-use support::fake_api::{broken, FakeApi};
+use support::fake_api::{broken, set_limit_headers, too_many_requests, FakeApi};
+use support::SharedBuffer;
 
 use trigger_otel_bridge::config::TriggerConfig;
 use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
@@ -55,6 +55,15 @@ fn gzip_response(body: &[u8]) -> Response {
 
 fn ok_json(value: Value) -> Response {
     json_response(StatusCode::OK, value.to_string())
+}
+
+/// The `x-ratelimit-reset` (unix ms) of the answer to the first request.
+fn announced_reset(api: &FakeApi) -> u64 {
+    api.answer(0)
+        .expect("answered")
+        .header("x-ratelimit-reset")
+        .parse()
+        .unwrap()
 }
 
 fn tuning() -> ClientTuning {
@@ -263,34 +272,15 @@ async fn list_runs_sends_filters_and_follows_the_cursor() {
 
 #[tokio::test]
 async fn a_429_holds_every_request_until_the_reset() {
-    let reset_ms = Arc::new(Mutex::new(0u64));
-    let reset = reset_ms.clone();
-    let api = FakeApi::answering(move |_, index| {
-        let reset = reset.clone();
-        async move {
-            if index == 0 {
-                let at = now_ms() + 2000;
-                *reset.lock().unwrap() = at;
-                let body = json!({"title": "Rate Limit Exceeded", "status": 429, "limit": 1500, "remaining": 0,
-                                  "reset": at, "secondsUntilReset": 2});
-                return (
-                    StatusCode::TOO_MANY_REQUESTS,
-                    [
-                        ("content-type", "application/problem+json".to_owned()),
-                        ("x-ratelimit-limit", "1500".to_owned()),
-                        ("x-ratelimit-remaining", "0".to_owned()),
-                        ("x-ratelimit-reset", at.to_string()),
-                    ],
-                    body.to_string(),
-                )
-                    .into_response();
-            }
-            let mut response = ok_json(json!({"events": []}));
-            response
-                .headers_mut()
-                .insert("x-ratelimit-remaining", "1499".parse().unwrap());
-            response
+    let api = FakeApi::answering(|_, index| async move {
+        if index == 0 {
+            return too_many_requests(1500, 0, Duration::from_secs(2));
         }
+        let mut response = ok_json(json!({"events": []}));
+        response
+            .headers_mut()
+            .insert("x-ratelimit-remaining", "1499".parse().unwrap());
+        response
     })
     .await;
     let client = client(&api.url());
@@ -310,7 +300,7 @@ async fn a_429_holds_every_request_until_the_reset() {
     assert!(waited >= Duration::from_millis(1900), "waited only {waited:?}");
 
     let hits = api.requests();
-    let reset = *reset_ms.lock().unwrap();
+    let reset = announced_reset(&api);
     assert_eq!(hits.len(), 3, "{hits:?}");
     for hit in &hits[1..] {
         assert!(
@@ -349,22 +339,12 @@ async fn a_429_reset_from_the_problem_body_alone_is_honoured() {
 
 #[tokio::test]
 async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
-    let reset_ms = Arc::new(Mutex::new(0u64));
-    let reset = reset_ms.clone();
-    let api = FakeApi::answering(move |_, index| {
-        let reset = reset.clone();
-        async move {
-            let mut response = ok_json(json!({"events": []}));
-            if index == 0 {
-                let at = now_ms() + 1500;
-                *reset.lock().unwrap() = at;
-                let headers = response.headers_mut();
-                headers.insert("x-ratelimit-limit", "1500".parse().unwrap());
-                headers.insert("x-ratelimit-remaining", "1".parse().unwrap());
-                headers.insert("x-ratelimit-reset", at.to_string().parse().unwrap());
-            }
-            response
+    let api = FakeApi::answering(|_, index| async move {
+        let mut response = ok_json(json!({"events": []}));
+        if index == 0 {
+            set_limit_headers(response.headers_mut(), 1500, 1, now_ms() + 1500);
         }
+        response
     })
     .await;
     let client = client(&api.url());
@@ -372,7 +352,7 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
     assert_eq!(client.remaining(), Some(1));
     client.events("run_a").await.expect("second");
     let hits = api.requests();
-    let reset = *reset_ms.lock().unwrap();
+    let reset = announced_reset(&api);
     assert!(
         hits[1].at_unix_ms >= reset,
         "second request {} ms early",
@@ -384,23 +364,9 @@ async fn low_remaining_makes_the_next_request_wait_for_the_reset() {
 // ---------------------------------------------------------------------------------------------
 // Retries and errors
 
-/// Collects what `tracing` writes during a test.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_the_key() {
-    let logs = LogBuffer::default();
+    let logs = SharedBuffer::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -424,7 +390,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
     assert_eq!(events.events.len(), 12);
     assert_eq!(api.requests().len(), 3);
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).expect("utf-8");
+    let logs = logs.text();
     assert_eq!(logs.matches("retrying").count(), 2, "{logs}");
     assert!(
         logs.contains("run_id=\"run_cm1executing1\"") || logs.contains("run_id=run_cm1executing1"),

@@ -13,21 +13,18 @@ use serde_json::{json, Value};
 
 pub const BASE_NS: u64 = 1_758_630_768_120_000_000;
 
-const SPAN_MESSAGES: &[(&str, &str, &str)] = &[
-    ("GET https://api.stripe.com/v1/payment_intents/{n}", "http", "primary"),
-    ("POST https://inventory.internal/reserve", "http", "primary"),
-    ("SELECT * FROM orders WHERE id = $1", "database", "primary"),
-    (
-        "UPDATE orders SET status = 'reserved' WHERE id = $1",
-        "database",
-        "primary",
-    ),
-    ("send-confirmation-email.triggerAndWait()", "trigger", "primary"),
-    ("openai.chat.completions.create", "openai", "primary"),
-    ("wait.for()", "wait", "primary"),
-    ("s3.PutObject orders/{n}.pdf", "aws", "primary"),
-    ("render-invoice", "task", "primary"),
-    ("redis GET cart:{n}", "redis", "primary"),
+/// Span names and their style icon (every span's variant is `primary`).
+const SPAN_MESSAGES: &[(&str, &str)] = &[
+    ("GET https://api.stripe.com/v1/payment_intents/{n}", "http"),
+    ("POST https://inventory.internal/reserve", "http"),
+    ("SELECT * FROM orders WHERE id = $1", "database"),
+    ("UPDATE orders SET status = 'reserved' WHERE id = $1", "database"),
+    ("send-confirmation-email.triggerAndWait()", "trigger"),
+    ("openai.chat.completions.create", "openai"),
+    ("wait.for()", "wait"),
+    ("s3.PutObject orders/{n}.pdf", "aws"),
+    ("render-invoice", "task"),
+    ("redis GET cart:{n}", "redis"),
 ];
 
 const LOG_MESSAGES: &[(&str, &str, &str)] = &[
@@ -104,7 +101,7 @@ pub fn run_events(run_id: &str, count: usize, seed: u64) -> Value {
             }));
             continue;
         }
-        let (template, icon, variant) = SPAN_MESSAGES[rng.random_range(0..SPAN_MESSAGES.len())];
+        let (template, icon) = SPAN_MESSAGES[rng.random_range(0..SPAN_MESSAGES.len())];
         let duration = rng.random_range(1..400) * 1_000_000;
         let is_error = rng.random_bool(0.02);
         // Span events on 10 % of all elements: one span in seven.
@@ -124,7 +121,7 @@ pub fn run_events(run_id: &str, count: usize, seed: u64) -> Value {
             json!([])
         };
         let accessory = (icon == "database").then(|| json!({"text": "postgres", "style": "codepath"}));
-        let mut style = json!({"icon": icon, "variant": variant});
+        let mut style = json!({"icon": icon, "variant": "primary"});
         if let Some(accessory) = accessory {
             style["accessory"] = accessory;
         }

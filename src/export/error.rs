@@ -27,9 +27,14 @@ pub enum ExportError {
     #[error("invalid export endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
 
-    /// `opentelemetry-otlp`, `reqwest` or the header values refused what `[export]` gives them.
+    /// `tonic`, `reqwest` or the header values refused what `[export]` gives them.
     #[error("cannot build the OTLP exporter: {0}")]
     Build(String),
+
+    /// A request could not be encoded or compressed (the sender treats it as data the
+    /// collector would refuse: the batch is split and an offending record dropped).
+    #[error("cannot encode the OTLP request: {0}")]
+    Encode(String),
 
     #[error("export.cert_file and export.key_file must be set together")]
     HalfIdentity,
@@ -68,7 +73,8 @@ pub struct GaveUp {
 
 impl ExportError {
     /// A problem of the configuration (`[export]`, the `OTEL_EXPORTER_OTLP_*` variables, the
-    /// files they name): every variant but [`ExportError::GaveUp`], which is the collector's.
+    /// files they name): every variant but [`ExportError::GaveUp`], which is the collector's,
+    /// and [`ExportError::Encode`], the data's.
     pub fn is_config(&self) -> bool {
         match self {
             Self::BadVariable { .. }
@@ -79,7 +85,7 @@ impl ExportError {
             | Self::Tls(_)
             | Self::Settings(_)
             | Self::Exporter(_) => true,
-            Self::GaveUp(_) => false,
+            Self::Encode(_) | Self::GaveUp(_) => false,
         }
     }
 

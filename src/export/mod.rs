@@ -1,9 +1,10 @@
-//! Export: converted spans → an OpenTelemetry collector, with the bridge's own retry and split
-//! policy on top of `opentelemetry-otlp`'s transports.
+//! Export: converted spans → an OpenTelemetry collector, with the bridge's own transport (tonic
+//! for gRPC, reqwest for OTLP/HTTP) and its own retry and split policy.
 //!
 //! - `settings`: `[export]` plus the standard `OTEL_EXPORTER_OTLP_*` variables.
 //! - `policy`: what each collector answer means (retry, split, delivered), and backoff.
-//! - `transport`: one attempt of one batch (gRPC, HTTP protobuf/JSON, stdout).
+//! - `transport`: a batch's request encoded once, and one attempt to send it (gRPC, HTTP
+//!   protobuf/JSON, stdout).
 //! - `sender`: batching, retrying and splitting until every span is delivered or rejected.
 //! - `error`: [`ExportError`], the one error type of all of them.
 
@@ -17,7 +18,7 @@ pub use error::{ExportError, GaveUp};
 pub use policy::BackoffPolicy;
 pub use sender::{OtlpSender, SendReport, SenderOptions};
 pub use settings::ExportSettings;
-pub use transport::Transport;
+pub use transport::{Encoded, OtlpRequest, Transport};
 
 use crate::config::BridgeConfig;
 use crate::convert::otlp::ResourceSettings;

@@ -1,7 +1,7 @@
 //! Retry and rejection rules as data: what each collector answer means for a batch.
 //!
-//! `opentelemetry-otlp` retries little and folds every failure into a string, so the bridge
-//! turns each outcome into a `Disposition` here and owns the decision. The rule that matters most:
+//! The transport turns each attempt's answer (an HTTP status, a gRPC status code) into a
+//! `Disposition` here, and the sender acts on it. The rule that matters most:
 //! only answers that blame the *data* (HTTP 400/413, gRPC InvalidArgument) may lead to dropping
 //! spans, and only single spans after splitting. Answers that blame the setup (401, 403, 404,
 //! wrong path, unauthenticated) are retried forever with an error log, because splitting would
@@ -48,27 +48,21 @@ pub fn classify_http(status: u16, retry_after: Option<Duration>) -> Disposition 
     }
 }
 
-/// gRPC status codes, by the name `tonic::Code` prints.
-pub fn classify_grpc(code: &str) -> Disposition {
+/// gRPC status codes; the reason names the code ("gRPC Unavailable").
+pub fn classify_grpc(code: tonic::Code) -> Disposition {
+    use tonic::Code;
+    let reason = format!("gRPC {code:?}");
     match code {
-        "Ok" => Disposition::Delivered {
+        Code::Ok => Disposition::Delivered {
             rejected: 0,
             message: String::new(),
         },
-        "InvalidArgument" | "OutOfRange" => Disposition::Reject {
-            reason: format!("gRPC {code}"),
-        },
-        "ResourceExhausted" => Disposition::Shrink {
-            after: None,
-            reason: format!("gRPC {code}"),
-        },
+        Code::InvalidArgument | Code::OutOfRange => Disposition::Reject { reason },
+        Code::ResourceExhausted => Disposition::Shrink { after: None, reason },
         // Unavailable, DeadlineExceeded, Aborted, Cancelled, DataLoss,
         // Internal, Unknown; and the setup errors (Unauthenticated, PermissionDenied,
         // Unimplemented, NotFound): retried, never dropped.
-        _ => Disposition::Retry {
-            after: None,
-            reason: format!("gRPC {code}"),
-        },
+        _ => Disposition::Retry { after: None, reason },
     }
 }
 
@@ -131,10 +125,29 @@ mod tests {
                 "{status}"
             );
         }
-        assert!(matches!(classify_grpc("InvalidArgument"), Disposition::Reject { .. }));
-        assert!(matches!(classify_grpc("ResourceExhausted"), Disposition::Shrink { .. }));
-        for code in ["Unavailable", "DeadlineExceeded", "Unauthenticated", "Unknown"] {
-            assert!(matches!(classify_grpc(code), Disposition::Retry { .. }), "{code}");
+        use tonic::Code;
+        assert!(matches!(
+            classify_grpc(Code::InvalidArgument),
+            Disposition::Reject { .. }
+        ));
+        assert!(matches!(classify_grpc(Code::OutOfRange), Disposition::Reject { .. }));
+        assert_eq!(
+            classify_grpc(Code::ResourceExhausted),
+            Disposition::Shrink {
+                after: None,
+                reason: "gRPC ResourceExhausted".into()
+            }
+        );
+        for code in [
+            Code::Unavailable,
+            Code::DeadlineExceeded,
+            Code::Unauthenticated,
+            Code::PermissionDenied,
+            Code::Unimplemented,
+            Code::NotFound,
+            Code::Unknown,
+        ] {
+            assert!(matches!(classify_grpc(code), Disposition::Retry { .. }), "{code:?}");
         }
     }
 

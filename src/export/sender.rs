@@ -1,18 +1,23 @@
 //! The sender: spans and log records → batches of at most `max_batch_spans` per resource and
 //! signal → delivered, retried or split, following `policy`. It decides when a record counts as
 //! delivered. One loop serves both signals ([`Payload`]).
+//!
+//! Each batch's OTLP request is built and encoded once, before its first attempt: retries
+//! resend the same bytes, and only a split encodes again (each half).
 
 use super::policy::{BackoffPolicy, Disposition, SHRINK_AFTER};
-use super::transport::Transport;
+use super::transport::{OtlpRequest, Transport};
 use super::{ExportError, GaveUp};
-use crate::convert::otlp::ResourceSettings;
+use crate::convert::otlp::{encode_export_request, export_logs_request, export_request, ResourceSettings};
+use crate::convert::proto;
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use crate::convert::{BridgeLog, BridgeSpan, Record};
-use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, RecordRejected, Signal};
+use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, PartialSuccess, RecordRejected, Signal};
 use crate::telemetry::Metrics;
 use opentelemetry::trace::SpanId;
-use opentelemetry_sdk::Resource;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -71,22 +76,23 @@ struct Tally<'a> {
 
 /// What the sender's loop needs of a span or a log record.
 pub trait Payload: Sized + Send + Sync {
-    const SIGNAL: Signal;
+    const SIGNAL: Signal = <Self::Request as OtlpRequest>::SIGNAL;
+    /// The OTLP request that carries this kind of record.
+    type Request: OtlpRequest;
     fn task_slug(&self) -> Option<&str>;
     fn covers(&self) -> &[SpanId];
     /// The source id, run and name (span name or log body) for the log of a rejection.
     fn identity(&self) -> (SpanId, Option<&str>, &str);
-    /// One attempt to deliver `batch` under `resource`.
-    fn attempt<'a>(
-        transport: &'a Transport,
-        service_name: &'a str,
-        resource: &'a Resource,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Disposition> + Send + 'a;
+    /// The request holding `batch`, records of one resource: the one `convert` prints. The
+    /// batch is kept (a split needs its records), so this builds from a copy of it (the JSON
+    /// protocols only).
+    fn request(batch: &[Self], resources: &ResourceSettings) -> Self::Request;
+    /// The protobuf encoding of [`Payload::request`].
+    fn encode(batch: &[Self], resources: &ResourceSettings) -> Vec<u8>;
 }
 
 impl Payload for BridgeSpan {
-    const SIGNAL: Signal = Signal::Traces;
+    type Request = ExportTraceServiceRequest;
 
     fn task_slug(&self) -> Option<&str> {
         self.task_slug.as_deref()
@@ -97,25 +103,21 @@ impl Payload for BridgeSpan {
     }
 
     fn identity(&self) -> (SpanId, Option<&str>, &str) {
-        (
-            self.data.span_context.span_id(),
-            run_id_of(&self.data.attributes),
-            &self.data.name,
-        )
+        (self.covers[0], run_id_of(&self.span.attributes), &self.span.name)
     }
 
-    fn attempt<'a>(
-        transport: &'a Transport,
-        service_name: &'a str,
-        resource: &'a Resource,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Disposition> + Send + 'a {
-        transport.send(service_name, resource, batch.iter().map(|s| s.data.clone()).collect())
+    fn request(batch: &[Self], resources: &ResourceSettings) -> Self::Request {
+        export_request(batch.to_vec(), resources)
+    }
+
+    /// In place: the spans are not copied into a request first.
+    fn encode(batch: &[Self], resources: &ResourceSettings) -> Vec<u8> {
+        encode_export_request(batch, resources)
     }
 }
 
 impl Payload for BridgeLog {
-    const SIGNAL: Signal = Signal::Logs;
+    type Request = ExportLogsServiceRequest;
 
     fn task_slug(&self) -> Option<&str> {
         self.task_slug.as_deref()
@@ -129,13 +131,13 @@ impl Payload for BridgeLog {
         (self.span_id, run_id_of(&self.attributes), &self.body)
     }
 
-    fn attempt<'a>(
-        transport: &'a Transport,
-        service_name: &'a str,
-        resource: &'a Resource,
-        batch: &'a [Self],
-    ) -> impl Future<Output = Disposition> + Send + 'a {
-        transport.send_logs(service_name, resource, batch)
+    fn request(batch: &[Self], resources: &ResourceSettings) -> Self::Request {
+        export_logs_request(batch.to_vec(), resources)
+    }
+
+    fn encode(batch: &[Self], resources: &ResourceSettings) -> Vec<u8> {
+        use prost::Message;
+        Self::request(batch, resources).encode_to_vec()
     }
 }
 
@@ -190,8 +192,7 @@ impl OtlpSender {
     async fn deliver<P: Payload>(&self, items: Vec<P>, report: &mut SendReport) -> Result<(), ExportError> {
         let max = self.options.max_batch_spans.max(1);
         let metrics = || self.metrics.get().map(Arc::as_ref);
-        for (service_name, mut members) in self.resources.group_by_service(items, |item| item.task_slug()) {
-            let resource = self.resources.resource(&service_name);
+        for (_, mut members) in self.resources.group_by_service(items, |item| item.task_slug()) {
             let mut work: VecDeque<Vec<P>> = VecDeque::new();
             while !members.is_empty() {
                 let rest = members.split_off(members.len().min(max));
@@ -199,12 +200,24 @@ impl OtlpSender {
             }
             while let Some(batch) = work.pop_front() {
                 let started = tokio::time::Instant::now();
+                // Once per batch; the request itself is dropped here, its bytes kept.
+                let encoded = self.transport.encode(
+                    || P::encode(&batch, &self.resources),
+                    || P::request(&batch, &self.resources),
+                );
                 let mut attempt = 0u32;
                 loop {
                     attempt += 1;
                     report.batches += 1;
                     let attempt_started = tokio::time::Instant::now();
-                    match P::attempt(&self.transport, &service_name, &resource, &batch).await {
+                    let disposition = match &encoded {
+                        Ok(encoded) => self.transport.send(encoded).await,
+                        // Retrying cannot help: the data is at fault, as if the collector said so.
+                        Err(error) => Disposition::Reject {
+                            reason: error.to_string(),
+                        },
+                    };
+                    match disposition {
                         Disposition::Delivered { rejected, message } => {
                             self.consecutive_failures.store(0, Ordering::Relaxed);
                             ExportBatchSent {
@@ -212,13 +225,13 @@ impl OtlpSender {
                             }
                             .emit(metrics());
                             if rejected > 0 || !message.is_empty() {
-                                tracing::error!(
-                                    signal = P::SIGNAL.as_str(),
+                                PartialSuccess {
+                                    signal: P::SIGNAL,
                                     rejected,
-                                    collector_message = %message,
-                                    batch_size = batch.len(),
-                                    "the collector accepted the batch but rejected some of it"
-                                );
+                                    message: &message,
+                                    batch_size: batch.len(),
+                                }
+                                .emit(metrics());
                             }
                             let tally = report.tally(P::SIGNAL);
                             *tally.collector_rejected += rejected;
@@ -298,9 +311,9 @@ fn split_in_front<T>(work: &mut VecDeque<Vec<T>>, mut batch: Vec<T>) {
 }
 
 /// The `trigger.run_id` attribute every converted span and log record carries.
-fn run_id_of(attributes: &[opentelemetry::KeyValue]) -> Option<&str> {
-    attributes.iter().find_map(|kv| match (kv.key.as_str(), &kv.value) {
-        ("trigger.run_id", opentelemetry::Value::String(id)) => Some(id.as_str()),
+fn run_id_of(attributes: &[KeyValue]) -> Option<&str> {
+    attributes.iter().find_map(|kv| match (kv.key.as_str(), proto::value(kv)) {
+        ("trigger.run_id", Some(any_value::Value::StringValue(id))) => Some(id.as_str()),
         _ => None,
     })
 }

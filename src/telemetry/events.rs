@@ -274,6 +274,51 @@ impl RecordRejected<'_> {
     }
 }
 
+/// The collector accepted a request but reported, in its `partial_success`, records it rejected
+/// (dropped on its side; the request is not sent again), or with nothing rejected a warning.
+/// Counted with the records rejected as invalid data, over gRPC and OTLP/HTTP alike.
+pub struct PartialSuccess<'a> {
+    pub signal: Signal,
+    pub rejected: u64,
+    /// The collector's `error_message`.
+    pub message: &'a str,
+    pub batch_size: usize,
+}
+
+impl PartialSuccess<'_> {
+    pub fn emit(&self, metrics: Option<&Metrics>) {
+        let (signal, rejected, message, batch_size) =
+            (self.signal.as_str(), self.rejected, self.message, self.batch_size);
+        if rejected > 0 {
+            tracing::error!(
+                signal,
+                rejected,
+                collector_message = message,
+                batch_size,
+                "the collector accepted the batch but rejected some of it"
+            );
+        } else {
+            tracing::warn!(
+                signal,
+                collector_message = message,
+                batch_size,
+                "the collector accepted the batch with a warning"
+            );
+        }
+        let Some(metrics) = metrics else { return };
+        match self.signal {
+            Signal::Traces => {
+                metrics.spans_rejected.fetch_add(rejected, Ordering::Relaxed);
+                metrics.prom.spans_rejected.inc_by(rejected);
+            }
+            Signal::Logs => {
+                metrics.log_records_rejected.fetch_add(rejected, Ordering::Relaxed);
+                metrics.prom.log_records_rejected.inc_by(rejected);
+            }
+        }
+    }
+}
+
 /// One Trigger.dev API attempt ended: with an HTTP status, or without a response (`None`).
 pub struct ApiResponse {
     /// `events`, `trace`, `run` or `list`.

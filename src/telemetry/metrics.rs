@@ -145,7 +145,7 @@ impl Prom {
             ),
             (
                 "spans_rejected",
-                "Spans the collector refused as invalid data, dropped",
+                "Spans the collector refused: as invalid data (isolated and dropped), or in an accepted request's partial_success",
                 &prom.spans_rejected,
             ),
             (
@@ -160,7 +160,7 @@ impl Prom {
             ),
             (
                 "log_records_rejected",
-                "Log records the collector refused as invalid data, dropped",
+                "Log records the collector refused: as invalid data (isolated and dropped), or in an accepted request's partial_success",
                 &prom.log_records_rejected,
             ),
         ];

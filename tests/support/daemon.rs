@@ -7,6 +7,7 @@ use super::otlp_receiver::Receiver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -79,6 +80,12 @@ impl Fakes {
     pub async fn stop(self) {
         self.api.stop().await;
         self.receiver.stop().await;
+    }
+
+    /// Stops `daemon` (it must stop cleanly), then the fakes.
+    pub async fn stop_with(self, daemon: Running) {
+        daemon.stop().await;
+        self.stop().await;
     }
 }
 
@@ -157,6 +164,20 @@ impl Running {
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Until exactly `runs` runs have been retired.
+    pub async fn wait_retired(&self, runs: u64, limit: Duration) {
+        let what = format!("{runs} runs retired");
+        self.wait_for(&what, limit, |s| s.runs_retired.load(Ordering::Relaxed) == runs)
+            .await;
+    }
+
+    /// Until at least `polls` polls have been made.
+    pub async fn wait_polls(&self, polls: u64, limit: Duration) {
+        let what = format!("{polls} polls");
+        self.wait_for(&what, limit, |s| s.polls.load(Ordering::Relaxed) >= polls)
+            .await;
     }
 
     pub async fn stop(mut self) {

@@ -117,6 +117,20 @@ impl Request {
     }
 }
 
+/// The head of an answer the fake gave.
+#[derive(Clone, Debug)]
+pub struct Answered {
+    pub status: u16,
+    pub headers: HeaderMap,
+}
+
+impl Answered {
+    /// A header's value ("" when absent or not text).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
 /// A scripted answer, served instead of the real one for the next request to a path.
 #[derive(Clone, Debug)]
 pub struct Scripted {
@@ -228,6 +242,8 @@ struct FakeState {
     /// Run ids in list order (newest first).
     order: Mutex<VecDeque<String>>,
     requests: Mutex<Vec<Request>>,
+    /// The answer to each request, by its index in `requests`.
+    answers: Mutex<HashMap<usize, Answered>>,
     scripts: Mutex<HashMap<String, VecDeque<Scripted>>>,
     /// Delay added to every events response (to let a progress bar draw).
     events_delay: Mutex<Duration>,
@@ -262,7 +278,7 @@ fn unix_ms(at: SystemTime) -> u64 {
 
 /// A 429 as Trigger.dev sends it: `x-ratelimit-*` headers (reset in unix milliseconds) and a
 /// problem+json body with the same numbers and `secondsUntilReset`; no Retry-After.
-fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Response {
+pub fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Response {
     let reset = unix_ms(SystemTime::now() + until_reset);
     let seconds = (until_reset.as_millis() as f64 / 1000.0).max(0.0);
     let detail = format!("Rate limit exceeded {remaining}/{limit} requests remaining. Retry in {seconds} seconds.");
@@ -281,7 +297,8 @@ fn too_many_requests(limit: u32, remaining: u32, until_reset: Duration) -> Respo
     response
 }
 
-fn set_limit_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_unix_ms: u64) {
+/// The `x-ratelimit-*` headers Trigger.dev puts on every `/api/` answer.
+pub fn set_limit_headers(headers: &mut HeaderMap, limit: u32, remaining: u32, reset_unix_ms: u64) {
     for (name, value) in [
         ("x-ratelimit-limit", limit.to_string()),
         ("x-ratelimit-remaining", remaining.to_string()),
@@ -386,7 +403,8 @@ impl FakeState {
     }
 }
 
-/// In front of every route: log the request, then answer it as the fake is set up to.
+/// In front of every route: log the request, answer it as the fake is set up to, log the
+/// answer's head.
 async fn gate(State(state): State<Arc<FakeState>>, http: axum::extract::Request, next: Next) -> Response {
     let request = Request {
         at: Instant::now(),
@@ -396,18 +414,23 @@ async fn gate(State(state): State<Arc<FakeState>>, http: axum::extract::Request,
         headers: http.headers().clone(),
     };
     let index = state.record(request.clone());
-    if let Some(handler) = &state.handler {
-        return handler(request, index).await;
-    }
-    let limits = match state.take_token(&request) {
-        Some(Err(refused)) => return refused,
-        Some(Ok(limits)) => Some(limits),
-        None => None,
+    let response = match &state.handler {
+        Some(handler) => handler(request, index).await,
+        None => match state.take_token(&request) {
+            Some(Err(refused)) => refused,
+            Some(Ok((limit, remaining, reset))) => {
+                let mut response = state.answer(&request, http, next).await;
+                set_limit_headers(response.headers_mut(), limit, remaining, reset);
+                response
+            }
+            None => state.answer(&request, http, next).await,
+        },
     };
-    let mut response = state.answer(&request, http, next).await;
-    if let Some((limit, remaining, reset)) = limits {
-        set_limit_headers(response.headers_mut(), limit, remaining, reset);
-    }
+    let answered = Answered {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+    };
+    state.answers.lock().unwrap().insert(index, answered);
     response
 }
 
@@ -590,13 +613,7 @@ impl FakeApi {
 
     /// Requests whose path is `path`.
     pub fn requests_to(&self, path: &str) -> usize {
-        self.state
-            .requests
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .count()
+        self.queries_to(path).len()
     }
 
     /// The raw query strings of the requests to `path`.
@@ -611,9 +628,29 @@ impl FakeApi {
             .collect()
     }
 
+    /// The head of the answer to request `index` (of [`FakeApi::requests`]), once given.
+    pub fn answer(&self, index: usize) -> Option<Answered> {
+        self.state.answers.lock().unwrap().get(&index).cloned()
+    }
+
     /// Every 429 answered: (when, the reset it announced).
     pub fn rate_limited(&self) -> Vec<(Instant, Instant)> {
         self.state.rate_limited.lock().unwrap().clone()
+    }
+
+    /// Requests that arrived after a 429 and before the reset it announced (with 2 ms of slack:
+    /// the reset travels as whole unix milliseconds).
+    pub fn requests_before_a_reset(&self) -> Vec<Request> {
+        let limited = self.rate_limited();
+        let requests = self.requests();
+        requests
+            .into_iter()
+            .filter(|r| {
+                limited
+                    .iter()
+                    .any(|(answered, reset)| r.at > *answered && r.at + Duration::from_millis(2) < *reset)
+            })
+            .collect()
     }
 }
 

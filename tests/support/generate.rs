@@ -1,6 +1,7 @@
 //! Synthetic Trigger.dev runs for load and lifecycle tests: valid ids, ns start times, a root
 //! span, children, and a log record every tenth element.
 
+use super::fake_api::FakeRun;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -57,12 +58,27 @@ pub fn run(run_id: &str, task: &str, status: &str, finished: bool) -> Value {
     })
 }
 
-pub fn fake_run(run_id: &str, task: &str, count: usize, running: bool) -> super::fake_api::FakeRun {
-    super::fake_api::FakeRun {
-        events: events(run_id, count, running),
+/// A run of [`events`] as the fake API serves it: no trace (404), EXECUTING while `running`,
+/// else COMPLETED.
+pub fn fake_run(run_id: &str, task: &str, count: usize, running: bool) -> FakeRun {
+    fake_run_of(run_id, task, events(run_id, count, running), running)
+}
+
+/// [`fake_run`] with these `events`.
+pub fn fake_run_of(run_id: &str, task: &str, events: Value, running: bool) -> FakeRun {
+    FakeRun {
+        events,
         trace: None,
         run: run(run_id, task, if running { "EXECUTING" } else { "COMPLETED" }, !running),
     }
+}
+
+/// `count` ended runs `{prefix}00`, `{prefix}01`… of `elements` elements each: their ids, and the
+/// runs.
+pub fn fake_runs(prefix: &str, count: usize, elements: usize) -> (Vec<String>, Vec<FakeRun>) {
+    let ids: Vec<String> = (0..count).map(|i| format!("{prefix}{i:02}")).collect();
+    let runs = ids.iter().map(|id| fake_run(id, "t", elements, false)).collect();
+    (ids, runs)
 }
 
 /// Now as RFC 3339, so discovery's lookback edge sees the run as fresh.

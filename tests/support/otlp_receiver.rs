@@ -3,7 +3,8 @@
 //! `/v1/traces`, `/v1/logs` and `/v1/metrics` endpoints on another (protobuf or JSON as the
 //! library's `OtlpEncoding` reads them, the demo's receiver's core; gzip or zstd bodies). It
 //! records every request it accepted, or for a benchmark only counts them
-//! ([`Receiver::counting`]), and can be scripted to fail.
+//! ([`Receiver::counting`]), and can be scripted to fail, or to accept with a partial success
+//! ([`Recorder::partial_success`]).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -64,6 +65,9 @@ pub struct Recorder {
     pub headers: Mutex<Vec<HeaderMap>>,
     /// Bodies the HTTP endpoints could not decode (answered 400), with the decoder's error.
     pub decode_errors: Mutex<Vec<String>>,
+    /// Accepted requests are answered with this `partial_success` (records rejected, message),
+    /// over gRPC and HTTP, as a collector that drops some of what it accepted.
+    pub partial_success: Mutex<Option<(i64, String)>>,
 }
 
 pub enum Verdict {
@@ -81,6 +85,8 @@ pub trait Export: prost::Message + Default + serde::de::DeserializeOwned + Clone
     /// Span names, log bodies or metric names (what `poison_name` is matched against).
     fn names(&self) -> Vec<String>;
     fn record(self, recorder: &Recorder);
+    /// An answer whose `partial_success` reports `rejected` records and `message`.
+    fn partial(rejected: i64, message: String) -> Self::Response;
 }
 
 impl Export for ExportTraceServiceRequest {
@@ -88,6 +94,15 @@ impl Export for ExportTraceServiceRequest {
     const RECORD: &'static str = "span";
     fn names(&self) -> Vec<String> {
         spans_of(self).into_iter().map(|s| s.name).collect()
+    }
+    fn partial(rejected: i64, message: String) -> Self::Response {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTracePartialSuccess;
+        ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message: message,
+            }),
+        }
     }
     fn record(self, recorder: &Recorder) {
         let mut count = 0;
@@ -116,6 +131,15 @@ impl Export for ExportLogsServiceRequest {
     fn names(&self) -> Vec<String> {
         logs_of(self).into_iter().map(|l| body_text(&l)).collect()
     }
+    fn partial(rejected: i64, message: String) -> Self::Response {
+        use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess;
+        ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message: message,
+            }),
+        }
+    }
     fn record(self, recorder: &Recorder) {
         recorder.log_requests.lock().unwrap().push(self);
     }
@@ -126,6 +150,15 @@ impl Export for ExportMetricsServiceRequest {
     const RECORD: &'static str = "metric";
     fn names(&self) -> Vec<String> {
         metrics_of(self).into_iter().map(|m| m.name).collect()
+    }
+    fn partial(rejected: i64, message: String) -> Self::Response {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+        ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: message,
+            }),
+        }
     }
     fn record(self, recorder: &Recorder) {
         recorder.metric_requests.lock().unwrap().push(self);
@@ -161,6 +194,12 @@ impl Recorder {
         }
         request.clone().record(self);
         Verdict::Accept
+    }
+
+    /// The answer to an accepted request: empty, or the scripted partial success.
+    fn accepted<R: Export>(&self) -> Option<R::Response> {
+        let partial = self.partial_success.lock().unwrap().clone();
+        partial.map(|(rejected, message)| R::partial(rejected, message))
     }
 
     pub fn spans(&self) -> Vec<Span> {
@@ -242,7 +281,7 @@ impl Grpc {
         let delay = *self.0.delay.lock().unwrap();
         tokio::time::sleep(delay).await;
         match self.0.judge(request.get_ref()) {
-            Verdict::Accept => Ok(tonic::Response::new(R::Response::default())),
+            Verdict::Accept => Ok(tonic::Response::new(self.0.accepted::<R>().unwrap_or_default())),
             Verdict::Unavailable => Err(tonic::Status::unavailable("scripted outage")),
             Verdict::Invalid => Err(tonic::Status::invalid_argument(format!("poisoned {}", R::RECORD))),
             Verdict::TooLarge => Err(tonic::Status::resource_exhausted("received message larger than max")),
@@ -300,7 +339,7 @@ async fn http_export<R: Export>(
             flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut out).unwrap();
             out
         }
-        // The zstd crate is in the tree through tonic/opentelemetry-otlp's zstd features.
+        // The zstd crate is the bridge's own (it compresses OTLP/HTTP bodies with it).
         "zstd" => zstd::stream::decode_all(&body[..]).unwrap(),
         _ => body.to_vec(),
     };
@@ -315,7 +354,16 @@ async fn http_export<R: Export>(
     let delay = *recorder.delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     match recorder.judge(&request) {
-        Verdict::Accept => otlp.accepted::<R::Response>(),
+        Verdict::Accept => match recorder.accepted::<R>() {
+            None => otlp.accepted::<R::Response>(),
+            Some(response) => {
+                let (content_type, body) = match otlp {
+                    OtlpEncoding::Json => ("application/json", serde_json::to_vec(&response).unwrap()),
+                    OtlpEncoding::Protobuf => ("application/x-protobuf", prost::Message::encode_to_vec(&response)),
+                };
+                (StatusCode::OK, [("content-type", content_type)], body).into_response()
+            }
+        },
         Verdict::Unavailable => (
             StatusCode::SERVICE_UNAVAILABLE,
             [("retry-after", "0")],

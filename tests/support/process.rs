@@ -14,16 +14,22 @@ use trigger_otel_bridge::config::BridgeConfig;
 pub const BINARY: &str = env!("CARGO_BIN_EXE_trigger-otel-bridge");
 
 /// `trigger-otel-bridge ARGS` with nothing of the caller's environment but PATH (and
-/// RUST_BACKTRACE=1), stdin closed; killed when dropped.
-pub fn binary(args: &[&str]) -> Command {
-    let mut command = Command::new(BINARY);
+/// RUST_BACKTRACE=1), stdin closed: every other builder starts here.
+pub fn command(args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(BINARY);
     command
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("RUST_BACKTRACE", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+        .stdin(Stdio::null());
+    command
+}
+
+/// [`command`] for tokio, killed when dropped.
+pub fn binary(args: &[&str]) -> Command {
+    let mut command = Command::from(command(args));
+    command.kill_on_drop(true);
     command
 }
 

@@ -100,10 +100,14 @@ impl OtlpEncoding {
 
     /// 200 with an empty export response `R` (full success), as a collector answers.
     pub fn accepted<R: Message + Default + serde::Serialize>(self) -> Response {
-        let response = R::default();
+        self.answer(&R::default())
+    }
+
+    /// 200 with `response` (an export response, a partial success perhaps) in this encoding.
+    pub fn answer<R: Message + serde::Serialize>(self, response: &R) -> Response {
         match self {
             OtlpEncoding::Json => {
-                let body = serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec());
+                let body = serde_json::to_vec(response).unwrap_or_else(|_| b"{}".to_vec());
                 (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
             }
             OtlpEncoding::Protobuf => (

@@ -1,7 +1,6 @@
-//! What the exporters send through, built from `[export]`: the gRPC channel and metadata, the
-//! HTTP client, TLS material, compression, a checked endpoint.
+//! What the transport sends through, built from `[export]`: the gRPC channel and metadata, the
+//! HTTP client, TLS material, a checked endpoint.
 
-use crate::config::Compression;
 use crate::export::settings::ExportSettings;
 use crate::export::ExportError;
 
@@ -15,13 +14,8 @@ pub(super) fn checked_url(url: String) -> Result<String, ExportError> {
     }
 }
 
-pub(super) fn otlp_compression(compression: Compression) -> Option<opentelemetry_otlp::Compression> {
-    match compression {
-        Compression::Gzip => Some(opentelemetry_otlp::Compression::Gzip),
-        Compression::Zstd => Some(opentelemetry_otlp::Compression::Zstd),
-        Compression::None => None,
-    }
-}
+/// Sent as `User-Agent` over both protocols.
+const USER_AGENT: &str = concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION"));
 
 pub(super) fn read(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ExportError> {
     std::fs::read(path).map_err(|source| ExportError::ReadFile {
@@ -40,7 +34,9 @@ pub(super) fn grpc_channel(settings: &ExportSettings, url: &str) -> Result<tonic
     let mut endpoint = tonic::transport::Channel::from_shared(url.to_owned())
         .map_err(|e| bad(e.to_string()))?
         .timeout(settings.timeout)
-        .connect_timeout(settings.timeout);
+        .connect_timeout(settings.timeout)
+        .user_agent(USER_AGENT)
+        .map_err(|e| bad(e.to_string()))?;
     let tls_wanted = url.starts_with("https://") || settings.ca_file.is_some();
     if tls_wanted {
         crate::net::tls::install_crypto_provider();
@@ -85,7 +81,7 @@ pub(super) fn http_client(settings: &ExportSettings) -> Result<reqwest::Client, 
     crate::net::tls::install_crypto_provider();
     let mut builder = reqwest::Client::builder()
         .timeout(settings.timeout)
-        .user_agent(concat!("trigger-otel-bridge/", env!("CARGO_PKG_VERSION")));
+        .user_agent(USER_AGENT);
     if let Some(ca) = &settings.ca_file {
         let cert =
             reqwest::Certificate::from_pem(&read("CA file", ca)?).map_err(|e| ExportError::Tls(e.to_string()))?;
