@@ -14,7 +14,8 @@
 //! against Trigger.dev's cloud.
 //!
 //! `cargo bench --bench end_to_end [-- FILTER]` (FILTER: a substring of a scenario name:
-//! `100x1000`, `1x25000`, `budget1200`);
+//! `100x1000`, `1x25000`, `8x25000`, `budget1200`);
+//! `TRIGGER_OTEL_BRIDGE_BIN=PATH` measures another build of the bridge (before and after);
 //! `E2E_REPEAT=N` repeats each scenario (default 3) and reports every repetition and the median;
 //! `E2E_MAX_PENDING=N` sets `export.max_pending_spans` (default 100,000).
 //! This is a report, not a test: it fails only when the bridge fails to deliver.
@@ -41,7 +42,7 @@ struct Scenario {
     budget: u32,
 }
 
-const SCENARIOS: [Scenario; 3] = [
+const SCENARIOS: [Scenario; 4] = [
     Scenario {
         name: "100x1000",
         runs: 100,
@@ -51,6 +52,14 @@ const SCENARIOS: [Scenario; 3] = [
     Scenario {
         name: "1x25000",
         runs: 1,
+        events: 25_000,
+        budget: 100_000,
+    },
+    // Eight big runs at once: the default 8 poll slots each hold a 25,000-event body (the
+    // allocator's test, and the bound on the memory of concurrent big polls).
+    Scenario {
+        name: "8x25000",
+        runs: 8,
         events: 25_000,
         budget: 100_000,
     },

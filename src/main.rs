@@ -11,6 +11,10 @@ use trigger_otel_bridge::commands::entry;
 use trigger_otel_bridge::commands::export::BackfillOptions;
 use trigger_otel_bridge::commands::{CommandError, ExitStatus};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let result = Cli::parse()
         .into_command()

@@ -71,7 +71,6 @@ impl ResourceSettings {
         }
         groups
     }
-
 }
 
 /// One OTLP request holding every span, grouped by resource and scope.
@@ -79,16 +78,14 @@ pub fn export_request(spans: Vec<BridgeSpan>, settings: &ResourceSettings) -> Ex
     let resource_spans = settings
         .group_by_service(spans, |span| span.task_slug.as_deref())
         .into_iter()
-        .map(|(name, members)| {
-            ResourceSpans {
-                resource: Some(settings.resource(&name)),
-                scope_spans: vec![ScopeSpans {
-                    scope: Some(proto::scope()),
-                    spans: members.into_iter().map(|member| member.span).collect(),
-                    schema_url: String::new(),
-                }],
+        .map(|(name, members)| ResourceSpans {
+            resource: Some(settings.resource(&name)),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(proto::scope()),
+                spans: members.into_iter().map(|member| member.span).collect(),
                 schema_url: String::new(),
-            }
+            }],
+            schema_url: String::new(),
         })
         .collect();
     ExportTraceServiceRequest { resource_spans }
@@ -109,7 +106,10 @@ pub fn encode_export_request(spans: &[BridgeSpan], settings: &ResourceSettings) 
         .map(|(name, members)| {
             let resource = settings.resource(&name);
             let scope_spans_len = message::encoded_len(1, &scope)
-                + members.iter().map(|span| message::encoded_len(2, &span.span)).sum::<usize>();
+                + members
+                    .iter()
+                    .map(|span| message::encoded_len(2, &span.span))
+                    .sum::<usize>();
             let resource_spans_len = message::encoded_len(1, &resource)
                 + key_len(2)
                 + encoded_len_varint(scope_spans_len as u64)
@@ -142,16 +142,14 @@ pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) ->
     let resource_logs = settings
         .group_by_service(logs, |log| log.task_slug.as_deref())
         .into_iter()
-        .map(|(name, members)| {
-            ResourceLogs {
-                resource: Some(settings.resource(&name)),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(proto::scope()),
-                    log_records: members.into_iter().map(log_record).collect(),
-                    schema_url: String::new(),
-                }],
+        .map(|(name, members)| ResourceLogs {
+            resource: Some(settings.resource(&name)),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(proto::scope()),
+                log_records: members.into_iter().map(log_record).collect(),
                 schema_url: String::new(),
-            }
+            }],
+            schema_url: String::new(),
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }

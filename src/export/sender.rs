@@ -10,13 +10,13 @@ use super::transport::{OtlpRequest, Transport};
 use super::{ExportError, GaveUp};
 use crate::convert::otlp::{encode_export_request, export_logs_request, export_request, ResourceSettings};
 use crate::convert::proto;
-use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use crate::convert::{BridgeLog, BridgeSpan, Record};
 use crate::telemetry::events::{ExportBatchFailed, ExportBatchSent, PartialSuccess, RecordRejected, Signal};
 use crate::telemetry::Metrics;
 use opentelemetry::trace::SpanId;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -312,8 +312,10 @@ fn split_in_front<T>(work: &mut VecDeque<Vec<T>>, mut batch: Vec<T>) {
 
 /// The `trigger.run_id` attribute every converted span and log record carries.
 fn run_id_of(attributes: &[KeyValue]) -> Option<&str> {
-    attributes.iter().find_map(|kv| match (kv.key.as_str(), proto::value(kv)) {
-        ("trigger.run_id", Some(any_value::Value::StringValue(id))) => Some(id.as_str()),
-        _ => None,
-    })
+    attributes
+        .iter()
+        .find_map(|kv| match (kv.key.as_str(), proto::value(kv)) {
+            ("trigger.run_id", Some(any_value::Value::StringValue(id))) => Some(id.as_str()),
+            _ => None,
+        })
 }

@@ -14,9 +14,11 @@ use trigger_otel_bridge::config::BridgeConfig;
 pub const BINARY: &str = env!("CARGO_BIN_EXE_trigger-otel-bridge");
 
 /// `trigger-otel-bridge ARGS` with nothing of the caller's environment but PATH (and
-/// RUST_BACKTRACE=1), stdin closed: every other builder starts here.
+/// RUST_BACKTRACE=1), stdin closed: every other builder starts here. `TRIGGER_OTEL_BRIDGE_BIN`
+/// in the caller's environment names another build to run (benchmarks compare two builds).
 pub fn command(args: &[&str]) -> std::process::Command {
-    let mut command = std::process::Command::new(BINARY);
+    let binary = std::env::var_os("TRIGGER_OTEL_BRIDGE_BIN").unwrap_or_else(|| BINARY.into());
+    let mut command = std::process::Command::new(binary);
     command
         .args(args)
         .env_clear()
