@@ -2,8 +2,8 @@
 //! 25,000-event runs (~9 MB body each) to one OTLP/HTTP receiver, protobuf without compression
 //! (the peers send none), one run at a time, beside the scripts a Trigger.dev user would write on
 //! the official OpenTelemetry SDKs for Node.js and Python — the same fake API (the test kit's,
-//! serving the pre-serialised bodies, with the trace and run endpoints) and the same counting
-//! receiver, in one sitting.
+//! serving the pre-serialised bodies, with the run endpoint and a trace endpoint that gives the
+//! trace id and no spans) and the same counting receiver, in one sitting.
 //!
 //! Each command runs under `/usr/bin/time`: CPU is its user + system seconds, memory its peak
 //! RSS. Every command must deliver every span (the receiver counts distinct span ids).
@@ -187,7 +187,12 @@ async fn main() {
         let id = format!("run_peers_{i:02}");
         let events = realistic::run_events(&id, EVENTS, 11 + i as u64);
         body_bytes += serde_json::to_vec(&events).unwrap().len();
-        api.add(generate::fake_run_of(&id, "process-order", events, false));
+        let mut run = generate::fake_run_of(&id, "process-order", events, false);
+        // The peers read the trace id from the trace endpoint (and nothing else of it): a trace
+        // without spans, so the bridge's enrichment reads the same few bytes and adds nothing.
+        run.trace =
+            Some(serde_json::json!({"trace": {"traceId": format!("{:032x}", 0xa4c1_0000 + i), "rootSpan": null}}));
+        api.add(run);
         ids.push(id);
     }
     println!(

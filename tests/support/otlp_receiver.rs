@@ -444,7 +444,10 @@ impl Receiver {
                 "/v1/metrics",
                 axum::routing::post(http_export::<ExportMetricsServiceRequest>),
             )
-            .with_state(recorder.clone());
+            .with_state(recorder.clone())
+            // Like the gRPC side: any size a test or a peer sends (axum's default stops at 2 MB;
+            // the SDK peers send a whole run in one request).
+            .layer(axum::extract::DefaultBodyLimit::max(256 << 20));
         let http = Served::spawn(http_listener, app).unwrap();
         Receiver {
             recorder,
