@@ -65,6 +65,8 @@ pub struct Recorder {
     pub headers: Mutex<Vec<HeaderMap>>,
     /// Bodies the HTTP endpoints could not decode (answered 400), with the decoder's error.
     pub decode_errors: Mutex<Vec<String>>,
+    /// Every OTLP/HTTP body as it arrived, decompressed (byte-exact comparisons).
+    pub bodies: Mutex<Vec<Vec<u8>>>,
     /// Accepted requests are answered with this `partial_success` (records rejected, message),
     /// over gRPC and HTTP, as a collector that drops some of what it accepted.
     pub partial_success: Mutex<Option<(i64, String)>>,
@@ -343,6 +345,7 @@ async fn http_export<R: Export>(
         "zstd" => zstd::stream::decode_all(&body[..]).unwrap(),
         _ => body.to_vec(),
     };
+    recorder.bodies.lock().unwrap().push(raw.clone());
     let otlp = OtlpEncoding::of(&headers);
     let request: R = match otlp.decode(&raw) {
         Ok(request) => request,
