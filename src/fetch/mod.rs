@@ -1,5 +1,7 @@
-//! Fetch: everything the converter needs to know about one run, from the API, and the
-//! conversion of it. Shared by the one-shot `export` command and (later) the daemon.
+//! Fetch: one poll of one run. `poll` is the daemon's (trace id, status when asked, the events
+//! body — skipped when byte-identical to the last — and its conversion against what was
+//! exported); [`FetchedRun`] is everything the one-shot commands (`export`, `inspect`) need of a
+//! run, and its conversion. `fingerprint` tells whether a body changed in what matters.
 
 pub mod fingerprint;
 pub mod poll;
