@@ -315,6 +315,50 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
     fakes.stop_with(daemon).await;
 }
 
+/// A reload that changes `conversion.logs` converts the same body differently: the logs a
+/// live, unchanging run had dropped are exported after the reload, though its body never changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_the_logs_mode_reaches_runs_whose_body_did_not_change() {
+    let run_id = "run_cm1executing1";
+    let fakes = Fakes::start([FakeRun::fixture("executing_run")]).await;
+    let mut config = fakes.config(&[run_id]);
+    config.conversion.logs = trigger_otel_bridge::config::LogsMode::Drop;
+    let path = support::process::write_config(fakes.dir.path(), "bridge.toml", &config);
+    let options = trigger_otel_bridge::daemon::DaemonOptions {
+        config_path: Some(path.clone()),
+        ..fast_options()
+    };
+    let daemon = Running::start(config.clone(), options);
+    daemon
+        .wait_for("two polls of the unchanged body", Duration::from_secs(10), |s| {
+            s.polls_unchanged.load(Ordering::Relaxed) >= 2
+        })
+        .await;
+    let spans = || fakes.receiver.recorder.spans();
+    let logs = || {
+        spans()
+            .iter()
+            .filter(|s| {
+                attr(s, "trigger.level").is_some_and(|l| {
+                    *l != opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue("TRACE".into())
+                })
+            })
+            .count()
+    };
+    assert_eq!(logs(), 0, "logs dropped");
+    config.conversion.logs = trigger_otel_bridge::config::LogsMode::Spans;
+    support::process::write_config(fakes.dir.path(), "bridge.toml", &config);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    // The run's four finished logs (DEBUG, INFO, WARN, INFO) become spans of their own.
+    wait_until("the logs exported after the reload", Duration::from_secs(15), || {
+        logs() == 4
+    })
+    .await;
+    fakes.stop_with(daemon).await;
+}
+
 /// While a run with a backlog waits for a slow collector to make room, the loop sleeps until an
 /// acknowledgement or a finished poll wakes it; its due time, already past, must not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

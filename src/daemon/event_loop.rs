@@ -137,6 +137,13 @@ impl Loop {
             max_age: self.config.runs.max_age,
         };
         self.concurrency = self.config.runs.concurrency.max(1);
+        if (self.logs, self.enrich) != (self.config.conversion.logs, self.config.conversion.enrich) {
+            // The same body converts differently now (logs dropped or held back before may be
+            // exported): no run may skip its next body as unchanged.
+            for run in self.runs.values_mut() {
+                run.body_hash = None;
+            }
+        }
         self.logs = self.config.conversion.logs;
         self.enrich = self.config.conversion.enrich;
         if plan.discovery_changed {

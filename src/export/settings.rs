@@ -67,7 +67,13 @@ impl ExportSettings {
                 endpoint = "http://localhost:4318".to_owned();
             }
         }
-        let mut headers = config.headers.clone();
+        // Header names are case-insensitive: lowercased here, so that a file's `Authorization`
+        // and the variable's `authorization` are one header and the file's wins.
+        let mut headers: BTreeMap<String, SecretString> = config
+            .headers
+            .iter()
+            .map(|(key, value)| (key.to_lowercase(), value.clone()))
+            .collect();
         if let Some((name, value)) = var("OTEL_EXPORTER_OTLP_HEADERS") {
             for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
                 let (key, val) = pair
@@ -231,6 +237,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(settings.endpoint, "http://tempo:4317");
+        assert_eq!(settings.headers["authorization"].expose(), "from-file");
+    }
+
+    #[test]
+    fn a_header_written_in_capitals_in_the_file_still_wins() {
+        let config = ExportConfig {
+            headers: [("Authorization".to_owned(), SecretString::new("from-file"))].into(),
+            ..ExportConfig::default()
+        };
+        let settings = ExportSettings::resolve(
+            &config,
+            &env(&[("OTEL_EXPORTER_OTLP_HEADERS", "authorization=from-env")]),
+        )
+        .unwrap();
+        assert_eq!(settings.headers.len(), 1, "one header, not two spellings of it");
         assert_eq!(settings.headers["authorization"].expose(), "from-file");
     }
 

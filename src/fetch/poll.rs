@@ -74,6 +74,11 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     };
     let (body_hash, events) = match client.events_unless_unchanged(run_id, job.skip_if_unchanged).await? {
         EventsFetch::Unchanged { hash } => {
+            // A trace read on this poll still serves the spans of a later body.
+            let span_properties = trace
+                .as_ref()
+                .and_then(|asked| asked.as_ref())
+                .map(|t| Arc::new(t.span_properties.clone()));
             return Ok(PollResult {
                 run_id: job.run_id.clone(),
                 trace,
@@ -84,8 +89,8 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 records: Vec::new(),
                 left_behind: 0,
                 invalid: InvalidReport::default(),
-                span_properties: None,
-            })
+                span_properties,
+            });
         }
         EventsFetch::Parsed { hash, events } => (hash, events.events),
     };

@@ -47,14 +47,14 @@ pub(super) fn chain(what: &str, error: &(dyn std::error::Error + 'static)) -> St
 /// `partial_success` (a `message` with nothing rejected is a warning, as OTLP allows). An
 /// empty or unreadable answer rejected nothing.
 pub(super) fn partial_success<R: OtlpRequest>(body: &[u8], json: bool) -> Disposition {
-    let response: Option<R::Response> = if body.is_empty() {
+    let rejected = if body.is_empty() {
         None
     } else if json {
-        serde_json::from_slice(body).ok()
+        json_partial_success(body)
     } else {
-        R::Response::decode(body).ok()
+        R::Response::decode(body).ok().and_then(R::rejected)
     };
-    match response.and_then(R::rejected) {
+    match rejected {
         Some((rejected, message)) if rejected > 0 || !message.is_empty() => Disposition::Delivered {
             rejected: rejected.max(0) as u64,
             message,
@@ -64,6 +64,34 @@ pub(super) fn partial_success<R: OtlpRequest>(body: &[u8], json: bool) -> Dispos
             message: String::new(),
         },
     }
+}
+
+/// `partialSuccess` of an OTLP/JSON answer, read by hand: the proto3 JSON mapping writes int64
+/// as a decimal string (`"rejectedSpans":"2"`, as the OTel Collector does), which
+/// opentelemetry-proto's derived `Deserialize` refuses; a number is accepted too.
+fn json_partial_success(body: &[u8]) -> Option<(i64, String)> {
+    let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let partial = answer.get("partialSuccess").or_else(|| answer.get("partial_success"))?;
+    let rejected = [
+        "rejectedSpans",
+        "rejectedLogRecords",
+        "rejected_spans",
+        "rejected_log_records",
+    ]
+    .iter()
+    .find_map(|key| partial.get(*key))
+    .and_then(|count| match count {
+        serde_json::Value::String(text) => text.parse().ok(),
+        other => other.as_i64(),
+    })
+    .unwrap_or(0);
+    let message = partial
+        .get("errorMessage")
+        .or_else(|| partial.get("error_message"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    Some((rejected, message))
 }
 
 #[cfg(test)]
@@ -137,6 +165,30 @@ mod tests {
                 message: "deprecated attribute".into()
             }
         );
+    }
+
+    /// The OTel Collector writes int64 as a decimal string in OTLP/JSON (the proto3 JSON mapping).
+    #[test]
+    fn an_otlp_json_count_written_as_a_string_is_read() {
+        type Traces = ExportTraceServiceRequest;
+        type Logs = ExportLogsServiceRequest;
+        let expected = |rejected, message: &str| Disposition::Delivered {
+            rejected,
+            message: message.into(),
+        };
+        assert_eq!(
+            partial_success::<Traces>(
+                br#"{"partialSuccess":{"rejectedSpans":"2","errorMessage":"too old"}}"#,
+                true
+            ),
+            expected(2, "too old")
+        );
+        assert_eq!(
+            partial_success::<Logs>(br#"{"partialSuccess":{"rejectedLogRecords":"5"}}"#, true),
+            expected(5, "")
+        );
+        assert_eq!(partial_success::<Traces>(br#"{}"#, true), expected(0, ""));
+        assert_eq!(partial_success::<Traces>(b"<html>", true), expected(0, ""));
     }
 
     #[test]
