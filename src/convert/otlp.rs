@@ -4,7 +4,6 @@
 
 use super::proto::{self, SAMPLED};
 use super::{BridgeLog, BridgeSpan};
-use opentelemetry::logs::Severity;
 use opentelemetry::trace::SpanId;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -158,15 +157,15 @@ pub fn export_logs_request(logs: Vec<BridgeLog>, settings: &ResourceSettings) ->
 /// Trigger.dev's level → the OTLP severity number and text. Trigger.dev's `LOG` is console.log,
 /// so INFO in number; the text keeps Trigger.dev's own word. Unknown levels get no severity
 /// (their text is still in the `trigger.level` attribute).
-pub fn severity(level: &str) -> Option<(Severity, &'static str)> {
+pub fn severity(level: &str) -> Option<(SeverityNumber, &'static str)> {
     let mapped = match level.trim().to_ascii_uppercase().as_str() {
-        "TRACE" => (Severity::Trace, "TRACE"),
-        "DEBUG" => (Severity::Debug, "DEBUG"),
-        "LOG" => (Severity::Info, "LOG"),
-        "INFO" => (Severity::Info, "INFO"),
-        "WARN" | "WARNING" => (Severity::Warn, "WARN"),
-        "ERROR" => (Severity::Error, "ERROR"),
-        "FATAL" => (Severity::Fatal, "FATAL"),
+        "TRACE" => (SeverityNumber::Trace, "TRACE"),
+        "DEBUG" => (SeverityNumber::Debug, "DEBUG"),
+        "LOG" => (SeverityNumber::Info, "LOG"),
+        "INFO" => (SeverityNumber::Info, "INFO"),
+        "WARN" | "WARNING" => (SeverityNumber::Warn, "WARN"),
+        "ERROR" => (SeverityNumber::Error, "ERROR"),
+        "FATAL" => (SeverityNumber::Fatal, "FATAL"),
         _ => return None,
     };
     Some(mapped)
@@ -177,7 +176,7 @@ pub fn severity(level: &str) -> Option<(Severity, &'static str)> {
 /// the log's own time: the converter has no clock.
 pub fn log_record(log: BridgeLog) -> LogRecord {
     let (severity_number, severity_text) = match log.severity.as_deref().and_then(severity) {
-        Some((number, text)) => (severity_number(number), text.to_owned()),
+        Some((number, text)) => (number, text.to_owned()),
         None => (SeverityNumber::Unspecified, String::new()),
     };
     LogRecord {
@@ -194,19 +193,6 @@ pub fn log_record(log: BridgeLog) -> LogRecord {
         trace_id: log.trace_id.to_bytes().to_vec(),
         span_id: log.parent.unwrap_or(SpanId::INVALID).to_bytes().to_vec(),
         event_name: String::new(),
-    }
-}
-
-fn severity_number(severity: Severity) -> SeverityNumber {
-    match severity {
-        Severity::Trace => SeverityNumber::Trace,
-        Severity::Debug => SeverityNumber::Debug,
-        Severity::Info => SeverityNumber::Info,
-        Severity::Warn => SeverityNumber::Warn,
-        Severity::Error => SeverityNumber::Error,
-        Severity::Fatal => SeverityNumber::Fatal,
-        // `severity` maps Trigger.dev's levels to the first number of each range only.
-        _ => SeverityNumber::Unspecified,
     }
 }
 
@@ -236,14 +222,14 @@ mod tests {
     #[test]
     fn levels_map_to_otlp_severities_case_insensitively() {
         let cases = [
-            ("TRACE", Some((Severity::Trace, "TRACE"))),
-            ("debug", Some((Severity::Debug, "DEBUG"))),
-            ("LOG", Some((Severity::Info, "LOG"))),
-            ("Info", Some((Severity::Info, "INFO"))),
-            ("WARN", Some((Severity::Warn, "WARN"))),
-            ("warning", Some((Severity::Warn, "WARN"))),
-            ("ERROR", Some((Severity::Error, "ERROR"))),
-            ("FATAL", Some((Severity::Fatal, "FATAL"))),
+            ("TRACE", Some((SeverityNumber::Trace, "TRACE"))),
+            ("debug", Some((SeverityNumber::Debug, "DEBUG"))),
+            ("LOG", Some((SeverityNumber::Info, "LOG"))),
+            ("Info", Some((SeverityNumber::Info, "INFO"))),
+            ("WARN", Some((SeverityNumber::Warn, "WARN"))),
+            ("warning", Some((SeverityNumber::Warn, "WARN"))),
+            ("ERROR", Some((SeverityNumber::Error, "ERROR"))),
+            ("FATAL", Some((SeverityNumber::Fatal, "FATAL"))),
             ("LOUD", None),
             ("", None),
         ];

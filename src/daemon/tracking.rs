@@ -171,13 +171,10 @@ impl Loop {
         if let Some(properties) = result.span_properties {
             run.span_properties = Some(properties);
         }
-        let fingerprint = match result.fingerprint {
-            Some(fingerprint) => Some(fingerprint),
-            None => {
-                BodyUnchanged { run_id: &id }.emit(&self.stats);
-                run.fingerprint
-            }
-        };
+        if result.fingerprint.is_none() {
+            BodyUnchanged { run_id: &id }.emit(&self.stats);
+        }
+        let fingerprint = result.fingerprint.or(run.fingerprint);
         let changed = run.fingerprint != fingerprint || !result.records.is_empty();
         run.fingerprint = fingerprint;
         run.backlog = result.left_behind;

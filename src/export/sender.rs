@@ -200,7 +200,8 @@ impl OtlpSender {
             }
             while let Some(batch) = work.pop_front() {
                 let started = tokio::time::Instant::now();
-                // Once per batch; the request itself is dropped here, its bytes kept.
+                // Once per batch: its bytes are kept for every attempt (a request is built only
+                // for the JSON protocols, and dropped here).
                 let encoded = self.transport.encode(
                     || P::encode(&batch, &self.resources),
                     || P::request(&batch, &self.resources),

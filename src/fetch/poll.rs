@@ -72,13 +72,13 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     } else {
         None
     };
+    // Enrichment reuses the trace read for the trace id (also when the body is unchanged: it
+    // serves the spans of a later body).
+    let mut fresh_properties = trace
+        .as_ref()
+        .map(|t| t.as_ref().map(|t| Arc::new(t.span_properties.clone())));
     let (body_hash, events) = match client.events_unless_unchanged(run_id, job.skip_if_unchanged).await? {
         EventsFetch::Unchanged { hash } => {
-            // A trace read on this poll still serves the spans of a later body.
-            let span_properties = trace
-                .as_ref()
-                .and_then(|asked| asked.as_ref())
-                .map(|t| Arc::new(t.span_properties.clone()));
             return Ok(PollResult {
                 run_id: job.run_id.clone(),
                 trace,
@@ -89,7 +89,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 records: Vec::new(),
                 left_behind: 0,
                 invalid: InvalidReport::default(),
-                span_properties,
+                span_properties: fresh_properties.flatten(),
             });
         }
         EventsFetch::Parsed { hash, events } => (hash, events.events),
@@ -97,11 +97,8 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     let fingerprint = fingerprint(&events);
     let had_partials = has_partials(&events);
 
-    // Enrichment reuses the trace read for the trace id, and reads it again only when a finished
-    // span that is still to be exported is not in it yet.
-    let mut fresh_properties = trace
-        .as_ref()
-        .map(|t| t.as_ref().map(|t| Arc::new(t.span_properties.clone())));
+    // The trace is read again only when a finished span that is still to be exported is not in
+    // it yet.
     if job.enrich && trace.is_none() {
         let known = job.span_properties.as_deref();
         let lacking = events.iter().any(|raw| {

@@ -62,8 +62,6 @@ impl Default for ClientTuning {
     }
 }
 
-/// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
-/// budget.
 /// An events body, parsed, or known to be byte-identical to an earlier one.
 #[derive(Debug)]
 pub enum EventsFetch {
@@ -71,6 +69,8 @@ pub enum EventsFetch {
     Parsed { hash: u64, events: EventsBody },
 }
 
+/// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
+/// budget.
 #[derive(Clone)]
 pub struct TriggerClient {
     inner: Arc<Inner>,
