@@ -23,7 +23,8 @@ use trigger_otel_bridge::trigger::model::EventsBody;
 
 fn fixture_spans(run: &str, run_id: &str) -> Vec<BridgeSpan> {
     let path = format!("{}/tests/fixtures/{run}.events.json", env!("CARGO_MANIFEST_DIR"));
-    let body = EventsBody::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let body = EventsBody::from_slice(&bytes).unwrap();
     let info = RunInfo::new(run_id, None, RunState::Ended { finished_at: None });
     convert_events(body.events, &info, LogsMode::SpanEvents, &NothingExported).spans
 }
@@ -238,7 +239,8 @@ const FINISHED_TRACE_ID: &str = "a4c123b1612dd272d1371c17149d4395";
 /// The finished run converted with `otlp_logs`: its spans and its 7 log records.
 fn fixture_records() -> Conversion {
     let path = format!("{}/tests/fixtures/finished_run.events.json", env!("CARGO_MANIFEST_DIR"));
-    let body = EventsBody::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let bytes = std::fs::read(path).unwrap();
+    let body = EventsBody::from_slice(&bytes).unwrap();
     let info = RunInfo::new(
         "run_cm1finished01",
         Some(FINISHED_TRACE_ID),

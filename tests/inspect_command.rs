@@ -17,7 +17,7 @@ use trigger_otel_bridge::commands::inspect::{convert_for_inspect, print_run, Ins
 use trigger_otel_bridge::commands::waterfall::{render_spans, RenderOptions};
 use trigger_otel_bridge::config::{BridgeConfig, LogsMode};
 use trigger_otel_bridge::fetch::FetchedRun;
-use trigger_otel_bridge::trigger::model::EventsBody;
+use trigger_otel_bridge::trigger::model::EventsResponse;
 use trigger_otel_bridge::trigger::{RunDetails, RunTrace};
 
 fn fixture(name: &str, suffix: &str) -> Vec<u8> {
@@ -33,7 +33,7 @@ fn fetched(name: &str) -> FetchedRun {
         run_id: details.summary.id.clone(),
         trace: Some(RunTrace::from_value(&value("trace")).unwrap()),
         details,
-        events: EventsBody::from_slice(&fixture(name, "events")).unwrap().events,
+        events: EventsResponse::parse(fixture(name, "events"), |_, err| err).unwrap(),
     }
 }
 

@@ -61,7 +61,7 @@ use trigger_otel_bridge::config::{ExportConfig, LogsMode};
 use trigger_otel_bridge::convert::otlp::{export_request, ResourceSettings};
 use trigger_otel_bridge::convert::NothingExported;
 use trigger_otel_bridge::fetch::FetchedRun;
-use trigger_otel_bridge::trigger::model::EventsBody;
+use trigger_otel_bridge::trigger::model::EventsResponse;
 use trigger_otel_bridge::trigger::{RunDetails, RunTrace};
 
 /// The resource attribute that tells the four deliveries apart in Rotel's output.
@@ -172,12 +172,12 @@ fn expected_spans(runs: &[FakeRun], scenario: &str) -> Vec<ShownSpan> {
     };
     let mut spans = Vec::new();
     for run in runs {
-        let body = EventsBody::from_slice(&serde_json::to_vec(&run.events).unwrap()).unwrap();
+        let body = EventsResponse::parse(serde_json::to_vec(&run.events).unwrap(), |_, err| err).unwrap();
         let mut fetched = FetchedRun {
             run_id: run.id(),
             trace: run.trace.as_ref().map(|t| RunTrace::from_value(t).unwrap()),
             details: RunDetails::from_value(&run.run).unwrap(),
-            events: body.events,
+            events: body,
         };
         // The bridge's defaults: logs as span events, enriched with the trace's span properties.
         spans.extend(fetched.convert(LogsMode::SpanEvents, &NothingExported).spans);

@@ -136,7 +136,7 @@ async fn the_bridge_client_waits_out_an_empty_bucket() {
     let started = Instant::now();
     for _ in 0..5 {
         let events = client.events("run_limited02").await.expect("served after the reset");
-        assert_eq!(events.events.len(), 3);
+        assert_eq!(events.events().len(), 3);
     }
     assert!(started.elapsed() >= Duration::from_millis(900), "the bucket held it");
     assert!(!api.rate_limited().is_empty(), "the client met the 429");

@@ -145,7 +145,7 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
     let client = client(&api.url());
 
     let events = client.events("run_cm1finished01").await.expect("events");
-    assert_eq!(events.events.len(), 19);
+    assert_eq!(events.events().len(), 19);
 
     let trace = client.trace("run_cm1finished01").await.expect("trace").expect("found");
     assert_eq!(trace.trace_id, "a4c123b1612dd272d1371c17149d4395");
@@ -168,7 +168,7 @@ async fn all_four_endpoints_send_auth_version_agent_and_accept_gzip() {
 
     // A run id is one escaped path segment.
     let odd = client.events("run with/slash?").await.expect("escaped id");
-    assert!(odd.events.is_empty());
+    assert!(odd.events().is_empty());
 
     let hits = api.requests();
     assert_eq!(hits.len(), 5);
@@ -294,7 +294,7 @@ async fn a_429_holds_every_request_until_the_reset() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let second = client.events("run_b").await.expect("second");
-    assert!(second.events.is_empty());
+    assert!(second.events().is_empty());
     first.await.expect("task").expect("first succeeds after the reset");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1900), "waited only {waited:?}");
@@ -387,7 +387,7 @@ async fn server_errors_are_retried_then_succeed_and_retries_are_logged_without_t
         .events("run_cm1executing1")
         .await
         .expect("third attempt succeeds");
-    assert_eq!(events.events.len(), 12);
+    assert_eq!(events.events().len(), 12);
     assert_eq!(api.requests().len(), 3);
 
     let logs = logs.text();
@@ -561,7 +561,7 @@ async fn a_body_slower_than_the_timeout_in_total_but_never_stalled_succeeds() {
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let started = Instant::now();
     let events = client.events("run_trickle").await.expect("steady body");
-    assert_eq!(events.events.len(), 19);
+    assert_eq!(events.events().len(), 19);
     assert!(started.elapsed() >= Duration::from_millis(1400));
     assert_eq!(api.request_count(), 1);
     api.stop().await;
@@ -712,9 +712,9 @@ async fn a_50_mb_body_under_the_limit_parses() {
     config.max_body_bytes = 64 * MB as u64;
     let client = TriggerClient::with_tuning(&config, tuning()).expect("client");
     let events = client.events("run_big").await.expect("parses");
-    assert_eq!(events.events.len(), count);
+    assert_eq!(events.events().len(), count);
     assert_eq!(
-        events.events[count - 1].span_id_str(),
+        events.events()[count - 1].span_id_str(),
         Some(format!("{:016x}", count - 1).as_str())
     );
     api.stop().await;

@@ -191,15 +191,17 @@ pub async fn backfill(
     let spans_done = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for (index, run_id) in runs.iter().cloned().enumerate() {
-        let (client, sender, permits, progress, spans_done) = (
-            client.clone(),
-            sender.clone(),
-            permits.clone(),
-            progress.clone(),
-            spans_done.clone(),
-        );
+        // The permit is taken before the task starts, so runs start in the order named (with
+        // `concurrency = 1`, the output's order is the command line's).
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (client, sender, progress, spans_done) =
+            (client.clone(), sender.clone(), progress.clone(), spans_done.clone());
         tasks.spawn(async move {
-            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let _permit = permit;
             let outcome = export_one(&client, &sender, &run_id, logs, enrich).await;
             if let RunOutcome::Exported { spans, .. } = &outcome {
                 let total = spans_done.fetch_add(*spans, std::sync::atomic::Ordering::Relaxed) + spans;

@@ -4,6 +4,7 @@
 //! Tempo show Trigger.dev's exception events like any instrumented exception.
 
 use super::proto::{array, kv, string};
+use crate::trigger::model::Field;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AttrValue;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use serde_json::{Map, Value};
@@ -55,10 +56,13 @@ pub fn json_to_attribute(value: &Value) -> AttrValue {
 }
 
 /// A top-level scalar as an attribute; `None` for null, objects and arrays.
-pub fn scalar_to_attribute(value: &Value) -> Option<AttrValue> {
+pub fn scalar_to_attribute(value: &Field) -> Option<AttrValue> {
     match value {
-        Value::String(_) | Value::Bool(_) | Value::Number(_) => Some(json_to_attribute(value)),
-        _ => None,
+        Field::Str(text) => Some(string(*text)),
+        Field::String(text) => Some(string(&**text)),
+        Field::Bool(flag) => Some(AttrValue::BoolValue(*flag)),
+        Field::Number(number) => Some(number_to_attribute(number)),
+        Field::Null | Field::Array(_) | Field::Object(_) => None,
     }
 }
 

@@ -31,7 +31,7 @@ impl Element {
 }
 
 /// A non-empty string field.
-pub(crate) fn string_field(value: &Option<Field>) -> Option<&str> {
+pub(crate) fn string_field<'a>(value: &'a Option<Field<'_>>) -> Option<&'a str> {
     value.as_ref().and_then(Field::as_str).filter(|s| !s.is_empty())
 }
 
@@ -42,12 +42,17 @@ pub(crate) fn take_string(value: &mut Option<Field>) -> Option<String> {
             Some(Field::String(text)) => Some(text.into_string()),
             _ => None,
         },
+        Some(Field::Str(text)) if !text.is_empty() => {
+            let text = (*text).to_owned();
+            *value = None;
+            Some(text)
+        }
         _ => None,
     }
 }
 
 /// The element's `spanId` as it arrived (for messages and `trigger.span_id`).
-pub(crate) fn raw_span_id(raw: &RawEvent) -> &str {
+pub(crate) fn raw_span_id<'a>(raw: &'a RawEvent<'_>) -> &'a str {
     raw.span_id_str().unwrap_or_default()
 }
 

@@ -228,8 +228,10 @@ pub fn convert_events(
             }
         };
         let parent_in_run = element.parent.is_some_and(|p| spans_in_run.contains(&p.id()));
-        let raw = std::mem::take(&mut events[element.index]);
-        let task_slug = task_slug(&raw, run);
+        // Borrowed in place: the fields a span takes are moved out one by one (copying the
+        // whole element out and a default one in cost more than the fields).
+        let raw = &mut events[element.index];
+        let task_slug = task_slug(raw, run);
         let data = SpanBuild {
             element,
             end,
@@ -251,15 +253,11 @@ pub fn convert_events(
             conversion.already_exported += 1;
             continue;
         }
-        let raw = std::mem::take(&mut events[log.index]);
+        let raw = &mut events[log.index];
         match logs {
             LogsMode::Drop => {
                 conversion.invalid.record(InvalidReason::LogDropped, || {
-                    format!(
-                        "element #{} (spanId {:?}) is a log record",
-                        log.index,
-                        raw_span_id(&raw)
-                    )
+                    format!("element #{} (spanId {:?}) is a log record", log.index, raw_span_id(raw))
                 });
                 continue;
             }
@@ -286,7 +284,7 @@ pub fn convert_events(
         // A log as a zero-duration span: `spans` mode, or a parent outside this run or
         // already exported, so no log is lost.
         let parent_in_run = log.parent.is_some_and(|p| spans_in_run.contains(&p.id()));
-        let task_slug = task_slug(&raw, run);
+        let task_slug = task_slug(raw, run);
         let data = SpanBuild {
             element: log,
             end: log.start,
@@ -341,15 +339,15 @@ fn task_slug(raw: &RawEvent, run: &RunInfo) -> Option<String> {
     string_field(&raw.task_slug).or(run.task_identifier).map(str::to_owned)
 }
 
-fn bridge_log(log: &Element, mut raw: RawEvent, run: &RunInfo) -> BridgeLog {
+fn bridge_log(log: &Element, raw: &mut RawEvent, run: &RunInfo) -> BridgeLog {
     // Like `log_event`: the log's own valid id is an attribute, as nothing else carries it.
     let mut extra = Vec::new();
     if !log.span.is_derived() {
-        extra.push(proto::kv("trigger.span_id", proto::string(raw_span_id(&raw))));
+        extra.push(proto::kv("trigger.span_id", proto::string(raw_span_id(raw))));
     }
     let severity = string_field(&raw.level).map(str::to_owned);
     let body = take_string(&mut raw.message).unwrap_or_default();
-    let task_slug = task_slug(&raw, run);
+    let task_slug = task_slug(raw, run);
     BridgeLog {
         span_id: log.span.id(),
         trace_id: run.trace_id,
@@ -358,7 +356,7 @@ fn bridge_log(log: &Element, mut raw: RawEvent, run: &RunInfo) -> BridgeLog {
         severity,
         body,
         task_slug,
-        attributes: element_attributes(log, &mut raw, run, extra),
+        attributes: element_attributes(log, raw, run, extra),
     }
 }
 

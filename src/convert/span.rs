@@ -161,7 +161,7 @@ pub(crate) struct SpanBuild<'a> {
 }
 
 impl SpanBuild<'_> {
-    pub fn build(self, mut raw: RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> Span {
+    pub fn build(self, raw: &mut RawEvent, run: &RunInfo, invalid: &mut InvalidReport) -> Span {
         let element = self.element;
         let mut markers = Vec::new();
         // An errored span is an error, not a cancellation (C13). A log record's status is always
@@ -172,18 +172,18 @@ impl SpanBuild<'_> {
         if self.partial {
             markers.push(kv("trigger.partial", AttrValue::BoolValue(true)));
         }
-        let mut attributes = element_attributes(element, &mut raw, run, markers);
+        let mut attributes = element_attributes(element, raw, run, markers);
         // Enrichment last: `flatten_properties` skips keys already present, so the bridge's own
         // attributes win on conflict. Log records are not in the trace tree.
         if !element.is_log {
-            if let Some(properties) = run.span_properties.and_then(|all| all.get(raw_span_id(&raw))) {
+            if let Some(properties) = run.span_properties.and_then(|all| all.get(raw_span_id(raw))) {
                 flatten_properties(properties, &mut attributes);
             }
         }
         // Rule 13: a log record's span is always UNSET; its level already says how bad it was.
         let status = if element.is_error && !element.is_log {
             Status {
-                message: error_description(&raw),
+                message: error_description(raw),
                 code: StatusCode::Error as i32,
             }
         } else {
@@ -198,14 +198,14 @@ impl SpanBuild<'_> {
         // A parent outside this response lives in another run (the parent run of a
         // triggerAndWait): mark it remote, as a propagated context would be.
         let remote = parent.is_some() && !self.parent_in_run;
-        let events = span_events(element, &raw, invalid);
+        let events = span_events(element, raw, invalid);
         Span {
             trace_id: run.trace_id.to_bytes().to_vec(),
             span_id: element.span.id().to_bytes().to_vec(),
             trace_state: String::new(),
             parent_span_id: parent.map_or_else(Vec::new, |p| p.to_bytes().to_vec()),
             flags: SAMPLED | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 },
-            name: span_name(&mut raw, run),
+            name: span_name(raw, run),
             kind: otlp_kind(kind) as i32,
             start_time_unix_nano: element.start,
             end_time_unix_nano: self.end.max(element.start),
@@ -231,7 +231,7 @@ fn otlp_kind(kind: SpanKind) -> span::SpanKind {
 }
 
 /// Rule 13, `span_events`: a log record as an event named `log` on its parent span.
-pub(crate) fn log_event(log: &Element, mut raw: RawEvent, run: &RunInfo) -> Event {
+pub(crate) fn log_event(log: &Element, raw: &mut RawEvent, run: &RunInfo) -> Event {
     let mut attributes = vec![kv(
         "log.message",
         string(take_string(&mut raw.message).unwrap_or_default()),
@@ -243,9 +243,9 @@ pub(crate) fn log_event(log: &Element, mut raw: RawEvent, run: &RunInfo) -> Even
     // own, so keep the log's valid id too: it is how Trigger.dev's dashboard names the log.
     let mut extra = Vec::new();
     if !log.span.is_derived() {
-        extra.push(kv("trigger.span_id", string(raw_span_id(&raw))));
+        extra.push(kv("trigger.span_id", string(raw_span_id(raw))));
     }
-    attributes.extend(element_attributes(log, &mut raw, run, extra).into_iter().filter(|kv| {
+    attributes.extend(element_attributes(log, raw, run, extra).into_iter().filter(|kv| {
         // The parent span already carries the run, task and level; repeating them is noise.
         !matches!(
             kv.key.as_str(),

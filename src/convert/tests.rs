@@ -42,9 +42,10 @@ fn with(mut value: Value, key: &str, field: Value) -> Value {
     value
 }
 
-fn parse(events: Vec<Value>) -> Vec<RawEvent> {
+fn parse(events: Vec<Value>) -> Vec<RawEvent<'static>> {
     EventsBody::from_slice(&serde_json::to_vec(&json!({ "events": events })).unwrap())
         .unwrap()
+        .into_owned()
         .events
 }
 
@@ -871,9 +872,8 @@ fn empty_response_converts_to_nothing() {
 
 #[test]
 fn non_object_elements_are_counted_and_neighbours_kept() {
-    let raw =
-        EventsBody::from_slice(format!(r#"{{"events":[42,{}]}}"#, span("0000000000000001", None, T0, 5)).as_bytes())
-            .unwrap();
+    let body = format!(r#"{{"events":[42,{}]}}"#, span("0000000000000001", None, T0, 5));
+    let raw = EventsBody::from_slice(body.as_bytes()).unwrap();
     let out = read(convert_events(
         raw.events,
         &ended(),

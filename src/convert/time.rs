@@ -27,7 +27,7 @@ impl JsonScalar for Value {
     }
 }
 
-impl JsonScalar for Field {
+impl JsonScalar for Field<'_> {
     fn text(&self) -> Option<&str> {
         self.as_str()
     }

@@ -8,16 +8,17 @@ pub mod poll;
 
 use crate::config::LogsMode;
 use crate::convert::{convert_events, Conversion, ExportedSpans, RunInfo, RunState};
-use crate::trigger::model::RawEvent;
+use crate::trigger::model::EventsResponse;
 use crate::trigger::{ApiError, RunDetails, RunTrace, TriggerClient};
 
-/// One run as fetched: its trace (when the API has one), its state, and its raw events.
+/// One run as fetched: its trace (when the API has one), its state, and its events body with
+/// its parse (which borrows from the body).
 #[derive(Debug)]
 pub struct FetchedRun {
     pub run_id: String,
     pub trace: Option<RunTrace>,
     pub details: RunDetails,
-    pub events: Vec<RawEvent>,
+    pub events: EventsResponse,
 }
 
 /// The run's trace. A trace the bridge cannot have (unreadable, over the size limit, refused
@@ -41,7 +42,7 @@ impl FetchedRun {
     pub async fn fetch(client: &TriggerClient, run_id: &str) -> Result<FetchedRun, ApiError> {
         let trace = fetch_trace(client, run_id).await?;
         let details = client.retrieve_run(run_id).await?;
-        let events = client.events(run_id).await?.events;
+        let events = client.events(run_id).await?;
         Ok(FetchedRun {
             run_id: run_id.to_owned(),
             trace,
@@ -91,6 +92,7 @@ impl FetchedRun {
         if enrich {
             run.span_properties = self.trace.as_ref().map(|trace| &trace.span_properties);
         }
-        convert_events(std::mem::take(&mut self.events), &run, logs, exported)
+        self.events
+            .take_events(|events| convert_events(events, &run, logs, exported))
     }
 }

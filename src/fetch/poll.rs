@@ -77,7 +77,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     let mut fresh_properties = trace
         .as_ref()
         .map(|t| t.as_ref().map(|t| Arc::new(t.span_properties.clone())));
-    let (body_hash, events) = match client.events_unless_unchanged(run_id, job.skip_if_unchanged).await? {
+    let (body_hash, mut events) = match client.events_unless_unchanged(run_id, job.skip_if_unchanged).await? {
         EventsFetch::Unchanged { hash } => {
             return Ok(PollResult {
                 run_id: job.run_id.clone(),
@@ -92,16 +92,16 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 span_properties: fresh_properties.flatten(),
             });
         }
-        EventsFetch::Parsed { hash, events } => (hash, events.events),
+        EventsFetch::Parsed { hash, events } => (hash, events),
     };
-    let fingerprint = fingerprint(&events);
-    let had_partials = has_partials(&events);
+    let fingerprint = fingerprint(events.events());
+    let had_partials = has_partials(events.events());
 
     // The trace is read again only when a finished span that is still to be exported is not in
     // it yet.
     if job.enrich && trace.is_none() {
         let known = job.span_properties.as_deref();
-        let lacking = events.iter().any(|raw| {
+        let lacking = events.events().iter().any(|raw| {
             raw.is_partial != Some(Field::Bool(true))
                 && !is_log_record(raw)
                 && raw.span_id_str().is_some_and(|id| {
@@ -138,7 +138,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     if job.enrich {
         run.span_properties = properties.as_deref();
     }
-    let mut conversion = convert_events(events, &run, job.logs, job.exported.as_ref());
+    let mut conversion = events.take_events(|events| convert_events(events, &run, job.logs, job.exported.as_ref()));
     let mut records = conversion.take_records();
     let left_behind = records.len().saturating_sub(job.capacity);
     records.truncate(job.capacity);

@@ -16,7 +16,7 @@ use tracing::{debug, warn};
 
 use super::api_types::{RunDetails, RunFilters, RunPage, RunTrace};
 use super::error::ApiError;
-use super::model::{body_hash, EventsBody};
+use super::model::{body_hash, EventsResponse};
 use super::rate_limit::{RateLimitTuning, RateLimiter, ServerBudget};
 use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
 use crate::config::TriggerConfig;
@@ -66,7 +66,7 @@ impl Default for ClientTuning {
 #[derive(Debug)]
 pub enum EventsFetch {
     Unchanged { hash: u64 },
-    Parsed { hash: u64, events: EventsBody },
+    Parsed { hash: u64, events: EventsResponse },
 }
 
 /// A Trigger.dev API client. Cloning is cheap and clones share one connection pool and one rate
@@ -207,10 +207,10 @@ impl TriggerClient {
     }
 
     /// `GET /api/v1/runs/{runId}/events`: every event of the run (no paging exists).
-    pub async fn events(&self, run_id: &str) -> Result<EventsBody, ApiError> {
+    pub async fn events(&self, run_id: &str) -> Result<EventsResponse, ApiError> {
         let call = self.run_call("events", run_id, &["api", "v1", "runs", run_id, "events"])?;
         self.get(&call, |body| {
-            EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))
+            EventsResponse::parse(body, |body, err| json_failure(&call, body, err))
         })
         .await
     }
@@ -225,11 +225,11 @@ impl TriggerClient {
     ) -> Result<EventsFetch, ApiError> {
         let call = self.run_call("events", run_id, &["api", "v1", "runs", run_id, "events"])?;
         self.get(&call, |body| {
-            let hash = body_hash(body);
+            let hash = body_hash(&body);
             if unchanged_from == Some(hash) {
                 return Ok(EventsFetch::Unchanged { hash });
             }
-            let events = EventsBody::from_slice(body).map_err(|err| json_failure(&call, body, err))?;
+            let events = EventsResponse::parse(body, |body, err| json_failure(&call, body, err))?;
             Ok(EventsFetch::Parsed { hash, events })
         })
         .await
@@ -241,7 +241,7 @@ impl TriggerClient {
         let call = self.run_call("trace", run_id, &["api", "v1", "runs", run_id, "trace"])?;
         let result = self
             .get(&call, |body| {
-                let value = parse_value(&call, body)?;
+                let value = parse_value(&call, &body)?;
                 RunTrace::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
             })
             .await;
@@ -256,7 +256,7 @@ impl TriggerClient {
     pub async fn retrieve_run(&self, run_id: &str) -> Result<RunDetails, ApiError> {
         let call = self.run_call("run", run_id, &["api", "v3", "runs", run_id])?;
         self.get(&call, |body| {
-            let value = parse_value(&call, body)?;
+            let value = parse_value(&call, &body)?;
             RunDetails::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
         })
         .await
@@ -272,7 +272,7 @@ impl TriggerClient {
             query: filters.to_query(cursor),
         };
         self.get(&call, |body| {
-            let value = parse_value(&call, body)?;
+            let value = parse_value(&call, &body)?;
             RunPage::from_value(&value).map_err(|shape| invalid(&call, shape.to_string()))
         })
         .await
@@ -309,12 +309,12 @@ impl TriggerClient {
     }
 
     /// The attempt loop shared by every endpoint.
-    async fn get<T>(&self, call: &Call<'_>, parse: impl Fn(&[u8]) -> Result<T, Failed>) -> Result<T, ApiError> {
+    async fn get<T>(&self, call: &Call<'_>, parse: impl Fn(Vec<u8>) -> Result<T, Failed>) -> Result<T, ApiError> {
         let mut state = RetryState::new();
         loop {
             self.inner.limiter.acquire().await;
             let failed = match self.attempt(call).await {
-                Ok(body) => match parse(&body) {
+                Ok(body) => match parse(body) {
                     Ok(value) => return Ok(value),
                     Err(failed) => failed,
                 },
