@@ -393,6 +393,7 @@ mod tests {
         ids = ["run_a", "run_b"]
         poll_interval = "2s"
         max_poll_interval = "2m"
+        quiet_after = "5m"
         settle = "10s"
         max_age = "12h"
         concurrency = 4
@@ -451,6 +452,7 @@ mod tests {
         c.runs.ids = vec!["run_a".into(), "run_b".into()];
         c.runs.poll_interval = Duration::from_secs(2);
         c.runs.max_poll_interval = Duration::from_secs(120);
+        c.runs.quiet_after = Duration::from_secs(300);
         c.runs.settle = Duration::from_secs(10);
         c.runs.max_age = Duration::from_secs(12 * 3600);
         c.runs.concurrency = 4;

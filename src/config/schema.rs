@@ -92,9 +92,14 @@ pub struct RunsConfig {
     pub ids: Vec<String>,
     #[serde(with = "duration")]
     pub poll_interval: Duration,
-    /// Back-off ceiling for runs whose events do not change.
+    /// Back-off ceiling for quiet runs.
     #[serde(with = "duration")]
     pub max_poll_interval: Duration,
+    /// A run whose events body has not changed for this long is quiet (waiting on `wait.for` or
+    /// a waitpoint) and backs off towards `max_poll_interval`; until then it is active and
+    /// polled every `poll_interval`.
+    #[serde(with = "duration")]
+    pub quiet_after: Duration,
     /// How long to keep polling after a run ends (late events).
     #[serde(with = "duration")]
     pub settle: Duration,
@@ -111,6 +116,7 @@ impl Default for RunsConfig {
             ids: Vec::new(),
             poll_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(60),
+            quiet_after: Duration::from_secs(120),
             settle: Duration::from_secs(30),
             max_age: Duration::from_secs(24 * 3600),
             concurrency: 8,
@@ -402,6 +408,7 @@ mod tests {
         assert!(r.ids.is_empty());
         assert_eq!(r.poll_interval, Duration::from_secs(5));
         assert_eq!(r.max_poll_interval, Duration::from_secs(60));
+        assert_eq!(r.quiet_after, Duration::from_secs(120));
         assert_eq!(r.settle, Duration::from_secs(30));
         assert_eq!(r.max_age, Duration::from_secs(86_400));
         assert_eq!(r.concurrency, 8);

@@ -71,7 +71,7 @@ impl Loop {
     pub(super) fn start_poll(&mut self, id: Arc<str>, lag: Duration, capacity: usize) {
         let Some(run) = self.runs.get(&id) else { return };
         PollStarted { run_id: &id, lag }.emit(&self.stats);
-        let ask_status = run.wants_status(run.last_had_partials, Instant::now());
+        let ask_status = run.wants_status(&self.lifecycle, Instant::now());
         // A trace id derived because the trace endpoint did not know the run (a run triggered a
         // moment ago can be in the events' buffer, not yet in a trace) is provisional until a
         // span is exported under it: until then, ask again. After that, the run stays in the
@@ -84,6 +84,7 @@ impl Loop {
             run_id: id.clone(),
             known_trace_id,
             ask_status,
+            ask_status_if_ended: !ask_status && run.wants_status_if_ended(),
             task_identifier: run.task_identifier.clone(),
             state: run.run_state(),
             exported: run.exported.clone(),

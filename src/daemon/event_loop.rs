@@ -6,7 +6,7 @@ use super::{DaemonError, DiscoveryTask, Loop};
 use crate::commit::export_queue::{self, Ack};
 use crate::config::reload::{self, ConfigSource};
 use crate::config::{BridgeConfig, ConfigError};
-use crate::discover::Discovery;
+use crate::discover::{Discovery, Listed};
 use crate::schedule::watched::{Lifecycle, Phase, RetireReason};
 use crate::trigger::RunFilters;
 use std::future::Future;
@@ -36,7 +36,7 @@ impl Loop {
         &mut self,
         shutdown: impl Future<Output = ()>,
         mut acks: mpsc::UnboundedReceiver<Ack>,
-        mut found: mpsc::UnboundedReceiver<String>,
+        mut found: mpsc::UnboundedReceiver<Listed>,
         queue_task: QueueTask,
         mut reload: Option<ConfigSource>,
     ) -> Result<(Option<QueueTask>, Result<(), DaemonError>), DaemonError> {
@@ -73,7 +73,7 @@ impl Loop {
                     self.on_poll(id, result).await?;
                 }
                 Some(ack) = acks.recv() => self.on_ack(&ack).await?,
-                Some(run_id) = found.recv() => self.add_run(&run_id, false).await?,
+                Some(listed) = found.recv() => self.on_listed(listed).await?,
                 loaded = next_config(&mut reload) => match loaded {
                     Ok(new) => self.apply_reload(new).await?,
                     Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
@@ -130,12 +130,7 @@ impl Loop {
         running.runs.shard = self.config.runs.shard;
         running.log.format = self.config.log.format;
         self.config = running;
-        self.lifecycle = Lifecycle {
-            poll_interval: self.config.runs.poll_interval,
-            max_poll_interval: self.config.runs.max_poll_interval,
-            settle: self.config.runs.settle,
-            max_age: self.config.runs.max_age,
-        };
+        self.lifecycle = Lifecycle::from_runs(&self.config.runs);
         self.concurrency = self.config.runs.concurrency.max(1);
         if (self.logs, self.enrich) != (self.config.conversion.logs, self.config.conversion.enrich) {
             // The same body converts differently now (logs dropped or held back before may be

@@ -19,6 +19,7 @@ use crate::commit::export_queue::{self, run_queue, Ack, ExportItem};
 use crate::commit::StateStore;
 use crate::config::reload::ConfigSource;
 use crate::config::{BridgeConfig, LogsMode, Shard};
+use crate::discover::Listed;
 use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::poll::PollResult;
 use crate::schedule::watched::{Lifecycle, WatchedRun};
@@ -163,17 +164,12 @@ pub async fn run(
         config.export.max_batch_spans,
         stats.clone(),
     ));
-    let (found_tx, found_rx) = mpsc::unbounded_channel::<String>();
+    let (found_tx, found_rx) = mpsc::unbounded_channel::<Listed>();
     let reload = (options.config_path.is_some() || options.sighup.is_some())
         .then(|| ConfigSource::new(options.config_path.clone(), options.env.clone(), options.sighup.clone()));
 
     let mut daemon = Loop {
-        lifecycle: Lifecycle {
-            poll_interval: config.runs.poll_interval,
-            max_poll_interval: config.runs.max_poll_interval,
-            settle: config.runs.settle,
-            max_age: config.runs.max_age,
-        },
+        lifecycle: Lifecycle::from_runs(&config.runs),
         logs: config.conversion.logs,
         enrich: config.conversion.enrich,
         concurrency: config.runs.concurrency.max(1),
@@ -239,7 +235,7 @@ struct DiscoveryTask {
 struct Loop {
     /// The configuration in effect (settings that need a restart keep their starting values).
     config: BridgeConfig,
-    found_tx: mpsc::UnboundedSender<String>,
+    found_tx: mpsc::UnboundedSender<Listed>,
     discovery: Option<DiscoveryTask>,
     log_level: Option<LevelControl>,
     lifecycle: Lifecycle,

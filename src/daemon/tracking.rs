@@ -5,7 +5,7 @@
 use super::{unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
 use crate::commit::RunRecord;
-use crate::discover::shard;
+use crate::discover::{shard, Listed};
 use crate::fetch::poll::PollResult;
 use crate::schedule::watched::{self, Phase, RetireReason, WatchedRun};
 use crate::telemetry::events::{BodyUnchanged, InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
@@ -84,6 +84,38 @@ impl Loop {
         Ok(())
     }
 
+    /// A run discovery listed: watched when new; the status of a watched run is observed, so
+    /// its end is learnt without a request of its own (and a new run's first poll need not ask).
+    pub(super) async fn on_listed(&mut self, listed: Listed) -> Result<(), DaemonError> {
+        if listed.new {
+            self.add_run(&listed.id, false).await?;
+        }
+        let in_poll = self.reserved.holds(&listed.id);
+        let now = Instant::now();
+        let Some(run) = self.runs.get_mut(listed.id.as_str()) else {
+            return Ok(());
+        };
+        if run.task_identifier.is_none() {
+            run.task_identifier = listed.task_identifier;
+        }
+        let was_ended = run.ended_seen.is_some();
+        if listed.status.is_empty() || !run.observe_status(&listed.status, listed.finished_at, now, unix_now_ns()) {
+            return Ok(());
+        }
+        let id = run.id.clone();
+        let ended = !was_ended && run.ended_seen.is_some();
+        if ended {
+            tracing::info!(run_id = %id, status = %listed.status, source = "discovery", "run ended; settling");
+        }
+        let record = run_record(run);
+        self.with_state(|s| s.upsert_run(&record))?;
+        if ended && !in_poll && !listed.new {
+            // Poll now, and through the settle time (a quiet run's next poll may be a minute off).
+            self.schedule(&id, Duration::ZERO);
+        }
+        Ok(())
+    }
+
     pub(super) async fn on_poll(
         &mut self,
         id: Arc<str>,
@@ -129,7 +161,9 @@ impl Loop {
         };
 
         run.failures_in_a_row = 0;
+        run.end_hint_checked |= result.end_hint_checked;
         let mut record_changed = false;
+        let mut status_moved = false;
         if let Some(asked) = result.trace {
             run.trace_id = Some(asked.map(|trace| trace.trace_id));
             record_changed = true;
@@ -137,6 +171,7 @@ impl Loop {
         match result.details {
             Some(details) => {
                 run.polls_since_status = 0;
+                status_moved = run.status.is_some() && run.status.as_deref() != Some(&details.summary.status);
                 run.status_seen_at = Some(now);
                 run.status = Some(details.summary.status.clone());
                 run.finished_at = details.summary.finished_at;
@@ -175,7 +210,7 @@ impl Loop {
             BodyUnchanged { run_id: &id }.emit(&self.stats);
         }
         let fingerprint = result.fingerprint.or(run.fingerprint);
-        let changed = run.fingerprint != fingerprint || !result.records.is_empty();
+        let changed = run.fingerprint != fingerprint || !result.records.is_empty() || status_moved;
         run.fingerprint = fingerprint;
         run.backlog = result.left_behind;
         if !result.records.is_empty() {

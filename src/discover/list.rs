@@ -1,5 +1,6 @@
 //! Discovery: every `discovery.interval`, list the runs matching the filters, newest first, and
-//! report the ones not seen before.
+//! report every run listed: the ones not seen before to be watched, and each one's status (a
+//! watched run's end, learnt without a request of its own).
 //!
 //! Paging stops at the lookback edge, or earlier at the first page holding a run that a
 //! *completed* round already listed: everything older was listed then too. Two cases must page
@@ -11,6 +12,17 @@ use crate::trigger::{RunFilters, TriggerClient};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
+
+/// A run a discovery round listed, with what the listing says of its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: String,
+    pub status: String,
+    pub finished_at: Option<u64>,
+    pub task_identifier: Option<String>,
+    /// Not reported by an earlier round: to be watched.
+    pub new: bool,
+}
 
 pub struct Discovery {
     pub client: TriggerClient,
@@ -39,7 +51,7 @@ impl Seen {
 
 impl Discovery {
     /// Runs until `stop` turns true or the receiver of `found` is gone.
-    pub async fn run(self, found: mpsc::UnboundedSender<String>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, found: mpsc::UnboundedSender<Listed>, mut stop: watch::Receiver<bool>) {
         let mut seen = Seen::default();
         loop {
             match self.round(&mut seen, &found).await {
@@ -60,7 +72,7 @@ impl Discovery {
     async fn round(
         &self,
         seen: &mut Seen,
-        found: &mpsc::UnboundedSender<String>,
+        found: &mpsc::UnboundedSender<Listed>,
     ) -> Result<usize, crate::trigger::ApiError> {
         let edge = SystemTime::now()
             .checked_sub(self.lookback)
@@ -83,10 +95,15 @@ impl Discovery {
                     reached_known = true;
                 }
                 listed.push((run.id.clone(), run.created_at));
-                if seen.reported.insert(run.id.clone(), run.created_at).is_none() {
-                    new += 1;
-                    let _ = found.send(run.id.clone());
-                }
+                let is_new = seen.reported.insert(run.id.clone(), run.created_at).is_none();
+                new += usize::from(is_new);
+                let _ = found.send(Listed {
+                    id: run.id.clone(),
+                    status: run.status.clone(),
+                    finished_at: run.finished_at,
+                    task_identifier: run.task_identifier.clone(),
+                    new: is_new,
+                });
             }
             match page.next_cursor {
                 Some(next) if !reached_known && Some(&next) != cursor.as_ref() => cursor = Some(next),
@@ -158,8 +175,36 @@ mod tests {
         (discovery, served)
     }
 
-    fn drain(found: &mut mpsc::UnboundedReceiver<String>) -> Vec<String> {
-        std::iter::from_fn(|| found.try_recv().ok()).collect()
+    /// The new runs reported (every listed run is reported; the others only with their status).
+    fn drain(found: &mut mpsc::UnboundedReceiver<Listed>) -> Vec<String> {
+        std::iter::from_fn(|| found.try_recv().ok())
+            .filter(|listed| listed.new)
+            .map(|listed| listed.id)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_listed_run_is_reported_with_its_status_new_ones_once() {
+        let listing = Arc::new(Listing::default());
+        *listing.runs.lock().unwrap() = vec![run("run_1", 1)];
+        let (discovery, served) = discovery(&listing, &[]).await;
+        let (tx, mut found) = mpsc::unbounded_channel();
+        let mut seen = Seen::default();
+        discovery.round(&mut seen, &tx).await.unwrap();
+        let first = found.try_recv().unwrap();
+        assert_eq!(
+            (first.id.as_str(), first.status.as_str(), first.new),
+            ("run_1", "COMPLETED", true)
+        );
+        discovery.round(&mut seen, &tx).await.unwrap();
+        let again = found.try_recv().unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.new),
+            ("run_1", false),
+            "reported again, as known"
+        );
+        assert!(found.try_recv().is_err());
+        served.stop(Duration::from_secs(2)).await.unwrap();
     }
 
     #[tokio::test]

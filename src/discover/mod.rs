@@ -4,4 +4,4 @@
 pub mod list;
 pub mod shard;
 
-pub use list::Discovery;
+pub use list::{Discovery, Listed};

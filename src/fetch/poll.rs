@@ -1,7 +1,7 @@
 //! One poll of one run: trace id (first time), status (when asked), events; then conversion
 //! against the spans already exported. Runs as its own task; the daemon loop applies the result.
 
-use super::fingerprint::{fingerprint, has_partials};
+use super::fingerprint::{fingerprint, has_partials, shows_end};
 use crate::config::LogsMode;
 use crate::convert::ids::span_identity;
 use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};
@@ -20,6 +20,9 @@ pub struct PollJob {
     /// `None`: ask the trace endpoint (first poll); `Some(id)`: already known.
     pub known_trace_id: Option<Option<String>>,
     pub ask_status: bool,
+    /// Ask the status after the events when they show that the run ended (its own span
+    /// finished, a span cancelled): one request at the run's end, not one on every poll.
+    pub ask_status_if_ended: bool,
     pub task_identifier: Option<String>,
     pub state: RunState,
     pub exported: Arc<HashSet<SpanId>>,
@@ -47,6 +50,8 @@ pub struct PollResult {
     /// is to be exported, and the fingerprint and partials are the last poll's).
     pub fingerprint: Option<u64>,
     pub had_partials: Option<bool>,
+    /// The body showed the run's end and the status was asked for it (`ask_status_if_ended`).
+    pub end_hint_checked: bool,
     /// Spans, then log records (`otlp_logs`), to export.
     pub records: Vec<Record>,
     /// Records `capacity` cut off (they come on a later poll); 0 when the poll was complete.
@@ -67,7 +72,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         Some(_) => None,
         None => Some(fetch_trace(client, run_id).await?),
     };
-    let details = if job.ask_status {
+    let mut details = if job.ask_status {
         Some(client.retrieve_run(run_id).await?)
     } else {
         None
@@ -86,6 +91,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 body_hash: hash,
                 fingerprint: None,
                 had_partials: None,
+                end_hint_checked: false,
                 records: Vec::new(),
                 left_behind: 0,
                 invalid: InvalidReport::default(),
@@ -96,6 +102,20 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     };
     let fingerprint = fingerprint(events.events());
     let had_partials = has_partials(events.events());
+    let mut end_hint_checked = false;
+    if job.ask_status_if_ended && shows_end(events.events()) {
+        // Read after the events, so the status cannot predate them. A failure here costs the
+        // prompt notice, not the poll: the sign is still there next time.
+        match client.retrieve_run(run_id).await {
+            Ok(asked) => {
+                details = Some(asked);
+                end_hint_checked = true;
+            }
+            Err(error) => {
+                tracing::debug!(run_id, %error, "the events show the run ended; its status could not be read")
+            }
+        }
+    }
 
     // The trace is read again only when a finished span that is still to be exported is not in
     // it yet.
@@ -149,6 +169,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         body_hash,
         fingerprint: Some(fingerprint),
         had_partials: Some(had_partials),
+        end_hint_checked,
         records,
         left_behind,
         invalid: conversion.invalid,

@@ -54,6 +54,11 @@ impl Reservations {
         }
     }
 
+    /// Whether a poll of `id` is in flight.
+    pub fn holds(&self, id: &str) -> bool {
+        self.per_run.contains_key(id)
+    }
+
     pub fn total(&self) -> usize {
         self.total
     }

@@ -12,13 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// How often the run's status is asked for at the latest while it runs (every Nth poll), besides
-/// whenever its events suggest it ended.
+/// A quiet run's status is asked every Nth poll (a safety net: its end shows in its events, see
+/// `crate::fetch::fingerprint::shows_end`, and in discovery's listing).
 pub const STATUS_EVERY_N_POLLS: u32 = 10;
 
-/// ... and at least this often: with a backed-off poll interval, ten polls can be many minutes,
-/// and a run cancelled while a span still runs is only noticed through its status.
-pub const STATUS_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
+/// An active run's status is asked at least every this many poll intervals (the same safety
+/// net, tighter while the run changes: 30 s with the default 5 s)...
+pub const STATUS_ACTIVE_EVERY_INTERVALS: u32 = 6;
+
+/// ... but on no more than one poll in this many, so a budget that spaces polls out does not
+/// turn every poll into two requests.
+pub const STATUS_ACTIVE_MIN_POLLS: u32 = 5;
 
 /// Failed polls in a row after which a run past `max_age` is given up (with the poll interval
 /// backed off, minutes of failures).
@@ -63,8 +67,21 @@ pub enum Phase {
 pub struct Lifecycle {
     pub poll_interval: Duration,
     pub max_poll_interval: Duration,
+    pub quiet_after: Duration,
     pub settle: Duration,
     pub max_age: Duration,
+}
+
+impl Lifecycle {
+    pub fn from_runs(runs: &crate::config::RunsConfig) -> Self {
+        Lifecycle {
+            poll_interval: runs.poll_interval,
+            max_poll_interval: runs.max_poll_interval,
+            quiet_after: runs.quiet_after,
+            settle: runs.settle,
+            max_age: runs.max_age,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -89,6 +106,11 @@ pub struct WatchedRun {
     /// Records the last poll had beyond its share of the export capacity (fetched again next).
     pub backlog: usize,
     pub interval: Duration,
+    /// When the run's events (or its status) last changed: active until `quiet_after` later.
+    pub last_change: Instant,
+    /// A body already showed the run's end (its own span finished, a span cancelled) and the
+    /// status was asked for it: not asked again for the same sign.
+    pub end_hint_checked: bool,
     pub fingerprint: Option<u64>,
     /// The last events body's hash: a byte-identical body is not parsed again.
     pub body_hash: Option<u64>,
@@ -125,6 +147,8 @@ impl WatchedRun {
             queued: 0,
             backlog: 0,
             interval: lifecycle.poll_interval,
+            last_change: watched_since,
+            end_hint_checked: false,
             fingerprint: None,
             body_hash: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
@@ -138,15 +162,64 @@ impl WatchedRun {
         }
     }
 
-    /// Ask retrieve-run on this poll? On the first poll, every Nth poll or after
-    /// [`STATUS_AT_LEAST_EVERY`], when the events hint that the run ended (no partial element
-    /// left), and before finalising.
-    pub fn wants_status(&self, last_had_partials: bool, now: Instant) -> bool {
-        let stale = self
-            .status_seen_at
-            .is_none_or(|seen| now.saturating_duration_since(seen) >= STATUS_AT_LEAST_EVERY);
-        self.ended_seen.is_none()
-            && (self.status.is_none() || !last_had_partials || self.polls_since_status >= STATUS_EVERY_N_POLLS || stale)
+    /// Whether the run changed within `quiet_after`: polled every `poll_interval`.
+    pub fn is_active(&self, lifecycle: &Lifecycle, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_change) < lifecycle.quiet_after
+    }
+
+    /// Ask retrieve-run before the events on this poll? On the first poll (unless discovery told
+    /// the status), and as a safety net: an active run every [`STATUS_ACTIVE_EVERY_INTERVALS`]
+    /// poll intervals (on one
+    /// poll in [`STATUS_ACTIVE_MIN_POLLS`] at most), a quiet one every
+    /// [`STATUS_EVERY_N_POLLS`]th poll. The prompt way is [`WatchedRun::wants_status_if_ended`].
+    pub fn wants_status(&self, lifecycle: &Lifecycle, now: Instant) -> bool {
+        if self.ended_seen.is_some() {
+            return false;
+        }
+        if self.status.is_none() {
+            return true;
+        }
+        if self.is_active(lifecycle, now) {
+            let every = lifecycle.poll_interval * STATUS_ACTIVE_EVERY_INTERVALS;
+            let stale = self
+                .status_seen_at
+                .is_none_or(|seen| now.saturating_duration_since(seen) >= every);
+            stale && self.polls_since_status >= STATUS_ACTIVE_MIN_POLLS
+        } else {
+            self.polls_since_status >= STATUS_EVERY_N_POLLS
+        }
+    }
+
+    /// Ask retrieve-run after the events when they show the run's end? Once per run: the sign
+    /// stays in every later body.
+    pub fn wants_status_if_ended(&self) -> bool {
+        self.ended_seen.is_none() && !self.end_hint_checked && self.phase == Phase::Watching
+    }
+
+    /// A status from outside a poll (discovery's listing; later the realtime stream). Returns
+    /// whether the run's record changed: its end was learnt, or its first status.
+    ///
+    /// A terminal status ends the run (terminal is one-way: a later non-terminal one, from a
+    /// listing that lags, changes nothing). A non-terminal one only stands in for the first
+    /// poll's status request; after that the run's own status requests are newer than a listing.
+    pub fn observe_status(&mut self, status: &str, finished_at: Option<u64>, now: Instant, now_ns: u64) -> bool {
+        if self.ended_seen.is_some() {
+            return false;
+        }
+        if crate::trigger::api_types::is_terminal(status, finished_at) {
+            self.status = Some(status.to_owned());
+            self.finished_at = finished_at;
+            self.ended_seen = Some(now);
+            self.ended_ns = Some(now_ns);
+            return true;
+        }
+        if self.status.is_none() {
+            self.status = Some(status.to_owned());
+            self.status_seen_at = Some(now);
+            self.polls_since_status = 0;
+            return true;
+        }
+        false
     }
 
     /// How the converter should see the run on this poll.
@@ -159,14 +232,21 @@ impl WatchedRun {
         }
     }
 
-    /// After a successful poll: adapt the interval to whether anything changed, and move to
-    /// `Finalizing` once the run settled or grew too old. Returns the delay to the next poll.
+    /// After a successful poll: an active run keeps `poll_interval`, a quiet one doubles its
+    /// interval up to `max_poll_interval`; move to `Finalizing` once the run settled or grew too
+    /// old. Returns the delay to the next poll.
     pub fn after_poll(&mut self, lifecycle: &Lifecycle, changed: bool, now: Instant) -> Duration {
-        self.interval = if changed {
+        if changed {
+            self.last_change = now;
+        }
+        let active = self.is_active(lifecycle, now);
+        self.interval = if active {
             lifecycle.poll_interval
         } else {
-            (self.interval * 2).min(lifecycle.max_poll_interval)
+            (self.interval * 2).clamp(lifecycle.poll_interval, lifecycle.max_poll_interval)
         };
+        // A quiet run's jitter only lengthens its wait: at most one request per interval.
+        let jitter = |interval| if active { jitter(interval) } else { jitter_up(interval) };
         if self.phase == Phase::Watching {
             if let Some(ended) = self.ended_seen {
                 let settled_at = ended + lifecycle.settle;
@@ -230,6 +310,11 @@ pub fn jitter(interval: Duration) -> Duration {
     interval.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
+/// +0–20 %: spread out, never sooner than `interval`.
+fn jitter_up(interval: Duration) -> Duration {
+    interval.mul_f64(rand::rng().random_range(1.0..=1.2))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,6 +359,7 @@ mod tests {
         Lifecycle {
             poll_interval: Duration::from_secs(5),
             max_poll_interval: Duration::from_secs(60),
+            quiet_after: Duration::from_secs(120),
             settle: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
         }
@@ -284,17 +370,107 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_runs_back_off_to_the_ceiling_and_changes_reset_it() {
-        let now = Instant::now();
-        let mut r = run(now);
-        let mut last = Duration::ZERO;
-        for _ in 0..10 {
-            last = r.after_poll(&lifecycle(), false, now);
+    fn an_active_run_keeps_the_poll_interval_then_a_quiet_one_backs_off_and_a_change_resets_it() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let mut r = run(start);
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        // Unchanged for almost `quiet_after`: still active, polled every poll_interval (±20 %).
+        for secs in [5, 60, 119] {
+            let wait = r.after_poll(&lifecycle, false, at(secs));
+            assert_eq!(r.interval, Duration::from_secs(5), "at {secs}s");
+            assert!(
+                wait >= Duration::from_secs(4) && wait <= Duration::from_secs(6),
+                "{wait:?}"
+            );
         }
-        assert_eq!(r.interval, Duration::from_secs(60));
-        assert!(last >= Duration::from_secs(48) && last <= Duration::from_secs(72));
-        r.after_poll(&lifecycle(), true, now);
+        // Quiet: doubling from poll_interval to the ceiling, never sooner than the interval.
+        let mut intervals = Vec::new();
+        for secs in [121, 131, 151, 191, 251, 311] {
+            let wait = r.after_poll(&lifecycle, false, at(secs));
+            assert!(wait >= r.interval && wait <= r.interval.mul_f64(1.2), "{wait:?}");
+            intervals.push(r.interval.as_secs());
+        }
+        assert_eq!(intervals, [10, 20, 40, 60, 60, 60]);
+        // A change makes it active again at once.
+        r.after_poll(&lifecycle, true, at(400));
         assert_eq!(r.interval, Duration::from_secs(5));
+        assert!(r.is_active(&lifecycle, at(519)) && !r.is_active(&lifecycle, at(520)));
+    }
+
+    #[test]
+    fn status_is_asked_first_then_rarely_active_every_30s_and_quiet_every_10th_poll() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let mut r = run(start);
+        assert!(r.wants_status(&lifecycle, start), "first poll");
+        r.status = Some("EXECUTING".into());
+        r.polls_since_status = 0;
+        r.status_seen_at = Some(start);
+        // Active: not before 30 s (six 5 s intervals), and not on more than one poll in five.
+        let every = Duration::from_secs(30);
+        let almost = start + every - Duration::from_millis(1);
+        r.polls_since_status = STATUS_ACTIVE_MIN_POLLS;
+        assert!(!r.wants_status(&lifecycle, almost));
+        assert!(r.wants_status(&lifecycle, start + every));
+        r.polls_since_status = STATUS_ACTIVE_MIN_POLLS - 1;
+        assert!(
+            !r.wants_status(&lifecycle, start + lifecycle.quiet_after - Duration::from_secs(1)),
+            "polls spaced out by the budget do not each ask"
+        );
+        // Quiet: every 10th poll, whatever the time.
+        let quiet = start + lifecycle.quiet_after + Duration::from_secs(600);
+        r.polls_since_status = STATUS_EVERY_N_POLLS - 1;
+        assert!(!r.wants_status(&lifecycle, quiet));
+        r.polls_since_status = STATUS_EVERY_N_POLLS;
+        assert!(r.wants_status(&lifecycle, quiet));
+        // The prompt way: once, when a body shows the end.
+        assert!(r.wants_status_if_ended());
+        r.end_hint_checked = true;
+        assert!(!r.wants_status_if_ended());
+        r.ended_seen = Some(start);
+        assert!(!r.wants_status(&lifecycle, quiet), "an ended run is not asked again");
+    }
+
+    #[test]
+    fn a_listed_status_ends_the_run_or_stands_in_for_the_first_request_only() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let mut r = run(start);
+        assert!(r.observe_status("QUEUED", None, start, 1));
+        assert!(!r.wants_status(&lifecycle, start), "the first poll need not ask");
+        // A later non-terminal listing (it may lag behind the run's own requests) changes nothing.
+        r.status = Some("EXECUTING".into());
+        assert!(!r.observe_status("QUEUED", None, start, 2));
+        assert_eq!(r.status.as_deref(), Some("EXECUTING"));
+        // A terminal one ends it, once; a lagging non-terminal one after that is ignored.
+        let ended = start + Duration::from_secs(3);
+        assert!(r.observe_status("CANCELED", Some(77), ended, 3));
+        assert_eq!(
+            (r.ended_seen, r.ended_ns, r.finished_at),
+            (Some(ended), Some(3), Some(77))
+        );
+        assert!(!r.observe_status("EXECUTING", None, ended + Duration::from_secs(1), 4));
+        assert!(!r.observe_status("COMPLETED", None, ended + Duration::from_secs(1), 4));
+        assert_eq!(r.status.as_deref(), Some("CANCELED"));
+        // Every terminal status ends a run (`finishedAt` alone does too).
+        for status in [
+            "COMPLETED",
+            "FAILED",
+            "CRASHED",
+            "SYSTEM_FAILURE",
+            "EXPIRED",
+            "TIMED_OUT",
+            "INTERRUPTED",
+        ] {
+            let mut r = run(start);
+            assert!(
+                r.observe_status(status, None, start, 1) && r.ended_seen.is_some(),
+                "{status}"
+            );
+        }
+        let mut r = run(start);
+        assert!(r.observe_status("EXECUTING", Some(5), start, 1) && r.ended_seen.is_some());
     }
 
     #[test]
@@ -324,31 +500,5 @@ mod tests {
         assert_eq!(r.phase, Phase::Watching);
         r.after_poll(&lifecycle(), true, start + Duration::from_secs(3600));
         assert_eq!(r.phase, Phase::Finalizing(RetireReason::MaxAge));
-    }
-
-    #[test]
-    fn status_is_asked_first_on_hints_every_nth_poll_and_at_least_every_minute() {
-        let now = Instant::now();
-        let mut r = run(now);
-        assert!(r.wants_status(true, now), "first poll");
-        r.status = Some("EXECUTING".into());
-        r.polls_since_status = 0;
-        r.status_seen_at = Some(now);
-        assert!(!r.wants_status(true, now));
-        assert!(r.wants_status(false, now), "no partial span left: it may have ended");
-        r.polls_since_status = STATUS_EVERY_N_POLLS;
-        assert!(r.wants_status(true, now));
-        r.polls_since_status = 2;
-        let later = now + STATUS_AT_LEAST_EVERY - Duration::from_millis(1);
-        assert!(!r.wants_status(true, later));
-        assert!(
-            r.wants_status(true, now + STATUS_AT_LEAST_EVERY),
-            "a slow poll interval still asks every minute"
-        );
-        r.ended_seen = Some(now);
-        assert!(
-            !r.wants_status(false, now + STATUS_AT_LEAST_EVERY),
-            "an ended run is not asked again"
-        );
     }
 }
