@@ -54,7 +54,48 @@ pub enum StateError {
     },
 }
 
+/// Why the state file refuses a write for now, while it may take it later: the daemon keeps what
+/// it would have written, pauses polling, fails `/readyz` and tries again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// `SQLITE_FULL`: the disk (or a quota) is full.
+    Full,
+    /// `SQLITE_READONLY`: the file or its file system became read-only.
+    ReadOnly,
+    /// `SQLITE_IOERR`: the operating system failed a write or sync (ENOSPC in the WAL among them).
+    Io,
+    /// `SQLITE_BUSY` / `SQLITE_LOCKED` past the busy timeout: another process holds the file.
+    Busy,
+}
+
+impl WriteFault {
+    /// For logs and `/readyz`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteFault::Full => "disk full",
+            WriteFault::ReadOnly => "read-only",
+            WriteFault::Io => "I/O error",
+            WriteFault::Busy => "locked by another process",
+        }
+    }
+}
+
 impl StateError {
+    /// `Some` when the failure may pass without anyone touching the file (room freed, the file
+    /// system writable again); damage and schema problems are never transient.
+    pub fn write_fault(&self) -> Option<WriteFault> {
+        let StateError::Sqlite { source, .. } = self else {
+            return None;
+        };
+        match source.sqlite_error_code()? {
+            ErrorCode::DiskFull => Some(WriteFault::Full),
+            ErrorCode::ReadOnly => Some(WriteFault::ReadOnly),
+            ErrorCode::SystemIoFailure => Some(WriteFault::Io),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Some(WriteFault::Busy),
+            _ => None,
+        }
+    }
+
     /// Classifies a SQLite error from `operation`: damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) is
     /// [`StateError::Corrupt`] wherever it is found, anything else [`StateError::Sqlite`].
     pub(crate) fn sqlite(path: &std::path::Path, operation: &'static str, source: rusqlite::Error) -> Self {

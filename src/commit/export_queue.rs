@@ -7,9 +7,11 @@ use crate::convert::Record;
 use crate::daemon::stats::DaemonStats;
 use crate::export::OtlpSender;
 use crate::telemetry::events::SpansExported;
+use crate::telemetry::health::StateWriter;
 use opentelemetry::trace::SpanId;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Spans and log records of one run, waiting to be exported.
@@ -35,8 +37,9 @@ pub enum QueueError {
 /// at most `max_batch_spans`, send each (the sender retries until the collector accepts or
 /// rejects every record; spans and log records of a batch go in one request per signal),
 /// commit its ids in one transaction, acknowledge. Committing per batch is
-/// what bounds the duplicates of a crash to one batch. A state-store failure stops the queue:
-/// better stop than export without being able to remember it.
+/// what bounds the duplicates of a crash to one batch. A state file that refuses writes for now
+/// holds the queue until it takes them ([`commit_durably`]); any other state-store failure stops
+/// it: better stop than export without being able to remember it.
 pub async fn run_queue(
     mut items: mpsc::UnboundedReceiver<ExportItem>,
     acks: mpsc::UnboundedSender<Ack>,
@@ -82,9 +85,7 @@ pub async fn run_queue(
         // sent again after a restart rather than be recorded as exported.
         let delivered: HashSet<SpanId> = report.delivered.iter().copied().collect();
         commit.retain(|(_, id)| delivered.contains(id));
-        let state = state.clone();
-        tokio::task::spawn_blocking(move || state.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&commit))
-            .await??;
+        commit_durably(&state, commit, &stats).await?;
         // Rejected records were counted by the sender as they were rejected (`RecordRejected`).
         SpansExported {
             spans: report.delivered_spans,
@@ -95,6 +96,62 @@ pub async fn run_queue(
         let _ = acks.send(Ack { per_run });
     }
 }
+
+/// Commit a delivered batch's ids, riding out a state file that refuses writes for now (a full
+/// disk, a file system turned read-only): the batch waits here, in memory, with its ids already
+/// in each run's exported set (so no poll converts them again) and no later batch sent, polling
+/// pauses and `/readyz` fails (`Health`), and the commit is tried again until it succeeds. Nothing
+/// delivered is lost and nothing is sent twice; only a stop during the fault (SIGTERM past the
+/// shutdown deadline, a crash) leaves this one batch to be sent again after the restart. Any
+/// other failure (a damaged file) stops the queue, as before.
+async fn commit_durably(
+    state: &Arc<Mutex<StateStore>>,
+    commit: Vec<(String, SpanId)>,
+    stats: &DaemonStats,
+) -> Result<(), QueueError> {
+    let commit = Arc::new(commit);
+    let mut wait = COMMIT_RETRY_FIRST;
+    let mut failing_since: Option<tokio::time::Instant> = None;
+    loop {
+        let (store, ids) = (state.clone(), commit.clone());
+        let committed =
+            tokio::task::spawn_blocking(move || store.lock().unwrap_or_else(|e| e.into_inner()).commit_exported(&ids))
+                .await?;
+        let error = match committed {
+            Ok(_) => {
+                if let Some(since) = failing_since {
+                    stats.health.state_write_recovered(StateWriter::Queue);
+                    tracing::warn!(
+                        spans = commit.len(),
+                        after = %humantime::format_duration(Duration::from_millis(since.elapsed().as_millis() as u64)),
+                        "the state file takes writes again: the waiting batch is committed; polling resumes"
+                    );
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let Some(fault) = error.write_fault() else {
+            return Err(error.into());
+        };
+        if failing_since.is_none() {
+            tracing::error!(
+                %error,
+                spans = commit.len(),
+                "cannot commit exported span ids ({}): the delivered batch waits in memory and polling pauses until the state file can be written",
+                fault.as_str()
+            );
+            failing_since = Some(tokio::time::Instant::now());
+        }
+        stats.health.state_write_failed(StateWriter::Queue, fault.as_str());
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(COMMIT_RETRY_MAX);
+    }
+}
+
+/// The first wait before committing again after a write fault, and the longest.
+const COMMIT_RETRY_FIRST: Duration = Duration::from_millis(250);
+const COMMIT_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Sum an ack per run (several items of one run can share a batch).
 pub fn per_run_totals(ack: &Ack) -> HashMap<Arc<str>, usize> {

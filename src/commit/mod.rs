@@ -42,6 +42,31 @@
 mod error;
 pub mod export_queue;
 mod schema;
+/// Tests only: a handle on the daemon's state store once it is open, to make its file refuse
+/// writes as a full disk would ([`StateStore::simulate_full_disk`]) while the daemon runs.
+#[doc(hidden)]
+#[derive(Clone, Default)]
+pub struct StateTap(std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<std::sync::Mutex<StateStore>>>>>);
+
+impl StateTap {
+    pub fn fill(&self, store: std::sync::Arc<std::sync::Mutex<StateStore>>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// `f` on the store; `None` before the daemon opened it.
+    pub fn with<T>(&self, f: impl FnOnce(&StateStore) -> T) -> Option<T> {
+        let store = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()?;
+        let guard = store.lock().unwrap_or_else(|e| e.into_inner());
+        Some(f(&guard))
+    }
+}
+
+impl std::fmt::Debug for StateTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateTap")
+    }
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -53,7 +78,7 @@ use opentelemetry::trace::SpanId;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, TransactionBehavior};
 
-pub use error::StateError;
+pub use error::{StateError, WriteFault};
 
 /// How long a statement waits for another connection's lock (e.g. `sqlite3` reading the file)
 /// before failing with "database is locked".
@@ -206,6 +231,22 @@ impl StateStore {
     }
 
     /// The state file's path (`:memory:` for an in-memory store).
+    /// Tests only: cap the file at its current size (`true`), so a write that needs a new page
+    /// fails with `SQLITE_FULL` as on a full disk, or lift the cap (`false`).
+    #[doc(hidden)]
+    pub fn simulate_full_disk(&self, full: bool) -> Result<(), StateError> {
+        let pages: i64 = match full {
+            true => self
+                .conn
+                .query_row("PRAGMA page_count", [], |row| row.get(0))
+                .map_err(self.err("reading the page count"))?,
+            false => i64::from(u32::MAX >> 1),
+        };
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(self.err("setting max_page_count"))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

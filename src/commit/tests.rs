@@ -511,3 +511,43 @@ fn only_a_run_retired_for_its_removal_is_reopened() {
     // Once open, there is nothing to reopen.
     assert!(!store.reopen("run_removed", "removed").unwrap());
 }
+
+#[test]
+fn a_full_file_fails_a_commit_as_full_and_the_same_commit_succeeds_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&state_path(&dir)).unwrap();
+    store.commit_exported(&spans("run_a", 0..10)).unwrap();
+    store.simulate_full_disk(true).unwrap();
+    // Enough ids to need new pages (WAL mode: the cap still applies to the database's size).
+    let batch = spans("run_a", 1_000..6_000);
+    let error = store.commit_exported(&batch).unwrap_err();
+    assert_eq!(error.write_fault(), Some(super::WriteFault::Full), "{error}");
+    assert!(error.to_string().contains("full"), "{error}");
+    // Nothing of the failed batch was kept; the ids before it were.
+    assert_eq!(store.exported_span_ids("run_a").unwrap().len(), 10);
+    store.simulate_full_disk(false).unwrap();
+    assert_eq!(store.commit_exported(&batch).unwrap(), 5_000);
+    assert_eq!(store.exported_span_ids("run_a").unwrap().len(), 5_010);
+}
+
+#[test]
+fn only_passing_write_failures_are_write_faults() {
+    let path = PathBuf::from("/x/state.db");
+    let sqlite = |code: i32| StateError::Sqlite {
+        path: path.clone(),
+        operation: "committing",
+        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+    };
+    use super::WriteFault;
+    use rusqlite::ffi;
+    assert_eq!(sqlite(ffi::SQLITE_FULL).write_fault(), Some(WriteFault::Full));
+    assert_eq!(sqlite(ffi::SQLITE_READONLY).write_fault(), Some(WriteFault::ReadOnly));
+    assert_eq!(sqlite(ffi::SQLITE_IOERR_WRITE).write_fault(), Some(WriteFault::Io));
+    assert_eq!(sqlite(ffi::SQLITE_BUSY).write_fault(), Some(WriteFault::Busy));
+    assert_eq!(sqlite(ffi::SQLITE_CONSTRAINT).write_fault(), None);
+    let corrupt = StateError::Corrupt {
+        path: path.clone(),
+        reason: "x".into(),
+    };
+    assert_eq!(corrupt.write_fault(), None);
+}

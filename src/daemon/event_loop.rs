@@ -79,7 +79,7 @@ impl Loop {
                     Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
                 },
                 _ = prune_timer.tick() => self.prune().await?,
-                _ = heartbeat.tick() => {}
+                _ = heartbeat.tick() => self.flush_state_writes()?,
                 _ = tokio::time::sleep_until(wait_for_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wait_for_due.is_some() => {}
             }
         }

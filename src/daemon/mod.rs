@@ -12,6 +12,7 @@
 mod dispatch;
 mod event_loop;
 pub mod signals;
+mod state_writes;
 pub mod stats;
 mod tracking;
 
@@ -72,6 +73,9 @@ pub struct DaemonOptions {
     pub sighup: Option<watch::Receiver<u64>>,
     /// … and the control of the log level. Reload is on when a path or SIGHUP is given.
     pub log_level: Option<LevelControl>,
+    /// Tests only: given the state store once it is open.
+    #[doc(hidden)]
+    pub state_tap: crate::commit::StateTap,
 }
 
 /// A run the daemon stopped watching.
@@ -94,6 +98,7 @@ impl Default for DaemonOptions {
             config_path: None,
             sighup: None,
             log_level: None,
+            state_tap: crate::commit::StateTap::default(),
         }
     }
 }
@@ -148,6 +153,7 @@ pub async fn run(
     let store = StateStore::open(&config.state.path)?;
     stats.health.set_state_open(true);
     let state = Arc::new(Mutex::new(store));
+    options.state_tap.fill(state.clone());
     tracing::info!(
         state = %config.state.path.display(),
         shard = %format!("{}/{}", shard.index().unwrap_or(0), shard.count()),
@@ -186,6 +192,8 @@ pub async fn run(
         reserved: Reservations::default(),
         in_flight: JoinSet::new(),
         retired: options.retired.clone(),
+        deferred_writes: Vec::new(),
+        state_write_failing: false,
         found_tx,
         discovery: None,
         log_level: options.log_level.clone(),
@@ -257,6 +265,9 @@ struct Loop {
     reserved: Reservations,
     in_flight: JoinSet<(Arc<str>, Result<PollResult, ApiError>)>,
     retired: Option<mpsc::UnboundedSender<RetiredRun>>,
+    /// The loop's state writes the file refused for now, in order (`state_writes`).
+    deferred_writes: Vec<state_writes::StateWrite>,
+    state_write_failing: bool,
 }
 
 impl Loop {
@@ -265,8 +276,12 @@ impl Loop {
     }
 
     async fn prune(&self) -> Result<(), DaemonError> {
-        let report = self.with_state(|s| s.prune(self.retention, unix_now_ns()))?;
-        tracing::debug!(?report, "pruned the state of long-retired runs");
+        match self.with_state(|s| s.prune(self.retention, unix_now_ns())) {
+            Ok(report) => tracing::debug!(?report, "pruned the state of long-retired runs"),
+            // Pruning frees room; it can wait for the next hour.
+            Err(error) if error.write_fault().is_some() => tracing::warn!(%error, "pruning the state file failed"),
+            Err(error) => return Err(error.into()),
+        }
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! results taken in (spans queued, status and trace id remembered), runs retired once
 //! everything of theirs was acknowledged.
 
+use super::state_writes::StateWrite;
 use super::{unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
 use crate::commit::RunRecord;
@@ -74,11 +75,12 @@ impl Loop {
             exported = self.with_state(|s| s.exported_span_ids(run_id))?;
         }
         let record = RunRecord::new(run_id, unix_now_ns());
-        self.with_state(|s| s.upsert_run(&record))?;
+        let first_seen_ns = record.first_seen_at;
+        self.write_state(StateWrite::Upsert(record))?;
         let id: Arc<str> = Arc::from(run_id);
         tracing::info!(run_id, "watching run");
         let mut run = WatchedRun::new(id, &self.lifecycle, Instant::now());
-        run.first_seen_ns = record.first_seen_at;
+        run.first_seen_ns = first_seen_ns;
         run.exported = Arc::new(exported);
         self.insert(run);
         Ok(())
@@ -108,7 +110,7 @@ impl Loop {
             tracing::info!(run_id = %id, status = %listed.status, source = "discovery", "run ended; settling");
         }
         let record = run_record(run);
-        self.with_state(|s| s.upsert_run(&record))?;
+        self.write_state(StateWrite::Upsert(record))?;
         if ended && !in_poll && !listed.new {
             // Poll now, and through the settle time (a quiet run's next poll may be a minute off).
             self.schedule(&id, Duration::ZERO);
@@ -238,7 +240,7 @@ impl Loop {
             _ => Some(run.after_poll(&self.lifecycle, changed, now)),
         };
         if let Some(record) = record {
-            self.with_state(|s| s.upsert_run(&record))?;
+            self.write_state(StateWrite::Upsert(record))?;
         }
         match next {
             Some(wait) => self.schedule(&id, wait),
@@ -270,7 +272,7 @@ impl Loop {
             return Ok(());
         }
         let run_id = id.to_string();
-        self.with_state(|s| s.retire(&run_id, reason.as_str(), unix_now_ns()))?;
+        self.write_state(StateWrite::retire(&run_id, reason.as_str()))?;
         self.runs.remove(id);
         self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
         RunRetired {

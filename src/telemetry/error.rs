@@ -23,6 +23,11 @@ pub enum TelemetryError {
     ConfigNotLoaded,
     #[error("state file not open")]
     StateNotOpen,
+    #[error(
+        "the state file cannot be written ({what}) for {} s; polling paused until it can (nothing is lost)",
+        .failing_for.as_secs()
+    )]
+    StateNotWritable { what: &'static str, failing_for: Duration },
     #[error("Trigger.dev rejected the secret key (HTTP {status})")]
     KeyRejected { status: u16 },
     #[error("no answer from Trigger.dev yet (secret key not confirmed)")]
@@ -63,6 +68,13 @@ mod tests {
             ),
             (TelemetryError::ConfigNotLoaded, "configuration not loaded"),
             (TelemetryError::StateNotOpen, "state file not open"),
+            (
+                TelemetryError::StateNotWritable {
+                    what: "disk full",
+                    failing_for: Duration::from_millis(12_400),
+                },
+                "the state file cannot be written (disk full) for 12 s; polling paused until it can (nothing is lost)",
+            ),
             (
                 TelemetryError::KeyRejected { status: 401 },
                 "Trigger.dev rejected the secret key (HTTP 401)",

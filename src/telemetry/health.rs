@@ -3,6 +3,7 @@
 use super::TelemetryError;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// `/healthz` fails once the daemon loop has not ticked for this long.
@@ -28,6 +29,24 @@ pub struct Health {
     waiting_since: AtomicU64,
     export_bound_ms: AtomicU64,
     nothing_to_watch: AtomicBool,
+    state_fault: Mutex<StateFault>,
+}
+
+/// Who writes the state file: each can find it unwritable, and the file is writable again only
+/// once both succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateWriter {
+    /// The export queue, committing acknowledged span ids.
+    Queue = 1,
+    /// The daemon loop, recording, retiring and adding runs.
+    Loop = 2,
+}
+
+#[derive(Debug, Default)]
+struct StateFault {
+    writers: u8,
+    what: &'static str,
+    since: Option<Instant>,
 }
 
 impl fmt::Debug for Health {
@@ -61,6 +80,7 @@ impl Health {
             waiting_since: AtomicU64::new(0),
             export_bound_ms: AtomicU64::new(DEFAULT_EXPORT_BOUND.as_millis() as u64),
             nothing_to_watch: AtomicBool::new(false),
+            state_fault: Mutex::new(StateFault::default()),
         }
     }
 
@@ -70,6 +90,28 @@ impl Health {
 
     fn age(&self, stamp: u64, now: Instant) -> Option<Duration> {
         (stamp > 0).then(|| Duration::from_millis(self.stamp(now).saturating_sub(stamp)))
+    }
+
+    /// `writer` found the state file unwritable (`what`: disk full, read-only …).
+    pub fn state_write_failed(&self, writer: StateWriter, what: &'static str) {
+        let mut fault = self.state_fault.lock().unwrap_or_else(|e| e.into_inner());
+        fault.writers |= writer as u8;
+        fault.what = what;
+        fault.since.get_or_insert_with(Instant::now);
+    }
+
+    /// `writer` wrote the state file again.
+    pub fn state_write_recovered(&self, writer: StateWriter) {
+        let mut fault = self.state_fault.lock().unwrap_or_else(|e| e.into_inner());
+        fault.writers &= !(writer as u8);
+        if fault.writers == 0 {
+            fault.since = None;
+        }
+    }
+
+    /// Whether the state file takes writes (polling pauses while it does not).
+    pub fn state_writable(&self) -> bool {
+        self.state_fault.lock().unwrap_or_else(|e| e.into_inner()).writers == 0
     }
 
     /// The daemon loop is alive.
@@ -142,6 +184,15 @@ impl Health {
         if !self.state_open.load(Ordering::Relaxed) {
             return Err(TelemetryError::StateNotOpen);
         }
+        {
+            let fault = self.state_fault.lock().unwrap_or_else(|e| e.into_inner());
+            if let (true, Some(since)) = (fault.writers != 0, fault.since) {
+                return Err(TelemetryError::StateNotWritable {
+                    what: fault.what,
+                    failing_for: now.saturating_duration_since(since),
+                });
+            }
+        }
         match self.key.load(Ordering::Relaxed) {
             KEY_ACCEPTED => {}
             KEY_REJECTED => {
@@ -190,6 +241,22 @@ mod tests {
         health.set_state_open(true);
         health.api_status(200);
         health
+    }
+
+    #[test]
+    fn an_unwritable_state_file_is_not_ready_until_every_writer_recovered() {
+        let health = ready_health();
+        let now = Instant::now();
+        health.state_write_failed(StateWriter::Queue, "disk full");
+        health.state_write_failed(StateWriter::Loop, "disk full");
+        assert!(!health.state_writable());
+        let reason = ready(&health, now + Duration::from_secs(3), 0).unwrap_err();
+        assert!(reason.contains("cannot be written (disk full)"), "{reason}");
+        health.state_write_recovered(StateWriter::Queue);
+        assert!(ready(&health, now, 0).is_err(), "the loop still cannot write");
+        health.state_write_recovered(StateWriter::Loop);
+        assert!(health.state_writable());
+        assert_eq!(ready(&health, now, 0), Ok(()));
     }
 
     #[test]

@@ -1,0 +1,81 @@
+//! Faults the daemon rides out without exiting (issue 13): a state file that refuses writes (a
+//! full disk) pauses polling and fails `/readyz`, keeps what was delivered in memory, and commits
+//! it once there is room, with no span lost and none sent twice.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use support::daemon::{fast_options, Fakes, Running};
+use support::generate;
+
+/// `/readyz`'s status and body.
+async fn readyz(daemon: &Running) -> (u16, String) {
+    let response = reqwest::get(format!("http://{}/readyz", daemon.addr())).await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn readyz_becomes(daemon: &Running, status: u16, limit: Duration) -> String {
+    let started = Instant::now();
+    loop {
+        let (got, body) = readyz(daemon).await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "/readyz stayed {got} ({body}): {:?}",
+            daemon.stats
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_nothing() {
+    let (ids, runs) = generate::fake_runs("run_diskfull", 6, 300);
+    let fakes = Fakes::start(runs).await;
+    // A slow collector, so the disk fills while batches are still to be committed.
+    *fakes.receiver.recorder.delay.lock().unwrap() = Duration::from_millis(50);
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let options = fast_options();
+    let tap = options.state_tap.clone();
+    let daemon = Running::serving(fakes.config(&id_refs), options).await;
+    daemon
+        .wait_for("the first acknowledged batch", Duration::from_secs(10), |s| {
+            s.export_batches.load(Ordering::Relaxed) >= 1
+        })
+        .await;
+    tap.with(|store| store.simulate_full_disk(true).unwrap())
+        .expect("the store is open");
+
+    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(10)).await;
+    assert!(reason.contains("cannot be written (disk full)"), "{reason}");
+    // Polling pauses: polls already in flight may finish, no new one starts.
+    let polls = daemon.stats.polls.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = daemon.stats.polls.load(Ordering::Relaxed) - polls;
+    assert!(during <= 4, "{during} polls while the state file was full");
+    let (status, _) = readyz(&daemon).await;
+    assert_eq!(status, 503, "still not ready while full");
+    let retired_while_full = daemon.stats.runs_retired.load(Ordering::Relaxed);
+    assert!(retired_while_full < 6, "the fault came before the end of the export");
+
+    // Room again: everything waiting is committed, the runs finish, once each.
+    tap.with(|store| store.simulate_full_disk(false).unwrap());
+    daemon.wait_retired(6, Duration::from_secs(30)).await;
+    readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
+    let expected = 6 * generate::span_count(300) as u64;
+    assert_eq!(fakes.receiver.recorder.span_count(), expected, "every span, none twice");
+    assert_eq!(fakes.receiver.recorder.distinct_spans() as u64, expected);
+    // The loop's own writes refused meanwhile (runs recorded, retired) were written too.
+    assert_eq!(tap.with(|store| store.unretired_runs().unwrap().len()), Some(0));
+    daemon.stop().await;
+
+    // A restart on the same state file finds nothing left to send.
+    let again = Running::start(fakes.config(&id_refs), fast_options());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fakes.receiver.recorder.span_count(), expected, "nothing sent again");
+    again.stop().await;
+    fakes.stop().await;
+}
