@@ -11,6 +11,7 @@ use support::generate;
 
 /// `/readyz`'s status and body.
 async fn readyz(daemon: &Running) -> (u16, String) {
+    trigger_otel_bridge::net::tls::install_crypto_provider();
     let response = reqwest::get(format!("http://{}/readyz", daemon.addr())).await.unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
 }

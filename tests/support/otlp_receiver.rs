@@ -21,7 +21,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +48,8 @@ pub struct Recorder {
     pub span_count: AtomicU64,
     /// Distinct span ids accepted (to tell duplicates from new spans).
     pub span_ids: Mutex<HashSet<Vec<u8>>>,
+    /// When each span id first arrived (freshness benchmarks).
+    pub first_arrival: Mutex<HashMap<Vec<u8>, std::time::Instant>>,
     pub faults: Mutex<VecDeque<Fault>>,
     /// Requests holding a span with this name, or a log record with this body, are rejected as
     /// invalid data (400 / InvalidArgument).
@@ -110,13 +112,17 @@ impl Export for ExportTraceServiceRequest {
         let mut count = 0;
         {
             let mut ids = recorder.span_ids.lock().unwrap();
+            let mut arrivals = recorder.first_arrival.lock().unwrap();
+            let now = std::time::Instant::now();
             for span in self
                 .resource_spans
                 .iter()
                 .flat_map(|r| &r.scope_spans)
                 .flat_map(|s| &s.spans)
             {
-                ids.insert(span.span_id.clone());
+                if ids.insert(span.span_id.clone()) {
+                    arrivals.insert(span.span_id.clone(), now);
+                }
                 count += 1;
             }
         }
