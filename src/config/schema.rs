@@ -96,8 +96,8 @@ pub struct RunsConfig {
     #[serde(with = "duration")]
     pub max_poll_interval: Duration,
     /// A run whose events body has not changed for this long is quiet (waiting on `wait.for` or
-    /// a waitpoint) and backs off towards `max_poll_interval`; until then it is active and
-    /// polled every `poll_interval`.
+    /// a waitpoint) and is polled every `max_poll_interval`; until then it is active and polled
+    /// every `poll_interval`.
     #[serde(with = "duration")]
     pub quiet_after: Duration,
     /// How long to keep polling after a run ends (late events).

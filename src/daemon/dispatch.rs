@@ -86,7 +86,7 @@ impl Loop {
             run_id: id.clone(),
             known_trace_id,
             ask_status,
-            ask_status_if_ended: !ask_status && run.wants_status_if_ended(),
+            ask_status_if_ended: run.wants_status_if_ended(),
             task_identifier: run.task_identifier.clone(),
             state: run.run_state(),
             exported: run.exported.clone(),

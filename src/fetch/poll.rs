@@ -21,7 +21,8 @@ pub struct PollJob {
     pub known_trace_id: Option<Option<String>>,
     pub ask_status: bool,
     /// Ask the status after the events when they show that the run ended (its own span
-    /// finished, a span cancelled): one request at the run's end, not one on every poll.
+    /// finished, a span cancelled) and no status read in this poll says so already: one request
+    /// at the run's end, not one on every poll.
     pub ask_status_if_ended: bool,
     pub task_identifier: Option<String>,
     pub state: RunState,
@@ -103,9 +104,12 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
     let fingerprint = fingerprint(events.events());
     let had_partials = has_partials(events.events());
     let mut end_hint_checked = false;
-    if job.ask_status_if_ended && shows_end(events.events()) {
-        // Read after the events, so the status cannot predate them. A failure here costs the
-        // prompt notice, not the poll: the sign is still there next time.
+    let ended_already = details.as_ref().is_some_and(RunDetails::is_terminal);
+    if job.ask_status_if_ended && !ended_already && shows_end(events.events()) {
+        // Read after the events, so the status cannot predate them (a status read before them
+        // in this poll may: the run ended in between, and a later byte-identical body is not
+        // parsed again to show the sign). A failure here costs the prompt notice, not the poll:
+        // the sign is still there next time.
         match client.retrieve_run(run_id).await {
             Ok(asked) => {
                 details = Some(asked);

@@ -232,9 +232,10 @@ impl WatchedRun {
         }
     }
 
-    /// After a successful poll: an active run keeps `poll_interval`, a quiet one doubles its
-    /// interval up to `max_poll_interval`; move to `Finalizing` once the run settled or grew too
-    /// old. Returns the delay to the next poll.
+    /// After a successful poll: an active run keeps `poll_interval`, a quiet one waits
+    /// `max_poll_interval` (it was unchanged for `quiet_after` already: waiting on `wait.for` or
+    /// a waitpoint, so ramping up through shorter intervals would only spend requests); move to
+    /// `Finalizing` once the run settled or grew too old. Returns the delay to the next poll.
     pub fn after_poll(&mut self, lifecycle: &Lifecycle, changed: bool, now: Instant) -> Duration {
         if changed {
             self.last_change = now;
@@ -243,7 +244,7 @@ impl WatchedRun {
         self.interval = if active {
             lifecycle.poll_interval
         } else {
-            (self.interval * 2).clamp(lifecycle.poll_interval, lifecycle.max_poll_interval)
+            lifecycle.max_poll_interval
         };
         // A quiet run's jitter only lengthens its wait: at most one request per interval.
         let jitter = |interval| if active { jitter(interval) } else { jitter_up(interval) };
@@ -384,14 +385,12 @@ mod tests {
                 "{wait:?}"
             );
         }
-        // Quiet: doubling from poll_interval to the ceiling, never sooner than the interval.
-        let mut intervals = Vec::new();
-        for secs in [121, 131, 151, 191, 251, 311] {
+        // Quiet: at the ceiling at once, never sooner than it (one request per interval at most).
+        for secs in [121, 190, 260] {
             let wait = r.after_poll(&lifecycle, false, at(secs));
+            assert_eq!(r.interval, Duration::from_secs(60));
             assert!(wait >= r.interval && wait <= r.interval.mul_f64(1.2), "{wait:?}");
-            intervals.push(r.interval.as_secs());
         }
-        assert_eq!(intervals, [10, 20, 40, 60, 60, 60]);
         // A change makes it active again at once.
         r.after_poll(&lifecycle, true, at(400));
         assert_eq!(r.interval, Duration::from_secs(5));
