@@ -9,6 +9,8 @@
 //!   (`x-ratelimit-reset`) rather than spent at once, so the application never finds the bucket
 //!   drained by a burst ("slows first");
 //! - at or below the reserve, every request waits for the refill (plus jitter);
+//! - once the refill is due, one request goes first and the others wait for its answer: how much
+//!   the refill brought, and what the application spent meanwhile, only the next answer says;
 //! - a 429 holds every request until its reset and halves the pace (down to
 //!   [`RateLimitTuning::min_slowdown`]); each refill window without a 429 gives back an eighth.
 //!
@@ -43,6 +45,10 @@ pub struct RateLimitTuning {
     pub fallback_hold: Duration,
     /// The slowest a run of 429s can make the bridge: this share of the pace it would have.
     pub min_slowdown: f64,
+    /// Taken as the refill's lateness: the reset is an instant on Trigger.dev's clock, sent in
+    /// whole milliseconds, so this host's clock may reach it first. Until then, the window's count
+    /// still holds: requests sent at the reset on this clock could still spend the reserve.
+    pub refill_margin: Duration,
 }
 
 impl Default for RateLimitTuning {
@@ -55,6 +61,7 @@ impl Default for RateLimitTuning {
             max_hold: Duration::from_secs(120),
             fallback_hold: Duration::from_secs(10),
             min_slowdown: 1.0 / 8.0,
+            refill_margin: Duration::from_millis(100),
         }
     }
 }
@@ -130,6 +137,8 @@ pub struct PaceInput {
     /// 1, or less after 429s.
     pub slowdown: f64,
     pub spread: bool,
+    /// A request sent after the refill is waiting for its answer.
+    pub probe_out: bool,
 }
 
 /// The pacing decision.
@@ -139,14 +148,18 @@ pub enum Pace {
     Hold { until: Instant },
     /// Requests may leave at this rate (never above the client budget's).
     Rate { per_second: f64 },
+    /// The refill is due: this request may leave (at this rate) and find out what it brought.
+    Probe { per_second: f64 },
+    /// The refill is due and a request is finding out what it brought: wait for its answer.
+    AwaitProbe,
 }
 
 impl Pace {
     /// The pace as requests a minute (0 while holding), for the metric.
     pub fn per_minute(self) -> f64 {
         match self {
-            Pace::Hold { .. } => 0.0,
-            Pace::Rate { per_second } => per_second * 60.0,
+            Pace::Hold { .. } | Pace::AwaitProbe => 0.0,
+            Pace::Rate { per_second } | Pace::Probe { per_second } => per_second * 60.0,
         }
     }
 }
@@ -162,15 +175,20 @@ pub fn reserve_tokens(limit: Option<u64>, fraction: f64, reserve_min: u64) -> u6
 
 /// The pacing decision, pure: hold at or below the reserve, otherwise the rate that spreads this
 /// replica's share of what is above the reserve until the refill, capped by the client budget;
-/// both slowed after 429s. Without a live window (no headers yet, or the refill has passed) only
-/// the client budget applies.
+/// both slowed after 429s. Without headers only the client budget applies; once the refill is due
+/// one request at a time asks what is left.
 pub fn pace(input: &PaceInput) -> Pace {
     let client = input.client_per_second * input.slowdown;
     let (Some(remaining), Some(reset_at)) = (input.remaining, input.reset_at) else {
         return Pace::Rate { per_second: client };
     };
     if reset_at <= input.now {
-        return Pace::Rate { per_second: client };
+        // Sending at the full rate now could spend the reserve: the refill may have brought
+        // little (the application may have emptied the bucket just before), or be late.
+        return match input.probe_out {
+            true => Pace::AwaitProbe,
+            false => Pace::Probe { per_second: client },
+        };
     }
     let reserve = reserve_tokens(input.limit, input.reserve_fraction, input.reserve_min);
     let above = remaining as f64 - reserve as f64 - input.outstanding as f64;
@@ -212,6 +230,8 @@ struct State {
     limited_in_window: bool,
     reserve_fraction: f64,
     sharers: u32,
+    /// A request sent after the refill is due, whose answer has not come yet.
+    probe_out: bool,
 }
 
 impl State {
@@ -220,11 +240,17 @@ impl State {
         if budget.limit.is_some() {
             self.limit = budget.limit;
         }
+        // Any answer ends the wait for one after the refill.
+        self.probe_out = false;
         let Some(remaining) = budget.remaining else {
+            if self.reset_at.is_some_and(|reset| reset <= now) {
+                // No headers after the refill (not Trigger.dev's way): nothing to wait for.
+                self.reset_at = None;
+            }
             return;
         };
         let (reset_at, known) = match budget.until_reset {
-            Some(wait) => (now + wait.min(tuning.max_hold), true),
+            Some(wait) => (now + wait.min(tuning.max_hold) + tuning.refill_margin, true),
             None => (now + tuning.fallback_hold, false),
         };
         match self.reset_at {
@@ -270,6 +296,9 @@ impl State {
 #[derive(Debug)]
 pub struct RateLimiter {
     state: Mutex<State>,
+    /// Woken by every answer (and every request that ends without one), for the requests waiting
+    /// for the answer after the refill.
+    answered: tokio::sync::Notify,
     per_second: f64,
     capacity: f64,
     tuning: RateLimitTuning,
@@ -283,12 +312,20 @@ pub struct Permit<'a> {
     limiter: &'a RateLimiter,
     /// The hold this request started by reaching the reserve, for the metric.
     pub began_hold: Option<HoldReason>,
+    /// Sent after the refill to find out what it brought.
+    probe: bool,
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         let mut state = self.limiter.lock();
         state.outstanding = state.outstanding.saturating_sub(1);
+        if self.probe {
+            // Ended without an answer (a timeout, a dropped connection): let the next one ask.
+            state.probe_out = false;
+        }
+        drop(state);
+        self.limiter.answered.notify_waiters();
     }
 }
 
@@ -331,7 +368,9 @@ impl RateLimiter {
                 limited_in_window: false,
                 reserve_fraction: sanitize(reserve_fraction),
                 sharers: 1,
+                probe_out: false,
             }),
+            answered: tokio::sync::Notify::new(),
             per_second,
             capacity,
             tuning,
@@ -401,7 +440,9 @@ impl RateLimiter {
         let mut began_hold = None;
         loop {
             self.wait_for_hold().await;
-            let ready_at = {
+            // Made before the state is read: an answer arriving in between still wakes it.
+            let answered = self.answered.notified();
+            let turn = {
                 let now = Instant::now();
                 let mut state = self.lock();
                 match pace(&self.input(&state, now)) {
@@ -409,23 +450,59 @@ impl RateLimiter {
                         if self.start_hold(&mut state, until - now) {
                             began_hold = Some(HoldReason::Reserve);
                         }
-                        continue;
+                        None
                     }
+                    Pace::AwaitProbe => None,
                     Pace::Rate { per_second } => {
                         state.outstanding += 1;
-                        self.reserve_turn(&mut state, now, per_second)
+                        Some((self.reserve_turn(&mut state, now, per_second), false))
+                    }
+                    Pace::Probe { per_second } => {
+                        state.outstanding += 1;
+                        state.probe_out = true;
+                        Some((self.reserve_turn(&mut state, now, per_second), true))
                     }
                 }
+            };
+            let Some((ready_at, probe)) = turn else {
+                if self.held_for().is_none() {
+                    // Waiting for the answer after the refill; bounded in case it is lost in a
+                    // way no permit reports.
+                    let _ = tokio::time::timeout(self.tuning.fallback_hold, answered).await;
+                }
+                continue;
             };
             let permit = Permit {
                 limiter: self,
                 began_hold,
+                probe,
             };
             tokio::time::sleep_until(ready_at).await;
-            if self.held_for().is_none() {
+            if self.held_for().is_none() && !self.reserve_reached_meanwhile(&mut began_hold) {
                 return permit;
             }
-            // A hold began meanwhile; the reserved turn is forfeited, which only errs on the slow side.
+            // A hold began meanwhile, or responses since this turn was given show the bucket at the
+            // reserve (the application spent too): the turn is forfeited, which only errs on the
+            // slow side.
+        }
+    }
+
+    /// The last look before a request leaves: what is left now, without this request among the
+    /// outstanding ones, may have reached the reserve since its turn was given. Starts the hold
+    /// if so.
+    fn reserve_reached_meanwhile(&self, began_hold: &mut Option<HoldReason>) -> bool {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let mut input = self.input(&state, now);
+        input.outstanding = input.outstanding.saturating_sub(1);
+        match pace(&input) {
+            Pace::Hold { until } => {
+                if self.start_hold(&mut state, until - now) {
+                    *began_hold = Some(HoldReason::Reserve);
+                }
+                true
+            }
+            Pace::Rate { .. } | Pace::Probe { .. } | Pace::AwaitProbe => false,
         }
     }
 
@@ -442,6 +519,7 @@ impl RateLimiter {
             sharers: state.sharers,
             slowdown: state.slowdown,
             spread: self.tuning.spread,
+            probe_out: state.probe_out,
         }
     }
 
@@ -456,7 +534,9 @@ impl RateLimiter {
     }
 
     /// A token of the client bucket and, when the pace is below the bucket's rate, the next slot
-    /// at that pace; the later of the two.
+    /// at that pace; the later of the two. A slot is never later than the refill: each waiter's
+    /// pace is worked out while the ones before it are still outstanding, so a queue of them would
+    /// otherwise stretch past the refill and waste the next window.
     fn reserve_turn(&self, state: &mut State, now: Instant, per_second: f64) -> Instant {
         let elapsed = now.saturating_duration_since(state.refilled_at).as_secs_f64();
         state.tokens = (state.tokens + elapsed * self.per_second).min(self.capacity);
@@ -470,8 +550,10 @@ impl RateLimiter {
         if per_second >= self.per_second {
             return token_at;
         }
-        let slot = state.next_slot.max(now).max(token_at);
-        state.next_slot = slot + Duration::from_secs_f64(1.0 / per_second.max(1e-6));
+        let refill = state.reset_at.filter(|reset| *reset > now);
+        let cap = |at: Instant| refill.map_or(at, |reset| at.min(reset));
+        let slot = cap(state.next_slot.max(now)).max(token_at);
+        state.next_slot = cap(slot + Duration::from_secs_f64(1.0 / per_second.max(1e-6)));
         slot
     }
 
@@ -479,6 +561,7 @@ impl RateLimiter {
     /// from it at the next [`RateLimiter::acquire`].
     pub fn observe(&self, budget: &ServerBudget) {
         self.lock().observe(budget, Instant::now(), &self.tuning);
+        self.answered.notify_waiters();
     }
 
     /// Records a 429: holds every request until the reset it announced, or for the fallback hold
@@ -538,6 +621,7 @@ mod tests {
     fn quiet() -> RateLimitTuning {
         RateLimitTuning {
             jitter: Duration::ZERO,
+            refill_margin: Duration::ZERO,
             ..RateLimitTuning::default()
         }
     }
@@ -569,6 +653,7 @@ mod tests {
             sharers: 1,
             slowdown: 1.0,
             spread: true,
+            probe_out: false,
         }
     }
 
@@ -661,13 +746,25 @@ mod tests {
             ..input(0)
         };
         assert!(close(rate(pace(&none)), 20.0));
-        // The refill has come: the count is stale, whatever it said.
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn once_the_refill_is_due_one_request_asks_what_it_brought() {
+        // The count is stale, whatever it said: one request may go, at the client's rate…
         let now = Instant::now();
         let past = PaceInput {
             reset_at: Some(now),
+            slowdown: 0.5,
             ..input(0)
         };
-        assert!(close(rate(pace(&past)), 20.0));
+        assert_eq!(pace(&past), Pace::Probe { per_second: 10.0 });
+        // …and the others wait for its answer.
+        let asking = PaceInput {
+            probe_out: true,
+            ..past
+        };
+        assert_eq!(pace(&asking), Pace::AwaitProbe);
+        assert_eq!(pace(&asking).per_minute(), 0.0);
     }
 
     // -- The client budget.
@@ -801,6 +898,73 @@ mod tests {
         let third = limiter.acquire().await;
         assert!(start.elapsed() >= Duration::from_secs(10));
         drop((first, second, third));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_queue_of_waiters_never_waits_past_the_refill() {
+        // 8 above the reserve, 10 s to the refill, 8 waiting at once: each works out its pace with
+        // the ones before it outstanding (10/8, 10/7, ... s apart: 17 s in all); none waits past
+        // the refill.
+        let limiter = std::sync::Arc::new(limiter(6000));
+        limiter.observe(&budget(750, 256, Duration::from_secs(10)));
+        let start = Instant::now();
+        let (sent, mut released) = tokio::sync::mpsc::unbounded_channel();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let (limiter, sent) = (limiter.clone(), sent.clone());
+                tokio::spawn(async move {
+                    let permit = limiter.acquire().await;
+                    let _ = sent.send(Instant::now());
+                    // Held until the test ends, as a request waiting for its response.
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    drop(permit);
+                })
+            })
+            .collect();
+        let mut last = start;
+        for _ in 0..8 {
+            last = released.recv().await.expect("sent");
+        }
+        assert!(last - start <= Duration::from_secs(10), "{:?}", last - start);
+        assert!(last - start >= Duration::from_secs(5), "spread: {:?}", last - start);
+        for waiter in waiters {
+            waiter.abort();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_refill_the_others_wait_for_the_first_answer() {
+        let limiter = std::sync::Arc::new(limiter(6000));
+        limiter.observe(&budget(750, 300, Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let first = limiter.acquire().await;
+        let second = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { drop(limiter.acquire().await) })
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!second.is_finished(), "sent before the first answer after the refill");
+        limiter.observe(&budget(750, 700, Duration::from_secs(10)));
+        tokio::time::timeout(Duration::from_millis(100), second)
+            .await
+            .expect("the answer lets it go")
+            .expect("task");
+        drop(first);
+
+        // A first request that ends without an answer lets the next one ask instead.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let lost = limiter.acquire().await;
+        let next = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { drop(limiter.acquire().await) })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!next.is_finished());
+        drop(lost);
+        tokio::time::timeout(Duration::from_millis(100), next)
+            .await
+            .expect("the next one asks")
+            .expect("task");
     }
 
     #[tokio::test(start_paused = true)]
