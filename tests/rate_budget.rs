@@ -261,3 +261,44 @@ async fn a_429_slows_the_bridge_further_and_clean_windows_restore_it() {
     }
     api.stop().await;
 }
+
+/// `trigger.rate_limit_reserve` applies on reload without a restart: the daemon's reserve gauge
+/// moves from 0.33 to 0.5 of the bucket, and the daemon keeps polling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_reserve_applies_at_once() {
+    let fakes = support::daemon::Fakes::start([generate::fake_run(RUN, "t", 3, true)]).await;
+    fakes.api.rate_limit(BUCKET);
+    let mut config = fakes.config(&[RUN]);
+    config.runs.poll_interval = Duration::from_millis(100);
+    config.runs.max_poll_interval = Duration::from_millis(100);
+    let path = support::process::write_config(fakes.dir.path(), "bridge.toml", &config);
+    let options = trigger_otel_bridge::daemon::DaemonOptions {
+        config_path: Some(path.clone()),
+        ..support::daemon::fast_options()
+    };
+    let daemon = support::daemon::Running::start(config.clone(), options);
+    let reserve = |stats: &Metrics| {
+        let text = stats.encode_prometheus();
+        text.lines().find_map(|line| {
+            line.strip_prefix("trigger_otel_bridge_api_rate_limit_reserve ")?
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    daemon
+        .wait_for("the reserve of a known limit", Duration::from_secs(10), |s| {
+            reserve(s) == Some(RESERVE as f64)
+        })
+        .await;
+    config.trigger.rate_limit_reserve = 0.5;
+    support::process::write_config(fakes.dir.path(), "bridge.toml", &config);
+    let file = std::fs::File::options().write(true).open(&path).unwrap();
+    file.set_modified(std::time::SystemTime::now() + Duration::from_secs(10))
+        .unwrap();
+    daemon
+        .wait_for("the reloaded reserve", Duration::from_secs(15), |s| {
+            reserve(s) == Some(30.0)
+        })
+        .await;
+    fakes.stop_with(daemon).await;
+}

@@ -230,8 +230,10 @@ struct State {
     limited_in_window: bool,
     reserve_fraction: f64,
     sharers: u32,
-    /// A request sent after the refill is due, whose answer has not come yet.
-    probe_out: bool,
+    /// A request sent after the refill was due, whose answer has not come yet (its number).
+    probe_out: Option<u64>,
+    /// Numbers those requests, so that one ending late does not release another's wait.
+    probes_sent: u64,
 }
 
 impl State {
@@ -241,7 +243,7 @@ impl State {
             self.limit = budget.limit;
         }
         // Any answer ends the wait for one after the refill.
-        self.probe_out = false;
+        self.probe_out = None;
         let Some(remaining) = budget.remaining else {
             if self.reset_at.is_some_and(|reset| reset <= now) {
                 // No headers after the refill (not Trigger.dev's way): nothing to wait for.
@@ -312,17 +314,17 @@ pub struct Permit<'a> {
     limiter: &'a RateLimiter,
     /// The hold this request started by reaching the reserve, for the metric.
     pub began_hold: Option<HoldReason>,
-    /// Sent after the refill to find out what it brought.
-    probe: bool,
+    /// Sent after the refill to find out what it brought (its number).
+    probe: Option<u64>,
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         let mut state = self.limiter.lock();
         state.outstanding = state.outstanding.saturating_sub(1);
-        if self.probe {
+        if self.probe.is_some() && state.probe_out == self.probe {
             // Ended without an answer (a timeout, a dropped connection): let the next one ask.
-            state.probe_out = false;
+            state.probe_out = None;
         }
         drop(state);
         self.limiter.answered.notify_waiters();
@@ -368,7 +370,8 @@ impl RateLimiter {
                 limited_in_window: false,
                 reserve_fraction: sanitize(reserve_fraction),
                 sharers: 1,
-                probe_out: false,
+                probe_out: None,
+                probes_sent: 0,
             }),
             answered: tokio::sync::Notify::new(),
             per_second,
@@ -455,12 +458,13 @@ impl RateLimiter {
                     Pace::AwaitProbe => None,
                     Pace::Rate { per_second } => {
                         state.outstanding += 1;
-                        Some((self.reserve_turn(&mut state, now, per_second), false))
+                        Some((self.reserve_turn(&mut state, now, per_second), None))
                     }
                     Pace::Probe { per_second } => {
                         state.outstanding += 1;
-                        state.probe_out = true;
-                        Some((self.reserve_turn(&mut state, now, per_second), true))
+                        state.probes_sent += 1;
+                        state.probe_out = Some(state.probes_sent);
+                        Some((self.reserve_turn(&mut state, now, per_second), state.probe_out))
                     }
                 }
             };
@@ -519,7 +523,7 @@ impl RateLimiter {
             sharers: state.sharers,
             slowdown: state.slowdown,
             spread: self.tuning.spread,
-            probe_out: state.probe_out,
+            probe_out: state.probe_out.is_some(),
         }
     }
 
