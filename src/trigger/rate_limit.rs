@@ -482,19 +482,20 @@ impl RateLimiter {
                 probe,
             };
             tokio::time::sleep_until(ready_at).await;
-            if self.held_for().is_none() && !self.reserve_reached_meanwhile(&mut began_hold) {
+            if self.held_for().is_none() && !self.must_wait_again(permit.probe.is_some(), &mut began_hold) {
                 return permit;
             }
-            // A hold began meanwhile, or responses since this turn was given show the bucket at the
-            // reserve (the application spent too): the turn is forfeited, which only errs on the
-            // slow side.
+            // A hold began meanwhile, responses since this turn was given show the bucket at the
+            // reserve (the application spent too), or the refill came first: the turn is
+            // forfeited, which only errs on the slow side.
         }
     }
 
     /// The last look before a request leaves: what is left now, without this request among the
-    /// outstanding ones, may have reached the reserve since its turn was given. Starts the hold
-    /// if so.
-    fn reserve_reached_meanwhile(&self, began_hold: &mut Option<HoldReason>) -> bool {
+    /// outstanding ones, may have reached the reserve since its turn was given (then it starts
+    /// the hold), or the refill may have become due while it waited (then, unless it is the one
+    /// asking after the refill, it waits for that answer like the others).
+    fn must_wait_again(&self, is_probe: bool, began_hold: &mut Option<HoldReason>) -> bool {
         let now = Instant::now();
         let mut state = self.lock();
         let mut input = self.input(&state, now);
@@ -506,7 +507,8 @@ impl RateLimiter {
                 }
                 true
             }
-            Pace::Rate { .. } | Pace::Probe { .. } | Pace::AwaitProbe => false,
+            Pace::Probe { .. } | Pace::AwaitProbe => !is_probe,
+            Pace::Rate { .. } => false,
         }
     }
 
@@ -907,8 +909,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_queue_of_waiters_never_waits_past_the_refill() {
         // 8 above the reserve, 10 s to the refill, 8 waiting at once: each works out its pace with
-        // the ones before it outstanding (10/8, 10/7, ... s apart: 17 s in all); none waits past
-        // the refill.
+        // the ones before it outstanding (10/8, 10/7, ... s apart: 17 s in all). Six leave before
+        // the refill; at the refill one asks what it brought and the last waits for that answer.
         let limiter = std::sync::Arc::new(limiter(6000));
         limiter.observe(&budget(750, 256, Duration::from_secs(10)));
         let start = Instant::now();
@@ -925,12 +927,20 @@ mod tests {
                 })
             })
             .collect();
-        let mut last = start;
-        for _ in 0..8 {
-            last = released.recv().await.expect("sent");
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            times.push(released.recv().await.expect("sent") - start);
         }
-        assert!(last - start <= Duration::from_secs(10), "{:?}", last - start);
-        assert!(last - start >= Duration::from_secs(5), "spread: {:?}", last - start);
+        assert!(
+            times[5] < Duration::from_secs(10) && times[5] > Duration::from_secs(8),
+            "{times:?}"
+        );
+        assert_eq!(times[6], Duration::from_secs(10), "the one asking at the refill");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(released.try_recv().is_err(), "the last left before the answer");
+        limiter.observe(&budget(750, 500, Duration::from_secs(10)));
+        let last = released.recv().await.expect("sent") - start;
+        assert!(last < Duration::from_millis(10_200), "{last:?}");
         for waiter in waiters {
             waiter.abort();
         }
