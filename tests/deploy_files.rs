@@ -15,11 +15,15 @@ use std::process::{Command, Output};
 
 /// The bridge's metrics (issue 5), as exposed: counters end in `_total`; histograms exist only as
 /// their `_bucket`, `_sum` and `_count` series.
-const METRICS: [&str; 15] = [
+const METRICS: [&str; 19] = [
     "trigger_otel_bridge_runs_watched",
     "trigger_otel_bridge_runs_retired_total",
     "trigger_otel_bridge_api_requests_total",
     "trigger_otel_bridge_api_rate_limit_remaining",
+    "trigger_otel_bridge_api_rate_limit_limit",
+    "trigger_otel_bridge_api_rate_limit_reserve",
+    "trigger_otel_bridge_api_allowed_requests_per_minute",
+    "trigger_otel_bridge_api_holds_total",
     "trigger_otel_bridge_spans_exported_total",
     "trigger_otel_bridge_spans_export_failed_total",
     "trigger_otel_bridge_spans_rejected_total",
@@ -37,8 +41,11 @@ const HISTOGRAMS: [&str; 2] = [
     "trigger_otel_bridge_poll_lag_seconds",
 ];
 /// What the dashboard must show (the issue's list: exported spans, failures, rate-limit
-/// headroom, lag, watched runs; and the brief's pending spans, invalid events, batch duration).
-const DASHBOARD_MUST_SHOW: [&str; 9] = [
+/// headroom, lag, watched runs; and the brief's pending spans, invalid events, batch duration;
+/// issue 13's reserve left to the application and the pace the bridge allows itself).
+const DASHBOARD_MUST_SHOW: [&str; 11] = [
+    "trigger_otel_bridge_api_rate_limit_reserve",
+    "trigger_otel_bridge_api_allowed_requests_per_minute",
     "trigger_otel_bridge_spans_exported_total",
     "trigger_otel_bridge_spans_export_failed_total",
     "trigger_otel_bridge_spans_rejected_total",

@@ -110,8 +110,9 @@ async fn the_fake_api_limits_each_key_with_trigger_devs_headers_and_429() {
     api.stop().await;
 }
 
-/// The bridge's client against the bucket: it spends the tokens, meets the 429, holds until the
-/// announced reset and goes on; no request arrives before the reset.
+/// The bridge's client against the bucket: another caller of the environment empties it, the
+/// client meets the 429, holds until the announced reset and goes on; no request arrives before
+/// the reset.
 #[tokio::test]
 async fn the_bridge_client_waits_out_an_empty_bucket() {
     let api = FakeApi::start([generate::fake_run("run_limited02", "t", 3, false)]).await;
@@ -120,19 +121,32 @@ async fn the_bridge_client_waits_out_an_empty_bucket() {
         api_url: api.url(),
         secret_key: SECRET_KEY.into(),
         requests_per_minute: 60_000,
+        rate_limit_reserve: 0.0,
         ..TriggerConfig::default()
     };
-    // No holding back on a low remaining count: the client must meet the 429.
+    // No reserve and no spreading: the client must meet the 429.
     let tuning = ClientTuning {
         rate_limit: RateLimitTuning {
-            low_water_fraction: 0.0,
-            low_water_min: 0,
+            reserve_min: 0,
+            spread: false,
             jitter: Duration::from_millis(20),
             ..RateLimitTuning::default()
         },
         ..ClientTuning::default()
     };
     let client = TriggerClient::with_tuning(&config, tuning).unwrap();
+    // The application spends the whole bucket first: the client, knowing nothing of it yet, meets
+    // the 429 (once it knows the bucket is empty it waits without asking).
+    let http = reqwest::Client::new();
+    for _ in 0..SMALL.max_tokens {
+        let response = http
+            .get(format!("{}/api/v3/runs/run_limited02", api.url()))
+            .bearer_auth(SECRET_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
     let started = Instant::now();
     for _ in 0..5 {
         let events = client.events("run_limited02").await.expect("served after the reset");

@@ -386,6 +386,7 @@ mod tests {
         api_url = "https://trigger.example.com"
         secret_key = "tr_prod_abc"
         requests_per_minute = 600
+        rate_limit_reserve = 0.5
         timeout = "3s"
         max_body_bytes = 1048576
 
@@ -447,6 +448,7 @@ mod tests {
         c.trigger.api_url = "https://trigger.example.com".into();
         c.trigger.secret_key = SecretString::new("tr_prod_abc");
         c.trigger.requests_per_minute = 600;
+        c.trigger.rate_limit_reserve = 0.5;
         c.trigger.timeout = Duration::from_secs(3);
         c.trigger.max_body_bytes = 1_048_576;
         c.runs.ids = vec!["run_a".into(), "run_b".into()];
@@ -511,6 +513,7 @@ mod tests {
                 ("TRIGGER_OTEL_BRIDGE__TRIGGER__API_URL", "http://trigger.internal"),
                 ("TRIGGER_OTEL_BRIDGE__TRIGGER__SECRET_KEY", "tr_stg_env"),
                 ("TRIGGER_OTEL_BRIDGE__TRIGGER__REQUESTS_PER_MINUTE", "60"),
+                ("TRIGGER_OTEL_BRIDGE__TRIGGER__RATE_LIMIT_RESERVE", "0.25"),
                 ("TRIGGER_OTEL_BRIDGE__RUNS__POLL_INTERVAL", "1s"),
                 ("TRIGGER_OTEL_BRIDGE__RUNS__IDS", "run_x, run_y,,"),
                 ("TRIGGER_OTEL_BRIDGE__RUNS__SHARD", "auto/5"),
@@ -528,6 +531,7 @@ mod tests {
         assert_eq!(config.trigger.api_url, "http://trigger.internal");
         assert_eq!(config.trigger.secret_key.expose(), "tr_stg_env");
         assert_eq!(config.trigger.requests_per_minute, 60);
+        assert_eq!(config.trigger.rate_limit_reserve, 0.25);
         assert_eq!(config.runs.poll_interval, Duration::from_secs(1));
         assert_eq!(config.runs.ids, ["run_x", "run_y"]);
         assert_eq!(config.runs.shard, Shard::auto(5).expect("valid"));
@@ -693,6 +697,7 @@ mod tests {
             ("[runs]\nids = [\"run_a\", 2]", "`runs.ids[1]` (in FILE): expected a string, found an integer"),
             ("runs = 1", "`runs` (in FILE): expected a table, found an integer"),
             ("[runs]\nconcurrency = -1", "`runs.concurrency` (in FILE): invalid type: 64-bit integer `-1`, expected an unsigned 64 bit or less integer"),
+            ("[trigger]\nrate_limit_reserve = \"a third\"", "`trigger.rate_limit_reserve` (in FILE): expected a number like 0.33, found a string"),
             ("[trigger]\nrequests_per_minute = 5000000000", "`trigger.requests_per_minute` (in FILE): invalid type: 64-bit unsigned integer `5000000000`, expected an unsigned 32 bit integer"),
         ];
         for (text, expected) in cases {
@@ -798,6 +803,16 @@ mod tests {
                 "must be at least 1",
             ),
             (
+                "[trigger]\nrate_limit_reserve = 1",
+                "trigger.rate_limit_reserve",
+                "1 is not a share of x-ratelimit-limit left for the application's own calls",
+            ),
+            (
+                "[trigger]\nrate_limit_reserve = -0.5",
+                "trigger.rate_limit_reserve",
+                "from 0 to below 1",
+            ),
+            (
                 "[runs]\npoll_interval = \"2m\"",
                 "runs.poll_interval",
                 "2m must not exceed runs.max_poll_interval (1m)",
@@ -841,6 +856,19 @@ mod tests {
         assert!(
             message.contains("(from environment variable TRIGGER_OTEL_BRIDGE__RUNS__CONCURRENCY)"),
             "{message}"
+        );
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__TRIGGER__RATE_LIMIT_RESERVE", "NaN")]);
+        assert!(
+            message.starts_with(
+                "invalid value for `trigger.rate_limit_reserve` (from environment variable \
+                 TRIGGER_OTEL_BRIDGE__TRIGGER__RATE_LIMIT_RESERVE)"
+            ),
+            "{message}"
+        );
+        // An integer is a fraction too.
+        assert_eq!(
+            load_text("[trigger]\nrate_limit_reserve = 0", &[]).map(|c| c.trigger.rate_limit_reserve),
+            Ok(0.0)
         );
         let message = env_error(&[("TRIGGER_API_URL", "localhost:3030")]);
         assert!(

@@ -78,12 +78,15 @@ fn modified_at(path: &std::path::Path) -> Option<SystemTime> {
 }
 
 /// What a reload changes.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct ReloadPlan {
     pub added_runs: Vec<String>,
     pub removed_runs: Vec<String>,
     pub discovery_changed: bool,
     pub log_level: Option<String>,
+    /// `trigger.rate_limit_reserve`, when it changed: the one `[trigger]` key applied live (the
+    /// limiter reads it on every request; the others are baked into the HTTP client).
+    pub rate_limit_reserve: Option<f64>,
     /// Settings that changed but only take effect after a restart.
     pub needs_restart: Vec<&'static str>,
 }
@@ -101,7 +104,12 @@ pub fn plan(old: &BridgeConfig, new: &BridgeConfig) -> ReloadPlan {
     restart_if(old.state != new.state, "state");
     restart_if(old.server != new.server, "server.listen");
     restart_if(old.export != new.export, "export");
-    restart_if(old.trigger != new.trigger, "trigger");
+    let reserve_changed = old.trigger.rate_limit_reserve != new.trigger.rate_limit_reserve;
+    let trigger_but_reserve = crate::config::TriggerConfig {
+        rate_limit_reserve: old.trigger.rate_limit_reserve,
+        ..new.trigger.clone()
+    };
+    restart_if(old.trigger != trigger_but_reserve, "trigger");
     restart_if(old.runs.shard != new.runs.shard, "runs.shard");
     restart_if(old.log.format != new.log.format, "log.format");
     ReloadPlan {
@@ -109,6 +117,7 @@ pub fn plan(old: &BridgeConfig, new: &BridgeConfig) -> ReloadPlan {
         removed_runs: old_ids.difference(&new_ids).map(|id| id.to_string()).collect(),
         discovery_changed: old.discovery != new.discovery,
         log_level: (old.log.level != new.log.level).then(|| new.log.level.clone()),
+        rate_limit_reserve: reserve_changed.then_some(new.trigger.rate_limit_reserve),
         needs_restart,
     }
 }
@@ -132,6 +141,20 @@ mod tests {
         assert!(plan.discovery_changed);
         assert_eq!(plan.log_level.as_deref(), Some("debug"));
         assert_eq!(plan.needs_restart, vec!["state"]);
+    }
+
+    #[test]
+    fn the_reserve_is_live_and_the_rest_of_trigger_needs_a_restart() {
+        let old = BridgeConfig::default();
+        let mut new = old.clone();
+        new.trigger.rate_limit_reserve = 0.5;
+        let reserve_only = plan(&old, &new);
+        assert_eq!(reserve_only.rate_limit_reserve, Some(0.5));
+        assert!(reserve_only.needs_restart.is_empty(), "{reserve_only:?}");
+        new.trigger.api_url = "https://trigger.example.com".into();
+        let both = plan(&old, &new);
+        assert_eq!(both.rate_limit_reserve, Some(0.5));
+        assert_eq!(both.needs_restart, vec!["trigger"]);
     }
 
     #[test]

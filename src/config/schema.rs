@@ -18,8 +18,9 @@ use crate::config::secret::SecretString;
 /// shape, so unlike the secret key they get no prefix hint.
 const REDACTED_VALUE: &str = "****";
 
-/// The whole configuration: one field per TOML section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The whole configuration: one field per TOML section. `PartialEq` only: `trigger` holds an
+/// `f64` (the reserve), and configs are only ever compared with `==`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     pub trigger: TriggerConfig,
@@ -33,7 +34,7 @@ pub struct BridgeConfig {
 }
 
 /// `[trigger]`: the Trigger.dev API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TriggerConfig {
     pub api_url: String,
@@ -42,6 +43,10 @@ pub struct TriggerConfig {
     pub secret_key: SecretString,
     /// Client-side budget, kept below Trigger.dev's limit of about 1,500 requests a minute.
     pub requests_per_minute: u32,
+    /// The share of the bucket Trigger.dev reports (`x-ratelimit-limit`) the bridge leaves to the
+    /// application's own API calls, which draw on the same per-environment bucket: `0.33` of
+    /// 750 keeps 248 tokens. From 0 to below 1. Applied live on reload.
+    pub rate_limit_reserve: f64,
     #[serde(with = "duration")]
     pub timeout: Duration,
     pub max_body_bytes: u64,
@@ -57,6 +62,7 @@ impl Default for TriggerConfig {
             api_url: "https://api.trigger.dev".to_owned(),
             secret_key: SecretString::default(),
             requests_per_minute: 1200,
+            rate_limit_reserve: 0.33,
             timeout: Duration::from_secs(10),
             max_body_bytes: 256 * 1024 * 1024,
             preview_branch: None,
@@ -401,6 +407,7 @@ mod tests {
         assert_eq!(t.api_url, "https://api.trigger.dev");
         assert!(t.secret_key.is_empty());
         assert_eq!(t.requests_per_minute, 1200);
+        assert_eq!(t.rate_limit_reserve, 0.33);
         assert_eq!(t.timeout, Duration::from_secs(10));
         assert_eq!(t.max_body_bytes, 268_435_456);
 

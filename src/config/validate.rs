@@ -38,6 +38,17 @@ impl BridgeConfig {
         if trigger.requests_per_minute == 0 {
             return violation("trigger.requests_per_minute", "must be at least 1".to_owned());
         }
+        // A range check also refuses NaN and the infinities (every comparison with NaN is false).
+        if !(0.0..1.0).contains(&trigger.rate_limit_reserve) {
+            return violation(
+                "trigger.rate_limit_reserve",
+                format!(
+                    "{} is not a share of x-ratelimit-limit left for the application's own calls: \
+                     give a number from 0 to below 1 (like 0.33)",
+                    trigger.rate_limit_reserve
+                ),
+            );
+        }
         if trigger.max_body_bytes == 0 {
             return violation("trigger.max_body_bytes", "must be at least 1".to_owned());
         }
@@ -149,7 +160,17 @@ mod tests {
     #[test]
     fn validation_rules() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 18] = [
+        let cases: [(Edit, &str); 22] = [
+            (|c| c.trigger.rate_limit_reserve = -0.1, "trigger.rate_limit_reserve"),
+            (|c| c.trigger.rate_limit_reserve = 1.0, "trigger.rate_limit_reserve"),
+            (
+                |c| c.trigger.rate_limit_reserve = f64::NAN,
+                "trigger.rate_limit_reserve",
+            ),
+            (
+                |c| c.trigger.rate_limit_reserve = f64::INFINITY,
+                "trigger.rate_limit_reserve",
+            ),
             (|c| c.log.level = "warning".into(), "log.level"),
             (|c| c.log.level = "info,verbose".into(), "log.level"),
             (|c| c.runs.concurrency = 0, "runs.concurrency"),
@@ -184,6 +205,9 @@ mod tests {
         config.export.key_file = Some("k.pem".into());
         config.server.listen = Some("[::]:9464".into());
         config.log.level = "WARN,trigger_otel_bridge=debug,h2[conn]=off".into();
+        config.trigger.rate_limit_reserve = 0.0;
+        assert_eq!(config.first_violation(), None);
+        config.trigger.rate_limit_reserve = 0.999;
         assert_eq!(config.first_violation(), None);
     }
 }

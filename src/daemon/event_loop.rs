@@ -126,7 +126,14 @@ impl Loop {
         running.state = self.config.state.clone();
         running.server = self.config.server.clone();
         running.export = self.config.export.clone();
-        running.trigger = self.config.trigger.clone();
+        running.trigger = crate::config::TriggerConfig {
+            rate_limit_reserve: running.trigger.rate_limit_reserve,
+            ..self.config.trigger.clone()
+        };
+        if let Some(reserve) = plan.rate_limit_reserve {
+            self.client.rate_limiter().set_reserve(reserve);
+            tracing::info!(reserve, "trigger.rate_limit_reserve changed");
+        }
         running.runs.shard = self.config.runs.shard;
         running.log.format = self.config.log.format;
         self.config = running;

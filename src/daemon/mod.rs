@@ -142,6 +142,8 @@ pub async fn run(
         );
     }
     let client = TriggerClient::with_tuning(&trigger, options.client_tuning.clone())?;
+    // Replicas draw on one bucket: each spreads only its share of what is above the reserve.
+    client.rate_limiter().set_sharers(shard.count());
     sender.set_metrics(stats.clone());
     client.set_metrics(stats.clone());
     stats.health.set_export_bound(options.readiness_export_bound);

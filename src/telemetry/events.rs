@@ -324,8 +324,6 @@ pub struct ApiResponse {
     /// `events`, `trace`, `run` or `list`.
     pub endpoint: &'static str,
     pub status: Option<u16>,
-    /// `x-ratelimit-remaining`, when the response had it.
-    pub remaining: Option<u64>,
 }
 
 impl ApiResponse {
@@ -343,17 +341,57 @@ impl ApiResponse {
                 status,
             })
             .inc();
-        if let Some(remaining) = self.remaining {
-            let remaining = i64::try_from(remaining).unwrap_or(i64::MAX);
-            metrics
-                .prom
-                .rate_limit_remaining
-                .get_or_create(&Vec::new())
-                .set(remaining);
-        }
         if let Some(status) = self.status {
             metrics.health.api_status(status);
         }
+    }
+}
+
+/// The rate limiter's view of Trigger.dev's bucket after a response, a hold or a 429.
+pub struct ApiBudget {
+    /// `x-ratelimit-limit`, once a response said it.
+    pub limit: Option<u64>,
+    /// Tokens left to the application (`trigger.rate_limit_reserve` of the limit).
+    pub reserve: u64,
+    /// The lowest `x-ratelimit-remaining` seen in the current refill window.
+    pub remaining: Option<u64>,
+    /// The pace the bridge allows itself now; 0 while holding.
+    pub allowed_per_minute: f64,
+}
+
+impl ApiBudget {
+    pub fn emit(&self, metrics: &Metrics) {
+        let prom = &metrics.prom;
+        let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        // Absent until known: a limit or remaining count of 0 would read as "exhausted".
+        if let Some(limit) = self.limit {
+            prom.rate_limit_limit.get_or_create(&Vec::new()).set(gauge(limit));
+        }
+        if let Some(remaining) = self.remaining {
+            prom.rate_limit_remaining
+                .get_or_create(&Vec::new())
+                .set(gauge(remaining));
+        }
+        prom.rate_limit_reserve.set(gauge(self.reserve));
+        prom.allowed_requests_per_minute.set(self.allowed_per_minute);
+    }
+}
+
+/// Requests held: at the reserve (once per hold begun) or by a 429 (once per 429).
+pub struct ApiHold {
+    /// `reserve` or `rate_limited`.
+    pub reason: &'static str,
+}
+
+impl ApiHold {
+    /// Counts only: a 429 is logged with its retry, and a hold at the reserve is the normal
+    /// pacing at a busy time, not worth a line each.
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .prom
+            .api_holds
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
     }
 }
 
@@ -372,15 +410,21 @@ mod tests {
         ApiResponse {
             endpoint: "events",
             status: Some(200),
+        }
+        .emit(&metrics);
+        ApiBudget {
+            limit: Some(1500),
+            reserve: 495,
             remaining: Some(1499),
+            allowed_per_minute: 72.5,
         }
         .emit(&metrics);
         ApiResponse {
             endpoint: "list",
             status: None,
-            remaining: None,
         }
         .emit(&metrics);
+        ApiHold { reason: "reserve" }.emit(&metrics);
         InvalidElements {
             run_id: "run_a",
             reason: "bad_start_time",
@@ -427,6 +471,11 @@ mod tests {
             "trigger_otel_bridge_api_requests_total{endpoint=\"events\",status=\"200\"} 1",
             "trigger_otel_bridge_api_requests_total{endpoint=\"list\",status=\"error\"} 1",
             "trigger_otel_bridge_api_rate_limit_remaining 1499",
+            "trigger_otel_bridge_api_rate_limit_limit 1500",
+            "trigger_otel_bridge_api_rate_limit_reserve 495",
+            "trigger_otel_bridge_api_allowed_requests_per_minute 72.5",
+            "trigger_otel_bridge_api_holds_total{reason=\"reserve\"} 1",
+            "trigger_otel_bridge_api_holds_total{reason=\"rate_limited\"} 0",
             "trigger_otel_bridge_invalid_events_total{reason=\"bad_start_time\"} 3",
             "trigger_otel_bridge_spans_export_failed_total 4",
             "trigger_otel_bridge_log_records_export_failed_total 2",

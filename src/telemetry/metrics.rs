@@ -11,6 +11,9 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+/// The reasons of `api_holds_total`, all shown from the start (`rate_limit::HoldReason`).
+const HOLD_REASONS: [&str; 2] = ["reserve", "rate_limited"];
+
 /// Every metric name starts with this (and `_`).
 pub const PREFIX: &str = "trigger_otel_bridge";
 
@@ -53,6 +56,10 @@ pub(super) struct Prom {
     pub poll_lag: Histogram,
     pub api_requests: Family<ApiLabels, Counter>,
     pub rate_limit_remaining: OptionalGauge,
+    pub rate_limit_limit: OptionalGauge,
+    pub rate_limit_reserve: Gauge,
+    pub allowed_requests_per_minute: Gauge<f64, AtomicU64>,
+    pub api_holds: Family<ReasonLabel, Counter>,
     pub spans_exported: Counter,
     pub spans_export_failed: Counter,
     pub spans_rejected: Counter,
@@ -76,6 +83,10 @@ impl Prom {
             poll_lag: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
             api_requests: Family::default(),
             rate_limit_remaining: Family::default(),
+            rate_limit_limit: Family::default(),
+            rate_limit_reserve: Gauge::default(),
+            allowed_requests_per_minute: Gauge::default(),
+            api_holds: Family::default(),
             spans_exported: Counter::default(),
             spans_export_failed: Counter::default(),
             spans_rejected: Counter::default(),
@@ -90,6 +101,9 @@ impl Prom {
         // Known label values start at 0, so `rate()` sees the first retirement of each kind.
         for reason in ["settled", "max_age", "not_found"] {
             let _ = prom.runs_retired.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in HOLD_REASONS {
+            let _ = prom.api_holds.get_or_create(&ReasonLabel { reason });
         }
         let build_info: Family<VersionLabel, Gauge> = Family::default();
         build_info
@@ -117,8 +131,28 @@ impl Prom {
         );
         registry.register(
             "api_rate_limit_remaining",
-            "x-ratelimit-remaining of the latest Trigger.dev response",
+            "The lowest x-ratelimit-remaining Trigger.dev reported in its current refill window",
             prom.rate_limit_remaining.clone(),
+        );
+        registry.register(
+            "api_rate_limit_limit",
+            "x-ratelimit-limit: the size of Trigger.dev's bucket, shared with the application",
+            prom.rate_limit_limit.clone(),
+        );
+        registry.register(
+            "api_rate_limit_reserve",
+            "Tokens of Trigger.dev's bucket the bridge leaves to the application (trigger.rate_limit_reserve)",
+            prom.rate_limit_reserve.clone(),
+        );
+        registry.register(
+            "api_allowed_requests_per_minute",
+            "The pace the bridge allows itself now: the client budget, lowered to spread what is above the reserve and after 429s; 0 while holding",
+            prom.allowed_requests_per_minute.clone(),
+        );
+        registry.register(
+            "api_holds",
+            "Times every request was held: the remaining budget reached the reserve (reserve), or a 429 (rate_limited)",
+            prom.api_holds.clone(),
         );
         // The plain counters: a table, so each is one line of name and help.
         let counters: [(&str, &str, &Counter); 9] = [
@@ -333,6 +367,10 @@ mod tests {
             text.contains("trigger_otel_bridge_runs_retired_total{reason=\"max_age\"} 0\n"),
             "{text}"
         );
+        for reason in HOLD_REASONS {
+            let line = format!("trigger_otel_bridge_api_holds_total{{reason=\"{reason}\"}} 0\n");
+            assert!(text.contains(&line), "{text}");
+        }
         // Families without a series yet (api_requests, invalid_events) appear with their first one.
         for name in [
             "runs_watched",
@@ -343,6 +381,8 @@ mod tests {
             "export_batch_duration_seconds",
             "pending_spans",
             "poll_lag_seconds",
+            "api_rate_limit_reserve",
+            "api_allowed_requests_per_minute",
         ] {
             assert!(
                 text.contains(&format!("# TYPE trigger_otel_bridge_{name} ")),
@@ -360,5 +400,6 @@ mod tests {
             !text.contains("trigger_otel_bridge_api_rate_limit_remaining "),
             "{text}"
         );
+        assert!(!text.contains("trigger_otel_bridge_api_rate_limit_limit "), "{text}");
     }
 }

@@ -17,10 +17,11 @@ use tracing::{debug, warn};
 use super::api_types::{RunDetails, RunFilters, RunPage, RunTrace};
 use super::error::ApiError;
 use super::model::{body_hash, EventsResponse};
-use super::rate_limit::{RateLimitTuning, RateLimiter, ServerBudget};
+use super::rate_limit::{HoldReason, RateLimitTuning, RateLimiter, ServerBudget};
 use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
 use crate::config::TriggerConfig;
-use crate::telemetry::{events::ApiResponse, Metrics};
+use crate::telemetry::events::{ApiBudget, ApiHold, ApiResponse};
+use crate::telemetry::Metrics;
 
 mod response;
 use response::{
@@ -179,7 +180,7 @@ impl TriggerClient {
             inner: Arc::new(Inner {
                 http,
                 base,
-                limiter: RateLimiter::new(config.requests_per_minute, tuning.rate_limit),
+                limiter: RateLimiter::new(config.requests_per_minute, config.rate_limit_reserve, tuning.rate_limit),
                 retry: tuning.retry,
                 timeout: config.timeout,
                 body_deadline: tuning.body_deadline,
@@ -196,9 +197,11 @@ impl TriggerClient {
     }
 
     /// Count every attempt of this client and its clones in `metrics` (`api_requests_total`, the
-    /// rate-limit headroom, readiness); the first call wins.
+    /// rate-limit budget and holds, readiness); the first call wins.
     pub fn set_metrics(&self, metrics: Arc<Metrics>) {
         let _ = self.inner.metrics.set(metrics);
+        // The pace and the reserve are known before any request: show them from the start.
+        self.publish_budget();
     }
 
     /// `x-ratelimit-remaining` of the latest response, for metrics.
@@ -312,8 +315,14 @@ impl TriggerClient {
     async fn get<T>(&self, call: &Call<'_>, parse: impl Fn(Vec<u8>) -> Result<T, Failed>) -> Result<T, ApiError> {
         let mut state = RetryState::new();
         loop {
-            self.inner.limiter.acquire().await;
-            let failed = match self.attempt(call).await {
+            let permit = self.inner.limiter.acquire().await;
+            if let Some(reason) = permit.began_hold {
+                self.count_hold(reason);
+            }
+            let outcome = self.attempt(call).await;
+            // The response's headers (if any) now count this request; the retry wait must not.
+            drop(permit);
+            let failed = match outcome {
                 Ok(body) => match parse(body) {
                     Ok(value) => return Ok(value),
                     Err(failed) => failed,
@@ -349,18 +358,18 @@ impl TriggerClient {
         let response = match tokio::time::timeout(self.inner.timeout, request.send()).await {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
-                self.count(call, None, None);
+                self.count(call, None);
                 return Err(self.transport_failure(call, &err, false));
             }
             Err(_elapsed) => {
-                self.count(call, None, None);
+                self.count(call, None);
                 return Err(self.timed_out(call));
             }
         };
         let budget = server_budget(response.headers());
         self.inner.limiter.observe(&budget);
         let status = response.status();
-        self.count(call, Some(status.as_u16()), budget.remaining);
+        self.count(call, Some(status.as_u16()));
         debug!(
             run_id = call.run_id.unwrap_or("-"),
             endpoint = call.endpoint(),
@@ -390,15 +399,39 @@ impl TriggerClient {
     }
 
     /// The single place an attempt's outcome is counted: its status, or `None` without a response.
-    fn count(&self, call: &Call<'_>, status: Option<u16>, remaining: Option<u64>) {
+    fn count(&self, call: &Call<'_>, status: Option<u16>) {
         if let Some(metrics) = self.inner.metrics.get() {
             ApiResponse {
                 endpoint: call.kind,
                 status,
-                remaining,
             }
             .emit(metrics);
         }
+        self.publish_budget();
+    }
+
+    /// The limiter's view (limit, reserve, remaining, the pace now) into the gauges.
+    fn publish_budget(&self) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            let snapshot = self.inner.limiter.snapshot();
+            ApiBudget {
+                limit: snapshot.limit,
+                reserve: snapshot.reserve,
+                remaining: snapshot.remaining,
+                allowed_per_minute: snapshot.allowed_per_minute,
+            }
+            .emit(metrics);
+        }
+    }
+
+    fn count_hold(&self, reason: HoldReason) {
+        if let Some(metrics) = self.inner.metrics.get() {
+            ApiHold {
+                reason: reason.as_str(),
+            }
+            .emit(metrics);
+        }
+        self.publish_budget();
     }
 
     /// Reads the body chunk by chunk (already decompressed by reqwest), stopping as soon as it
@@ -461,6 +494,7 @@ impl TriggerClient {
             429 => {
                 budget.until_reset = retry_429_after(json.as_ref(), budget.until_reset);
                 self.inner.limiter.rate_limited(&budget);
+                self.count_hold(HoldReason::RateLimited);
                 ApiError::RateLimited { endpoint, attempts: 0 }
             }
             500..=599 => ApiError::Server {

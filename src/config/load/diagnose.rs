@@ -171,6 +171,8 @@ fn check_type(key: &str, expected: &toml::Value, value: &Value, origins: &Origin
     let matches = match (expected, &value.kind) {
         (toml::Value::String(_), ValueKind::String(_)) | (toml::Value::Boolean(_), ValueKind::Boolean(_)) => true,
         (toml::Value::Integer(_), kind) => is_integer(kind),
+        // `0` and `1` are fractions too; the deserializer widens an integer to f64.
+        (toml::Value::Float(_), kind) => matches!(kind, ValueKind::Float(_)) || is_integer(kind),
         (toml::Value::Table(_), ValueKind::Table(_)) => true,
         (toml::Value::Array(_), ValueKind::Array(items)) => {
             // Every list of the schema is a list of strings.
@@ -226,6 +228,7 @@ fn describe_expected(default: &toml::Value) -> String {
         toml::Value::String(text) if text.is_empty() => "a string".to_owned(),
         toml::Value::String(text) => format!("a string like {text:?}"),
         toml::Value::Integer(number) => format!("an integer like {number}"),
+        toml::Value::Float(number) => format!("a number like {number}"),
         toml::Value::Boolean(_) => "true or false".to_owned(),
         toml::Value::Array(_) => "an array of strings".to_owned(),
         toml::Value::Table(_) => "a table".to_owned(),
