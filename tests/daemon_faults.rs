@@ -57,6 +57,12 @@ async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_not
     tokio::time::sleep(Duration::from_secs(1)).await;
     let during = daemon.stats.polls.load(Ordering::Relaxed) - polls;
     assert!(during <= 4, "{during} polls while the state file was full");
+    // `DISK_FULL_FOR_S` holds the fault longer (the 20 s: BENCHMARKS.md); 1 s by default.
+    let hold = std::env::var("DISK_FULL_FOR_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.saturating_sub(1)));
+    tokio::time::sleep(hold).await;
     let (status, _) = readyz(&daemon).await;
     assert_eq!(status, 503, "still not ready while full");
     let retired_while_full = daemon.stats.runs_retired.load(Ordering::Relaxed);
