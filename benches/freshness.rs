@@ -5,7 +5,8 @@
 //! Each run lasts 16–40 s: its root and attempt spans run throughout, and twelve child spans
 //! start partial and finish one after another. A third of the runs complete; a third are
 //! cancelled and the server reports their running spans cancelled (the ClickHouse store); a third
-//! crash and their running spans stay partial, exported by the bridge after `settle`. The fake API
+//! crash, fail, time out, expire or fail in the system (in turn), and their running spans stay
+//! partial, exported by the bridge after `settle`. The fake API
 //! serves them behind Trigger.dev's token bucket (750 tokens, +250 every 10 s), and an application
 //! makes `FRESH_APP_RPM` requests a minute (default 600) with the same key.
 //!
@@ -58,6 +59,8 @@ struct Script {
     children: Vec<Child>,
     lasts: f64,
     ending: Ending,
+    /// The terminal status of a run that ends with its running spans left partial.
+    failure: &'static str,
 }
 
 fn element(
@@ -96,6 +99,7 @@ impl Script {
             root: generate::span_id(&id, 0),
             attempt: generate::span_id(&id, 1),
             ending: [Ending::Completed, Ending::CancelledReported, Ending::CrashedPartial][index % 3],
+            failure: ["CRASHED", "FAILED", "SYSTEM_FAILURE", "TIMED_OUT", "EXPIRED"][index / 3 % 5],
             id,
             children,
             lasts,
@@ -110,7 +114,8 @@ impl Script {
             (false, _) => ("EXECUTING", false, true),
             (true, Ending::Completed) => ("COMPLETED", false, false),
             (true, Ending::CancelledReported) => ("CANCELED", true, false),
-            (true, Ending::CrashedPartial) => ("CRASHED", false, true),
+            // Every other terminal status, in turn: the end shows the same way (the own span).
+            (true, Ending::CrashedPartial) => (self.failure, false, true),
         };
         let mut events = vec![
             element(

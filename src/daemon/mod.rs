@@ -213,6 +213,17 @@ pub async fn run(
     // never queued, so nothing is lost); let the export queue finish within the deadline.
     daemon.stop_discovery();
     daemon.in_flight.abort_all();
+    // Runs' records the state file refused: one last try. What is still refused is only a
+    // record (a retired run is resumed and finds nothing new; a recorded end is learnt again).
+    if let Err(error) = daemon.flush_state_writes() {
+        tracing::warn!(%error, "writing the runs' records at shutdown failed");
+    }
+    if !daemon.deferred_writes.is_empty() {
+        tracing::warn!(
+            writes = daemon.deferred_writes.len(),
+            "the state file still refuses the runs' records at shutdown; those runs are resumed after restart and their committed spans are not sent again"
+        );
+    }
     let Loop { queue_tx, found_tx, .. } = daemon;
     drop(queue_tx);
     drop(found_tx);

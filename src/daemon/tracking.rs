@@ -89,6 +89,9 @@ impl Loop {
     /// A run discovery listed: watched when new; the status of a watched run is observed, so
     /// its end is learnt without a request of its own (and a new run's first poll need not ask).
     pub(super) async fn on_listed(&mut self, listed: Listed) -> Result<(), DaemonError> {
+        // Watched before this listing (resumed, named in runs.ids, or listed before): a new run
+        // is scheduled by `add_run` itself.
+        let watched_before = self.runs.contains_key(listed.id.as_str());
         if listed.new {
             self.add_run(&listed.id, false).await?;
         }
@@ -111,7 +114,7 @@ impl Loop {
         }
         let record = run_record(run);
         self.write_state(StateWrite::Upsert(record))?;
-        if ended && !in_poll && !listed.new {
+        if ended && !in_poll && watched_before {
             // Poll now, and through the settle time (a quiet run's next poll may be a minute off).
             self.schedule(&id, Duration::ZERO);
         }
@@ -171,12 +174,18 @@ impl Loop {
             record_changed = true;
         }
         match result.details {
+            // A status read before the run was learnt ended elsewhere (discovery, while this
+            // poll was in flight) is older than that: terminal is one-way.
+            Some(details) if run.ended_seen.is_some() && !details.is_terminal() => {
+                run.polls_since_status = 0;
+                run.status_seen_at = Some(now);
+            }
             Some(details) => {
                 run.polls_since_status = 0;
                 status_moved = run.status.is_some() && run.status.as_deref() != Some(&details.summary.status);
                 run.status_seen_at = Some(now);
                 run.status = Some(details.summary.status.clone());
-                run.finished_at = details.summary.finished_at;
+                run.finished_at = details.summary.finished_at.or(run.finished_at);
                 if run.task_identifier.is_none() {
                     run.task_identifier = details.summary.task_identifier.clone();
                 }
@@ -189,7 +198,7 @@ impl Loop {
             }
             None => run.polls_since_status += 1,
         }
-        run.last_had_partials = result.had_partials.unwrap_or(run.last_had_partials);
+        run.end_shown = result.shows_end.unwrap_or(run.end_shown);
         run.body_hash = Some(result.body_hash);
         for (reason, tally) in result.invalid.iter() {
             let counted = run.invalid_counted.entry(reason.as_str()).or_default();

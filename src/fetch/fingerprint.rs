@@ -1,5 +1,5 @@
 //! What a poll's body says at a glance: whether it changed since the last poll (a fingerprint),
-//! whether any span in it is still running, and whether it shows that the run ended.
+//! and whether it shows that the run ended.
 
 use crate::convert::is_log_record;
 use crate::trigger::model::{Field, RawEvent};
@@ -23,11 +23,6 @@ pub fn fingerprint(events: &[RawEvent]) -> u64 {
         field(&event.is_error);
     }
     hasher.finish()
-}
-
-/// Whether any element is still running.
-pub fn has_partials(events: &[RawEvent]) -> bool {
-    events.iter().any(|e| e.is_partial == Some(Field::Bool(true)))
 }
 
 fn text<'a>(field: &'a Option<Field<'_>>) -> Option<&'a str> {
@@ -119,6 +114,5 @@ mod tests {
         let after = EventsBody::from_slice(br#"[{"spanId":"a","isPartial":false,"duration":10}]"#).unwrap();
         assert_ne!(fingerprint(&before.events), fingerprint(&after.events));
         assert_eq!(fingerprint(&before.events), fingerprint(&before.events.clone()));
-        assert!(has_partials(&before.events) && !has_partials(&after.events));
     }
 }

@@ -1,7 +1,7 @@
 //! One poll of one run: trace id (first time), status (when asked), events; then conversion
 //! against the spans already exported. Runs as its own task; the daemon loop applies the result.
 
-use super::fingerprint::{fingerprint, has_partials, shows_end};
+use super::fingerprint::{fingerprint, shows_end};
 use crate::config::LogsMode;
 use crate::convert::ids::span_identity;
 use crate::convert::{convert_events, is_log_record, InvalidReport, Record, RunInfo, RunState};
@@ -48,9 +48,11 @@ pub struct PollResult {
     /// The events body's [`crate::trigger::model::body_hash`].
     pub body_hash: u64,
     /// `None` when the body was byte-identical to the last one and not parsed (then nothing
-    /// is to be exported, and the fingerprint and partials are the last poll's).
+    /// is to be exported, and the fingerprint and the end sign are the last poll's).
     pub fingerprint: Option<u64>,
-    pub had_partials: Option<bool>,
+    /// Whether the body shows the run's end ([`shows_end`]); `None` when not parsed, or the run
+    /// is converted as ended already.
+    pub shows_end: Option<bool>,
     /// The body showed the run's end and the status was asked for it (`ask_status_if_ended`).
     pub end_hint_checked: bool,
     /// Spans, then log records (`otlp_logs`), to export.
@@ -91,7 +93,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 details,
                 body_hash: hash,
                 fingerprint: None,
-                had_partials: None,
+                shows_end: None,
                 end_hint_checked: false,
                 records: Vec::new(),
                 left_behind: 0,
@@ -102,10 +104,10 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         EventsFetch::Parsed { hash, events } => (hash, events),
     };
     let fingerprint = fingerprint(events.events());
-    let had_partials = has_partials(events.events());
+    let ends = matches!(job.state, RunState::Live).then(|| shows_end(events.events()));
     let mut end_hint_checked = false;
     let ended_already = details.as_ref().is_some_and(RunDetails::is_terminal);
-    if job.ask_status_if_ended && !ended_already && shows_end(events.events()) {
+    if job.ask_status_if_ended && !ended_already && ends == Some(true) {
         // Read after the events, so the status cannot predate them (a status read before them
         // in this poll may: the run ended in between, and a later byte-identical body is not
         // parsed again to show the sign). A failure here costs the prompt notice, not the poll:
@@ -172,7 +174,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
         details,
         body_hash,
         fingerprint: Some(fingerprint),
-        had_partials: Some(had_partials),
+        shows_end: ends,
         end_hint_checked,
         records,
         left_behind,

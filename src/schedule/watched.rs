@@ -24,6 +24,10 @@ pub const STATUS_ACTIVE_EVERY_INTERVALS: u32 = 6;
 /// turn every poll into two requests.
 pub const STATUS_ACTIVE_MIN_POLLS: u32 = 5;
 
+/// While a body shows the run's end and no status has said so, the status is asked on every
+/// this many polls (a wrong guess costs that run half as many requests again, no more).
+pub const END_SHOWN_RECHECK_POLLS: u32 = 2;
+
 /// Failed polls in a row after which a run past `max_age` is given up (with the poll interval
 /// backed off, minutes of failures).
 pub const GIVE_UP_AFTER_FAILURES: u32 = 5;
@@ -123,8 +127,10 @@ pub struct WatchedRun {
     /// Invalid elements per reason already counted and logged for this run (each response
     /// holds them all again: only more than this is new).
     pub invalid_counted: HashMap<&'static str, u64>,
-    /// Whether the last response still had running elements (a hint for asking the status).
-    pub last_had_partials: bool,
+    /// The last parsed body showed the run's end (`fetch::fingerprint::shows_end`): until a
+    /// status says it ended, the status is asked again every [`END_SHOWN_RECHECK_POLLS`] polls
+    /// (the status may lag the body, or the prompt request failed).
+    pub end_shown: bool,
     /// The sequence number of this run's entry in the schedule (older entries are stale).
     pub scheduled: u64,
     /// Enrichment: `data.properties` of the spans not exported yet, from the trace endpoint.
@@ -156,7 +162,7 @@ impl WatchedRun {
             status_seen_at: None,
             phase: Phase::Watching,
             invalid_counted: HashMap::new(),
-            last_had_partials: true,
+            end_shown: false,
             scheduled: 0,
             span_properties: None,
         }
@@ -177,6 +183,9 @@ impl WatchedRun {
             return false;
         }
         if self.status.is_none() {
+            return true;
+        }
+        if self.end_shown && self.polls_since_status >= END_SHOWN_RECHECK_POLLS {
             return true;
         }
         if self.is_active(lifecycle, now) {
@@ -211,6 +220,8 @@ impl WatchedRun {
             self.finished_at = finished_at;
             self.ended_seen = Some(now);
             self.ended_ns = Some(now_ns);
+            // Settling: polled at the active pace (late events), whatever its pace was.
+            self.last_change = now;
             return true;
         }
         if self.status.is_none() {
@@ -427,6 +438,13 @@ mod tests {
         assert!(r.wants_status_if_ended());
         r.end_hint_checked = true;
         assert!(!r.wants_status_if_ended());
+        // While a body shows the end and no status said so, every other poll asks again.
+        r.end_shown = true;
+        r.polls_since_status = END_SHOWN_RECHECK_POLLS - 1;
+        assert!(!r.wants_status(&lifecycle, start + Duration::from_secs(1)));
+        r.polls_since_status = END_SHOWN_RECHECK_POLLS;
+        assert!(r.wants_status(&lifecycle, start + Duration::from_secs(1)));
+        r.end_shown = false;
         r.ended_seen = Some(start);
         assert!(!r.wants_status(&lifecycle, quiet), "an ended run is not asked again");
     }

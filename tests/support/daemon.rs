@@ -29,6 +29,8 @@ pub fn config_at(api_url: &str, endpoint: &str, state: &Path, runs: &[impl AsRef
     let mut config = wired(api_url, endpoint, state, runs);
     config.runs.poll_interval = Duration::from_millis(100);
     config.runs.max_poll_interval = Duration::from_millis(400);
+    // Unchanged for 300 ms: quiet, polled every 400 ms (as the tests' runs backed off before).
+    config.runs.quiet_after = Duration::from_millis(300);
     config.runs.settle = Duration::from_millis(300);
     config.runs.concurrency = 4;
     config.export.max_batch_spans = 100;
