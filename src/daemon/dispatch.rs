@@ -4,7 +4,7 @@
 use super::Loop;
 use crate::fetch::poll::{poll, PollJob};
 use crate::schedule::poll_capacity;
-use crate::schedule::watched::{Phase, WatchedRun};
+use crate::schedule::watched::{Phase, TraceIdState, WatchedRun};
 use crate::telemetry::events::PollStarted;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -79,8 +79,8 @@ impl Loop {
         // span is exported under it: until then, ask again. After that, the run stays in the
         // trace its first spans went to.
         let known_trace_id = match &run.trace_id {
-            Some(None) if run.exported.is_empty() => None,
-            known => known.clone(),
+            TraceIdState::Derived if run.exported.is_empty() => None,
+            known => known.for_poll(),
         };
         let job = PollJob {
             run_id: id.clone(),

@@ -8,7 +8,9 @@ use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
 use crate::commit::RunRecord;
 use crate::discover::{shard, Listed};
 use crate::fetch::poll::PollResult;
-use crate::schedule::watched::{self, Phase, RetireReason, WatchedRun};
+use crate::schedule::watched::{
+    self, Next, ObservedStatus, Phase, PollOutcome, RetireReason, StatusSource, TraceIdState, WatchedRun,
+};
 use crate::telemetry::events::{BodyUnchanged, InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
 use crate::trigger::ApiError;
 use std::collections::HashSet;
@@ -31,9 +33,9 @@ impl Loop {
             let since = watched::watched_since(record.first_seen_at, unix_now_ns(), now);
             let mut run = WatchedRun::new(id.clone(), &self.lifecycle, since);
             run.trace_id = match (&record.trace_id, record.trace_id_derived) {
-                (_, true) => Some(None),
-                (Some(trace), false) => Some(Some(trace.clone())),
-                (None, false) => None,
+                (_, true) => TraceIdState::Derived,
+                (Some(trace), false) => TraceIdState::Known(trace.clone()),
+                (None, false) => TraceIdState::NotAsked,
             };
             run.task_identifier = record.task_identifier.clone();
             run.status = record.status.clone();
@@ -100,15 +102,21 @@ impl Loop {
         let Some(run) = self.runs.get_mut(listed.id.as_str()) else {
             return Ok(());
         };
-        if run.task_identifier.is_none() {
-            run.task_identifier = listed.task_identifier;
+        if listed.status.is_empty() {
+            return Ok(());
         }
-        let was_ended = run.ended_seen.is_some();
-        if listed.status.is_empty() || !run.observe_status(&listed.status, listed.finished_at, now, unix_now_ns()) {
+        let observed = ObservedStatus {
+            status: &listed.status,
+            finished_at: listed.finished_at,
+            task_identifier: listed.task_identifier.as_deref(),
+            source: StatusSource::Listing,
+        };
+        let change = run.on_status(observed, now, unix_now_ns());
+        if !change.record_changed {
             return Ok(());
         }
         let id = run.id.clone();
-        let ended = !was_ended && run.ended_seen.is_some();
+        let ended = change.ended;
         if ended {
             tracing::info!(run_id = %id, status = %listed.status, source = "discovery", "run ended; settling");
         }
@@ -165,41 +173,6 @@ impl Loop {
             }
         };
 
-        run.failures_in_a_row = 0;
-        run.end_hint_checked |= result.end_hint_checked;
-        let mut record_changed = false;
-        let mut status_moved = false;
-        if let Some(asked) = result.trace {
-            run.trace_id = Some(asked.map(|trace| trace.trace_id));
-            record_changed = true;
-        }
-        match result.details {
-            // A status read before the run was learnt ended elsewhere (discovery, while this
-            // poll was in flight) is older than that: terminal is one-way.
-            Some(details) if run.ended_seen.is_some() && !details.is_terminal() => {
-                run.polls_since_status = 0;
-                run.status_seen_at = Some(now);
-            }
-            Some(details) => {
-                run.polls_since_status = 0;
-                status_moved = run.status.is_some() && run.status.as_deref() != Some(&details.summary.status);
-                run.status_seen_at = Some(now);
-                run.status = Some(details.summary.status.clone());
-                run.finished_at = details.summary.finished_at.or(run.finished_at);
-                if run.task_identifier.is_none() {
-                    run.task_identifier = details.summary.task_identifier.clone();
-                }
-                if details.is_terminal() && run.ended_seen.is_none() {
-                    tracing::info!(run_id = %id, status = %details.summary.status, "run ended; settling");
-                    run.ended_seen = Some(now);
-                    run.ended_ns = Some(unix_now_ns());
-                }
-                record_changed = true;
-            }
-            None => run.polls_since_status += 1,
-        }
-        run.end_shown = result.shows_end.unwrap_or(run.end_shown);
-        run.body_hash = Some(result.body_hash);
         for (reason, tally) in result.invalid.iter() {
             let counted = run.invalid_counted.entry(reason.as_str()).or_default();
             if tally.count > *counted {
@@ -220,16 +193,30 @@ impl Loop {
         if result.fingerprint.is_none() {
             BodyUnchanged { run_id: &id }.emit(&self.stats);
         }
-        let fingerprint = result.fingerprint.or(run.fingerprint);
-        let changed = run.fingerprint != fingerprint || !result.records.is_empty() || status_moved;
-        run.fingerprint = fingerprint;
-        run.backlog = result.left_behind;
+        let outcome = PollOutcome {
+            trace_id: result.trace.map(|asked| asked.map(|trace| trace.trace_id)),
+            status: result.details.as_ref().map(|details| ObservedStatus {
+                status: &details.summary.status,
+                finished_at: details.summary.finished_at,
+                task_identifier: details.summary.task_identifier.as_deref(),
+                source: StatusSource::Poll,
+            }),
+            body_hash: result.body_hash,
+            fingerprint: result.fingerprint,
+            shows_end: result.shows_end,
+            end_hint_checked: result.end_hint_checked,
+            records: result.records.len(),
+            left_behind: result.left_behind,
+        };
+        let effects = run.on_poll(&self.lifecycle, outcome, now, unix_now_ns());
+        if effects.ended {
+            tracing::info!(run_id = %id, status = run.status.as_deref().unwrap_or_default(), "run ended; settling");
+        }
         if !result.records.is_empty() {
             let exported = Arc::make_mut(&mut run.exported);
             for record in &result.records {
                 exported.extend(record.covers().iter().copied());
             }
-            run.queued += result.records.len();
             run.forget_exported_properties();
             self.stats.add_pending(result.records.len());
             let _ = self.queue_tx.send(ExportItem {
@@ -237,23 +224,13 @@ impl Loop {
                 records: result.records,
             });
         }
-        let record = record_changed.then(|| run_record(run));
-        let next = match run.phase {
-            Phase::Finalizing(reason) if result.left_behind == 0 => {
-                run.phase = Phase::Retiring(reason);
-                None
-            }
-            Phase::Retiring(_) => None,
-            // Capacity cut this poll short: fetch the rest as soon as capacity allows.
-            _ if result.left_behind > 0 => Some(Duration::ZERO),
-            _ => Some(run.after_poll(&self.lifecycle, changed, now)),
-        };
-        if let Some(record) = record {
+        if effects.record_changed {
+            let record = run_record(run);
             self.write_state(StateWrite::Upsert(record))?;
         }
-        match next {
-            Some(wait) => self.schedule(&id, wait),
-            None => self.retire_if_done(&id).await?,
+        match effects.next {
+            Next::PollIn(wait) => self.schedule(&id, wait),
+            Next::Retire => self.retire_if_done(&id).await?,
         }
         Ok(())
     }
@@ -301,8 +278,11 @@ impl Loop {
 
 fn run_record(run: &WatchedRun) -> RunRecord {
     RunRecord {
-        trace_id: run.trace_id.clone().flatten(),
-        trace_id_derived: matches!(run.trace_id, Some(None)),
+        trace_id: match &run.trace_id {
+            TraceIdState::Known(id) => Some(id.clone()),
+            _ => None,
+        },
+        trace_id_derived: run.trace_id == TraceIdState::Derived,
         status: run.status.clone(),
         task_identifier: run.task_identifier.clone(),
         ended_at: run.ended_ns,

@@ -88,11 +88,100 @@ impl Lifecycle {
     }
 }
 
+/// What the bridge knows of a run's trace id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceIdState {
+    /// The trace endpoint was not asked yet.
+    NotAsked,
+    /// Asked; Trigger.dev had none: the id is derived from the run id (rule 1).
+    Derived,
+    /// Asked; the API's.
+    Known(String),
+}
+
+impl TraceIdState {
+    /// From a trace read: `None` when the API had none.
+    pub fn asked(trace_id: Option<String>) -> Self {
+        trace_id.map_or(TraceIdState::Derived, TraceIdState::Known)
+    }
+
+    /// What a poll is told: `None` to ask, `Some(None)` to derive, `Some(Some(id))`.
+    pub fn for_poll(&self) -> Option<Option<String>> {
+        match self {
+            TraceIdState::NotAsked => None,
+            TraceIdState::Derived => Some(None),
+            TraceIdState::Known(id) => Some(Some(id.clone())),
+        }
+    }
+}
+
+/// A status of the run, as a poll's status request or a listing (later the realtime stream)
+/// reported it.
+#[derive(Debug, Clone, Copy)]
+pub struct ObservedStatus<'a> {
+    pub status: &'a str,
+    pub finished_at: Option<u64>,
+    pub task_identifier: Option<&'a str>,
+    pub source: StatusSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusSource {
+    /// The run's own status request: the newest word.
+    Poll,
+    /// A discovery round's listing: may lag behind the run's own requests.
+    Listing,
+}
+
+/// What a status changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusChange {
+    /// The run's record changed (to be written).
+    pub record_changed: bool,
+    /// The run was learnt ended now.
+    pub ended: bool,
+    /// A poll's status moved on (waiting to executing, say): the run is active again.
+    pub moved: bool,
+}
+
+/// What a successful poll tells the run's lifecycle.
+#[derive(Debug, Clone, Default)]
+pub struct PollOutcome<'a> {
+    /// The trace id, when the trace was read on this poll (`Some(None)`: none, derive).
+    pub trace_id: Option<Option<String>>,
+    pub status: Option<ObservedStatus<'a>>,
+    pub body_hash: u64,
+    /// `None`: the body was byte-identical to the last one and not parsed.
+    pub fingerprint: Option<u64>,
+    pub shows_end: Option<bool>,
+    pub end_hint_checked: bool,
+    /// Records queued for export from this poll.
+    pub records: usize,
+    /// Records the poll's export capacity cut off.
+    pub left_behind: usize,
+}
+
+/// When the run is polled next, or that it is to be retired (once nothing of it waits for the
+/// collector).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    PollIn(Duration),
+    Retire,
+}
+
+/// What the daemon does after a poll: write the run's record, learn it ended (for the log), and
+/// poll it next or retire it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PollEffects {
+    pub record_changed: bool,
+    pub ended: bool,
+    pub next: Next,
+}
+
 #[derive(Debug)]
 pub struct WatchedRun {
     pub id: Arc<str>,
-    /// The API's trace id once asked (`Some(None)`: asked, none, derive).
-    pub trace_id: Option<Option<String>>,
+    pub trace_id: TraceIdState,
     pub task_identifier: Option<String>,
     pub status: Option<String>,
     pub finished_at: Option<u64>,
@@ -141,7 +230,7 @@ impl WatchedRun {
     pub fn new(id: Arc<str>, lifecycle: &Lifecycle, watched_since: Instant) -> Self {
         WatchedRun {
             id,
-            trace_id: None,
+            trace_id: TraceIdState::NotAsked,
             task_identifier: None,
             status: None,
             finished_at: None,
@@ -205,32 +294,91 @@ impl WatchedRun {
         self.ended_seen.is_none() && !self.end_hint_checked && self.phase == Phase::Watching
     }
 
-    /// A status from outside a poll (discovery's listing; later the realtime stream). Returns
-    /// whether the run's record changed: its end was learnt, or its first status.
+    /// A status observed: from the run's own request on a poll, or from a listing (later the
+    /// realtime stream, through the same input).
     ///
-    /// A terminal status ends the run (terminal is one-way: a later non-terminal one, from a
-    /// listing that lags, changes nothing). A non-terminal one only stands in for the first
-    /// poll's status request; after that the run's own status requests are newer than a listing.
-    pub fn observe_status(&mut self, status: &str, finished_at: Option<u64>, now: Instant, now_ns: u64) -> bool {
-        if self.ended_seen.is_some() {
-            return false;
+    /// Terminal is one-way: a terminal status ends the run once, and a non-terminal one after it
+    /// (a listing that lags, a poll's request sent before the run ended elsewhere) changes
+    /// nothing. A listing's non-terminal status only stands in for the first poll's request;
+    /// after that the run's own requests are newer than a listing.
+    pub fn on_status(&mut self, observed: ObservedStatus, now: Instant, now_ns: u64) -> StatusChange {
+        let from_poll = observed.source == StatusSource::Poll;
+        if from_poll {
+            self.polls_since_status = 0;
+            self.status_seen_at = Some(now);
         }
-        if crate::trigger::api_types::is_terminal(status, finished_at) {
-            self.status = Some(status.to_owned());
-            self.finished_at = finished_at;
+        if self.task_identifier.is_none() {
+            self.task_identifier = observed.task_identifier.map(str::to_owned);
+        }
+        if self.ended_seen.is_some() {
+            return StatusChange::default();
+        }
+        let terminal = crate::trigger::api_types::is_terminal(observed.status, observed.finished_at);
+        if !terminal && !from_poll && self.status.is_some() {
+            return StatusChange::default();
+        }
+        let moved = from_poll && self.status.as_deref().is_some_and(|known| known != observed.status);
+        self.status = Some(observed.status.to_owned());
+        self.finished_at = observed.finished_at.or(self.finished_at);
+        if !from_poll {
+            // As if asked now: the first poll need not ask.
+            self.polls_since_status = 0;
+            self.status_seen_at = Some(now);
+        }
+        if terminal {
             self.ended_seen = Some(now);
             self.ended_ns = Some(now_ns);
             // Settling: polled at the active pace (late events), whatever its pace was.
             self.last_change = now;
-            return true;
         }
-        if self.status.is_none() {
-            self.status = Some(status.to_owned());
-            self.status_seen_at = Some(now);
-            self.polls_since_status = 0;
-            return true;
+        StatusChange {
+            record_changed: true,
+            ended: terminal,
+            moved,
         }
-        false
+    }
+
+    /// A successful poll: the trace id and status it read, whether its body changed and showed
+    /// the end, what it queued and what capacity cut off. Returns what the daemon does next.
+    pub fn on_poll(&mut self, lifecycle: &Lifecycle, outcome: PollOutcome, now: Instant, now_ns: u64) -> PollEffects {
+        self.failures_in_a_row = 0;
+        self.end_hint_checked |= outcome.end_hint_checked;
+        let mut record_changed = false;
+        if let Some(asked) = outcome.trace_id {
+            self.trace_id = TraceIdState::asked(asked);
+            record_changed = true;
+        }
+        let status = match outcome.status {
+            Some(observed) => self.on_status(observed, now, now_ns),
+            None => {
+                self.polls_since_status += 1;
+                StatusChange::default()
+            }
+        };
+        // A poll's status request is recorded (its time) even when it changed nothing.
+        record_changed |= status.record_changed || outcome.status.is_some();
+        self.end_shown = outcome.shows_end.unwrap_or(self.end_shown);
+        self.body_hash = Some(outcome.body_hash);
+        let fingerprint = outcome.fingerprint.or(self.fingerprint);
+        let changed = self.fingerprint != fingerprint || outcome.records > 0 || status.moved;
+        self.fingerprint = fingerprint;
+        self.backlog = outcome.left_behind;
+        self.queued += outcome.records;
+        let next = match self.phase {
+            Phase::Finalizing(reason) if outcome.left_behind == 0 => {
+                self.phase = Phase::Retiring(reason);
+                Next::Retire
+            }
+            Phase::Retiring(_) => Next::Retire,
+            // Capacity cut this poll short: fetch the rest as soon as capacity allows.
+            _ if outcome.left_behind > 0 => Next::PollIn(Duration::ZERO),
+            _ => Next::PollIn(self.after_poll(lifecycle, changed, now)),
+        };
+        PollEffects {
+            record_changed,
+            ended: status.ended,
+            next,
+        }
     }
 
     /// How the converter should see the run on this poll.
@@ -449,27 +597,50 @@ mod tests {
         assert!(!r.wants_status(&lifecycle, quiet), "an ended run is not asked again");
     }
 
+    fn observed(status: &str, finished_at: Option<u64>, source: StatusSource) -> ObservedStatus<'_> {
+        ObservedStatus {
+            status,
+            finished_at,
+            task_identifier: Some("t"),
+            source,
+        }
+    }
+
     #[test]
     fn a_listed_status_ends_the_run_or_stands_in_for_the_first_request_only() {
         let start = Instant::now();
         let lifecycle = lifecycle();
+        let listed = |status, finished| observed(status, finished, StatusSource::Listing);
         let mut r = run(start);
-        assert!(r.observe_status("QUEUED", None, start, 1));
+        assert!(r.on_status(listed("QUEUED", None), start, 1).record_changed);
         assert!(!r.wants_status(&lifecycle, start), "the first poll need not ask");
+        assert_eq!(r.task_identifier.as_deref(), Some("t"));
         // A later non-terminal listing (it may lag behind the run's own requests) changes nothing.
         r.status = Some("EXECUTING".into());
-        assert!(!r.observe_status("QUEUED", None, start, 2));
+        assert_eq!(r.on_status(listed("QUEUED", None), start, 2), StatusChange::default());
         assert_eq!(r.status.as_deref(), Some("EXECUTING"));
         // A terminal one ends it, once; a lagging non-terminal one after that is ignored.
         let ended = start + Duration::from_secs(3);
-        assert!(r.observe_status("CANCELED", Some(77), ended, 3));
+        let change = r.on_status(listed("CANCELED", Some(77)), ended, 3);
+        assert!(change.ended && change.record_changed);
         assert_eq!(
             (r.ended_seen, r.ended_ns, r.finished_at),
             (Some(ended), Some(3), Some(77))
         );
-        assert!(!r.observe_status("EXECUTING", None, ended + Duration::from_secs(1), 4));
-        assert!(!r.observe_status("COMPLETED", None, ended + Duration::from_secs(1), 4));
-        assert_eq!(r.status.as_deref(), Some("CANCELED"));
+        assert!(r.is_active(&lifecycle, ended), "settling at the active pace");
+        let later = ended + Duration::from_secs(1);
+        assert_eq!(
+            r.on_status(listed("EXECUTING", None), later, 4),
+            StatusChange::default()
+        );
+        assert_eq!(
+            r.on_status(listed("COMPLETED", None), later, 4),
+            StatusChange::default()
+        );
+        // Nor does a poll's status request sent before the end was learnt.
+        let stale = observed("EXECUTING", None, StatusSource::Poll);
+        assert_eq!(r.on_status(stale, later, 5), StatusChange::default());
+        assert_eq!((r.status.as_deref(), r.finished_at), (Some("CANCELED"), Some(77)));
         // Every terminal status ends a run (`finishedAt` alone does too).
         for status in [
             "COMPLETED",
@@ -481,13 +652,124 @@ mod tests {
             "INTERRUPTED",
         ] {
             let mut r = run(start);
-            assert!(
-                r.observe_status(status, None, start, 1) && r.ended_seen.is_some(),
-                "{status}"
-            );
+            assert!(r.on_status(listed(status, None), start, 1).ended, "{status}");
         }
         let mut r = run(start);
-        assert!(r.observe_status("EXECUTING", Some(5), start, 1) && r.ended_seen.is_some());
+        assert!(r.on_status(listed("EXECUTING", Some(5)), start, 1).ended);
+    }
+
+    /// One poll after another, as a table: (seconds since the start, the poll's outcome) → the
+    /// next step, whether the record changes, and the phase after it.
+    #[test]
+    fn polls_move_the_run_through_its_lifecycle() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let mut r = run(start);
+        let body = |fingerprint: u64| PollOutcome {
+            body_hash: fingerprint,
+            fingerprint: Some(fingerprint),
+            shows_end: Some(false),
+            ..PollOutcome::default()
+        };
+        let poll = |status| observed(status, None, StatusSource::Poll);
+        let active =
+            |wait: Next| matches!(wait, Next::PollIn(d) if d >= Duration::from_secs(4) && d <= Duration::from_secs(6));
+        type Row<'a> = (u64, PollOutcome<'a>, fn(Next) -> bool, bool, Phase);
+        let rows: Vec<Row> = vec![
+            // First poll: trace and status read, spans queued.
+            (
+                0,
+                PollOutcome {
+                    trace_id: Some(Some("t".into())),
+                    status: Some(poll("EXECUTING")),
+                    records: 3,
+                    ..body(1)
+                },
+                active,
+                true,
+                Phase::Watching,
+            ),
+            // Unchanged bodies: active for quiet_after, then quiet.
+            (
+                5,
+                PollOutcome {
+                    fingerprint: None,
+                    ..body(1)
+                },
+                active,
+                false,
+                Phase::Watching,
+            ),
+            (
+                119,
+                PollOutcome {
+                    fingerprint: None,
+                    ..body(1)
+                },
+                active,
+                false,
+                Phase::Watching,
+            ),
+            (
+                121,
+                PollOutcome {
+                    fingerprint: None,
+                    ..body(1)
+                },
+                |n| matches!(n, Next::PollIn(d) if d >= Duration::from_secs(60)),
+                false,
+                Phase::Watching,
+            ),
+            // Capacity cut the poll short: the rest at once.
+            (
+                130,
+                PollOutcome {
+                    records: 2,
+                    left_behind: 5,
+                    ..body(2)
+                },
+                |n| n == Next::PollIn(Duration::ZERO),
+                false,
+                Phase::Watching,
+            ),
+            // The body shows the end and the status says so: settling, polled through it.
+            (
+                131,
+                PollOutcome {
+                    status: Some(poll("COMPLETED")),
+                    shows_end: Some(true),
+                    end_hint_checked: true,
+                    ..body(3)
+                },
+                |n| matches!(n, Next::PollIn(d) if d <= Duration::from_secs(6)),
+                true,
+                Phase::Watching,
+            ),
+            // Settled: the final poll, then retiring.
+            (
+                161,
+                body(3),
+                |n| n == Next::PollIn(Duration::ZERO),
+                false,
+                Phase::Finalizing(RetireReason::Settled),
+            ),
+            (
+                162,
+                body(3),
+                |n| n == Next::Retire,
+                false,
+                Phase::Retiring(RetireReason::Settled),
+            ),
+        ];
+        for (at, outcome, expect, record_changed, phase) in rows {
+            let effects = r.on_poll(&lifecycle, outcome, start + Duration::from_secs(at), at);
+            assert!(expect(effects.next), "at {at}s: {effects:?}");
+            assert_eq!(effects.record_changed, record_changed, "at {at}s");
+            assert_eq!(r.phase, phase, "at {at}s");
+        }
+        assert_eq!(r.trace_id, TraceIdState::Known("t".into()));
+        assert_eq!(r.queued, 5);
+        assert!(r.end_hint_checked);
     }
 
     #[test]
