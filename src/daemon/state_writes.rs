@@ -1,4 +1,4 @@
-//! The loop's own state writes (runs recorded, retired), kept in order and written again while
+//! The loop's own state writes (runs recorded, retired, reopened), kept in order and written again while
 //! the state file refuses them for now (a full disk, a read-only file system). The run itself
 //! goes on in memory; polling pauses (`Health::state_writable`) until the file takes writes.
 
@@ -15,6 +15,11 @@ pub(super) enum StateWrite {
         reason: &'static str,
         at: u64,
     },
+    /// Watch again a run retired as `reason` (named in `runs.ids` again after its removal).
+    Reopen {
+        run_id: String,
+        reason: &'static str,
+    },
 }
 
 impl StateWrite {
@@ -30,6 +35,7 @@ impl StateWrite {
         match self {
             StateWrite::Upsert(record) => store.upsert_run(record),
             StateWrite::Retire { run_id, reason, at } => store.retire(run_id, reason, *at),
+            StateWrite::Reopen { run_id, reason } => store.reopen(run_id, reason).map(|_| ()),
         }
     }
 }

@@ -67,12 +67,18 @@ impl Loop {
         let mut exported = HashSet::new();
         if let Some(record) = self.with_state(|s| s.run(run_id))? {
             if record.retired_at.is_some() {
+                // Decided from the record just read, so the write can wait with the others
+                // while the state file refuses writes.
                 let removed = RetireReason::Removed.as_str();
-                if !(named && self.with_state(|s| s.reopen(run_id, removed))?) {
+                if !(named && record.retire_reason.as_deref() == Some(removed)) {
                     tracing::info!(run_id, reason = ?record.retire_reason, "run already retired; not polling it again");
                     return Ok(());
                 }
                 tracing::info!(run_id, "named in runs.ids again after its removal; watching it again");
+                self.write_state(StateWrite::Reopen {
+                    run_id: run_id.to_owned(),
+                    reason: removed,
+                })?;
             }
             exported = self.with_state(|s| s.exported_span_ids(run_id))?;
         }
