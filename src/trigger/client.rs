@@ -26,6 +26,7 @@ use crate::telemetry::Metrics;
 mod response;
 use response::{
     describe, invalid, json_failure, parse_value, read_capped, retry_429_after, server_budget, server_message,
+    server_now_ms,
 };
 
 /// Sent as `x-trigger-api-version`: the version whose status names this bridge knows.
@@ -479,6 +480,7 @@ impl TriggerClient {
             .get("x-should-retry")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_should_retry);
+        let server_now = server_now_ms(response.headers());
         let body = read_capped(response, ERROR_BODY_LIMIT).await;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
         let message = json.as_ref().and_then(server_message);
@@ -492,7 +494,7 @@ impl TriggerClient {
             },
             404 => ApiError::NotFound { endpoint, message },
             429 => {
-                budget.until_reset = retry_429_after(json.as_ref(), budget.until_reset);
+                budget.until_reset = retry_429_after(json.as_ref(), budget.until_reset, server_now);
                 self.inner.limiter.rate_limited(&budget);
                 self.count_hold(HoldReason::RateLimited);
                 ApiError::RateLimited { endpoint, attempts: 0 }
@@ -630,29 +632,34 @@ mod tests {
 
     #[test]
     fn a_429_waits_for_the_relative_reset_first_and_ignores_a_past_one() {
+        let wait =
+            |body: Option<&serde_json::Value>, header: Option<Duration>| retry_429_after(body, header, now_unix_ms());
         let body = serde_json::json!({"secondsUntilReset": 2.5, "limit": 1500});
-        assert_eq!(retry_429_after(Some(&body), None), Some(Duration::from_millis(2500)));
+        assert_eq!(wait(Some(&body), None), Some(Duration::from_millis(2500)));
         // Relative wins over absolute: it does not depend on the clocks agreeing.
         let body = serde_json::json!({"reset": now_unix_ms() + 3_000, "secondsUntilReset": 9});
         assert_eq!(
-            retry_429_after(Some(&body), Some(Duration::from_secs(1))),
+            wait(Some(&body), Some(Duration::from_secs(1))),
             Some(Duration::from_secs(9))
         );
         let body = serde_json::json!({"reset": now_unix_ms() + 3_000});
-        assert!(retry_429_after(Some(&body), None).expect("reset") <= Duration::from_secs(3));
+        assert!(wait(Some(&body), None).expect("reset") <= Duration::from_secs(3));
+        assert_eq!(wait(None, Some(Duration::from_secs(4))), Some(Duration::from_secs(4)));
+        // The absolute reset is read on the server's clock (its Date), not this host's.
+        let body = serde_json::json!({"reset": 1_000_000_000_000u64 + 3_000});
         assert_eq!(
-            retry_429_after(None, Some(Duration::from_secs(4))),
-            Some(Duration::from_secs(4))
+            retry_429_after(Some(&body), None, 1_000_000_000_000),
+            Some(Duration::from_secs(3))
         );
-        // A reset already past (this clock is ahead) is no answer: the fallback hold applies.
+        // A reset already past is no answer: the fallback hold applies.
         let body = serde_json::json!({"reset": now_unix_ms() - 30_000});
-        assert_eq!(retry_429_after(Some(&body), None), None);
-        assert_eq!(retry_429_after(None, Some(Duration::ZERO)), None);
-        assert_eq!(retry_429_after(Some(&serde_json::json!({})), None), None);
+        assert_eq!(wait(Some(&body), None), None);
+        assert_eq!(wait(None, Some(Duration::ZERO)), None);
+        assert_eq!(wait(Some(&serde_json::json!({})), None), None);
         // Absurd values neither panic nor go negative.
         let body = serde_json::json!({"secondsUntilReset": 1e20});
-        assert_eq!(retry_429_after(Some(&body), None), Some(Duration::MAX));
+        assert_eq!(wait(Some(&body), None), Some(Duration::MAX));
         let body = serde_json::json!({"secondsUntilReset": -1});
-        assert_eq!(retry_429_after(Some(&body), None), None);
+        assert_eq!(wait(Some(&body), None), None);
     }
 }

@@ -18,7 +18,34 @@ const SNIPPET_BYTES: usize = 200;
 /// Longest server message quoted in an error.
 const MESSAGE_CHARS: usize = 200;
 
-/// Reads `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (unix ms).
+/// The server's clock when it answered (unix ms): this host's, unless the server's `Date`
+/// header says the two disagree by more than [`CLOCK_SKEW_TOLERATED`].
+///
+/// `x-ratelimit-reset` is an instant on the server's clock: read against this host's, a host
+/// running ahead would see every reset as past (and pace as if no window were known), one
+/// running behind would wait too long. `Date` has whole seconds and arrives after some latency,
+/// so it is used only when the clocks are clearly apart, taken as the start of the server's
+/// second (a reset then looks up to a second later than it is: a wait a little long, never a
+/// request sent into a window before its refill).
+pub(super) fn server_now_ms(headers: &HeaderMap) -> u64 {
+    let local = now_unix_ms();
+    let date = headers
+        .get(reqwest::header::DATE)
+        .and_then(|date| date.to_str().ok())
+        .and_then(|date| httpdate::parse_http_date(date).ok())
+        .and_then(|date| date.duration_since(UNIX_EPOCH).ok())
+        .map(|since| since.as_millis() as u64);
+    match date {
+        Some(server) if server.abs_diff(local) > CLOCK_SKEW_TOLERATED.as_millis() as u64 => server,
+        _ => local,
+    }
+}
+
+/// Clocks closer than this are taken as agreeing (`Date`'s whole seconds, plus latency).
+const CLOCK_SKEW_TOLERATED: Duration = Duration::from_secs(2);
+
+/// Reads `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset` (unix ms, on the
+/// server's clock: [`server_now_ms`]).
 pub(super) fn server_budget(headers: &HeaderMap) -> ServerBudget {
     let number = |name: &str| {
         let text = headers.get(name)?.to_str().ok()?.trim();
@@ -32,7 +59,7 @@ pub(super) fn server_budget(headers: &HeaderMap) -> ServerBudget {
     ServerBudget {
         limit: number("x-ratelimit-limit"),
         remaining: number("x-ratelimit-remaining"),
-        until_reset: number("x-ratelimit-reset").map(|reset| until_reset(reset, now_unix_ms())),
+        until_reset: number("x-ratelimit-reset").map(|reset| until_reset(reset, server_now_ms(headers))),
     }
 }
 
@@ -40,7 +67,12 @@ pub(super) fn server_budget(headers: &HeaderMap) -> ServerBudget {
 /// whatever the two clocks say), else an absolute reset, the body's `reset` or the headers'
 /// `x-ratelimit-reset` (`header_reset`). An absolute reset already past says nothing (the local
 /// clock is ahead of the server's): `None`, and the limiter's fallback hold applies.
-pub(super) fn retry_429_after(body: Option<&Value>, header_reset: Option<Duration>) -> Option<Duration> {
+/// `server_now_ms`: the server's clock ([`server_now_ms`]), for the body's absolute `reset`.
+pub(super) fn retry_429_after(
+    body: Option<&Value>,
+    header_reset: Option<Duration>,
+    server_now_ms: u64,
+) -> Option<Duration> {
     let seconds = body
         .and_then(|body| body.get("secondsUntilReset"))
         .and_then(Value::as_f64)
@@ -50,7 +82,7 @@ pub(super) fn retry_429_after(body: Option<&Value>, header_reset: Option<Duratio
     let absolute = || {
         body.and_then(|body| body.get("reset"))
             .and_then(Value::as_u64)
-            .map(|reset| until_reset(reset, now_unix_ms()))
+            .map(|reset| until_reset(reset, server_now_ms))
             .or(header_reset)
             .filter(|wait| !wait.is_zero())
     };
@@ -153,4 +185,50 @@ pub(super) fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(date: SystemTime, reset_after_date: Duration) -> HeaderMap {
+        let reset_ms =
+            date.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64 + reset_after_date.as_millis() as u64;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            reqwest::header::DATE,
+            HeaderValue::try_from(httpdate::fmt_http_date(date)).unwrap(),
+        );
+        headers.insert("x-ratelimit-limit", HeaderValue::from_static("750"));
+        headers.insert(
+            "x-ratelimit-reset",
+            HeaderValue::try_from(reset_ms.to_string()).unwrap(),
+        );
+        headers
+    }
+
+    #[test]
+    fn the_reset_is_read_on_the_server_s_clock() {
+        // The server's clock an hour behind this host's, and an hour ahead: the reset is 5 s
+        // after the server's Date either way.
+        let whole_second = UNIX_EPOCH + Duration::from_secs(now_unix_ms() / 1000);
+        let hour = Duration::from_secs(3600);
+        for (skew, date) in [("behind", whole_second - hour), ("ahead", whole_second + hour)] {
+            let budget = server_budget(&headers(date, Duration::from_secs(5)));
+            assert_eq!(
+                budget.until_reset,
+                Some(Duration::from_secs(5)),
+                "server clock an hour {skew}"
+            );
+        }
+        // Without a Date header, this host's clock.
+        let mut no_date = headers(whole_second, Duration::from_secs(5));
+        no_date.remove(reqwest::header::DATE);
+        let left = server_budget(&no_date).until_reset.unwrap();
+        assert!(
+            left <= Duration::from_secs(5) && left > Duration::from_secs(3),
+            "{left:?}"
+        );
+    }
 }
