@@ -397,6 +397,7 @@ mod tests {
         quiet_after = "5m"
         settle = "10s"
         max_age = "12h"
+        not_found_after = "20m"
         concurrency = 4
         shard = "1/3"
 
@@ -457,6 +458,7 @@ mod tests {
         c.runs.quiet_after = Duration::from_secs(300);
         c.runs.settle = Duration::from_secs(10);
         c.runs.max_age = Duration::from_secs(12 * 3600);
+        c.runs.not_found_after = Duration::from_secs(1200);
         c.runs.concurrency = 4;
         c.runs.shard = Shard::new(1, 3).expect("valid");
         c.discovery.enabled = true;

@@ -112,6 +112,10 @@ pub struct RunsConfig {
     /// Runs that never end are retired after this long.
     #[serde(with = "duration")]
     pub max_age: Duration,
+    /// A run is retired as not found only when the API answered 404 for it this long while
+    /// other calls succeeded (a wrong `api_url` answers 404 for everything: no verdict then).
+    #[serde(with = "duration")]
+    pub not_found_after: Duration,
     pub concurrency: usize,
     pub shard: Shard,
 }
@@ -125,6 +129,7 @@ impl Default for RunsConfig {
             quiet_after: Duration::from_secs(120),
             settle: Duration::from_secs(30),
             max_age: Duration::from_secs(24 * 3600),
+            not_found_after: Duration::from_secs(600),
             concurrency: 8,
             shard: Shard::SINGLE,
         }
@@ -416,6 +421,7 @@ mod tests {
         assert_eq!(r.poll_interval, Duration::from_secs(5));
         assert_eq!(r.max_poll_interval, Duration::from_secs(60));
         assert_eq!(r.quiet_after, Duration::from_secs(120));
+        assert_eq!(r.not_found_after, Duration::from_secs(600));
         assert_eq!(r.settle, Duration::from_secs(30));
         assert_eq!(r.max_age, Duration::from_secs(86_400));
         assert_eq!(r.concurrency, 8);

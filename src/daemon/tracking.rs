@@ -152,14 +152,28 @@ impl Loop {
         };
         let result = match result {
             Ok(result) => result,
-            Err(ApiError::NotFound { endpoint, .. }) => {
-                RunNotFound {
-                    run_id: &id,
-                    endpoint: &endpoint,
-                }
-                .emit(&self.stats);
-                run.phase = Phase::Retiring(RetireReason::NotFound);
-                return self.retire_if_done(&id).await;
+            Err(ApiError::NotFound { endpoint, message }) => {
+                return match run.on_not_found(&self.lifecycle, self.client.last_success(), now) {
+                    Some(wait) => {
+                        let error = ApiError::NotFound { endpoint, message };
+                        PollFailed {
+                            run_id: &id,
+                            error: &error,
+                            retry_in: Some(wait),
+                        }
+                        .emit(&self.stats);
+                        self.schedule(&id, wait);
+                        Ok(())
+                    }
+                    None => {
+                        RunNotFound {
+                            run_id: &id,
+                            endpoint: &endpoint,
+                        }
+                        .emit(&self.stats);
+                        self.retire_if_done(&id).await
+                    }
+                };
             }
             Err(error) => {
                 let wait = run.after_error(&self.lifecycle, now);

@@ -74,6 +74,7 @@ pub struct Lifecycle {
     pub quiet_after: Duration,
     pub settle: Duration,
     pub max_age: Duration,
+    pub not_found_after: Duration,
 }
 
 impl Lifecycle {
@@ -84,6 +85,7 @@ impl Lifecycle {
             quiet_after: runs.quiet_after,
             settle: runs.settle,
             max_age: runs.max_age,
+            not_found_after: runs.not_found_after,
         }
     }
 }
@@ -210,6 +212,8 @@ pub struct WatchedRun {
     pub polls_since_status: u32,
     /// Polls that failed since the last one that succeeded.
     pub failures_in_a_row: u32,
+    /// The first 404 of the 404s in a row the API answered for this run.
+    pub not_found_since: Option<Instant>,
     /// When retrieve-run last answered.
     pub status_seen_at: Option<Instant>,
     pub phase: Phase,
@@ -248,6 +252,7 @@ impl WatchedRun {
             body_hash: None,
             polls_since_status: STATUS_EVERY_N_POLLS,
             failures_in_a_row: 0,
+            not_found_since: None,
             status_seen_at: None,
             phase: Phase::Watching,
             invalid_counted: HashMap::new(),
@@ -342,6 +347,7 @@ impl WatchedRun {
     /// the end, what it queued and what capacity cut off. Returns what the daemon does next.
     pub fn on_poll(&mut self, lifecycle: &Lifecycle, outcome: PollOutcome, now: Instant, now_ns: u64) -> PollEffects {
         self.failures_in_a_row = 0;
+        self.not_found_since = None;
         self.end_hint_checked |= outcome.end_hint_checked;
         let mut record_changed = false;
         if let Some(asked) = outcome.trace_id {
@@ -436,6 +442,29 @@ impl WatchedRun {
             .retain(|id, _| span_identity(id).is_none_or(|identity| !exported.contains(&identity.id())));
     }
 
+    /// The API answered 404 for this run. A verdict needs evidence: the run moves to
+    /// `Retiring(NotFound)` only once 404s in a row span `not_found_after` and some other call
+    /// succeeded after the first of them (`api_succeeded_at`: the client's last success). A wrong
+    /// `api_url` answers 404 for everything, so nothing is retired for it. Otherwise it is polled
+    /// again, backing off like a failure: `Some(wait)`.
+    pub fn on_not_found(
+        &mut self,
+        lifecycle: &Lifecycle,
+        api_succeeded_at: Option<Instant>,
+        now: Instant,
+    ) -> Option<Duration> {
+        let since = *self.not_found_since.get_or_insert(now);
+        let evidence = api_succeeded_at.is_some_and(|succeeded| succeeded > since);
+        if evidence && now.saturating_duration_since(since) >= lifecycle.not_found_after {
+            self.phase = Phase::Retiring(RetireReason::NotFound);
+            return None;
+        }
+        self.interval = (self.interval * 2)
+            .min(lifecycle.max_poll_interval)
+            .max(lifecycle.poll_interval);
+        Some(jitter(self.interval))
+    }
+
     /// After a failed poll: back off like an unchanged run. `None` once the run has been
     /// watched for `max_age` and its last [`GIVE_UP_AFTER_FAILURES`] polls all failed: it moves
     /// to `Retiring(MaxAge)`. A run that cannot be polled any more (a body over the size limit,
@@ -522,6 +551,7 @@ mod tests {
             quiet_after: Duration::from_secs(120),
             settle: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
+            not_found_after: Duration::from_secs(600),
         }
     }
 
@@ -789,6 +819,40 @@ mod tests {
         );
         assert_eq!(r.phase, Phase::Finalizing(RetireReason::Settled));
         assert!(matches!(r.run_state(), RunState::Ended { .. }));
+    }
+
+    #[test]
+    fn a_404_is_a_verdict_only_after_the_window_and_while_other_calls_succeed() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let mut r = run(start);
+        let at = |secs: u64| start + Duration::from_secs(secs);
+        // 404s for an hour and nothing else answering (a wrong api_url): polled again, backing off.
+        for secs in [0, 60, 600, 3600] {
+            let wait = r.on_not_found(&lifecycle, None, at(secs));
+            assert!(
+                wait.is_some_and(|w| w <= Duration::from_secs(72)),
+                "at {secs}s: {wait:?}"
+            );
+        }
+        assert_eq!(r.phase, Phase::Watching);
+        // Other calls succeeded, but only before the first 404: no evidence either.
+        assert!(r
+            .on_not_found(&lifecycle, Some(start - Duration::from_secs(1)), at(3700))
+            .is_some());
+        // A success after the first 404 (the API works), and the window passed: retired.
+        assert_eq!(r.on_not_found(&lifecycle, Some(at(10)), at(3701)), None);
+        assert_eq!(r.phase, Phase::Retiring(RetireReason::NotFound));
+        // A poll that succeeds starts the window again.
+        let mut r = run(start);
+        r.on_not_found(&lifecycle, None, at(0));
+        r.on_poll(&lifecycle, PollOutcome::default(), at(5), 5);
+        assert_eq!(r.not_found_since, None);
+        assert!(
+            r.on_not_found(&lifecycle, Some(at(6)), at(700)).is_some(),
+            "a new window from 700 s"
+        );
+        assert_eq!(r.on_not_found(&lifecycle, Some(at(701)), at(1300)), None);
     }
 
     #[test]

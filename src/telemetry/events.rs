@@ -103,7 +103,7 @@ impl RunNotFound<'_> {
         tracing::warn!(
             run_id = self.run_id,
             endpoint = self.endpoint,
-            "run not found; retiring it"
+            "run not found (404 for runs.not_found_after while other calls succeeded); retiring it"
         );
         metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();

@@ -89,6 +89,8 @@ struct Inner {
     environment: Option<&'static str>,
     /// Counts every attempt's outcome when set ([`TriggerClient::set_metrics`]).
     metrics: OnceLock<Arc<Metrics>>,
+    /// When a call last succeeded ([`TriggerClient::last_success`]).
+    last_success: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl fmt::Debug for TriggerClient {
@@ -188,8 +190,15 @@ impl TriggerClient {
                 max_body_bytes: config.max_body_bytes,
                 environment: config.secret_key.environment_prefix(),
                 metrics: OnceLock::new(),
+                last_success: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// When a call of this client (or a clone) last succeeded: the evidence that the API answers
+    /// at this `api_url` with this key, before a 404 is taken as a verdict on one run.
+    pub fn last_success(&self) -> Option<tokio::time::Instant> {
+        *self.inner.last_success.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The budget shared by every request of this client (and its clones).
@@ -325,7 +334,11 @@ impl TriggerClient {
             drop(permit);
             let failed = match outcome {
                 Ok(body) => match parse(body) {
-                    Ok(value) => return Ok(value),
+                    Ok(value) => {
+                        *self.inner.last_success.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(tokio::time::Instant::now());
+                        return Ok(value);
+                    }
                     Err(failed) => failed,
                 },
                 Err(failed) => failed,
