@@ -25,6 +25,18 @@ pub enum InvalidReason {
 }
 
 impl InvalidReason {
+    /// Every reason (the metric's series exist from the start, at 0).
+    pub const ALL: [InvalidReason; 8] = [
+        InvalidReason::NotAnObject,
+        InvalidReason::SpanId,
+        InvalidReason::StartTime,
+        InvalidReason::Duration,
+        InvalidReason::Flag,
+        InvalidReason::SpanEvent,
+        InvalidReason::EventTime,
+        InvalidReason::LogDropped,
+    ];
+
     /// The metric label.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -98,9 +98,15 @@ impl Prom {
             pending_spans: Gauge::default(),
             registry: Registry::default(),
         };
-        // Known label values start at 0, so `rate()` sees the first retirement of each kind.
-        for reason in ["settled", "max_age", "not_found"] {
+        // Known label values start at 0, so `rate()` and `increase(...) > 0` alerts see the
+        // first retirement or invalid element of each kind, and panels show 0, not "no data".
+        for reason in ["settled", "max_age", "not_found", "removed"] {
             let _ = prom.runs_retired.get_or_create(&ReasonLabel { reason });
+        }
+        for reason in crate::convert::InvalidReason::ALL {
+            let _ = prom.invalid_events.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
         }
         for reason in HOLD_REASONS {
             let _ = prom.api_holds.get_or_create(&ReasonLabel { reason });
@@ -371,7 +377,18 @@ mod tests {
             let line = format!("trigger_otel_bridge_api_holds_total{{reason=\"{reason}\"}} 0\n");
             assert!(text.contains(&line), "{text}");
         }
-        // Families without a series yet (api_requests, invalid_events) appear with their first one.
+        for reason in crate::convert::InvalidReason::ALL {
+            let line = format!(
+                "trigger_otel_bridge_invalid_events_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(text.contains(&line), "{line} missing:\n{text}");
+        }
+        assert!(
+            text.contains("trigger_otel_bridge_runs_retired_total{reason=\"removed\"} 0\n"),
+            "{text}"
+        );
+        // Families without a series yet (api_requests) appear with their first one.
         for name in [
             "runs_watched",
             "runs_retired_total",
