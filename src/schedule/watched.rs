@@ -459,10 +459,16 @@ impl WatchedRun {
             self.phase = Phase::Retiring(RetireReason::NotFound);
             return None;
         }
+        Some(self.back_off(lifecycle))
+    }
+
+    /// A failed or 404 poll: double the interval, between `poll_interval` and
+    /// `max_poll_interval`; the jittered wait.
+    fn back_off(&mut self, lifecycle: &Lifecycle) -> Duration {
         self.interval = (self.interval * 2)
             .min(lifecycle.max_poll_interval)
             .max(lifecycle.poll_interval);
-        Some(jitter(self.interval))
+        jitter(self.interval)
     }
 
     /// After a failed poll: back off like an unchanged run. `None` once the run has been
@@ -479,10 +485,7 @@ impl WatchedRun {
             self.phase = Phase::Retiring(RetireReason::MaxAge);
             return None;
         }
-        self.interval = (self.interval * 2)
-            .min(lifecycle.max_poll_interval)
-            .max(lifecycle.poll_interval);
-        Some(jitter(self.interval))
+        Some(self.back_off(lifecycle))
     }
 }
 

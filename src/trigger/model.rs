@@ -12,6 +12,7 @@
 mod field;
 
 use super::out_of_range;
+use field::ScalarOnly;
 pub use field::{Field, Style};
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -380,54 +381,6 @@ impl<'de> Visitor<'de> for RawEventVisitor {
     }
     fn visit_unit<E: de::Error>(self) -> Result<RawEvent<'de>, E> {
         self.not_an_object()
-    }
-}
-
-/// The value of an unknown field: kept when it is a scalar (it may become an attribute), an
-/// array or object skipped without building it.
-struct ScalarOnly<'a>(Option<Field<'a>>);
-
-impl<'de> Deserialize<'de> for ScalarOnly<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ScalarVisitor;
-        impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = ScalarOnly<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any valid JSON value")
-            }
-            fn visit_bool<E: de::Error>(self, flag: bool) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::Bool(flag))))
-            }
-            fn visit_i64<E: de::Error>(self, number: i64) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::Number(number.into()))))
-            }
-            fn visit_u64<E: de::Error>(self, number: u64) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::Number(number.into()))))
-            }
-            fn visit_f64<E: de::Error>(self, number: f64) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(
-                    serde_json::Number::from_f64(number).map_or(Field::Null, Field::Number),
-                )))
-            }
-            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::Str(text))))
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::String(text.into()))))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<ScalarOnly<'de>, E> {
-                Ok(ScalarOnly(Some(Field::Null)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ScalarOnly<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ScalarOnly(None))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ScalarOnly<'de>, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(ScalarOnly(None))
-            }
-        }
-        deserializer.deserialize_any(ScalarVisitor)
     }
 }
 

@@ -219,6 +219,55 @@ impl<'de> Visitor<'de> for FieldVisitor {
     }
 }
 
+/// The value of an unknown field: kept when it is a scalar (it may become an attribute), read by
+/// [`FieldVisitor`]'s rules; an array or object skipped without building it.
+pub(super) struct ScalarOnly<'a>(pub Option<Field<'a>>);
+
+impl<'de> Deserialize<'de> for ScalarOnly<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = ScalarOnly<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any valid JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, flag: bool) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_bool(flag).map(kept)
+            }
+            fn visit_i64<E: de::Error>(self, number: i64) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_i64(number).map(kept)
+            }
+            fn visit_u64<E: de::Error>(self, number: u64) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_u64(number).map(kept)
+            }
+            fn visit_f64<E: de::Error>(self, number: f64) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_f64(number).map(kept)
+            }
+            fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_borrowed_str(text).map(kept)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_str(text).map(kept)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<ScalarOnly<'de>, E> {
+                FieldVisitor.visit_unit().map(kept)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ScalarOnly<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ScalarOnly(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ScalarOnly<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(ScalarOnly(None))
+            }
+        }
+        fn kept(field: Field<'_>) -> ScalarOnly<'_> {
+            ScalarOnly(Some(field))
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
 /// What the mapping reads from an element's `style`: its `icon` and `variant` when they are
 /// strings (the last occurrence of a repeated key, as a JSON object keeps it). Other keys, and a
 /// `style` that is not an object, are not kept.
