@@ -99,6 +99,52 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// The state file: list its runs, or watch retired runs again.
+    State {
+        #[command(subcommand)]
+        action: StateAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateAction {
+    /// Every run the state file knows: watched or retired (and why), its committed span ids.
+    List {
+        /// Config file (for `state.path`); default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml,
+        /// config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Only retired runs.
+        #[arg(long)]
+        retired: bool,
+        /// Only runs retired for this reason: settled, max_age, not_found, removed.
+        #[arg(long, value_name = "REASON")]
+        reason: Option<String>,
+    },
+    /// Watch retired runs again (after a wrong api_url, or past runs.max_age), keeping their
+    /// committed span ids so nothing acknowledged is sent twice; a running daemon picks them up on
+    /// reload (SIGHUP) or restart.
+    Reopen {
+        /// The runs (run_…).
+        #[arg(value_name = "RUN_ID", required = true)]
+        run_ids: Vec<String>,
+        /// Config file (for `state.path`); default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml,
+        /// config/bridge.toml.
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Reopen a run whose span ids were pruned (state.retention) although its spans will be
+        /// exported a second time.
+        #[arg(long)]
+        resend: bool,
+    },
+}
+
+impl StateAction {
+    fn config_mut(&mut self) -> &mut Option<PathBuf> {
+        match self {
+            StateAction::List { config, .. } | StateAction::Reopen { config, .. } => config,
+        }
+    }
 }
 
 impl Cli {
@@ -115,23 +161,27 @@ impl Cli {
             Command::Run { ref config }
             | Command::Export { ref config, .. }
             | Command::Inspect { ref config, .. }
-            | Command::CheckConfig { ref config } => config,
+            | Command::CheckConfig { ref config } => config.is_some(),
+            Command::State { ref action } => match action {
+                StateAction::List { config, .. } | StateAction::Reopen { config, .. } => config.is_some(),
+            },
         };
         Ok(match own {
-            Some(_) => command,
-            None => command.with_config(top),
+            true => command,
+            false => command.with_config(top),
         })
     }
 }
 
 impl Command {
     fn with_config(mut self, path: PathBuf) -> Command {
-        if let Command::Run { config }
-        | Command::Export { config, .. }
-        | Command::Inspect { config, .. }
-        | Command::CheckConfig { config } = &mut self
-        {
-            *config = Some(path);
+        match &mut self {
+            Command::Run { config }
+            | Command::Export { config, .. }
+            | Command::Inspect { config, .. }
+            | Command::CheckConfig { config } => *config = Some(path),
+            Command::State { action } => *action.config_mut() = Some(path),
+            Command::Convert { .. } | Command::Demo { .. } => {}
         }
         self
     }
@@ -182,6 +232,22 @@ mod tests {
         };
         assert_eq!(config, Some(PathBuf::from("b.toml")), "the subcommand's own wins");
         assert!(matches!(parse(&[]), Ok(Command::Run { config: None })));
+        let Ok(Command::State {
+            action:
+                StateAction::Reopen {
+                    config,
+                    run_ids,
+                    resend,
+                },
+        }) = parse(&["--config", "a.toml", "state", "reopen", "run_1", "run_2"])
+        else {
+            panic!("not state reopen");
+        };
+        assert_eq!(
+            (config, run_ids.len(), resend),
+            (Some(PathBuf::from("a.toml")), 2, false)
+        );
+        assert!(parse(&["state", "reopen"]).is_err(), "a run is required");
         assert!(parse(&["--config", "a.toml", "demo"]).is_err());
     }
 }

@@ -4,11 +4,12 @@
 mod cli;
 
 use clap::Parser;
-use cli::{Cli, Command};
+use cli::{Cli, Command, StateAction};
 use std::process::ExitCode;
 use trigger_otel_bridge::commands::convert::ConvertOptions;
 use trigger_otel_bridge::commands::entry;
 use trigger_otel_bridge::commands::export::BackfillOptions;
+use trigger_otel_bridge::commands::state::ListOptions as StateListOptions;
 use trigger_otel_bridge::commands::{CommandError, ExitStatus};
 
 #[cfg(feature = "mimalloc")]
@@ -72,5 +73,23 @@ fn execute(command: Command) -> Result<(), CommandError> {
             speed,
         } => entry::demo(otlp_endpoint, protocol, speed),
         Command::CheckConfig { config } => entry::check(config),
+        Command::State { action } => match action {
+            StateAction::List {
+                config,
+                retired,
+                reason,
+            } => entry::state_list(
+                config,
+                StateListOptions {
+                    retired_only: retired,
+                    reason,
+                },
+            ),
+            StateAction::Reopen {
+                run_ids,
+                config,
+                resend,
+            } => entry::state_reopen(config, &run_ids, resend),
+        },
     }
 }

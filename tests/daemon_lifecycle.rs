@@ -453,7 +453,12 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
             "{other} was polled"
         );
     }
-    let list_queries = api.queries_to("/api/v1/runs");
+    // All but the start-up check's page of one.
+    let list_queries: Vec<String> = api
+        .queries_to("/api/v1/runs")
+        .into_iter()
+        .filter(|q| q != "page%5Bsize%5D=1")
+        .collect();
     assert!(
         list_queries
             .iter()

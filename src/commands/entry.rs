@@ -7,6 +7,7 @@ use super::convert::{convert_body, read_input, ConvertOptions};
 use super::demo::DemoOptions;
 use super::export::{run_export, BackfillOptions};
 use super::inspect::{inspect, InspectOptions};
+use super::state::ListOptions as StateListOptions;
 use super::waterfall::stdout_wants_color;
 use super::CommandError;
 use crate::config::{load, process_env, resolve_path, BridgeConfig, LogConfig, Protocol};
@@ -133,4 +134,21 @@ pub fn check(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
         &process_env(),
         &mut std::io::stdout().lock(),
     )?)
+}
+
+/// `state list`: the state file's runs on stdout.
+pub fn state_list(config_flag: Option<PathBuf>, options: StateListOptions) -> Result<(), CommandError> {
+    let Prepared { config, .. } = prepare(config_flag, Builder::new_current_thread())?;
+    super::state::list(&config, &options, &mut std::io::stdout().lock())?;
+    Ok(())
+}
+
+/// `state reopen`: fails when a named run was not reopened (unknown, or pruned without --resend).
+pub fn state_reopen(config_flag: Option<PathBuf>, run_ids: &[String], resend: bool) -> Result<(), CommandError> {
+    let Prepared { config, .. } = prepare(config_flag, Builder::new_current_thread())?;
+    let summary = super::state::reopen(&config, run_ids, resend, &mut std::io::stdout().lock())?;
+    match summary.not_reopened.is_empty() {
+        true => Ok(()),
+        false => Err(CommandError::Incomplete("some runs were not reopened")),
+    }
 }

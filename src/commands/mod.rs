@@ -8,6 +8,7 @@ pub mod entry;
 pub mod export;
 pub mod inspect;
 pub mod outcome;
+pub mod state;
 pub mod waterfall;
 
 pub use outcome::{CommandError, ExitStatus};

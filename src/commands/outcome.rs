@@ -6,6 +6,7 @@ use super::convert::ConvertError;
 use super::demo::DemoError;
 use super::export::BackfillError;
 use super::inspect::InspectError;
+use super::state::StateCommandError;
 use crate::config::ConfigError;
 use crate::daemon::DaemonError;
 
@@ -34,6 +35,8 @@ pub enum CommandError {
     Demo(#[from] DemoError),
     #[error(transparent)]
     Daemon(#[from] DaemonError),
+    #[error(transparent)]
+    State(#[from] StateCommandError),
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -55,6 +58,7 @@ impl CommandError {
                 BackfillError::Api(_) => false,
             },
             CommandError::Inspect(error) => matches!(error, InspectError::Config(_)),
+            CommandError::State(error) => matches!(error, StateCommandError::NoStateFile(_)),
             CommandError::Demo(DemoError::Speed(_) | DemoError::Protocol(_)) => true,
             CommandError::Demo(DemoError::Daemon(error)) | CommandError::Daemon(error) => match error {
                 DaemonError::Config(_) => true,

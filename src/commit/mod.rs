@@ -84,12 +84,21 @@ pub use error::{StateError, WriteFault};
 /// before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `runs` columns in [`RunRecord::from_row`] order, as a literal for `concat!` (statement
-/// texts stay `&'static str`, so `prepare_cached` finds them without formatting).
+/// The `runs` columns [`StateStore::upsert_run`] writes, in [`RunRecord::from_row`] order, as a
+/// literal for `concat!` (statement texts stay `&'static str`, so `prepare_cached` finds them
+/// without formatting).
 macro_rules! run_columns {
     () => {
         "run_id, trace_id, trace_id_derived, status, task_identifier, created_at, first_seen_at, ended_at, \
          finished_at, last_polled_at, retired_at, retire_reason"
+    };
+}
+
+/// Every `runs` column [`RunRecord::from_row`] reads: the written ones, then those only
+/// [`StateStore::reopen_retired`] and [`StateStore::prune`] set.
+macro_rules! run_columns_read {
+    () => {
+        concat!(run_columns!(), ", reopened_at, span_ids_pruned_at")
     };
 }
 
@@ -117,6 +126,11 @@ pub struct RunRecord {
     pub retired_at: Option<u64>,
     /// Why the run was retired: `settled`, `max_age`, `not_found` …
     pub retire_reason: Option<String>,
+    /// When `state reopen` last undid its retirement (its `runs.max_age` counts from then).
+    /// Written only by [`StateStore::reopen_retired`].
+    pub reopened_at: Option<u64>,
+    /// When its exported span ids were deleted by [`StateStore::prune`]. Written only there.
+    pub span_ids_pruned_at: Option<u64>,
 }
 
 impl RunRecord {
@@ -135,6 +149,8 @@ impl RunRecord {
             last_polled_at: None,
             retired_at: None,
             retire_reason: None,
+            reopened_at: None,
+            span_ids_pruned_at: None,
         }
     }
 
@@ -157,8 +173,33 @@ impl RunRecord {
             last_polled_at: Nanos::get_opt(row, 9)?,
             retired_at: Nanos::get_opt(row, 10)?,
             retire_reason: row.get(11)?,
+            reopened_at: Nanos::get_opt(row, 12)?,
+            span_ids_pruned_at: Nanos::get_opt(row, 13)?,
         })
     }
+}
+
+/// What [`StateStore::reopen_retired`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reopened {
+    /// Retired for `reason` before; watched again at the next start or reload, with `span_ids`
+    /// committed span ids (not sent again).
+    Reopened { reason: String, span_ids: usize },
+    /// Not retired: nothing to undo.
+    NotRetired,
+    /// Never stored.
+    Unknown,
+    /// Its span ids were pruned at `pruned_at` (unix ns): left retired, since reopening would
+    /// send its spans again (`allow_resend` says to).
+    Pruned { pruned_at: u64 },
+}
+
+/// A run as `state list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRun {
+    pub record: RunRecord,
+    /// Span ids committed as acknowledged by the collector.
+    pub span_ids: u64,
 }
 
 /// What [`StateStore::prune`] removed.
@@ -309,7 +350,7 @@ impl StateStore {
 
     /// The stored run, if any.
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StateError> {
-        let sql = concat!("SELECT ", run_columns!(), " FROM runs WHERE run_id = ?1");
+        let sql = concat!("SELECT ", run_columns_read!(), " FROM runs WHERE run_id = ?1");
         let mut stmt = self.conn.prepare_cached(sql).map_err(self.err("reading a run"))?;
         stmt.query_row([run_id], RunRecord::from_row)
             .optional()
@@ -320,7 +361,7 @@ impl StateStore {
     pub fn unretired_runs(&self) -> Result<Vec<RunRecord>, StateError> {
         let sql = concat!(
             "SELECT ",
-            run_columns!(),
+            run_columns_read!(),
             " FROM runs WHERE retired_at IS NULL ORDER BY first_seen_at, run_id"
         );
         let mut stmt = self
@@ -424,6 +465,62 @@ impl StateStore {
         Ok(changed > 0)
     }
 
+    /// `state reopen`: undoes the retirement of `run_id`, whatever its reason, at `now_unix_ns`.
+    /// Its committed span ids stay, so a daemon watching it again sends only what was never
+    /// acknowledged. A run whose span ids were pruned is reopened only with `allow_resend` (its
+    /// spans would be exported a second time).
+    pub fn reopen_retired(
+        &mut self,
+        run_id: &str,
+        allow_resend: bool,
+        now_unix_ns: u64,
+    ) -> Result<Reopened, StateError> {
+        let Some(record) = self.run(run_id)? else {
+            return Ok(Reopened::Unknown);
+        };
+        let Some(reason) = record.retire_reason.clone().filter(|_| record.is_retired()) else {
+            return Ok(Reopened::NotRetired);
+        };
+        if let (Some(pruned_at), false) = (record.span_ids_pruned_at, allow_resend) {
+            return Ok(Reopened::Pruned { pruned_at });
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET retired_at = NULL, retire_reason = NULL, reopened_at = ?2,
+                                 span_ids_pruned_at = NULL
+                 WHERE run_id = ?1 AND retired_at IS NOT NULL",
+            )
+            .map_err(self.err("reopening a run"))?;
+        stmt.execute(rusqlite::params![run_id, Nanos(now_unix_ns)])
+            .map_err(self.err("reopening a run"))?;
+        let span_ids = self.exported_span_ids(run_id)?.len();
+        Ok(Reopened::Reopened { reason, span_ids })
+    }
+
+    /// `state list`: every run with its count of committed span ids, most recently seen first;
+    /// only retired ones with `retired_only`, only those retired for `reason` when given.
+    pub fn list_runs(&self, retired_only: bool, reason: Option<&str>) -> Result<Vec<ListedRun>, StateError> {
+        let sql = concat!(
+            "SELECT ",
+            run_columns_read!(),
+            ", (SELECT COUNT(*) FROM exported_spans AS s WHERE s.run_id = runs.run_id)
+             FROM runs
+             WHERE (NOT ?1 OR retired_at IS NOT NULL) AND (?2 IS NULL OR retire_reason = ?2)
+             ORDER BY COALESCE(reopened_at, first_seen_at) DESC, run_id"
+        );
+        let mut stmt = self.conn.prepare(sql).map_err(self.err("listing runs"))?;
+        let rows = stmt
+            .query_map(rusqlite::params![retired_only, reason], |row| {
+                Ok(ListedRun {
+                    record: RunRecord::from_row(row)?,
+                    span_ids: row.get::<_, i64>(14)? as u64,
+                })
+            })
+            .map_err(self.err("listing runs"))?;
+        rows.collect::<Result<_, _>>().map_err(self.err("listing runs"))
+    }
+
     /// Deletes the span ids of runs retired more than `retention` before `now_unix_ns`, in one
     /// transaction. Run rows stay (see the module documentation), so pruned runs stay retired.
     pub fn prune(&mut self, retention: Duration, now_unix_ns: u64) -> Result<PruneReport, StateError> {
@@ -450,6 +547,13 @@ impl StateStore {
                 )
                 .map_err(err)?;
             let span_ids = delete.execute([cutoff]).map_err(err)?;
+            // Remembered so `state reopen` can tell that reopening would send the spans again.
+            tx.prepare_cached(
+                "UPDATE runs SET span_ids_pruned_at = ?2 WHERE retired_at < ?1 AND span_ids_pruned_at IS NULL",
+            )
+            .map_err(err)?
+            .execute(rusqlite::params![cutoff, Nanos(now_unix_ns)])
+            .map_err(err)?;
             PruneReport {
                 runs: runs as usize,
                 span_ids,

@@ -45,8 +45,17 @@ CREATE TABLE exported_spans (
 ) STRICT, WITHOUT ROWID;
 ";
 
+/// Schema version 2: a retirement can be undone (`state reopen`), so a run remembers when it was
+/// last reopened (its `runs.max_age` counts from then, not from when it was first seen) and when
+/// its span ids were pruned (reopening such a run would export its spans a second time, so
+/// `state reopen` asks before it does).
+const V2: &str = "
+ALTER TABLE runs ADD COLUMN reopened_at INTEGER;
+ALTER TABLE runs ADD COLUMN span_ids_pruned_at INTEGER;
+";
+
 /// Every migration, in order; index `i` upgrades schema version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+pub(super) const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes and the newest it can read.
 pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

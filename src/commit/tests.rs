@@ -6,7 +6,7 @@ use opentelemetry::trace::SpanId;
 use rusqlite::Connection;
 
 use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
-use super::{PruneReport, RunRecord, StateCounts, StateError, StateStore};
+use super::{PruneReport, Reopened, RunRecord, StateCounts, StateError, StateStore};
 
 const SEC: u64 = 1_000_000_000;
 const DAY: u64 = 86_400 * SEC;
@@ -34,6 +34,8 @@ fn full_record(run_id: &str) -> RunRecord {
         last_polled_at: Some(T0 + SEC),
         retired_at: None,
         retire_reason: None,
+        reopened_at: None,
+        span_ids_pruned_at: None,
     }
 }
 
@@ -550,4 +552,76 @@ fn only_passing_write_failures_are_write_faults() {
         reason: "x".into(),
     };
     assert_eq!(corrupt.write_fault(), None);
+}
+
+#[test]
+fn a_version_1_file_migrates_forward_and_keeps_its_runs_and_span_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = state_path(&dir);
+    {
+        // A state file as release 1 wrote it: the first migration only.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(super::schema::MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+        conn.execute(
+            "INSERT INTO runs (run_id, status, first_seen_at, retired_at, retire_reason)
+             VALUES ('run_old', 'EXECUTING', ?1, ?2, 'not_found')",
+            [T0 as i64, (T0 + SEC) as i64],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO exported_spans (run_id, span_id) VALUES ('run_old', ?1)",
+            [span(7).to_bytes().to_vec()],
+        )
+        .unwrap();
+    }
+    let mut store = StateStore::open(&path).unwrap();
+    let version: u32 = store.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 2);
+    let record = store.run("run_old").unwrap().unwrap();
+    assert_eq!(record.status.as_deref(), Some("EXECUTING"));
+    assert_eq!(record.retire_reason.as_deref(), Some("not_found"));
+    assert_eq!((record.reopened_at, record.span_ids_pruned_at), (None, None));
+    assert_eq!(store.exported_span_ids("run_old").unwrap(), HashSet::from([span(7)]));
+    // The new columns work on the migrated file.
+    assert_eq!(
+        store.reopen_retired("run_old", false, T0 + 2 * SEC).unwrap(),
+        Reopened::Reopened {
+            reason: "not_found".into(),
+            span_ids: 1
+        }
+    );
+    assert_eq!(store.run("run_old").unwrap().unwrap().reopened_at, Some(T0 + 2 * SEC));
+    drop(store);
+    // Opening again migrates nothing.
+    let store = StateStore::open(&path).unwrap();
+    assert_eq!(store.unretired_runs().unwrap().len(), 1);
+}
+
+#[test]
+fn pruning_marks_the_runs_whose_span_ids_it_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = StateStore::open(&state_path(&dir)).unwrap();
+    store.commit_exported(&spans("run_a", 0..3)).unwrap();
+    store.retire("run_a", "settled", T0).unwrap();
+    store.retire("run_b", "settled", T0 + 100 * SEC).unwrap();
+    store.prune(Duration::from_secs(50), T0 + 60 * SEC).unwrap();
+    assert_eq!(
+        store.run("run_a").unwrap().unwrap().span_ids_pruned_at,
+        Some(T0 + 60 * SEC)
+    );
+    assert_eq!(
+        store.run("run_b").unwrap().unwrap().span_ids_pruned_at,
+        None,
+        "retired after the cutoff"
+    );
+    assert_eq!(
+        store.reopen_retired("run_a", false, T0 + 61 * SEC).unwrap(),
+        Reopened::Pruned {
+            pruned_at: T0 + 60 * SEC
+        }
+    );
+    assert!(store.is_retired("run_a").unwrap(), "left retired");
 }

@@ -31,10 +31,12 @@ impl Loop {
             .saturating_sub(self.stats.pending() + self.reserved.total())
     }
 
-    /// Polling pauses while the queue is full, while the collector fails and spans wait, and
-    /// while the state file refuses writes (what polls find could not be remembered).
+    /// Polling waits for the start-up check (a wrong `api_url` or key would make every poll fail
+    /// the same way), and pauses while the queue is full, while the collector fails and spans
+    /// wait, and while the state file refuses writes (what polls find could not be remembered).
     pub(super) fn may_poll(&self) -> bool {
-        self.in_flight.len() < self.concurrency
+        self.api_checked
+            && self.in_flight.len() < self.concurrency
             && self.free_capacity() > 0
             && !(self.sender.failing() && self.stats.pending() > 0)
             && self.stats.health.state_writable()

@@ -12,7 +12,7 @@ use crate::trigger::RunFilters;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 /// How often retired runs' span ids are pruned.
@@ -37,6 +37,7 @@ impl Loop {
         shutdown: impl Future<Output = ()>,
         mut acks: mpsc::UnboundedReceiver<Ack>,
         mut found: mpsc::UnboundedReceiver<Listed>,
+        mut api_checked: oneshot::Receiver<()>,
         queue_task: QueueTask,
         mut reload: Option<ConfigSource>,
     ) -> Result<(Option<QueueTask>, Result<(), DaemonError>), DaemonError> {
@@ -46,12 +47,6 @@ impl Loop {
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
         loop {
             self.stats.health.beat();
-            // Readiness does not wait for Trigger.dev to confirm the key while there is nothing
-            // to ask it about (see `Health::readiness`). Set only here, once starting is done,
-            // so the moment before the configured and resumed runs are added does not count.
-            self.stats
-                .health
-                .set_nothing_to_watch(self.runs.is_empty() && self.discovery.is_none());
             self.stats.loop_wakeups.fetch_add(1, Ordering::Relaxed);
             let wait_for_due = self.dispatch();
             tokio::select! {
@@ -67,6 +62,15 @@ impl Loop {
                         Err(error) => DaemonError::Task(error),
                     };
                     return Ok((None, Err(error)));
+                }
+                checked = &mut api_checked, if !self.api_checked => {
+                    if checked.is_err() {
+                        // Only a panic ends the check without an answer: polls will show the
+                        // fault the check would have, so go on rather than wait forever.
+                        tracing::error!("the start-up check ended without a result; polling anyway");
+                    }
+                    self.api_checked = true;
+                    self.start_discovery();
                 }
                 Some(joined) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
                     let (id, result) = joined?;
@@ -85,8 +89,9 @@ impl Loop {
         }
     }
 
+    /// Starts discovery when it is on and the start-up check has passed.
     pub(super) fn start_discovery(&mut self) {
-        if !self.config.discovery.enabled {
+        if !self.config.discovery.enabled || !self.api_checked {
             return;
         }
         let (stop, stopped) = watch::channel(false);
@@ -164,6 +169,8 @@ impl Loop {
         for run_id in &plan.added_runs {
             self.add_run(run_id, true).await?;
         }
+        // Runs `state reopen` made unretired since the start.
+        self.resume().await?;
         tracing::info!(
             added = plan.added_runs.len(),
             removed = plan.removed_runs.len(),

@@ -9,6 +9,7 @@
 //! `export.max_pending_spans` (reserved before each poll), and stops polling while the collector
 //! fails.
 
+mod api_check;
 mod dispatch;
 mod event_loop;
 pub mod signals;
@@ -33,7 +34,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,8 @@ pub struct DaemonOptions {
     pub retired: Option<mpsc::UnboundedSender<RetiredRun>>,
     /// `/readyz` fails while spans wait and the collector accepted nothing for this long.
     pub readiness_export_bound: Duration,
+    /// `/readyz` fails while spans wait and every export attempt has failed for this long.
+    pub readiness_export_grace: Duration,
     /// Reload: the config file to watch (and read again on SIGHUP) …
     pub config_path: Option<PathBuf>,
     /// … the SIGHUP count the binary forwards …
@@ -95,6 +98,7 @@ impl Default for DaemonOptions {
             env: HashMap::new(),
             retired: None,
             readiness_export_bound: crate::telemetry::health::DEFAULT_EXPORT_BOUND,
+            readiness_export_grace: crate::telemetry::health::EXPORT_FAILING_GRACE,
             config_path: None,
             sighup: None,
             log_level: None,
@@ -147,6 +151,7 @@ pub async fn run(
     sender.set_metrics(stats.clone());
     client.set_metrics(stats.clone());
     stats.health.set_export_bound(options.readiness_export_bound);
+    stats.health.set_export_grace(options.readiness_export_grace);
     stats.health.set_config_loaded(true);
     let server = match config.server.listen.as_deref() {
         Some(listen) => Some(crate::telemetry::start(listen, stats.clone()).await?),
@@ -173,6 +178,9 @@ pub async fn run(
         stats.clone(),
     ));
     let (found_tx, found_rx) = mpsc::unbounded_channel::<Listed>();
+    // Polling and discovery wait for the start-up check (`api_check`).
+    let (checked_tx, checked_rx) = oneshot::channel();
+    let check_task = tokio::spawn(api_check::check_until_passed(client.clone(), stats.clone(), checked_tx));
     let reload = (options.config_path.is_some() || options.sighup.is_some())
         .then(|| ConfigSource::new(options.config_path.clone(), options.env.clone(), options.sighup.clone()));
 
@@ -197,17 +205,20 @@ pub async fn run(
         deferred_writes: Vec::new(),
         state_write_failing: false,
         found_tx,
+        api_checked: false,
         discovery: None,
         log_level: options.log_level.clone(),
         config: config.clone(),
     };
-    daemon.start_discovery();
     daemon.prune().await?;
     daemon.resume().await?;
     for id in &config.runs.ids {
         daemon.add_run(id, true).await?;
     }
-    let result = daemon.event_loop(shutdown, ack_rx, found_rx, queue_task, reload).await;
+    let result = daemon
+        .event_loop(shutdown, ack_rx, found_rx, checked_rx, queue_task, reload)
+        .await;
+    check_task.abort();
 
     // Staged shutdown: no new polls or discoveries; abandon polls in flight (their spans were
     // never queued, so nothing is lost); let the export queue finish within the deadline.
@@ -234,8 +245,8 @@ pub async fn run(
             Err(_) => {
                 queue_task.abort();
                 tracing::warn!(
-                    deadline = ?options.shutdown_deadline,
-                    "in-flight exports did not finish before the deadline; they will be sent again after restart"
+                    deadline = %crate::telemetry::human_duration(options.shutdown_deadline),
+                    "in-flight exports did not finish before the deadline; their spans were never committed, so the next start exports them"
                 );
             }
         }
@@ -257,6 +268,8 @@ struct Loop {
     /// The configuration in effect (settings that need a restart keep their starting values).
     config: BridgeConfig,
     found_tx: mpsc::UnboundedSender<Listed>,
+    /// The start-up check passed: polls and discovery may start.
+    api_checked: bool,
     discovery: Option<DiscoveryTask>,
     log_level: Option<LevelControl>,
     lifecycle: Lifecycle,

@@ -41,6 +41,14 @@ impl StateWrite {
 }
 
 impl Loop {
+    /// The run was retired here and its retirement waits to be written: the file still shows it
+    /// unretired, yet it is not to be watched again.
+    pub(super) fn retire_pending(&self, run_id: &str) -> bool {
+        self.deferred_writes
+            .iter()
+            .any(|write| matches!(write, StateWrite::Retire { run_id: id, .. } if id == run_id))
+    }
+
     /// Write now, or after the writes already waiting (order matters: a run recorded, then
     /// retired). A write the file refuses for now waits with them; any other failure is the
     /// daemon's error, as before.

@@ -6,6 +6,7 @@ use super::state_writes::StateWrite;
 use super::{unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
 use crate::commit::RunRecord;
+use crate::convert::Record;
 use crate::discover::{shard, Listed};
 use crate::fetch::poll::PollResult;
 use crate::schedule::watched::{
@@ -20,17 +21,23 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 impl Loop {
-    /// Every run not retired in the state store is watched again.
+    /// Every run not retired in the state store and not watched yet is watched (again): at start,
+    /// and on reload, which picks up the runs `state reopen` brought back.
     pub(super) async fn resume(&mut self) -> Result<(), DaemonError> {
         let records = self.with_state(|s| s.unretired_runs())?;
         for record in records {
-            if !shard::owns(&self.shard, &record.run_id) {
+            if !shard::owns(&self.shard, &record.run_id)
+                || self.runs.contains_key(record.run_id.as_str())
+                || self.retire_pending(&record.run_id)
+            {
                 continue;
             }
             let exported = self.with_state(|s| s.exported_span_ids(&record.run_id))?;
             let id: Arc<str> = Arc::from(record.run_id.as_str());
             let now = Instant::now();
-            let since = watched::watched_since(record.first_seen_at, unix_now_ns(), now);
+            // A run reopened by `state reopen` gets a whole `max_age` again.
+            let watched_from = record.reopened_at.unwrap_or(record.first_seen_at);
+            let since = watched::watched_since(watched_from, unix_now_ns(), now);
             let mut run = WatchedRun::new(id.clone(), &self.lifecycle, since);
             run.trace_id = match (&record.trace_id, record.trace_id_derived) {
                 (_, true) => TraceIdState::Derived,
@@ -61,7 +68,7 @@ impl Loop {
             return Ok(());
         }
         if !shard::owns(&self.shard, run_id) {
-            tracing::debug!(run_id, "another shard owns this run");
+            tracing::debug!(run_id = %run_id, "another shard owns this run");
             return Ok(());
         }
         let mut exported = HashSet::new();
@@ -71,10 +78,15 @@ impl Loop {
                 // while the state file refuses writes.
                 let removed = RetireReason::Removed.as_str();
                 if !(named && record.retire_reason.as_deref() == Some(removed)) {
-                    tracing::info!(run_id, reason = ?record.retire_reason, "run already retired; not polling it again");
+                    tracing::info!(
+                        run_id = %run_id,
+                        reason = record.retire_reason.as_deref().unwrap_or("unknown"),
+                        undo = %format_args!("trigger-otel-bridge state reopen {run_id}"),
+                        "run already retired; not polling it again"
+                    );
                     return Ok(());
                 }
-                tracing::info!(run_id, "named in runs.ids again after its removal; watching it again");
+                tracing::info!(run_id = %run_id, "named in runs.ids again after its removal; watching it again");
                 self.write_state(StateWrite::Reopen {
                     run_id: run_id.to_owned(),
                     reason: removed,
@@ -86,7 +98,7 @@ impl Loop {
         let first_seen_ns = record.first_seen_at;
         self.write_state(StateWrite::Upsert(record))?;
         let id: Arc<str> = Arc::from(run_id);
-        tracing::info!(run_id, "watching run");
+        tracing::info!(run_id = %run_id, "watching run");
         let mut run = WatchedRun::new(id, &self.lifecycle, Instant::now());
         run.first_seen_ns = first_seen_ns;
         run.exported = Arc::new(exported);
@@ -230,12 +242,16 @@ impl Loop {
         };
         let effects = run.on_poll(&self.lifecycle, outcome, now, unix_now_ns());
         if effects.ended {
-            tracing::info!(run_id = %id, status = run.status.as_deref().unwrap_or_default(), "run ended; settling");
+            tracing::info!(run_id = %id, status = run.status.as_deref().unwrap_or("unknown"), "run ended; settling");
         }
         if !result.records.is_empty() {
             let exported = Arc::make_mut(&mut run.exported);
             for record in &result.records {
                 exported.extend(record.covers().iter().copied());
+                match record {
+                    Record::Span(_) => run.sent.spans += 1,
+                    Record::Log(_) => run.sent.log_records += 1,
+                }
             }
             run.forget_exported_properties();
             self.stats.add_pending(result.records.len());
@@ -279,11 +295,15 @@ impl Loop {
         }
         let run_id = id.to_string();
         self.write_state(StateWrite::retire(&run_id, reason.as_str()))?;
-        self.runs.remove(id);
+        let Some(run) = self.runs.remove(id) else { return Ok(()) };
         self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
         RunRetired {
             run_id: &run_id,
             reason: reason.as_str(),
+            spans: run.sent.spans,
+            log_records: run.sent.log_records,
+            invalid_elements: run.invalid_counted.values().sum(),
+            span_ids_committed: run.exported.len(),
         }
         .emit(&self.stats);
         if let Some(retired) = &self.retired {

@@ -30,7 +30,7 @@ pub async fn fetch_trace(client: &TriggerClient, run_id: &str) -> Result<Option<
         Ok(trace) => Ok(trace),
         Err(error) if error.is_retryable() || matches!(error, ApiError::Unauthorized { .. }) => Err(error),
         Err(error) => {
-            tracing::warn!(run_id, %error, "the trace cannot be read; deriving the trace id from the run id");
+            tracing::warn!(run_id = %run_id, %error, "the trace cannot be read; deriving the trace id from the run id");
             Ok(None)
         }
     }

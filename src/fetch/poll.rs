@@ -118,7 +118,7 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
                 end_hint_checked = true;
             }
             Err(error) => {
-                tracing::debug!(run_id, %error, "the events show the run ended; its status could not be read")
+                tracing::debug!(run_id = %run_id, %error, "the events show the run ended; its status could not be read")
             }
         }
     }
@@ -141,7 +141,9 @@ async fn poll_inner(client: &TriggerClient, job: PollJob) -> Result<PollResult, 
             match client.trace(run_id).await {
                 Ok(Some(trace)) => fresh_properties = Some(Some(Arc::new(trace.span_properties))),
                 Ok(None) => {}
-                Err(error) => tracing::debug!(run_id, %error, "cannot refresh span properties from the trace"),
+                Err(error) => {
+                    tracing::debug!(run_id = %run_id, %error, "cannot refresh span properties from the trace")
+                }
             }
         }
     }

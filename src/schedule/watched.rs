@@ -180,6 +180,13 @@ pub struct PollEffects {
     pub next: Next,
 }
 
+/// What this process sent of one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SentTally {
+    pub spans: u64,
+    pub log_records: u64,
+}
+
 #[derive(Debug)]
 pub struct WatchedRun {
     pub id: Arc<str>,
@@ -198,6 +205,9 @@ pub struct WatchedRun {
     pub exported: Arc<HashSet<SpanId>>,
     /// Spans queued for export and not yet acknowledged.
     pub queued: usize,
+    /// Spans and log records queued for export since this process began watching the run (what
+    /// the line that retires it reports).
+    pub sent: SentTally,
     /// Records the last poll had beyond its share of the export capacity (fetched again next).
     pub backlog: usize,
     pub interval: Duration,
@@ -244,6 +254,7 @@ impl WatchedRun {
             ended_ns: None,
             exported: Arc::new(HashSet::new()),
             queued: 0,
+            sent: SentTally::default(),
             backlog: 0,
             interval: lifecycle.poll_interval,
             last_change: watched_since,

@@ -30,8 +30,20 @@ pub enum TelemetryError {
     StateNotWritable { what: &'static str, failing_for: Duration },
     #[error("Trigger.dev rejected the secret key (HTTP {status})")]
     KeyRejected { status: u16 },
-    #[error("no answer from Trigger.dev yet (secret key not confirmed)")]
-    KeyUnconfirmed,
+    #[error("checking Trigger.dev's API (trigger.api_url) and the secret key: no answer yet")]
+    ApiUnchecked,
+    /// The start-up check failed; `message` names the cause and the setting to change.
+    #[error("the start-up check of Trigger.dev failed: {message}")]
+    ApiCheckFailed { message: String },
+    #[error(
+        "every export attempt failed for {} s while {pending} spans wait: {reason}",
+        .failing.as_secs()
+    )]
+    ExportFailing {
+        failing: Duration,
+        pending: usize,
+        reason: String,
+    },
     #[error(
         "the collector has accepted nothing for {} s while {pending} spans wait (bound {} s)",
         .stalled.as_secs(),
@@ -80,8 +92,16 @@ mod tests {
                 "Trigger.dev rejected the secret key (HTTP 401)",
             ),
             (
-                TelemetryError::KeyUnconfirmed,
-                "no answer from Trigger.dev yet (secret key not confirmed)",
+                TelemetryError::ApiUnchecked,
+                "checking Trigger.dev's API (trigger.api_url) and the secret key: no answer yet",
+            ),
+            (
+                TelemetryError::ExportFailing {
+                    failing: Duration::from_millis(31_200),
+                    pending: 7,
+                    reason: "connection refused".into(),
+                },
+                "every export attempt failed for 31 s while 7 spans wait: connection refused",
             ),
             (
                 TelemetryError::ExportStalled {

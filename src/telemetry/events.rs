@@ -6,16 +6,36 @@ use std::fmt::Display;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-/// A run stops being watched.
+/// A run stops being watched, with what this process sent of it.
 pub struct RunRetired<'a> {
     pub run_id: &'a str,
-    /// `settled`, `max_age` or `not_found`.
+    /// `settled`, `max_age`, `not_found` or `removed`.
     pub reason: &'static str,
+    /// Spans and log records sent since this process began watching the run.
+    pub spans: u64,
+    pub log_records: u64,
+    /// Elements skipped as invalid (in the run's last events body).
+    pub invalid_elements: u64,
+    /// Span ids committed for the run in all, across restarts (what is never sent again).
+    pub span_ids_committed: usize,
 }
 
 impl RunRetired<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        tracing::info!(run_id = self.run_id, reason = self.reason, "run retired");
+        // A run given up on (not its normal end) says how to undo it; `removed` is undone by
+        // naming the run in `runs.ids` again.
+        let undo = matches!(self.reason, "not_found" | "max_age")
+            .then(|| format!("trigger-otel-bridge state reopen {}", self.run_id));
+        tracing::info!(
+            run_id = %self.run_id,
+            reason = self.reason,
+            spans = self.spans,
+            log_records = self.log_records,
+            invalid_elements = self.invalid_elements,
+            span_ids_committed = self.span_ids_committed,
+            undo = undo.as_deref(),
+            "run retired"
+        );
         metrics.runs_retired.fetch_add(1, Ordering::Relaxed);
         metrics
             .prom
@@ -34,7 +54,7 @@ pub struct PollStarted<'a> {
 impl PollStarted<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::trace!(
-            run_id = self.run_id,
+            run_id = %self.run_id,
             lag_ms = self.lag.as_millis() as u64,
             "polling run"
         );
@@ -50,7 +70,7 @@ pub struct PollFinished<'a> {
 
 impl PollFinished<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        tracing::debug!(run_id = self.run_id, new_spans = self.spans, "polled run");
+        tracing::debug!(run_id = %self.run_id, new_spans = self.spans, "polled run");
         metrics.polls.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls.inc();
     }
@@ -63,7 +83,7 @@ pub struct BodyUnchanged<'a> {
 
 impl BodyUnchanged<'_> {
     pub fn emit(&self, metrics: &Metrics) {
-        tracing::trace!(run_id = self.run_id, "events body unchanged; not parsed");
+        tracing::trace!(run_id = %self.run_id, "events body unchanged; not parsed");
         metrics.polls_unchanged.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls_unchanged.inc();
     }
@@ -80,9 +100,14 @@ pub struct PollFailed<'a, E: Display> {
 impl<E: Display> PollFailed<'_, E> {
     pub fn emit(&self, metrics: &Metrics) {
         match self.retry_in {
-            Some(retry_in) => tracing::warn!(run_id = self.run_id, error = %self.error, ?retry_in, "poll failed"),
+            Some(retry_in) => tracing::warn!(
+                run_id = %self.run_id,
+                error = %self.error,
+                retry_in = %super::human_duration(retry_in),
+                "poll failed"
+            ),
             None => tracing::warn!(
-                run_id = self.run_id,
+                run_id = %self.run_id,
                 error = %self.error,
                 "poll failed and the run is past runs.max_age: retiring it without its final export"
             ),
@@ -101,7 +126,7 @@ pub struct RunNotFound<'a> {
 impl RunNotFound<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::warn!(
-            run_id = self.run_id,
+            run_id = %self.run_id,
             endpoint = self.endpoint,
             "run not found (404 for runs.not_found_after while other calls succeeded); retiring it"
         );
@@ -123,7 +148,7 @@ pub struct InvalidElements<'a> {
 impl InvalidElements<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::warn!(
-            run_id = self.run_id,
+            run_id = %self.run_id,
             reason = self.reason,
             count = self.count,
             total = self.total,
@@ -215,11 +240,12 @@ impl ExportBatchFailed<'_> {
             signal = self.signal.as_str(),
             reason = self.reason,
             attempt = self.attempt,
-            retry_in = ?self.retry_in,
+            retry_in = %super::human_duration(self.retry_in),
             batch_size = self.records,
             "export failed; retrying"
         );
         let Some(metrics) = metrics else { return };
+        metrics.health.export_failed(self.reason);
         metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
         let failed = match self.signal {
             Signal::Traces => &metrics.prom.spans_export_failed,
@@ -245,14 +271,14 @@ impl RecordRejected<'_> {
         let (run_id, reason, span_id, name) = (self.run_id.unwrap_or("-"), self.reason, self.span_id, self.name);
         match self.signal {
             Signal::Traces => tracing::error!(
-                run_id,
+                run_id = %run_id,
                 reason,
                 %span_id,
                 span_name = name,
                 "the collector rejected this span; it is dropped"
             ),
             Signal::Logs => tracing::error!(
-                run_id,
+                run_id = %run_id,
                 reason,
                 %span_id,
                 body = name,
@@ -405,6 +431,10 @@ mod tests {
         RunRetired {
             run_id: "run_a",
             reason: "settled",
+            spans: 3,
+            log_records: 0,
+            invalid_elements: 1,
+            span_ids_committed: 4,
         }
         .emit(&metrics);
         ApiResponse {

@@ -13,9 +13,25 @@ pub const HEARTBEAT_STALE_AFTER: Duration = Duration::from_secs(30);
 /// accepting anything make the bridge not ready (the `export` command gives up after as long).
 pub const DEFAULT_EXPORT_BOUND: Duration = Duration::from_secs(120);
 
+/// Spans waiting while every export attempt has failed for this long make the bridge not ready:
+/// long enough for a collector's restart or one retried blip, short enough that a probe sees a
+/// collector that is really down (an attempt that hangs is bounded by [`DEFAULT_EXPORT_BOUND`]).
+pub const EXPORT_FAILING_GRACE: Duration = Duration::from_secs(30);
+
 const KEY_UNKNOWN: u8 = 0;
 const KEY_ACCEPTED: u8 = 1;
 const KEY_REJECTED: u8 = 2;
+
+/// The start-up check of Trigger.dev (`trigger::startup_check`), as readiness sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum ApiCheck {
+    /// Not answered yet.
+    #[default]
+    Pending,
+    /// The last try failed with this message (it names the setting to change).
+    Failed(String),
+    Passed,
+}
 
 /// Times are milliseconds since `epoch`, plus one (0: never).
 pub struct Health {
@@ -28,7 +44,12 @@ pub struct Health {
     last_export: AtomicU64,
     waiting_since: AtomicU64,
     export_bound_ms: AtomicU64,
-    nothing_to_watch: AtomicBool,
+    /// When export attempts started failing with none accepted since (0: not failing).
+    export_failing_since: AtomicU64,
+    export_grace_ms: AtomicU64,
+    /// The latest failed attempt's reason, for `/readyz`.
+    export_failure: Mutex<String>,
+    api_check: Mutex<ApiCheck>,
     state_fault: Mutex<StateFault>,
 }
 
@@ -56,7 +77,7 @@ impl fmt::Debug for Health {
             .field("config_loaded", &self.config_loaded.load(Ordering::Relaxed))
             .field("state_open", &self.state_open.load(Ordering::Relaxed))
             .field("key", &self.key.load(Ordering::Relaxed))
-            .field("nothing_to_watch", &self.nothing_to_watch.load(Ordering::Relaxed))
+            .field("api_check", &*self.api_check.lock().unwrap_or_else(|e| e.into_inner()))
             .finish_non_exhaustive()
     }
 }
@@ -79,7 +100,10 @@ impl Health {
             last_export: AtomicU64::new(0),
             waiting_since: AtomicU64::new(0),
             export_bound_ms: AtomicU64::new(DEFAULT_EXPORT_BOUND.as_millis() as u64),
-            nothing_to_watch: AtomicBool::new(false),
+            export_failing_since: AtomicU64::new(0),
+            export_grace_ms: AtomicU64::new(EXPORT_FAILING_GRACE.as_millis() as u64),
+            export_failure: Mutex::new(String::new()),
+            api_check: Mutex::new(ApiCheck::Pending),
             state_fault: Mutex::new(StateFault::default()),
         }
     }
@@ -131,10 +155,16 @@ impl Health {
         self.export_bound_ms.store(bound.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// The daemon watches no run and discovery is off, so it has no reason to call Trigger.dev
-    /// (see [`Health::readiness`]). False until the daemon says so after starting.
-    pub fn set_nothing_to_watch(&self, nothing: bool) {
-        self.nothing_to_watch.store(nothing, Ordering::Relaxed);
+    pub fn set_export_grace(&self, grace: Duration) {
+        self.export_grace_ms.store(grace.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The start-up check of Trigger.dev passed (`Ok`) or failed with this message.
+    pub fn api_checked(&self, result: Result<(), String>) {
+        *self.api_check.lock().unwrap_or_else(|e| e.into_inner()) = match result {
+            Ok(()) => ApiCheck::Passed,
+            Err(message) => ApiCheck::Failed(message),
+        };
     }
 
     /// A Trigger.dev response with this status: 2xx accepts the key, 401/403 rejects it, anything
@@ -154,6 +184,20 @@ impl Health {
     /// make progress.
     pub fn export_progressed(&self) {
         self.last_export.store(self.stamp(Instant::now()), Ordering::Relaxed);
+        self.export_failing_since.store(0, Ordering::Relaxed);
+    }
+
+    /// An export attempt failed (it will be retried) for `reason`.
+    pub fn export_failed(&self, reason: &str) {
+        let _ = self.export_failing_since.compare_exchange(
+            0,
+            self.stamp(Instant::now()),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let mut failure = self.export_failure.lock().unwrap_or_else(|e| e.into_inner());
+        failure.clear();
+        failure.push_str(reason);
     }
 
     /// Spans started waiting for the collector while none were (called by `add_pending`).
@@ -172,11 +216,13 @@ impl Health {
         Ok(())
     }
 
-    /// `/readyz`, in this order: the config is loaded; the state file is open; Trigger.dev
-    /// accepted the key (its latest 2xx or 401/403 decides; not ready before the first answer,
-    /// unless there is nothing to watch); and, while `pending` spans wait, the collector made
-    /// progress within the export bound (counted from the last accepted attempt, or from when
-    /// spans started waiting if later).
+    /// `/readyz`, in this order: the config is loaded; the state file is open and takes writes;
+    /// the start-up check found Trigger.dev's API at `api_url` accepting the key (which also
+    /// makes a replica with nothing to watch ready); no later answer rejected the key; and, while
+    /// `pending` spans wait, export attempts have not all failed for the grace
+    /// ([`EXPORT_FAILING_GRACE`] by default) and
+    /// the collector made progress within the export bound (counted from the last accepted
+    /// attempt, or from when spans started waiting if later).
     pub fn readiness(&self, now: Instant, pending: usize) -> Result<(), TelemetryError> {
         if !self.config_loaded.load(Ordering::Relaxed) {
             return Err(TelemetryError::ConfigNotLoaded);
@@ -193,21 +239,30 @@ impl Health {
                 });
             }
         }
-        match self.key.load(Ordering::Relaxed) {
-            KEY_ACCEPTED => {}
-            KEY_REJECTED => {
-                let status = self.key_rejected_status.load(Ordering::Relaxed);
-                return Err(TelemetryError::KeyRejected { status });
+        match &*self.api_check.lock().unwrap_or_else(|e| e.into_inner()) {
+            ApiCheck::Passed => {}
+            ApiCheck::Pending => return Err(TelemetryError::ApiUnchecked),
+            ApiCheck::Failed(message) => {
+                return Err(TelemetryError::ApiCheckFailed {
+                    message: message.clone(),
+                })
             }
-            // No run watched and discovery off: the daemon makes no request, so the key cannot
-            // be confirmed, yet nothing fails and nothing waits (an idle replica, or one whose
-            // runs were all retired before any answer). Not ready would only take it out of
-            // service for no fault. A rejection still counts (above), and once there is
-            // something to watch an unconfirmed key makes it not ready until Trigger.dev answers.
-            KEY_UNKNOWN if self.nothing_to_watch.load(Ordering::Relaxed) => {}
-            _ => return Err(TelemetryError::KeyUnconfirmed),
+        }
+        if self.key.load(Ordering::Relaxed) == KEY_REJECTED {
+            let status = self.key_rejected_status.load(Ordering::Relaxed);
+            return Err(TelemetryError::KeyRejected { status });
         }
         if pending > 0 {
+            if let Some(failing) = self.age(self.export_failing_since.load(Ordering::Relaxed), now) {
+                if failing > Duration::from_millis(self.export_grace_ms.load(Ordering::Relaxed)) {
+                    let reason = self.export_failure.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    return Err(TelemetryError::ExportFailing {
+                        failing,
+                        pending,
+                        reason,
+                    });
+                }
+            }
             let since = self
                 .last_export
                 .load(Ordering::Relaxed)
@@ -239,7 +294,7 @@ mod tests {
         let health = Health::new();
         health.set_config_loaded(true);
         health.set_state_open(true);
-        health.api_status(200);
+        health.api_checked(Ok(()));
         health
     }
 
@@ -260,18 +315,35 @@ mod tests {
     }
 
     #[test]
-    fn not_ready_until_config_state_and_key() {
+    fn not_ready_until_config_state_and_the_start_up_check() {
         let health = Health::new();
         let now = Instant::now();
         assert!(ready(&health, now, 0).unwrap_err().contains("configuration"));
         health.set_config_loaded(true);
         assert!(ready(&health, now, 0).unwrap_err().contains("state"));
         health.set_state_open(true);
-        assert!(ready(&health, now, 0).unwrap_err().contains("Trigger.dev"));
-        health.api_status(500);
-        assert!(ready(&health, now, 0).is_err(), "a 500 says nothing about the key");
+        assert!(ready(&health, now, 0).unwrap_err().contains("no answer yet"));
         health.api_status(200);
+        assert!(
+            ready(&health, now, 0).is_err(),
+            "a run's answer before the check is not the check"
+        );
+        health.api_checked(Err("http://x is not a Trigger.dev API: check trigger.api_url".into()));
+        let reason = ready(&health, now, 0).unwrap_err();
+        assert!(
+            reason.contains("start-up check") && reason.contains("trigger.api_url"),
+            "{reason}"
+        );
+        health.api_checked(Ok(()));
         assert_eq!(ready(&health, now, 0), Ok(()));
+    }
+
+    #[test]
+    fn a_key_rejected_after_the_check_is_not_ready_until_accepted_again() {
+        let health = ready_health();
+        let now = Instant::now();
+        health.api_status(500);
+        assert_eq!(ready(&health, now, 0), Ok(()), "a 500 says nothing about the key");
         health.api_status(401);
         assert!(ready(&health, now, 0).unwrap_err().contains("HTTP 401"));
         health.api_status(200);
@@ -279,30 +351,26 @@ mod tests {
     }
 
     #[test]
-    fn nothing_to_watch_needs_no_confirmed_key_but_a_rejected_one_still_counts() {
-        let health = Health::new();
-        health.set_config_loaded(true);
-        health.set_state_open(true);
+    fn exports_failing_past_the_grace_are_not_ready_while_spans_wait() {
+        let health = ready_health();
+        health.spans_waiting();
+        health.export_failed("connection refused (export.endpoint)");
         let now = Instant::now();
-        assert!(ready(&health, now, 0).unwrap_err().contains("no answer"));
-        health.set_nothing_to_watch(true);
-        assert_eq!(ready(&health, now, 0), Ok(()));
-        health.set_nothing_to_watch(false);
+        assert_eq!(ready(&health, now, 3), Ok(()), "within the grace");
+        let later = now + EXPORT_FAILING_GRACE + Duration::from_secs(1);
+        let reason = ready(&health, later, 3).unwrap_err();
         assert!(
-            ready(&health, now, 0).unwrap_err().contains("no answer"),
-            "something to watch again: the key must be confirmed"
+            reason.contains("every export attempt failed") && reason.contains("connection refused"),
+            "{reason}"
         );
-        health.api_status(401);
-        health.set_nothing_to_watch(true);
-        assert!(ready(&health, now, 0).unwrap_err().contains("HTTP 401"));
-        health.api_status(200);
-        assert_eq!(ready(&health, now, 0), Ok(()));
-        let fresh = Health::new();
-        fresh.set_nothing_to_watch(true);
+        assert_eq!(ready(&health, later, 0), Ok(()), "nothing waits: ready");
+        health.export_failed("still refused");
         assert!(
-            ready(&fresh, now, 0).unwrap_err().contains("configuration"),
-            "the other checks still apply"
+            ready(&health, later, 3).unwrap_err().contains("still refused"),
+            "the failure counts from its first attempt and names the latest"
         );
+        health.export_progressed();
+        assert_eq!(ready(&health, later, 3), Ok(()), "an accepted attempt ends the episode");
     }
 
     #[test]

@@ -201,6 +201,16 @@ impl TriggerClient {
         *self.inner.last_success.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `trigger.api_url` as messages may show it: no user name, password, query or fragment.
+    pub fn api_url_shown(&self) -> String {
+        let mut url = self.inner.base.clone();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        url.as_str().trim_end_matches('/').to_owned()
+    }
+
     /// The budget shared by every request of this client (and its clones).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.limiter

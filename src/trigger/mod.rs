@@ -9,9 +9,11 @@ pub mod model;
 mod out_of_range;
 pub mod rate_limit;
 pub mod retry;
+pub mod startup_check;
 
 pub use api_types::{RunDetails, RunFilters, RunPage, RunSummary, RunTrace};
 pub use client::{ClientTuning, EventsFetch, TriggerClient};
 pub use error::ApiError;
 pub use rate_limit::{RateLimitTuning, RateLimiter};
 pub use retry::RetryPolicy;
+pub use startup_check::StartupCheckError;

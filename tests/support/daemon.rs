@@ -182,6 +182,42 @@ impl Running {
             .await;
     }
 
+    /// `/readyz` (of a daemon started with [`Running::serving`]) until it answers `status`
+    /// within `limit`; returns its body.
+    pub async fn readyz_becomes(&self, status: u16, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let (got, body) = http_get(self.addr(), "/readyz").await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `/readyz` until it answers 503 with a body containing `needle` within `limit`; returns
+    /// the body.
+    pub async fn readyz_says(&self, needle: &str, limit: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let (got, body) = http_get(self.addr(), "/readyz").await;
+            if got == 503 && body.contains(needle) {
+                return body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "/readyz stayed {got} ({body:?}) without {needle:?}: {:?}",
+                self.stats
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     pub async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(Duration::from_secs(15), self.task)
@@ -193,4 +229,18 @@ impl Running {
             server.stop().await;
         }
     }
+}
+
+/// One HTTP/1.1 GET over a fresh connection: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
+    (status, body.to_owned())
 }

@@ -192,6 +192,19 @@ impl Timeline {
         self.runs.iter().find(|r| r.id == run_id)
     }
 
+    /// `GET /api/v1/runs` at demo time `now_ms`: the runs started by then, newest first, in one
+    /// page (the daemon's start-up check reads it).
+    pub fn list_body(&self, now_ms: u64) -> Value {
+        let data: Vec<Value> = self
+            .runs
+            .iter()
+            .rev()
+            .filter(|run| run.start_ms <= now_ms)
+            .map(|run| self.run_body(run, now_ms))
+            .collect();
+        serde_json::json!({ "data": data, "pagination": {} })
+    }
+
     /// When the last run ends, in ms of demo time.
     pub fn last_end_ms(&self) -> u64 {
         self.runs.iter().map(|r| r.end_ms).max().unwrap_or(0)

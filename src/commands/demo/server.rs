@@ -1,5 +1,6 @@
 //! The demo's embedded server on 127.0.0.1 (a port the OS picks): a fake Trigger.dev API
-//! answering for the sample runs as they progress, and an OTLP/HTTP `/v1/traces` receiver (the
+//! answering for the sample runs as they progress (and listing them, for the daemon's start-up
+//! check), and an OTLP/HTTP `/v1/traces` receiver (the
 //! demo's in-process sink, used when no collector is given).
 //!
 //! Its two halves are also the core of the test kit's fakes (tests/support), so that the tree has
@@ -191,7 +192,17 @@ impl DemoServer {
         let receiver = Router::new()
             .route("/v1/traces", post(traces))
             .with_state(received.clone());
+        let list = Router::new()
+            .route(
+                "/api/v1/runs",
+                get(|State(samples): State<Arc<Samples>>| async move {
+                    let body = samples.timeline.list_body(samples.now_ms()).to_string();
+                    found(Some(Bytes::from(body)), "")
+                }),
+            )
+            .with_state(samples.clone());
         let app = run_routes(samples)
+            .merge(list)
             .merge(receiver)
             .layer(DefaultBodyLimit::max(64 * 1024 * 1024));
         let served = Served::on_loopback(app).await?;
