@@ -2,7 +2,7 @@
 //! a runtime started, the command run, its outcome a `Result<(), CommandError>`. The binary only
 //! parses the command line and turns the error into its exit code.
 
-use super::check_config::check_config;
+use super::check_config::{check_config, CheckFor};
 use super::convert::{convert_body, read_input, ConvertOptions};
 use super::demo::DemoOptions;
 use super::export::{run_export, BackfillOptions};
@@ -126,10 +126,12 @@ pub fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> Re
     }
 }
 
-/// `check-config`: the effective configuration on stdout, secrets redacted.
-pub fn check(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
+/// `check-config`: the effective configuration on stdout, secrets redacted; with `--for`, also
+/// what that command would refuse at its start.
+pub fn check(config_flag: Option<PathBuf>, for_command: Option<CheckFor>) -> Result<(), CommandError> {
     Ok(check_config(
         config_flag,
+        for_command,
         &process_env(),
         &mut std::io::stdout().lock(),
     )?)

@@ -90,6 +90,13 @@ pub enum ConfigError {
     #[error("`{key}` is not set: {hint}")]
     Missing { key: &'static str, hint: &'static str },
 
+    /// What a command would refuse at its start (`check-config --for COMMAND`).
+    #[error("`{command}` would not start: {source}")]
+    NeededBy {
+        command: &'static str,
+        source: Box<ConfigError>,
+    },
+
     /// A string that does not parse as the value it stands for (a shard, a protocol…).
     #[error("{value:?} is not a valid {what}: {reason}")]
     Parse {
@@ -141,6 +148,7 @@ impl ConfigError {
         match self {
             ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
             ConfigError::Missing { key, .. } => Some(key),
+            ConfigError::NeededBy { source, .. } => source.key(),
             _ => None,
         }
     }
