@@ -9,5 +9,6 @@ pub mod export;
 pub mod inspect;
 pub mod outcome;
 pub mod waterfall;
+pub mod wording;
 
 pub use outcome::{CommandError, ExitStatus};
