@@ -106,8 +106,12 @@ pub fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> 
 pub fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> Result<(), CommandError> {
     super::demo::exclude_loopback_from_proxies();
     // The demo tells its own story on stdout; the daemon's logs only when something is wrong.
+    // The daemon's own warnings (`daemon::*`: about its state file, reloads, exports cut short at
+    // shutdown) are about a state file that outlives the process, and would promise that
+    // unacknowledged spans are "sent again after restart": the demo's state file is deleted
+    // when it ends, so the demo says itself what was not delivered (`demo::unsent_note`).
     logging::init(&LogConfig {
-        level: "warn".to_owned(),
+        level: "warn,trigger_otel_bridge::daemon=error".to_owned(),
         ..LogConfig::default()
     });
     let runtime = runtime(Builder::new_multi_thread())?;
