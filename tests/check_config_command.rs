@@ -267,7 +267,9 @@ fn a_redacted_placeholder_is_refused_wherever_the_key_is_read() {
     let old_path = old.path().to_str().unwrap();
     let empty = config_file("");
     let empty_path = empty.path().to_str().unwrap();
-    let cases: [(&[&str], &str, &[(&str, &str)], String); 6] = [
+    // (the command's arguments, its config file, its environment, where the key came from)
+    type Case<'a> = (&'a [&'a str], &'a str, &'a [(&'a str, &'a str)], String);
+    let cases: [Case; 6] = [
         (&["check-config"], old_path, &[], format!("(in {old_path})")),
         (&["run"], old_path, &[], format!("(in {old_path})")),
         (&["export", "run_1"], old_path, &[], format!("(in {old_path})")),
