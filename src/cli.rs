@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Duration;
+use trigger_otel_bridge::commands::check_config::CheckFor;
 use trigger_otel_bridge::commands::demo::SPEED_VAR;
 use trigger_otel_bridge::config::{LogsMode, Protocol};
 
@@ -93,11 +94,15 @@ pub enum Command {
         #[arg(long, hide = true, env = SPEED_VAR, default_value_t = 1.0)]
         speed: f64,
     },
-    /// Validate the configuration and print it, secrets redacted.
+    /// Validate the configuration and print it, secrets redacted (as comments). Every error is
+    /// reported at once.
     CheckConfig {
         /// Config file; default: $TRIGGER_OTEL_BRIDGE_CONFIG, ./bridge.toml, config/bridge.toml.
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+        /// Also refuse what this command would refuse at its start (no secret key, for one).
+        #[arg(long = "for", value_name = "COMMAND", value_enum)]
+        for_command: Option<CheckFor>,
     },
     /// The state file: list its runs, or watch retired runs again.
     State {
@@ -161,7 +166,7 @@ impl Cli {
             Command::Run { ref config }
             | Command::Export { ref config, .. }
             | Command::Inspect { ref config, .. }
-            | Command::CheckConfig { ref config } => config.is_some(),
+            | Command::CheckConfig { ref config, .. } => config.is_some(),
             Command::State { ref action } => match action {
                 StateAction::List { config, .. } | StateAction::Reopen { config, .. } => config.is_some(),
             },
@@ -179,7 +184,7 @@ impl Command {
             Command::Run { config }
             | Command::Export { config, .. }
             | Command::Inspect { config, .. }
-            | Command::CheckConfig { config } => *config = Some(path),
+            | Command::CheckConfig { config, .. } => *config = Some(path),
             Command::State { action } => *action.config_mut() = Some(path),
             Command::Convert { .. } | Command::Demo { .. } => {}
         }
@@ -249,5 +254,18 @@ mod tests {
         );
         assert!(parse(&["state", "reopen"]).is_err(), "a run is required");
         assert!(parse(&["--config", "a.toml", "demo"]).is_err());
+    }
+
+    #[test]
+    fn check_config_for_takes_the_commands_that_need_a_key() {
+        let Ok(Command::CheckConfig { for_command, .. }) = parse(&["check-config", "--for", "export"]) else {
+            panic!("--for export refused");
+        };
+        assert_eq!(for_command, Some(CheckFor::Export));
+        let error = parse(&["check-config", "--for", "convert"]).unwrap_err();
+        assert!(
+            error.contains("run, export, inspect"),
+            "lists the valid values: {error}"
+        );
     }
 }

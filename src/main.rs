@@ -72,7 +72,7 @@ fn execute(command: Command) -> Result<(), CommandError> {
             protocol,
             speed,
         } => entry::demo(otlp_endpoint, protocol, speed),
-        Command::CheckConfig { config } => entry::check(config),
+        Command::CheckConfig { config, for_command } => entry::check(config, for_command),
         Command::State { action } => match action {
             StateAction::List {
                 config,

@@ -482,8 +482,71 @@ fn malformed_json_is_a_clear_error_with_line_and_column_and_no_stdout() {
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains("line 2, column 18"), "{stderr}");
-    assert!(stderr.contains("standard input"), "{stderr}");
+    // The position once (serde_json's own " at line 2 column 18" is not repeated).
+    assert_eq!(
+        stderr,
+        "error: standard input is not a Trigger.dev events body: key must be a string (line 2, column 18)\n"
+    );
+}
+
+fn convert_stdin(body: &str, args: &[&str]) -> (Vec<Span>, String) {
+    let output = bridge()
+        .args(["convert", "-", "--run-id", "run_x"])
+        .args(args)
+        .write_stdin(body)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{stderr}");
+    let request: ExportTraceServiceRequest = serde_json::from_slice(&output.stdout).unwrap();
+    let spans = request
+        .resource_spans
+        .into_iter()
+        .flat_map(|r| r.scope_spans)
+        .flat_map(|s| s.spans)
+        .collect();
+    (spans, stderr)
+}
+
+/// Elements are counted, not the fields repaired in them: one element with two bad flags and a
+/// bad duration is one element repaired, in each reason's line and in the summary.
+#[test]
+fn an_element_with_several_bad_fields_counts_once() {
+    let body = r#"[{"spanId":"00000000000000a1","startTime":"1758630769250000000","duration":-5,"message":"bad","isError":"yes","isPartial":3},
+                   {"spanId":"00000000000000a2","startTime":"1758630769250000000","duration":10,"message":"also","isCancelled":"no"}]"#;
+    let (spans, stderr) = convert_stdin(body, &[]);
+    assert_eq!(spans.len(), 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: 2 elements repaired (reason=flag); first: element #0: isError is \"yes\", taken as false\n"
+        ),
+        "elements #0 and #1, not three flags: {stderr}"
+    );
+    assert!(
+        stderr.contains("warning: 1 element repaired (reason=duration); first: element #0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with("converted 2 spans from 2 elements (0 invalid skipped, 2 repaired)\n"),
+        "{stderr}"
+    );
+}
+
+/// `--logs drop` is the user's choice: said as information, not a warning about invalid
+/// elements, and not counted among the skipped.
+#[test]
+fn logs_dropped_by_choice_are_information_not_a_warning() {
+    let body = r#"[{"spanId":"00000000000000a1","startTime":"1758630769250000000","duration":1000,"message":"root","level":"TRACE"},
+                   {"spanId":"00000000000000b1","parentId":"00000000000000a1","startTime":"1758630769250000500","duration":0,"message":"hi","level":"INFO"},
+                   {"spanId":"00000000000000b2","parentId":"00000000000000a1","startTime":"1758630769250000600","duration":0,"message":"ho","level":"WARN"}]"#;
+    let (spans, stderr) = convert_stdin(body, &["--logs", "drop"]);
+    assert_eq!(spans.len(), 1, "{stderr}");
+    assert_eq!(
+        stderr,
+        "2 log elements dropped (--logs drop)\nconverted 1 span from 3 elements (0 invalid skipped, 0 repaired)\n"
+    );
+    let (_, stderr) = convert_stdin(body, &[]);
+    assert!(!stderr.contains("dropped"), "{stderr}");
 }
 
 #[test]

@@ -27,6 +27,64 @@ async fn run(mut cmd: tokio::process::Command) -> (Output, String, String) {
 /// charge-payment and the POST under it).
 const SUMMARY: &str = "4 runs, 35 spans, 16 logs, 3 errors exported to";
 
+/// A collector that is down, and the demo stopped (Ctrl-C) while spans wait for it: the demo
+/// says what becomes of them, truthfully (its state file is temporary: they are not sent again
+/// after a restart, as the daemon's shutdown warning would have promised), in the right number.
+#[tokio::test]
+async fn stopped_while_the_collector_is_down_it_says_nothing_is_sent_later() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let endpoint = format!("http://127.0.0.1:{}", support::process::free_port());
+    let mut cmd = demo_command();
+    cmd.args(["--otlp-endpoint", &endpoint])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    let waiting = tokio::time::timeout(std::time::Duration::from_secs(40), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            stdout.push_str(&line);
+            stdout.push('\n');
+            if line.contains("waiting for") {
+                return line;
+            }
+        }
+        panic!("the demo ended without saying spans wait:\n{stdout}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no waiting line in time:\n{stdout}"));
+    let count = waiting.split_whitespace().nth(1).unwrap();
+    let expected = match count {
+        "1" => format!("1 span is waiting for {endpoint} (grpc): is the collector running?"),
+        n => format!("{n} spans are waiting for {endpoint} (grpc): is the collector running?"),
+    };
+    assert!(waiting.contains(&expected), "{waiting}");
+    support::process::signal(&child, libc::SIGINT);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        stdout.push_str(&line);
+        stdout.push('\n');
+    }
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "incomplete:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("\ninterrupted: stopping the daemon\n"), "{stdout}");
+    assert!(
+        stdout.contains("(incomplete: expected 4 runs and 35 spans)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "The spans not delivered are not sent later: the demo's state file is temporary. Start the \
+             collector and run the demo again. (`run` keeps the acknowledged span ids in its state file: after \
+             a restart it sends only what was not acknowledged.)"
+        ),
+        "{stdout}"
+    );
+    for text in [&stdout, &*stderr] {
+        assert!(!text.contains("sent again after restart"), "{text}");
+    }
+}
+
 #[tokio::test]
 async fn demo_runs_its_samples_to_completion_and_prints_each_trace() {
     // Any HTTP request beyond loopback would go to this dead proxy and fail.

@@ -182,6 +182,42 @@ async fn filters_find_runs_through_the_list_endpoint_with_paging() {
     receiver.stop().await;
 }
 
+/// The API's statuses are upper case: `--status completed` is sent as COMPLETED, and a status
+/// the API does not have is refused before any call, with the valid ones listed (the API would
+/// answer an empty list, as if no run matched).
+#[tokio::test]
+async fn statuses_are_normalised_and_unknown_ones_refused() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let (output, stderr) = run(
+        bridge_command(&api, &receiver, "grpc"),
+        &["--status", "completed", "--status", "Failed"],
+    )
+    .await;
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("exported 17 spans from 2 runs"), "{stderr}");
+    let list_queries = api.queries_to("/api/v1/runs");
+    assert!(
+        !list_queries.is_empty()
+            && list_queries
+                .iter()
+                .all(|q| q.contains("filter%5Bstatus%5D=COMPLETED%2CFAILED")),
+        "{list_queries:?}"
+    );
+
+    let calls = api.requests().len();
+    let (output, stderr) = run(bridge_command(&api, &receiver, "grpc"), &["--status", "done"]).await;
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "error: --status \"done\" is not a run status; valid: PENDING_VERSION, QUEUED, DEQUEUED, EXECUTING, \
+         WAITING, DELAYED, COMPLETED, CANCELED, FAILED, CRASHED, INTERRUPTED, SYSTEM_FAILURE, EXPIRED, TIMED_OUT\n"
+    );
+    assert_eq!(api.requests().len(), calls, "no API call");
+    api.stop().await;
+    receiver.stop().await;
+}
+
 #[tokio::test]
 async fn a_failing_run_is_reported_and_the_others_exported() {
     let api = FakeApi::start(all_fixture_runs()).await;
@@ -193,7 +229,7 @@ async fn a_failing_run_is_reported_and_the_others_exported() {
     .await;
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("exported 12 spans from 1 runs (0 invalid elements skipped, 1 runs failed)"),
+        stderr.contains("exported 12 spans from 1 run (0 invalid elements skipped, 1 run failed)"),
         "{stderr}"
     );
     assert!(stderr.contains("run_doesnotexist: failed:"), "{stderr}");
@@ -258,7 +294,7 @@ async fn a_rejected_key_is_a_clear_error_with_exit_1_and_no_secret() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("rejected") && stderr.contains("tr_dev_"), "{stderr}");
     assert!(!stderr.contains("WRONGkeyPLANTED"), "{stderr}");
-    assert!(stderr.contains("1 runs failed"), "{stderr}");
+    assert!(stderr.contains("1 run failed"), "{stderr}");
     api.stop().await;
     receiver.stop().await;
 }
@@ -274,21 +310,15 @@ async fn no_runs_and_no_filters_is_a_usage_error() {
     receiver.stop().await;
 }
 
-#[tokio::test]
-async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
-    let api = FakeApi::start(all_fixture_runs()).await;
-    api.delay_events(Duration::from_millis(400));
-    let receiver = Receiver::start().await;
+/// `export ARGS` on a pseudo-terminal (`script`): its exit status, and what the terminal showed.
+async fn export_on_a_terminal(api: &FakeApi, receiver: &Receiver, args: &str) -> (Output, String) {
     // `script` gives the bridge a pseudo-terminal; its output file is the terminal transcript.
     let transcript = tempfile::NamedTempFile::new().unwrap();
-    let cmd = bridge_command(&api, &receiver, "grpc");
+    let cmd = bridge_command(api, receiver, "grpc");
     let mut script = tokio::process::Command::new("script");
     script
         .args(["-q", "-e", "-c"])
-        .arg(format!(
-            "{} export run_cm1finished01 run_cm1selfhosted",
-            support::process::BINARY
-        ))
+        .arg(format!("{} export {args}", support::process::BINARY))
         .arg(transcript.path());
     for (key, value) in cmd.as_std().get_envs() {
         if let Some(value) = value {
@@ -300,10 +330,37 @@ async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let (output, _, _) = support::process::output(&mut script).await;
-    let shown = std::fs::read_to_string(transcript.path()).unwrap();
+    (output, std::fs::read_to_string(transcript.path()).unwrap())
+}
+
+#[tokio::test]
+async fn on_a_terminal_a_progress_bar_is_drawn_and_the_summary_printed() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    api.delay_events(Duration::from_millis(400));
+    let receiver = Receiver::start().await;
+    let (output, shown) = export_on_a_terminal(&api, &receiver, "run_cm1finished01 run_cm1selfhosted").await;
     assert!(output.status.success(), "{shown}");
     assert!(shown.contains("exporting runs ["), "no progress bar drawn: {shown:?}");
+    assert!(shown.contains("] 0/2 · 0 spans"), "the bar starts empty: {shown:?}");
     assert!(shown.contains("exported 19 spans from 2 runs"), "{shown}");
+    api.stop().await;
+    receiver.stop().await;
+}
+
+/// Filters that match no run: no bar (indicatif would draw one of length 0 full, `0/0`), and the
+/// summary says that nothing matched.
+#[tokio::test]
+async fn on_a_terminal_no_run_matched_draws_no_bar() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let (output, shown) = export_on_a_terminal(&api, &receiver, "--tag no-such-tag").await;
+    assert!(output.status.success(), "{shown}");
+    assert!(!shown.contains("exporting runs") && !shown.contains("0/0"), "{shown:?}");
+    assert!(
+        shown.contains("no run matched the filters: nothing exported"),
+        "{shown:?}"
+    );
+    assert!(!api.queries_to("/api/v1/runs").is_empty());
     api.stop().await;
     receiver.stop().await;
 }
@@ -320,7 +377,7 @@ async fn otlp_logs_exports_log_records_beside_the_spans() {
     let (output, stderr) = run(cmd, &["run_cm1finished01"]).await;
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("exported 12 spans and 7 log records from 1 runs"),
+        stderr.contains("exported 12 spans and 7 log records from 1 run "),
         "{stderr}"
     );
     let spans = receiver.recorder.spans();

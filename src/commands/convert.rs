@@ -5,9 +5,10 @@
 //! rule 10. Problems go to stderr, one line per reason; stdout carries only the requests, and
 //! nothing at all when the input is not JSON.
 
+use super::wording::plural;
 use crate::config::LogsMode;
 use crate::convert::otlp::{export_logs_request, export_request, ResourceSettings};
-use crate::convert::{convert_events, ids, NothingExported, RunInfo, RunState};
+use crate::convert::{convert_events, ids, InvalidReason, NothingExported, RunInfo, RunState};
 use crate::trigger::model::{EventsBody, Field};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -28,10 +29,25 @@ pub enum ConvertError {
     BadTraceId(String),
     #[error("cannot read {origin}: {source}")]
     Read { origin: String, source: std::io::Error },
-    #[error("{origin} is not a Trigger.dev events body: {source} (line {line}, column {column})", line = .source.line(), column = .source.column())]
+    #[error("{origin} is not a Trigger.dev events body: {}", json_message(.source))]
     Json { origin: String, source: serde_json::Error },
     #[error("cannot write the output: {0}")]
     Write(#[source] std::io::Error),
+}
+
+/// serde_json's message with its position said once, as `(line L, column C)`: its own
+/// `Display` ends in " at line L column C", which the message used to repeat.
+fn json_message(error: &serde_json::Error) -> String {
+    let (line, column) = (error.line(), error.column());
+    let text = error.to_string();
+    // Line 0: an error with no position (an I/O error); nothing to add or strip.
+    if line == 0 {
+        return text;
+    }
+    let message = text
+        .strip_suffix(&format!(" at line {line} column {column}"))
+        .unwrap_or(&text);
+    format!("{message} (line {line}, column {column})")
 }
 
 /// What a conversion produced, for the summary line and for tests.
@@ -41,8 +57,12 @@ pub struct ConvertSummary {
     pub spans: usize,
     /// Log records, with `--logs otlp_logs`.
     pub logs: usize,
+    /// Invalid elements skipped, each once.
     pub skipped: u64,
+    /// Invalid elements repaired, each once however many of its fields were.
     pub repaired: u64,
+    /// Log records dropped by `--logs drop` (valid: not among the skipped).
+    pub logs_dropped: u64,
 }
 
 /// Read the input named by `options` (stdin when `None` or `-`).
@@ -112,14 +132,12 @@ pub fn convert_body(
     );
     let conversion = convert_events(parsed.events, &run, options.logs, &NothingExported);
 
-    let (mut skipped, mut repaired) = (0, 0);
-    for (reason, tally) in conversion.invalid.iter() {
-        let fate = if reason.skips_element() {
-            skipped += tally.count;
-            "skipped"
-        } else {
-            repaired += tally.count;
-            "repaired"
+    let (skipped, repaired) = (conversion.invalid.skipped(), conversion.invalid.repaired());
+    let logs_dropped = conversion.invalid.count(InvalidReason::LogDropped);
+    for (reason, tally) in conversion.invalid.iter().filter(|(reason, _)| reason.is_invalid()) {
+        let fate = match reason.skips_element() {
+            true => "skipped",
+            false => "repaired",
         };
         let _ = writeln!(
             err,
@@ -127,6 +145,10 @@ pub fn convert_body(
             plural(tally.count, "element"),
             tally.first
         );
+    }
+    // What the user asked for, said as such: not a warning, and not among the invalid.
+    if logs_dropped > 0 {
+        let _ = writeln!(err, "{} dropped (--logs drop)", plural(logs_dropped, "log element"));
     }
     let (spans, logs) = (conversion.spans.len(), conversion.logs.len());
     let mut settings = ResourceSettings::default();
@@ -154,6 +176,7 @@ pub fn convert_body(
         logs,
         skipped,
         repaired,
+        logs_dropped,
     })
 }
 
@@ -161,12 +184,4 @@ pub fn convert_body(
 fn write_line(out: &mut dyn Write, request: &impl serde::Serialize) -> Result<(), ConvertError> {
     serde_json::to_writer(&mut *out, request).map_err(|e| ConvertError::Write(e.into()))?;
     writeln!(out).map_err(ConvertError::Write)
-}
-
-fn plural(count: u64, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
 }

@@ -2,7 +2,7 @@
 //! a runtime started, the command run, its outcome a `Result<(), CommandError>`. The binary only
 //! parses the command line and turns the error into its exit code.
 
-use super::check_config::check_config;
+use super::check_config::{check_config, CheckFor};
 use super::convert::{convert_body, read_input, ConvertOptions};
 use super::demo::DemoOptions;
 use super::export::{run_export, BackfillOptions};
@@ -107,8 +107,12 @@ pub fn inspect_run(config_flag: Option<PathBuf>, run_id: String, json: bool) -> 
 pub fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> Result<(), CommandError> {
     super::demo::exclude_loopback_from_proxies();
     // The demo tells its own story on stdout; the daemon's logs only when something is wrong.
+    // The daemon's own warnings (`daemon::*`: about its state file, reloads, exports cut short at
+    // shutdown) are about a state file that outlives the process, and would promise that
+    // unacknowledged spans are "sent again after restart": the demo's state file is deleted
+    // when it ends, so the demo says itself what was not delivered (`demo::unsent_note`).
     logging::init(&LogConfig {
-        level: "warn".to_owned(),
+        level: "warn,trigger_otel_bridge::daemon=error".to_owned(),
         ..LogConfig::default()
     });
     let runtime = runtime(Builder::new_multi_thread())?;
@@ -127,10 +131,12 @@ pub fn demo(otlp_endpoint: Option<String>, protocol: Protocol, speed: f64) -> Re
     }
 }
 
-/// `check-config`: the effective configuration on stdout, secrets redacted.
-pub fn check(config_flag: Option<PathBuf>) -> Result<(), CommandError> {
+/// `check-config`: the effective configuration on stdout, secrets redacted; with `--for`, also
+/// what that command would refuse at its start.
+pub fn check(config_flag: Option<PathBuf>, for_command: Option<CheckFor>) -> Result<(), CommandError> {
     Ok(check_config(
         config_flag,
+        for_command,
         &process_env(),
         &mut std::io::stdout().lock(),
     )?)

@@ -2,10 +2,12 @@
 //! fetched, converted and exported; finished runs entirely, runs still executing with their
 //! finished spans. A progress bar on a terminal, and always a summary.
 
+use super::wording::plural;
 use crate::config::{BridgeConfig, ConversionConfig, LogsMode};
 use crate::convert::NothingExported;
 use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::FetchedRun;
+use crate::trigger::api_types::TERMINAL_STATUSES;
 use crate::trigger::{RunFilters, TriggerClient};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeSet, HashMap};
@@ -30,10 +32,43 @@ impl BackfillOptions {
     }
 }
 
+/// The run statuses the list endpoint filters on, as the API spells them (upper case;
+/// tests/openapi/trigger-api.yaml): those of runs not yet ended, then the terminal ones.
+const ACTIVE_STATUSES: [&str; 6] = [
+    "PENDING_VERSION",
+    "QUEUED",
+    "DEQUEUED",
+    "EXECUTING",
+    "WAITING",
+    "DELAYED",
+];
+
+/// `--status` values as the API spells them: case does not matter (`completed` is
+/// `COMPLETED`); a status the API does not have is refused with the list of those it has, since
+/// the API would answer it with an empty list, as if no run matched.
+pub fn normalise_statuses(statuses: &[String]) -> Result<Vec<String>, BackfillError> {
+    let valid = || ACTIVE_STATUSES.iter().chain(TERMINAL_STATUSES.iter()).copied();
+    statuses
+        .iter()
+        .map(|status| {
+            let wanted = status.trim();
+            valid()
+                .find(|known| known.eq_ignore_ascii_case(wanted))
+                .map(str::to_owned)
+                .ok_or_else(|| BackfillError::UnknownStatus {
+                    status: status.clone(),
+                    valid: valid().collect::<Vec<_>>().join(", "),
+                })
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
     #[error("name runs to export (RUN_ID…) or filters to find them (--task, --tag, --status, --since)")]
     NothingToExport,
+    #[error("--status {status:?} is not a run status; valid: {valid}")]
+    UnknownStatus { status: String, valid: String },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -99,18 +134,22 @@ impl BackfillSummary {
 
 impl fmt::Display for BackfillSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.outcomes.is_empty() {
+            // Only filters can select no run (naming none at all is refused before).
+            return writeln!(f, "no run matched the filters: nothing exported");
+        }
         let failed: Vec<(&str, &str)> = self.failed().collect();
         let logs = match self.logs() {
             0 => String::new(),
-            n => format!(" and {n} log records"),
+            n => format!(" and {}", plural(n, "log record")),
         };
         writeln!(
             f,
-            "exported {} spans{logs} from {} runs ({} invalid elements skipped, {} runs failed)",
-            self.spans(),
-            self.outcomes.len() - failed.len(),
-            self.invalid_skipped(),
-            failed.len()
+            "exported {}{logs} from {} ({} skipped, {} failed)",
+            plural(self.spans(), "span"),
+            plural((self.outcomes.len() - failed.len()) as u64, "run"),
+            plural(self.invalid_skipped(), "invalid element"),
+            plural(failed.len() as u64, "run")
         )?;
         for (run, outcome) in &self.outcomes {
             if let RunOutcome::Exported {
@@ -119,7 +158,11 @@ impl fmt::Display for BackfillSummary {
                 ..
             } = outcome
             {
-                writeln!(f, "  {run}: still executing; exported its {spans} finished spans")?;
+                writeln!(
+                    f,
+                    "  {run}: still executing; exported its {}",
+                    plural(*spans, "finished span")
+                )?;
             }
         }
         for (run, reason) in failed {
@@ -205,7 +248,7 @@ pub async fn backfill(
             let outcome = export_one(&client, &sender, &run_id, logs, enrich).await;
             if let RunOutcome::Exported { spans, .. } = &outcome {
                 let total = spans_done.fetch_add(*spans, std::sync::atomic::Ordering::Relaxed) + spans;
-                progress.set_message(format!("{total} spans"));
+                progress.set_message(plural(total, "span"));
             }
             progress.inc(1);
             (index, run_id, outcome)
@@ -241,14 +284,17 @@ async fn export_one(
         }
     };
     let mut conversion = fetched.convert_with(logs, enrich, &NothingExported);
-    let invalid_skipped = conversion
-        .invalid
-        .iter()
-        .filter(|(reason, _)| reason.skips_element())
-        .map(|(_, tally)| tally.count)
-        .sum();
+    // Log records dropped by `conversion.logs = "drop"` were asked for: not invalid, no warning.
+    let invalid_skipped = conversion.invalid.skipped();
     for (reason, tally) in conversion.invalid.iter() {
-        tracing::warn!(run_id, %reason, count = tally.count, first = %tally.first, "invalid elements");
+        match reason.is_invalid() {
+            true => tracing::warn!(run_id, %reason, count = tally.count, first = %tally.first, "invalid elements"),
+            false => tracing::info!(
+                run_id,
+                count = tally.count,
+                "log elements dropped (conversion.logs = \"drop\")"
+            ),
+        }
     }
     match sender.send(conversion.take_records()).await {
         Ok(report) => RunOutcome::Exported {
@@ -263,9 +309,18 @@ async fn export_one(
     }
 }
 
-/// A progress bar of runs with a span count, drawn on stderr only when it is a terminal.
-pub fn progress_bar() -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+/// A progress bar of `runs` runs with a span count, drawn on stderr only when it is a terminal.
+pub fn progress_bar(runs: usize) -> ProgressBar {
+    progress_bar_to(runs, ProgressDrawTarget::stderr())
+}
+
+/// [`progress_bar`] drawn on `target`. With no run there is no bar: indicatif draws a bar of
+/// length 0 full (`0/0`, as if done), and the summary says that nothing matched.
+fn progress_bar_to(runs: usize, target: ProgressDrawTarget) -> ProgressBar {
+    if runs == 0 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(runs as u64), target);
     bar.set_style(
         ProgressStyle::with_template("{spinner} exporting runs [{bar:30}] {pos}/{len} · {msg} · {elapsed}")
             .expect("the template is valid")
@@ -283,17 +338,138 @@ pub async fn run_export(
     options: &BackfillOptions,
     env: &HashMap<String, String>,
 ) -> Result<BackfillSummary, BackfillError> {
+    // The command line first: a mistake there is the cheapest to fix.
+    let options = BackfillOptions {
+        statuses: normalise_statuses(&options.statuses)?,
+        ..options.clone()
+    };
     config.trigger.require_secret_key()?;
     let sender = Arc::new(build_sender(config, env)?);
     let client = TriggerClient::new(&config.trigger)?;
-    let runs = select_runs(&client, options).await?;
+    let runs = select_runs(&client, &options).await?;
+    let progress = progress_bar(runs.len());
     backfill(
         client,
         sender,
         runs,
         &config.conversion,
         config.runs.concurrency,
-        progress_bar(),
+        progress,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn statuses_are_taken_in_any_case_and_sent_as_the_api_spells_them() {
+        let given = ["completed".to_owned(), "Failed".to_owned(), " TIMED_OUT ".to_owned()];
+        assert_eq!(
+            normalise_statuses(&given).expect("valid"),
+            ["COMPLETED", "FAILED", "TIMED_OUT"]
+        );
+        let error = normalise_statuses(&["done".to_owned()]).expect_err("unknown");
+        assert_eq!(
+            error.to_string(),
+            "--status \"done\" is not a run status; valid: PENDING_VERSION, QUEUED, DEQUEUED, EXECUTING, \
+             WAITING, DELAYED, COMPLETED, CANCELED, FAILED, CRASHED, INTERRUPTED, SYSTEM_FAILURE, EXPIRED, TIMED_OUT"
+        );
+    }
+
+    /// What a bar drew, as a terminal would have received it.
+    #[derive(Debug, Clone, Default)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            120
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_bar_is_drawn_for_no_run_and_a_bar_starts_empty() {
+        let screen = Screen::default();
+        let bar = progress_bar_to(0, ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.tick();
+        bar.finish_and_clear();
+        assert!(bar.is_hidden());
+        assert_eq!(*screen.0.lock().unwrap(), "", "no `0/0` bar drawn full");
+
+        let bar = progress_bar_to(3, ProgressDrawTarget::term_like(Box::new(screen.clone())));
+        bar.tick();
+        let drawn = screen.0.lock().unwrap().clone();
+        bar.finish_and_clear();
+        assert!(
+            drawn.contains("exporting runs [") && drawn.contains("] 0/3 · 0 spans ·"),
+            "{drawn:?}"
+        );
+        assert!(!drawn.contains('='), "nothing done, nothing filled: {drawn:?}");
+    }
+
+    #[test]
+    fn the_summary_counts_in_the_right_number() {
+        let exported = |spans, logs| RunOutcome::Exported {
+            spans,
+            logs,
+            invalid_skipped: 1,
+            still_running: true,
+        };
+        let summary = BackfillSummary {
+            outcomes: vec![
+                ("run_a".to_owned(), exported(1, 1)),
+                (
+                    "run_b".to_owned(),
+                    RunOutcome::Failed {
+                        reason: "gone".to_owned(),
+                    },
+                ),
+            ],
+        };
+        assert_eq!(
+            summary.to_string(),
+            "exported 1 span and 1 log record from 1 run (1 invalid element skipped, 1 run failed)\n  \
+             run_a: still executing; exported its 1 finished span\n  run_b: failed: gone\n"
+        );
+        let summary = BackfillSummary {
+            outcomes: vec![
+                ("run_a".to_owned(), exported(2, 0)),
+                ("run_b".to_owned(), exported(0, 0)),
+            ],
+        };
+        assert!(summary
+            .to_string()
+            .starts_with("exported 2 spans from 2 runs (2 invalid elements skipped, 0 runs failed)\n"));
+        assert_eq!(
+            BackfillSummary::default().to_string(),
+            "no run matched the filters: nothing exported\n"
+        );
+    }
 }

@@ -10,5 +10,6 @@ pub mod inspect;
 pub mod outcome;
 pub mod state;
 pub mod waterfall;
+pub mod wording;
 
 pub use outcome::{CommandError, ExitStatus};

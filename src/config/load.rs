@@ -88,37 +88,124 @@ pub fn load_from_process_env(path: Option<&Path>) -> Result<BridgeConfig, Config
 }
 
 /// Loads the config file at `path` (which must exist; `None` means defaults only), applies the
-/// environment overrides in `env`, and validates the result.
+/// environment overrides in `env`, and validates the result. Every error is reported, as
+/// [`ConfigError::Several`] when there is more than one.
 pub fn load(path: Option<&Path>, env: &HashMap<String, String>) -> Result<BridgeConfig, ConfigError> {
+    let LoadReport { config, errors } = load_report(path, env);
+    ConfigError::from_all(errors)?;
+    // `load_report` yields a config whenever it found no error.
+    config.ok_or_else(|| ConfigError::Load {
+        message: "no configuration was read".to_owned(),
+    })
+}
+
+/// What [`load_report`] found: every error, and the configuration with each value in error
+/// left at its default (`None` when the file could not be read or parsed at all).
+#[derive(Debug)]
+pub struct LoadReport {
+    pub config: Option<BridgeConfig>,
+    pub errors: Vec<ConfigError>,
+}
+
+/// [`load`] that goes on after an error, for `check-config`: each value in error is reported
+/// and read at its default, so the values after it are still checked, and rules that compare a
+/// value with one already reported are left out (they would blame a value nobody wrote).
+pub fn load_report(path: Option<&Path>, env: &HashMap<String, String>) -> LoadReport {
     let prefixed = PrefixedEnv::new(env);
-    let merged = build(path, env, &prefixed)?;
+    let merged = match build(path, env, &prefixed) {
+        Ok(merged) => merged,
+        Err(error) => {
+            return LoadReport {
+                config: None,
+                errors: vec![error],
+            }
+        }
+    };
     let origins = Origins {
         file: path,
         prefixed: &prefixed,
         root: &merged.cache,
     };
 
+    let mut errors = Vec::new();
     if let ValueKind::Table(table) = &merged.cache.kind {
         // The default config's serialized form is the schema's shape: every key, every type.
         // Serializing it cannot fail; if it ever did, serde's own checks below still apply.
         if let Ok(shape) = toml::Table::try_from(BridgeConfig::default()) {
-            check_shape(&shape, table, "", &origins)?;
+            check_shape(&shape, &shape, table, "", &origins, &mut errors);
         }
     }
 
-    let config: BridgeConfig = merged
-        .clone()
-        .try_deserialize()
-        .map_err(|error| origins.translate(error))?;
-
-    match config.first_violation() {
-        None => Ok(config),
-        Some(violation) => Err(ConfigError::Invalid {
-            key: violation.key.to_owned(),
-            origin: Some(origins.origin_of(violation.key)),
-            message: violation.message,
-        }),
+    // Serde stops at the first error: take the key it names out and read again, until the rest
+    // reads. What was taken out is read at its default.
+    let mut values = merged.cache.clone();
+    let mut dropped: Vec<String> = Vec::new();
+    for error in &errors {
+        if let Some(key) = error.key() {
+            drop_key(&mut values, key, &mut dropped);
+        }
     }
+    let config = loop {
+        match values.clone().try_deserialize::<BridgeConfig>() {
+            Ok(config) => break Some(config),
+            Err(error) => {
+                let error = origins.translate(error);
+                // An error without a key, or about a key that cannot be taken out, cannot be
+                // read past: report it and stop.
+                let dropped_now = error.key().is_some_and(|key| drop_key(&mut values, key, &mut dropped));
+                errors.push(error);
+                if !dropped_now {
+                    break None;
+                }
+            }
+        }
+    };
+
+    if let Some(config) = &config {
+        let in_error = |key: &str| dropped.iter().any(|gone| is_within(key, gone));
+        for violation in config.violations() {
+            if in_error(&violation.key) || violation.involves.iter().any(|key| in_error(key)) {
+                continue;
+            }
+            errors.push(ConfigError::Invalid {
+                origin: Some(origins.origin_of(&violation.key)),
+                key: violation.key,
+                message: violation.message,
+            });
+        }
+    }
+    LoadReport { config, errors }
+}
+
+/// Removes the value at `key` (`runs.ids[1]` removes the whole list) from `values`, and records
+/// it in `dropped`; false when there was nothing there to remove.
+fn drop_key(values: &mut Value, key: &str, dropped: &mut Vec<String>) -> bool {
+    let key = key.split('[').next().unwrap_or(key);
+    let mut segments: Vec<&str> = key.split('.').collect();
+    let Some(last) = segments.pop() else { return false };
+    let mut table = values;
+    for segment in segments {
+        let ValueKind::Table(map) = &mut table.kind else {
+            return false;
+        };
+        let Some(child) = map.get_mut(segment) else {
+            return false;
+        };
+        table = child;
+    }
+    let ValueKind::Table(map) = &mut table.kind else {
+        return false;
+    };
+    let removed = map.remove(last).is_some();
+    if removed {
+        dropped.push(key.to_owned());
+    }
+    removed
+}
+
+/// Whether `key` is `section` or inside it (`export.headers.x` is within `export.headers`).
+fn is_within(key: &str, section: &str) -> bool {
+    key == section || key.strip_prefix(section).is_some_and(|rest| rest.starts_with('.'))
 }
 
 fn build(
@@ -497,14 +584,106 @@ mod tests {
         assert_eq!(load_text(FULL, &[]), Ok(full_config()));
     }
 
+    /// The secrets are comments in the printed config, so a saved copy has none rather than
+    /// placeholders posing as them.
     #[test]
     fn redacted_toml_reloads_to_the_same_config_but_the_secrets() {
         let printed = full_config().to_redacted_toml();
         let reloaded = load_text(&printed, &[]).expect(&printed);
         let mut expected = full_config();
-        expected.trigger.secret_key = SecretString::new("tr_prod_…****");
-        expected.export.headers = BTreeMap::from([("x-scope-orgid".into(), "****".into())]);
+        expected.trigger.secret_key = SecretString::default();
+        expected.export.headers = BTreeMap::new();
         assert_eq!(reloaded, expected);
+    }
+
+    #[test]
+    fn a_redacted_placeholder_is_refused_as_the_key_wherever_it_is_read() {
+        let message = file_error("[trigger]\nsecret_key = \"tr_dev_…****\"\n");
+        assert_eq!(
+            message,
+            "invalid value for `trigger.secret_key` (in FILE): \"tr_dev_…****\" is a redacted placeholder (as \
+             check-config prints a key), not a key: set the real key with TRIGGER_SECRET_KEY or secret_key in [trigger]"
+        );
+        for var in ["TRIGGER_SECRET_KEY", "TRIGGER_OTEL_BRIDGE__TRIGGER__SECRET_KEY"] {
+            let message = env_error(&[(var, "tr_prod_…****")]);
+            assert!(
+                message.starts_with(&format!(
+                    "invalid value for `trigger.secret_key` (from environment variable {var}): \"tr_prod_…****\" is a redacted placeholder"
+                )),
+                "{message}"
+            );
+        }
+        let message = env_error(&[("TRIGGER_SECRET_KEY", "**REDACTED**")]);
+        assert!(message.contains("is a redacted placeholder"), "{message}");
+        let message = file_error("[export.headers]\nauthorization = \"****\"\n");
+        assert!(
+            message
+                .starts_with("invalid value for `export.headers.authorization` (in FILE): is a redacted placeholder"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_in_one_pass() {
+        let text = "secret_key = \"tr_dev_abc\"\n\
+                    [runs]\nconcurrency = \"many\"\npoll_interval = \"5 parsecs\"\nsettle = \"forever\"\n\
+                    [export]\nendpont = \"http://x\"\nmax_batch_spans = 0\nprotocol = \"http\"\n";
+        let file = file(text);
+        let error = load(
+            Some(file.path()),
+            &env(&[("TRIGGER_OTEL_BRIDGE__TRIGGER__TIMEOUT", "0s")]),
+        )
+        .expect_err("bad");
+        let message = error.to_string();
+        let errors: Vec<String> = error
+            .into_list()
+            .iter()
+            .map(|e| e.to_string().replace(&file.path().display().to_string(), "FILE"))
+            .collect();
+        let starts = [
+            "unknown key `export.endpont` (in FILE); did you mean `export.endpoint`?",
+            "unknown key `secret_key` (in FILE); did you mean `trigger.secret_key`?",
+            "invalid value for `runs.concurrency` (in FILE): expected an integer like 8",
+            "invalid value for `export.protocol` (in FILE):",
+            "invalid value for `runs.poll_interval` (in FILE): \"5 parsecs\" is not a duration",
+            "invalid value for `runs.settle` (in FILE): \"forever\" is not a duration",
+            "invalid value for `trigger.timeout` (from environment variable TRIGGER_OTEL_BRIDGE__TRIGGER__TIMEOUT): must be longer than zero",
+            "invalid value for `export.max_batch_spans` (in FILE): must be at least 1",
+        ];
+        assert_eq!(errors.len(), starts.len(), "{errors:#?}");
+        for start in starts {
+            assert!(errors.iter().any(|e| e.starts_with(start)), "{start}: {errors:#?}");
+        }
+        assert!(message.starts_with("8 errors in the configuration:\n  - "), "{message}");
+        // The secret value of the misplaced key is not quoted.
+        assert!(!message.contains("tr_dev_abc"), "{message}");
+    }
+
+    #[test]
+    fn a_rule_comparing_with_a_value_in_error_is_left_out() {
+        // poll_interval is read at its default (5s) after its error; blaming it against
+        // max_poll_interval = 2s would be about a value nobody wrote.
+        let message = file_error("[runs]\npoll_interval = 5\nmax_poll_interval = \"2s\"\n");
+        assert!(
+            message.starts_with("invalid value for `runs.poll_interval` (in FILE): expected a string"),
+            "{message}"
+        );
+        assert!(!message.contains("must not exceed"), "{message}");
+    }
+
+    #[test]
+    fn a_misplaced_key_names_its_section_from_the_environment_too() {
+        let message = env_error(&[("TRIGGER_OTEL_BRIDGE__SECRET_KEY", "tr_dev_abc")]);
+        assert_eq!(
+            message,
+            "unknown key `secret_key` (from environment variable TRIGGER_OTEL_BRIDGE__SECRET_KEY); \
+             did you mean `trigger.secret_key`?"
+        );
+        let message = file_error("[runs]\nendpoint = \"http://x\"\n");
+        assert_eq!(
+            message,
+            "unknown key `runs.endpoint` (in FILE); did you mean `export.endpoint`?"
+        );
     }
 
     #[test]

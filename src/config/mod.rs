@@ -20,7 +20,9 @@ mod values;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use load::{load, load_from_process_env, process_env, resolve_path, CONFIG_PATH_VAR, ENV_PREFIX};
+pub use load::{
+    load, load_from_process_env, load_report, process_env, resolve_path, LoadReport, CONFIG_PATH_VAR, ENV_PREFIX,
+};
 pub use schema::{
     BridgeConfig, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, ResourceConfig, RunsConfig, ServerConfig,
     StateConfig, TriggerConfig,
@@ -64,12 +66,13 @@ pub enum ConfigError {
     FileParse { path: PathBuf, message: String },
 
     /// A key the schema does not have; usually a typo.
-    #[error("unknown key `{key}` ({origin}){}", unknown_key_hint(.suggestion, .valid))]
+    #[error("unknown key `{key}` ({origin}){}", unknown_key_hint(.suggestions, .valid))]
     UnknownKey {
         key: String,
         origin: Origin,
-        /// The closest valid key, when one is close.
-        suggestion: Option<String>,
+        /// What was probably meant: the same name in another section (a misplaced key), else
+        /// the closest valid key, when one is close.
+        suggestions: Vec<String>,
         /// The valid keys at that level.
         valid: Vec<String>,
     },
@@ -86,6 +89,13 @@ pub enum ConfigError {
     /// A value required by the command being run is not set.
     #[error("`{key}` is not set: {hint}")]
     Missing { key: &'static str, hint: &'static str },
+
+    /// What a command would refuse at its start (`check-config --for COMMAND`).
+    #[error("`{command}` would not start: {source}")]
+    NeededBy {
+        command: &'static str,
+        source: Box<ConfigError>,
+    },
 
     /// A string that does not parse as the value it stands for (a shard, a protocol…).
     #[error("{value:?} is not a valid {what}: {reason}")]
@@ -106,16 +116,59 @@ pub enum ConfigError {
     /// Any other failure of the `config` crate, passed on as it reported it.
     #[error("cannot load the configuration: {message}")]
     Load { message: String },
+
+    /// More than one of the above, all found in one pass so that one edit can fix them all;
+    /// never nested, never with fewer than two.
+    #[error("{} errors in the configuration:{}", .errors.len(), list(.errors))]
+    Several { errors: Vec<ConfigError> },
+}
+
+impl ConfigError {
+    /// `Ok` for no errors, the error itself for one, [`ConfigError::Several`] for more.
+    pub fn from_all(mut errors: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(ConfigError::Several {
+                errors: errors.into_iter().flat_map(ConfigError::into_list).collect(),
+            }),
+        }
+    }
+
+    /// The errors one by one (a `Several` opened up).
+    pub fn into_list(self) -> Vec<ConfigError> {
+        match self {
+            ConfigError::Several { errors } => errors,
+            other => vec![other],
+        }
+    }
+
+    /// The dotted key the error is about, where it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::UnknownKey { key, .. } | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Missing { key, .. } => Some(key),
+            ConfigError::NeededBy { source, .. } => source.key(),
+            _ => None,
+        }
+    }
+}
+
+fn list(errors: &[ConfigError]) -> String {
+    errors.iter().map(|error| format!("\n  - {error}")).collect()
 }
 
 fn origin_suffix(origin: &Option<Origin>) -> String {
     origin.as_ref().map(|origin| format!(" ({origin})")).unwrap_or_default()
 }
 
-fn unknown_key_hint(suggestion: &Option<String>, valid: &[String]) -> String {
-    match suggestion {
-        Some(key) => format!("; did you mean `{key}`?"),
-        None if valid.is_empty() => String::new(),
-        None => format!("; valid keys here: {}", valid.join(", ")),
+fn unknown_key_hint(suggestions: &[String], valid: &[String]) -> String {
+    if !suggestions.is_empty() {
+        let keys: Vec<String> = suggestions.iter().map(|key| format!("`{key}`")).collect();
+        return format!("; did you mean {}?", keys.join(" or "));
+    }
+    match valid.is_empty() {
+        true => String::new(),
+        false => format!("; valid keys here: {}", valid.join(", ")),
     }
 }

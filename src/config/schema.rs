@@ -316,13 +316,49 @@ fn serialize_redacted_values<S: Serializer>(
 
 impl BridgeConfig {
     /// The effective config as TOML, for `check-config`: the secret key appears as its hint
-    /// (`tr_dev_…****`), every header value as `****`.
+    /// (`tr_dev_…****`), every header value as `****`, each on a comment line. As comments,
+    /// because the output is meant to be saved as a config: a saved placeholder would become the
+    /// key (loading refuses one anyway, see `validate.rs`), while a commented line reads as
+    /// "unset here", and says where to set the real value.
     pub fn to_redacted_toml(&self) -> String {
         // Serialization only fails for shapes this schema does not have (non-string map keys,
         // values outside i64); say so rather than panic in a diagnostic command.
-        toml::to_string_pretty(self)
-            .unwrap_or_else(|error| format!("# cannot render the configuration as TOML: {error}\n"))
+        match toml::to_string_pretty(self) {
+            Ok(text) => comment_out_secrets(&text, &self.trigger.secret_key),
+            Err(error) => format!("# cannot render the configuration as TOML: {error}\n"),
+        }
     }
+}
+
+/// `text` (this schema as `toml` prints it: one `[section]` line per table, one `key = value`
+/// line per value) with the secret key's line and every header's line turned into comments.
+fn comment_out_secrets(text: &str, secret_key: &SecretString) -> String {
+    let key_line = format!("secret_key = {}", toml::Value::String(secret_key.redacted_hint()));
+    let mut section = "";
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line;
+        }
+        let is_value = !line.is_empty() && !line.starts_with('[');
+        let note = match section {
+            "[trigger]" if !secret_key.is_empty() && line == key_line => {
+                Some("(redacted; set it with TRIGGER_SECRET_KEY)")
+            }
+            "[export.headers]" if is_value => {
+                Some("(redacted; set it in [export.headers] or with TRIGGER_OTEL_BRIDGE__EXPORT__HEADERS__<NAME>)")
+            }
+            _ => None,
+        };
+        match note {
+            Some(note) => out.push_str(&format!("# {line}  {note}\n")),
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 /// A humantime duration (`"5s"`, `"1h 30m"`, `"7d"`). Serialized by `humantime_serde`;
@@ -457,6 +493,35 @@ mod tests {
         assert_eq!(config.log.level, "info");
 
         assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn redacted_toml_has_the_secrets_on_comment_lines_only() {
+        let mut config = BridgeConfig::default();
+        config.trigger.secret_key = SecretString::new("tr_prod_PLANTED");
+        config
+            .export
+            .headers
+            .insert("authorization".into(), "Bearer PLANTED".into());
+        config.export.headers.insert("x-scope-orgid".into(), "tenant-1".into());
+        let text = config.to_redacted_toml();
+        assert!(!text.contains("PLANTED"), "{text}");
+        assert!(
+            text.contains("\n# secret_key = \"tr_prod_…****\"  (redacted; set it with TRIGGER_SECRET_KEY)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n[export.headers]\n# authorization = \"****\"  (redacted; set it in [export.headers]"),
+            "{text}"
+        );
+        assert!(text.contains("\n# x-scope-orgid = \"****\"  (redacted"), "{text}");
+        // Saved and read back: no key and no header at all, rather than fake ones.
+        let read: BridgeConfig = toml::from_str(&text).expect("still TOML");
+        assert!(read.trigger.secret_key.is_empty() && read.export.headers.is_empty());
+        assert_eq!(read.trigger.api_url, config.trigger.api_url);
+        // No key: nothing to hide, and the empty value says "unset".
+        let text = BridgeConfig::default().to_redacted_toml();
+        assert!(text.contains("\nsecret_key = \"\"\n"), "{text}");
     }
 
     #[test]

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize, Serializer};
 
 /// What `Debug` and `Display` print instead of the value.
 const REDACTED: &str = "**REDACTED**";
+/// The two marks of a redacted hint (`tr_dev_…****`); either one alone marks a placeholder.
+const HINT_ELLIPSIS: char = '…';
+pub(crate) const HINT_STARS: &str = "****";
 
 /// Trigger.dev secret key prefixes and the environment each one names. The prefix is not secret
 /// (it is printed in the dashboard next to the key) and tells an operator which environment a
@@ -50,9 +53,17 @@ impl SecretString {
             return String::new();
         }
         match self.known_prefix() {
-            Some((prefix, _)) => format!("{prefix}…****"),
-            None => "****".to_owned(),
+            Some((prefix, _)) => format!("{prefix}{HINT_ELLIPSIS}{HINT_STARS}"),
+            None => HINT_STARS.to_owned(),
         }
+    }
+
+    /// Whether the value is what redaction prints rather than a credential: a hint
+    /// (`tr_dev_…****`), the header stand-in (`****`) or the `Debug` form (`**REDACTED**`). A
+    /// config saved from an older `check-config` holds such values; sent as a key it would be
+    /// refused by Trigger.dev with a 401 that says nothing about where it came from.
+    pub fn is_redacted_placeholder(&self) -> bool {
+        is_redacted_placeholder(&self.0)
     }
 
     /// The Trigger.dev environment the key belongs to (`"dev"`, `"prod"`, `"stg"`, `"preview"`),
@@ -66,6 +77,12 @@ impl SecretString {
             .into_iter()
             .find(|(prefix, _)| self.0.starts_with(prefix))
     }
+}
+
+/// See [`SecretString::is_redacted_placeholder`]; for values not (yet) wrapped.
+pub fn is_redacted_placeholder(value: &str) -> bool {
+    // `…` and `****` never occur in a Trigger.dev key (ASCII letters, digits and `_`).
+    value.contains(HINT_ELLIPSIS) || value.contains(HINT_STARS) || value.contains(REDACTED)
 }
 
 impl From<String> for SecretString {
@@ -148,6 +165,28 @@ mod tests {
         let hint = SecretString::new(PLANTED).redacted_hint();
         assert!(!hint.contains("PLANTED"), "{hint}");
         assert!(!hint.contains('1'), "{hint}");
+    }
+
+    #[test]
+    fn what_redaction_prints_is_a_placeholder_and_keys_are_not() {
+        for value in [
+            "tr_dev_…****",
+            "tr_prod_…****",
+            "****",
+            "**REDACTED**",
+            "tr_dev_…",
+            "tr_dev_abc****",
+        ] {
+            assert!(SecretString::new(value).is_redacted_placeholder(), "{value}");
+        }
+        for value in ["", PLANTED, "tr_prod_abc123", "Bearer x*y", "***"] {
+            assert!(!SecretString::new(value).is_redacted_placeholder(), "{value}");
+        }
+        // Whatever a hint is, it is a placeholder.
+        for value in [PLANTED, "tr_preview_x", "hunter2"] {
+            let hint = SecretString::new(value).redacted_hint();
+            assert!(SecretString::new(hint).is_redacted_placeholder(), "{value}");
+        }
     }
 
     #[test]

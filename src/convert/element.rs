@@ -59,13 +59,13 @@ pub(crate) fn raw_span_id<'a>(raw: &'a RawEvent<'_>) -> &'a str {
 /// Validate `raw`; on failure record the reason and return `None`.
 pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport) -> Option<Element> {
     if raw.not_an_object {
-        invalid.record(InvalidReason::NotAnObject, || {
+        invalid.record(InvalidReason::NotAnObject, index, || {
             format!("element #{index} is not a JSON object")
         });
         return None;
     }
     let Some(span) = raw.span_id_str().and_then(span_identity) else {
-        invalid.record(InvalidReason::SpanId, || {
+        invalid.record(InvalidReason::SpanId, index, || {
             format!(
                 "element #{index}: spanId {}",
                 describe_field(raw, "spanId", raw.span_id.as_ref())
@@ -74,7 +74,7 @@ pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport
         return None;
     };
     let Some(start) = parse_start_time(raw.start_time.as_ref()) else {
-        invalid.record(InvalidReason::StartTime, || {
+        invalid.record(InvalidReason::StartTime, index, || {
             format!(
                 "element #{index} (spanId {:?}): startTime {}",
                 raw.span_id_str().unwrap_or_default(),
@@ -85,7 +85,7 @@ pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport
     };
     let duration = parse_duration(raw.duration.as_ref());
     if duration.is_none() {
-        invalid.record(InvalidReason::Duration, || {
+        invalid.record(InvalidReason::Duration, index, || {
             format!(
                 "element #{index} (spanId {:?}): duration {}",
                 raw.span_id_str().unwrap_or_default(),
@@ -98,7 +98,7 @@ pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport
     let mut flag = |value: &Option<Field>, name: &str| match value {
         None | Some(Field::Null) => {
             if let Some(unreadable) = raw.out_of_range(name) {
-                invalid.record(InvalidReason::Flag, || {
+                invalid.record(InvalidReason::Flag, index, || {
                     format!(
                         "element #{index}: {name} is {} ({}), taken as false",
                         unreadable.literal, unreadable.why
@@ -109,7 +109,7 @@ pub(crate) fn validate(index: usize, raw: &RawEvent, invalid: &mut InvalidReport
         }
         Some(Field::Bool(flag)) => *flag,
         Some(other) => {
-            invalid.record(InvalidReason::Flag, || {
+            invalid.record(InvalidReason::Flag, index, || {
                 format!("element #{index}: {name} is {other}, taken as false")
             });
             false

@@ -256,7 +256,7 @@ pub fn convert_events(
         let raw = &mut events[log.index];
         match logs {
             LogsMode::Drop => {
-                conversion.invalid.record(InvalidReason::LogDropped, || {
+                conversion.invalid.record(InvalidReason::LogDropped, log.index, || {
                     format!("element #{} (spanId {:?}) is a log record", log.index, raw_span_id(raw))
                 });
                 continue;

@@ -94,7 +94,7 @@ fn span_events(element: &Element, raw: &RawEvent, invalid: &mut InvalidReport) -
     let mut events = Vec::with_capacity(items.len());
     for (position, item) in items.iter().enumerate() {
         let Value::Object(fields) = item else {
-            invalid.record(InvalidReason::SpanEvent, || {
+            invalid.record(InvalidReason::SpanEvent, element.index, || {
                 format!(
                     "element #{} (spanId {:?}): events[{position}] is not an object",
                     element.index,
@@ -108,7 +108,7 @@ fn span_events(element: &Element, raw: &RawEvent, invalid: &mut InvalidReport) -
         let time = match parse_event_time(fields.get("time")) {
             Some(time) => time,
             None => {
-                invalid.record(InvalidReason::EventTime, || {
+                invalid.record(InvalidReason::EventTime, element.index, || {
                     format!(
                         "element #{} (spanId {:?}): events[{position}].time {}",
                         element.index,

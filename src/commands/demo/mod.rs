@@ -16,6 +16,7 @@ pub mod samples;
 pub mod server;
 
 use crate::commands::waterfall::{render, RenderOptions, SpanView, Tally};
+use crate::commands::wording::plural;
 use crate::config::secret::SecretString;
 use crate::config::{BridgeConfig, Compression, Protocol};
 use crate::daemon::{self, stats::DaemonStats, DaemonError, DaemonOptions, RetiredRun};
@@ -98,19 +99,20 @@ impl fmt::Display for DemoSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "demo finished in {:.1}s: {} runs, {} spans, {} logs, {} errors exported to {}",
+            "demo finished in {:.1}s: {}, {}, {}, {} exported to {}",
             self.elapsed.as_secs_f64(),
-            self.runs,
-            self.spans,
-            self.logs,
-            self.errors,
+            plural(self.runs as u64, "run"),
+            plural(self.spans, "span"),
+            plural(self.logs as u64, "log"),
+            plural(self.errors as u64, "error"),
             self.destination
         )?;
         if !self.is_complete() {
             write!(
                 f,
-                " (incomplete: expected {} runs and {} spans)",
-                self.expected.runs, self.expected.spans
+                " (incomplete: expected {} and {})",
+                plural(self.expected.runs as u64, "run"),
+                plural(self.expected.spans as u64, "span")
             )?;
         }
         Ok(())
@@ -134,6 +136,22 @@ pub fn exclude_loopback_from_proxies() {
     };
     std::env::set_var("NO_PROXY", value);
 }
+
+/// "1 span is" / "3 spans are".
+fn spans_are(count: u64) -> String {
+    match count {
+        1 => "1 span is".to_owned(),
+        _ => format!("{count} spans are"),
+    }
+}
+
+/// What becomes of the spans not delivered when the demo stops short. Not what `run` does (its
+/// state file keeps the acknowledged span ids, so a restart sends only what was not
+/// acknowledged): the demo's state file is temporary and its sample runs are new each time, so
+/// nothing of this demo is ever sent again.
+const UNDELIVERED_NOTE: &str = "The spans not delivered are not sent later: the demo's state file is temporary. \
+     Start the collector and run the demo again. (`run` keeps the acknowledged span ids in its state file: \
+     after a restart it sends only what was not acknowledged.)";
 
 fn scaled(duration: Duration, speed: f64, floor: Duration) -> Duration {
     duration.div_f64(speed).max(floor)
@@ -287,10 +305,10 @@ pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<D
                     warned = true;
                     writeln!(
                         out,
-                        "{:6.1}s  {} spans are waiting for {destination}: is the collector running? \
+                        "{:6.1}s  {} waiting for {destination}: is the collector running? \
                          (the bridge keeps retrying; the demo gives up at {:.0}s)",
                         started.elapsed().as_secs_f64(),
-                        stats.pending(),
+                        spans_are(stats.pending() as u64),
                         (deadline - started).as_secs_f64()
                     )?;
                 }
@@ -303,9 +321,9 @@ pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<D
             _ = tokio::time::sleep_until(deadline) => {
                 writeln!(
                     out,
-                    "\ntimed out: {} of {} runs retired. Is the collector at {destination} accepting spans?",
+                    "\ntimed out: {} of {} retired. Is the collector at {destination} accepting spans?",
                     retired.len(),
-                    timeline.runs.len()
+                    plural(timeline.runs.len() as u64, "run")
                 )?;
                 break;
             }
@@ -356,6 +374,9 @@ pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<D
         }
     };
     writeln!(out, "\n{summary}")?;
+    if !summary.is_complete() {
+        writeln!(out, "{UNDELIVERED_NOTE}")?;
+    }
     if summary.is_complete() {
         let next = match &options.otlp_endpoint {
             Some(_) => "Find the traces in your tracing UI (with deploy/docker-compose.yml: Jaeger at http://localhost:16686, service \"trigger.dev\").",

@@ -17,11 +17,12 @@
 mod text;
 mod view;
 
+use super::wording::plural;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 pub use text::human_duration;
-use text::{cut, offset, one_line, paint, plural, Paint};
+use text::{cut, offset, one_line, paint, Paint};
 use unicode_width::UnicodeWidthStr;
 pub use view::{EventView, SpanView};
 
@@ -191,9 +192,9 @@ pub fn render(spans: &[SpanView], options: &RenderOptions) -> String {
     let _ = write!(
         header,
         " · {} · {} · {} · {}",
-        plural(tally.spans, "span"),
-        plural(tally.logs, "log"),
-        plural(tally.errors, "error"),
+        plural(tally.spans as u64, "span"),
+        plural(tally.logs as u64, "log"),
+        plural(tally.errors as u64, "error"),
         human_duration(total)
     );
     if options.live {

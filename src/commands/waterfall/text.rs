@@ -124,14 +124,6 @@ pub(super) fn one_line(text: &str, max: usize) -> String {
     }
 }
 
-pub(super) fn plural(count: usize, noun: &str) -> String {
-    if count == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{count} {noun}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

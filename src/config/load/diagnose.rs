@@ -111,44 +111,91 @@ fn first_origin(value: &Value) -> Option<&str> {
     }
 }
 
-/// Checks `actual` against `shape` (the default config as TOML): every key must exist in the
-/// schema, and every value from the file must have the TOML type of the default.
+/// Checks `actual` against `shape` (the default config as TOML, `root` at the top): every key
+/// must exist in the schema, and every value from the file must have the TOML type of the
+/// default. Every problem goes to `errors`, so that one run reports them all.
 pub(super) fn check_shape(
+    root: &toml::Table,
     shape: &toml::Table,
     actual: &Map<String, Value>,
     parent: &str,
     origins: &Origins,
-) -> Result<(), ConfigError> {
+    errors: &mut Vec<ConfigError>,
+) {
     let mut names: Vec<&String> = actual.keys().collect();
-    names.sort(); // HashMap order would make the first reported error random.
+    names.sort(); // HashMap order would make the order of the errors random.
     for name in names {
         let value = &actual[name];
-        let key = if parent.is_empty() {
-            name.clone()
-        } else {
-            format!("{parent}.{name}")
-        };
+        let key = join(parent, name);
         let Some(expected) = shape.get(name.as_str()) else {
             let mut valid: Vec<String> = shape.keys().cloned().collect();
             valid.sort();
-            return Err(ConfigError::UnknownKey {
+            errors.push(ConfigError::UnknownKey {
                 origin: origins.classify(&key, first_origin(value)),
-                suggestion: closest(name, &valid).map(|close| match parent {
-                    "" => close.to_owned(),
-                    _ => format!("{parent}.{close}"),
-                }),
+                suggestions: suggestions(root, parent, name, &valid),
                 valid,
                 key,
             });
+            continue;
         };
-        check_type(&key, expected, value, origins)?;
+        if let Err(error) = check_type(&key, expected, value, origins) {
+            errors.push(error);
+            continue;
+        }
         if let (toml::Value::Table(shape), ValueKind::Table(table)) = (expected, &value.kind) {
             if !FREE_FORM_TABLES.contains(&key.as_str()) {
-                check_shape(shape, table, &key, origins)?;
+                check_shape(root, shape, table, &key, origins, errors);
             }
         }
     }
-    Ok(())
+}
+
+fn join(parent: &str, name: &str) -> String {
+    match parent {
+        "" => name.to_owned(),
+        _ => format!("{parent}.{name}"),
+    }
+}
+
+/// What an unknown key `name` under `parent` probably meant. A name that is valid in another
+/// section was put in the wrong one (a top-level `secret_key` is `trigger.secret_key`): that
+/// section's key, as the likeliest fix. Else a misspelling of a key valid here, else (for names
+/// long enough that a near miss means something) of one valid elsewhere.
+fn suggestions(root: &toml::Table, parent: &str, name: &str, valid_here: &[String]) -> Vec<String> {
+    let mut everywhere = Vec::new();
+    collect_keys(root, "", &mut everywhere);
+    let here = join(parent, name);
+    let misplaced: Vec<String> = everywhere
+        .iter()
+        .filter(|(key, leaf)| leaf == name && *key != here)
+        .map(|(key, _)| key.clone())
+        .collect();
+    if !misplaced.is_empty() {
+        return misplaced;
+    }
+    if let Some(close) = closest(name, valid_here) {
+        return vec![join(parent, close)];
+    }
+    let best = everywhere
+        .iter()
+        .map(|(key, leaf)| (strsim::levenshtein(name, leaf), key))
+        .filter(|(distance, _)| *distance <= 2 && *distance * 3 <= name.chars().count())
+        .min_by_key(|(distance, _)| *distance);
+    best.map(|(_, key)| vec![key.clone()]).unwrap_or_default()
+}
+
+/// Every key of the schema (sections too) with its last segment, in the schema's order; the
+/// keys of free-form tables are the user's, not the schema's.
+fn collect_keys(shape: &toml::Table, parent: &str, out: &mut Vec<(String, String)>) {
+    for (name, value) in shape {
+        let key = join(parent, name);
+        out.push((key.clone(), name.clone()));
+        if let toml::Value::Table(table) = value {
+            if !FREE_FORM_TABLES.contains(&key.as_str()) {
+                collect_keys(table, &key, out);
+            }
+        }
+    }
 }
 
 fn check_type(key: &str, expected: &toml::Value, value: &Value, origins: &Origins) -> Result<(), ConfigError> {
@@ -249,6 +296,38 @@ fn closest<'a>(name: &str, valid: &'a [String]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn shape() -> toml::Table {
+        toml::Table::try_from(crate::config::BridgeConfig::default()).expect("serializable")
+    }
+
+    fn valid_in(root: &toml::Table, section: &str) -> Vec<String> {
+        let table = match section {
+            "" => root,
+            _ => root[section].as_table().expect("a section"),
+        };
+        table.keys().cloned().collect()
+    }
+
+    #[test]
+    fn a_key_valid_in_another_section_is_suggested_there() {
+        let root = shape();
+        let top = valid_in(&root, "");
+        assert_eq!(suggestions(&root, "", "secret_key", &top), ["trigger.secret_key"]);
+        assert_eq!(suggestions(&root, "", "ids", &top), ["runs.ids"]);
+        let runs = valid_in(&root, "runs");
+        assert_eq!(
+            suggestions(&root, "runs", "timeout", &runs),
+            ["export.timeout", "trigger.timeout"]
+        );
+        assert_eq!(suggestions(&root, "", "resource", &top), ["export.resource"]);
+        // A misspelling here is still a misspelling here…
+        assert_eq!(suggestions(&root, "runs", "concurency", &runs), ["runs.concurrency"]);
+        // … and one of a key of another section is found there.
+        assert_eq!(suggestions(&root, "", "secret_kye", &top), ["trigger.secret_key"]);
+        // The keys of free-form tables are not the schema's.
+        assert_eq!(suggestions(&root, "", "frobnicate", &top), Vec::<String>::new());
+    }
 
     #[test]
     fn suggestions_are_the_closest_valid_key() {
