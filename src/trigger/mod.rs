@@ -12,6 +12,6 @@ pub mod retry;
 
 pub use api_types::{RunDetails, RunFilters, RunPage, RunSummary, RunTrace};
 pub use client::{ClientTuning, EventsFetch, TriggerClient};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use rate_limit::{RateLimitTuning, RateLimiter};
 pub use retry::RetryPolicy;
