@@ -82,13 +82,19 @@ impl Cause {
     }
 }
 
-/// A rustls error, as itself or inside an `io::Error` (as tokio-rustls reports it).
+/// A rustls error, as itself or inside `io::Error`s (tokio-rustls wraps it in one, and
+/// hyper-rustls that in another).
 fn tls_error<'a>(link: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
-    link.downcast_ref::<rustls::Error>().or_else(|| {
-        link.downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    })
+    if let Some(tls) = link.downcast_ref::<rustls::Error>() {
+        return Some(tls);
+    }
+    let mut inner: &(dyn Error + Send + Sync + 'static) = link.downcast_ref::<io::Error>()?.get_ref()?;
+    loop {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        inner = inner.downcast_ref::<io::Error>()?.get_ref()?;
+    }
 }
 
 /// `url` as it may be shown: without a user name, password, query or fragment, which can carry
@@ -166,10 +172,11 @@ mod tests {
 
     #[test]
     fn tls_failures_are_told_apart() {
-        let untrusted = io::Error::new(
+        // Wrapped twice, as reqwest reports it.
+        let untrusted = io::Error::other(io::Error::new(
             io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
+        ));
         let error = link("client error (Connect)", untrusted);
         assert_eq!(
             error_chain(&error),
