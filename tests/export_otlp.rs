@@ -516,7 +516,7 @@ async fn a_closed_port_is_named_with_the_refusal_and_export_endpoint_over_both_p
             &message,
             &[
                 "gave up after ",
-                "ms: the collector did not accept the export; ",
+                "ms (0 spans and log records delivered): the collector did not accept the export; ",
                 &shown,
                 "Connection refused",
                 "; check export.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): nothing listens at its host and port",
@@ -673,7 +673,10 @@ async fn export_gives_up_at_the_documented_two_minutes_not_before() {
         };
         assert_eq!(gave_up.waited, GIVE_UP_AFTER);
         let message = error.to_string();
-        assert!(message.starts_with("gave up after 2m: "), "{message}");
+        assert!(
+            message.starts_with("gave up after 2m (0 spans and log records delivered): "),
+            "{message}"
+        );
         assert!(message.contains("disk full"), "{message}");
         // 2.5–30 s apart: at least 5 attempts in two minutes, the last at the bound.
         assert!(attempts.load(std::sync::atomic::Ordering::Relaxed) >= 5);

@@ -53,11 +53,11 @@ pub enum ExportError {
     /// A sender with `give_up_after` (the one-shot commands) stopped retrying. The last reason
     /// names the endpoint, the cause and the setting to check (`transport/failure.rs`).
     #[error(
-        "gave up after {}: the collector did not accept the export; last attempt: {} ({} spans and log records \
-         delivered before)",
+        "gave up after {} ({} spans and log records delivered): the collector did not accept the export; last \
+         attempt: {}",
         rounded(.0.waited),
-        .0.last_reason,
-        .0.delivered
+        .0.delivered,
+        .0.last_reason
     )]
     GaveUp(Box<GaveUp>),
 }
@@ -150,8 +150,8 @@ mod tests {
         }));
         assert_eq!(
             gave_up.to_string(),
-            "gave up after 2s: the collector did not accept the export; last attempt: HTTP 503 (3 spans and log \
-             records delivered before)"
+            "gave up after 2s (3 spans and log records delivered): the collector did not accept the export; last \
+             attempt: HTTP 503"
         );
         assert!(!gave_up.is_config());
         assert_eq!(gave_up.into_partial(), partial);
