@@ -1,16 +1,18 @@
 //! Endpoints that fail the way a misconfigured setup does, for tests of error messages: a closed
-//! port ([`closed_port`]), a web server answering 404 with HTML at every path ([`NotFoundHtml`],
-//! a URL with a wrong path prefix), and ([`UntrustedTls`]) a TLS endpoint on loopback whose
-//! certificate no client trusts: it completes its side of the handshake with `tests/fixtures/tls/untrusted.crt` (self-signed, for `localhost` and
-//! 127.0.0.1, valid 2000–2100) and then closes. A client refuses the certificate with rustls'
-//! "invalid peer certificate: UnknownIssuer", the failure of a collector or a self-hosted
-//! Trigger.dev behind a private CA.
+//! port ([`closed_port`]), a web server answering 404 with HTML at every path ([`NotFoundHtml`]:
+//! a URL with a wrong path prefix), and a TLS endpoint whose certificate no client trusts
+//! ([`UntrustedTls`]).
 //!
-//! The fixture was made with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`
-//! and `openssl ca -selfsign -startdate 20000101000000Z -enddate 21000101000000Z` (SAN
-//! `DNS:localhost,IP:127.0.0.1`, `CA:FALSE`, serverAuth): a file rather than a generator, so the
-//! tests need no certificate crate, and back-dated so a skewed clock cannot turn "unknown issuer"
-//! into "not valid yet".
+//! [`UntrustedTls`] completes its side of the handshake with `tests/fixtures/tls/untrusted.crt`
+//! (self-signed, for `localhost` and 127.0.0.1, valid 2000–2100), and a client refuses it with
+//! rustls' "invalid peer certificate: UnknownIssuer": the failure of a collector or a
+//! self-hosted Trigger.dev behind a private CA. The fixture was made with `openssl genpkey
+//! -algorithm EC -pkeyopt ec_paramgen_curve:P-256` and `openssl ca -selfsign -startdate
+//! 20000101000000Z -enddate 21000101000000Z` (SAN `DNS:localhost,IP:127.0.0.1`, `CA:FALSE`,
+//! serverAuth): a file rather than a generator, so the tests need no certificate crate;
+//! back-dated, so a skewed clock cannot turn "unknown issuer" into "not valid yet"; and its
+//! subject is no `CN=localhost`, which a system's snakeoil certificate may also have (rustls
+//! then checks the signature against that one and reports another error).
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
