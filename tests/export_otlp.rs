@@ -1,7 +1,10 @@
 //! Exporters against a real OTLP receiver on loopback: what arrives equals what the converter
 //! produced, for gRPC, OTLP/HTTP protobuf and JSON, with and without compression; retryable
 //! outages lose nothing; a poisoned span is isolated and only it is dropped. The same for OTLP
-//! log records (`conversion.logs = "otlp_logs"`), and `export.logs_endpoint`.
+//! log records (`conversion.logs = "otlp_logs"`), and `export.logs_endpoint`. A misconfigured
+//! endpoint (a closed port, a web server's 404 page, an untrusted certificate) gives a message
+//! naming the endpoint, the cause once and the setting to check; a one-shot sender gives up at
+//! its bound, not before.
 
 mod support;
 
@@ -11,6 +14,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use support::faulty::{closed_port, untrusted_cert_path, NotFoundHtml, UntrustedTls};
 use support::otlp_receiver::{body_text, logs_of, spans_of, Fault, Receiver};
 use support::SharedBuffer;
 use trigger_otel_bridge::config::{Compression, ExportConfig, LogsMode, Protocol};
@@ -451,4 +455,230 @@ async fn every_protocol_carries_the_converters_request_unchanged() {
         assert_eq!(requests[0], expected, "{protocol:?}");
     }
     receiver.stop().await;
+}
+
+// ---- misconfigured endpoints: the endpoint, the cause once, the setting to check --------------
+
+const HEADER_SECRET: &str = "Bearer s3cr3t-exporter-token";
+
+/// The message of a one-shot sender that gave up on `export_settings` (after 300 ms of fast
+/// retries), sending `records`. Every request carries an `authorization` header that must
+/// never show.
+async fn gave_up(mut export_settings: ExportSettings, records: Vec<Record>) -> String {
+    export_settings
+        .headers
+        .insert("authorization".into(), HEADER_SECRET.into());
+    let transport = Transport::new(&export_settings).unwrap();
+    let mut options = fast_options(100);
+    options.give_up_after = Some(Duration::from_millis(300));
+    let error = OtlpSender::new(transport, ResourceSettings::default(), options)
+        .send(records)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExportError::GaveUp(_)), "{error}");
+    let message = error.to_string();
+    assert!(!message.contains("s3cr3t"), "a header value leaked: {message}");
+    // The cause told once: no `: `-separated link the same as the one before it.
+    let links: Vec<&str> = message.split(": ").collect();
+    for pair in links.windows(2) {
+        assert_ne!(pair[0], pair[1], "a cause told twice: {message}");
+    }
+    message
+}
+
+fn span_records() -> Vec<Record> {
+    fixture_spans("child_run", "run_cm1childrun01")
+        .into_iter()
+        .map(Record::Span)
+        .collect()
+}
+
+fn assert_says(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "missing {part:?} in: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_port_is_named_with_the_refusal_and_export_endpoint_over_both_protocols() {
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let message = gave_up(
+            settings(endpoint.clone(), protocol, Compression::None, 100),
+            span_records(),
+        )
+        .await;
+        let shown = match protocol {
+            Protocol::Grpc => format!("last attempt: gRPC {endpoint}: Unavailable: "),
+            _ => format!("last attempt: OTLP/HTTP POST {endpoint}/v1/traces: error sending request: "),
+        };
+        assert_says(
+            &message,
+            &[
+                "gave up after ",
+                "ms (0 spans and log records delivered): the collector did not accept the export; ",
+                &shown,
+                "Connection refused",
+                "; check export.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): nothing listens at its host and port",
+            ],
+        );
+        assert_eq!(
+            message.matches("tcp connect error").count(),
+            1,
+            "{protocol:?}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_closed_logs_endpoint_is_named_as_export_logs_endpoint() {
+    let receiver = Receiver::start().await;
+    let logs_endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let mut conversion = fixture_records();
+    let logs: Vec<Record> = conversion.logs.drain(..).map(Record::Log).collect();
+    for protocol in [Protocol::Grpc, Protocol::HttpJson] {
+        let mut export_settings = settings(endpoint_for(&receiver, protocol), protocol, Compression::None, 100);
+        let url = match protocol {
+            Protocol::Grpc => logs_endpoint.clone(),
+            _ => format!("{logs_endpoint}/v1/logs"),
+        };
+        export_settings.logs_endpoint = Some(url.clone());
+        let message = gave_up(export_settings, logs.clone()).await;
+        assert_says(
+            &message,
+            &[
+                &url,
+                "Connection refused",
+                "check export.logs_endpoint (OTEL_EXPORTER_OTLP_LOGS_ENDPOINT)",
+            ],
+        );
+    }
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn a_web_server_s_404_page_is_quoted_over_http_and_told_over_grpc() {
+    let web = NotFoundHtml::start().await;
+    let endpoint = format!("{}/otlp", web.url());
+    let message = gave_up(
+        settings(endpoint.clone(), Protocol::HttpProtobuf, Compression::None, 100),
+        span_records(),
+    )
+    .await;
+    assert_says(
+        &message,
+        &[
+            // An endpoint with a path is used as is.
+            &format!("OTLP/HTTP POST {endpoint}: HTTP 404: \"<html> <head><title>404 Not Found</title>"),
+            "check export.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT): the whole URL is used as given; and \
+             export.protocol (OTEL_EXPORTER_OTLP_PROTOCOL)",
+        ],
+    );
+    let message = gave_up(
+        settings(web.url(), Protocol::Grpc, Compression::None, 100),
+        span_records(),
+    )
+    .await;
+    assert_says(
+        &message,
+        &[
+            &format!("gRPC {}: the server answered HTTP 404, not gRPC", web.url()),
+            "check export.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) and export.protocol (OTEL_EXPORTER_OTLP_PROTOCOL)",
+        ],
+    );
+    assert!(!message.contains("nginx"), "gRPC answers are never quoted: {message}");
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_named_with_rustls_words_and_export_ca_file() {
+    let tls = UntrustedTls::start();
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let message = gave_up(settings(tls.url(), protocol, Compression::None, 100), span_records()).await;
+        assert_says(
+            &message,
+            &[
+                &tls.url(),
+                "invalid peer certificate: UnknownIssuer",
+                "set export.ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) to the CA that signed the collector's certificate",
+            ],
+        );
+        assert_eq!(
+            message.matches("invalid peer certificate").count(),
+            1,
+            "{protocol:?}: {message}"
+        );
+        // Trusting the certificate (`ca_file`) gets past it: the endpoint then closes without
+        // answering, which is told as something else.
+        let mut trusted = settings(tls.url(), protocol, Compression::None, 100);
+        trusted.ca_file = Some(untrusted_cert_path().into());
+        let message = gave_up(trusted, span_records()).await;
+        assert!(!message.contains("UnknownIssuer"), "{protocol:?}: {message}");
+    }
+}
+
+// ---- the one-shot deadline ---------------------------------------------------------------------
+
+/// A stdout that refuses every write: each attempt fails at once, with no I/O to wait for, so
+/// the paused clock moves only by the sender's own backoff.
+struct RefusingStdout(Arc<std::sync::atomic::AtomicU32>);
+
+impl std::io::Write for RefusingStdout {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(std::io::Error::other("disk full"))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// README and docs/export.md: `export` gives up on a collector that stays down for two minutes.
+/// With the default backoff (5 s ×1.5 up to 30 s, jittered) it gave up after 98–108 s, skipping a
+/// retry whose wait crossed the bound; now the last retry is made at the bound and the message
+/// says so in the words a person writes.
+#[tokio::test(start_paused = true)]
+async fn export_gives_up_at_the_documented_two_minutes_not_before() {
+    use trigger_otel_bridge::commands::export::GIVE_UP_AFTER;
+    assert_eq!(
+        GIVE_UP_AFTER,
+        Duration::from_secs(120),
+        "README and docs/export.md say two minutes"
+    );
+    // The backoff is jittered: several draws.
+    for _ in 0..20 {
+        let attempts = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let transport = Transport::with_stdout(
+            &settings(String::new(), Protocol::Stdout, Compression::None, 100),
+            Box::new(RefusingStdout(attempts.clone())),
+        )
+        .unwrap();
+        let options = SenderOptions {
+            max_batch_spans: 100,
+            backoff: BackoffPolicy::default(),
+            give_up_after: Some(GIVE_UP_AFTER),
+        };
+        let started = tokio::time::Instant::now();
+        let error = OtlpSender::new(transport, ResourceSettings::default(), options)
+            .send(span_records())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            started.elapsed(),
+            GIVE_UP_AFTER,
+            "given up at the bound, not before or after"
+        );
+        let ExportError::GaveUp(gave_up) = &error else {
+            panic!("{error}")
+        };
+        assert_eq!(gave_up.waited, GIVE_UP_AFTER);
+        let message = error.to_string();
+        assert!(
+            message.starts_with("gave up after 2m (0 spans and log records delivered): "),
+            "{message}"
+        );
+        assert!(message.contains("disk full"), "{message}");
+        // 2.5–30 s apart: at least 5 attempts in two minutes, the last at the bound.
+        assert!(attempts.load(std::sync::atomic::Ordering::Relaxed) >= 5);
+    }
 }

@@ -1,6 +1,8 @@
 //! `TriggerClient` against the test kit's fake Trigger.dev API on 127.0.0.1, each test shaping
 //! every answer itself (`FakeApi::answering`), broken bodies included (`fake_api::broken`: cut
-//! short, trickling, stalled, endless).
+//! short, trickling, stalled, endless); and against endpoints that are not the API
+//! (`support::faulty`: a closed port, a web server's 404 page, an untrusted certificate), whose
+//! errors must name the URL, the cause once and the setting to check.
 
 mod support;
 
@@ -14,10 +16,13 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde_json::{json, Value};
 use support::fake_api::{broken, set_limit_headers, too_many_requests, FakeApi};
+use support::faulty::{closed_port, NotFoundHtml, UntrustedTls};
 use support::SharedBuffer;
 
 use trigger_otel_bridge::config::TriggerConfig;
-use trigger_otel_bridge::trigger::{ApiError, ClientTuning, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient};
+use trigger_otel_bridge::trigger::{
+    ApiError, ClientTuning, ErrorBody, RateLimitTuning, RetryPolicy, RunFilters, TriggerClient,
+};
 
 const KEY: &str = "tr_dev_SECRETplanted0123456789";
 const MB: usize = 1024 * 1024;
@@ -499,6 +504,12 @@ async fn a_plain_404_is_not_found_at_once() {
     assert!(matches!(err, ApiError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("Run not found"), "{err}");
     assert!(err.to_string().contains("run_gone"), "{err}");
+    // Trigger.dev's own 404: the URL is right, the run is what to check.
+    assert!(
+        err.to_string()
+            .contains("check the run id, and that trigger.secret_key (TRIGGER_SECRET_KEY)"),
+        "{err}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(api.requests().len(), 1);
 
@@ -619,8 +630,12 @@ async fn a_non_json_body_is_quoted() {
     };
     assert!(snippet.starts_with("<html><head><title>502 Bad Gateway"), "{snippet}");
     assert_eq!(snippet.len(), 200);
-    assert_eq!(endpoint, "/api/v1/runs/run_html/events");
+    assert_eq!(endpoint, &format!("{}/api/v1/runs/run_html/events", api.url()));
     assert!(err.to_string().contains("502 Bad Gateway"), "{err}");
+    assert!(
+        err.to_string().contains("check trigger.api_url (TRIGGER_API_URL)"),
+        "{err}"
+    );
     assert!(!err.is_retryable());
     assert_eq!(api.requests().len(), 1);
     api.stop().await;
@@ -717,5 +732,112 @@ async fn a_50_mb_body_under_the_limit_parses() {
         events.events()[count - 1].span_id_str(),
         Some(format!("{:016x}", count - 1).as_str())
     );
+    api.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Not the API: each error names the URL, the cause once, and the setting to check
+
+/// The message's `: `-separated links, none the same as the one before it (the cause told once).
+fn assert_cause_told_once(message: &str) {
+    let links: Vec<&str> = message.split(": ").collect();
+    for pair in links.windows(2) {
+        assert_ne!(pair[0], pair[1], "a cause told twice: {message}");
+    }
+}
+
+#[tokio::test]
+async fn a_closed_port_is_named_with_the_refusal_and_trigger_api_url() {
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let client = client(&url);
+    let err = client.retrieve_run("run_x").await.expect_err("nothing listens");
+    assert!(matches!(err, ApiError::Connection { attempts: 3, .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("GET {url}/api/v3/runs/run_x: ")),
+        "{message}"
+    );
+    assert!(message.contains("Connection refused"), "{message}");
+    assert!(
+        message.contains("check trigger.api_url (TRIGGER_API_URL): nothing listens at its host and port"),
+        "{message}"
+    );
+    assert_eq!(message.matches("tcp connect error").count(), 1, "{message}");
+    assert_cause_told_once(&message);
+    assert_no_key(&message);
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn a_wrong_path_prefix_answering_a_web_page_is_told_apart_from_a_missing_run() {
+    let web = NotFoundHtml::start().await;
+    // Credentials in the URL and a query are never shown.
+    let base = web.url().replacen("http://", "http://user:pass@", 1);
+    let client = client(&format!("{base}/trigger?token=abc"));
+    let err = client.retrieve_run("run_x").await.expect_err("404");
+    let ApiError::NotFound {
+        message: Some(ErrorBody::NotJson(excerpt)),
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(excerpt.contains("<title>404 Not Found</title>"), "{excerpt}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "GET {}/trigger/api/v3/runs/run_x: not found (HTTP 404: not Trigger.dev's JSON but",
+            web.url()
+        )),
+        "{message}"
+    );
+    assert!(message.contains("nginx"), "{message}");
+    assert!(
+        message.contains("check trigger.api_url (TRIGGER_API_URL): the API's base URL, such as https://api.trigger.dev, without a path"),
+        "{message}"
+    );
+    assert!(!message.contains("pass") && !message.contains("token"), "{message}");
+    assert!(!message.contains("check the run id"), "{message}");
+    // Still a 404 to the daemon: no verdict is drawn from it but after `runs.not_found_after`.
+    assert!(!err.is_retryable());
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_named_with_rustls_words_and_the_cure() {
+    let tls = UntrustedTls::start();
+    let client = client(&tls.url());
+    let err = client.events("run_x").await.expect_err("untrusted");
+    assert!(matches!(err, ApiError::Connection { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("GET {}/api/v1/runs/run_x/events: ", tls.url())),
+        "{message}"
+    );
+    assert_eq!(
+        message.matches("invalid peer certificate: UnknownIssuer").count(),
+        1,
+        "{message}"
+    );
+    assert!(message.contains("check trigger.api_url (TRIGGER_API_URL)"), "{message}");
+    assert!(message.contains("SSL_CERT_FILE"), "{message}");
+    assert_cause_told_once(&message);
+    assert_no_key(&message);
+}
+
+#[tokio::test]
+async fn a_page_echoing_the_key_is_quoted_without_it() {
+    let api = FakeApi::answering(|hit, _| async move {
+        let echoed = format!(
+            "<p>bad gateway for {}</p>",
+            hit.authorization().unwrap_or_default().to_owned()
+        );
+        (StatusCode::BAD_REQUEST, [("content-type", "text/html")], echoed).into_response()
+    })
+    .await;
+    let err = client(&api.url()).retrieve_run("run_x").await.expect_err("400");
+    let message = err.to_string();
+    assert!(message.contains("bad gateway for Bearer ****"), "{message}");
+    assert!(message.contains("check trigger.api_url"), "{message}");
+    assert_no_key(&message);
     api.stop().await;
 }

@@ -208,6 +208,10 @@ pub async fn select_runs(client: &TriggerClient, options: &BackfillOptions) -> R
     Ok(runs)
 }
 
+/// How long `export` retries a batch a collector does not accept before it fails the run: the
+/// two minutes README and docs/export.md promise (the sender makes its last retry at the bound).
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+
 /// The sender `export` uses: the configured exporter, retrying a down collector for a while
 /// (a one-shot command must end) instead of forever as the daemon does.
 pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Result<OtlpSender, BackfillError> {
@@ -215,7 +219,7 @@ pub fn build_sender(config: &BridgeConfig, env: &HashMap<String, String>) -> Res
         config,
         env,
         BackoffPolicy::default(),
-        Some(Duration::from_secs(120)),
+        Some(GIVE_UP_AFTER),
     )?)
 }
 

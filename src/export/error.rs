@@ -50,12 +50,14 @@ pub enum ExportError {
     #[error("exporter: {0}")]
     Exporter(#[source] Box<ExportError>),
 
-    /// A sender with `give_up_after` (the one-shot commands) stopped retrying.
+    /// A sender with `give_up_after` (the one-shot commands) stopped retrying. The last reason
+    /// names the endpoint, the cause and the setting to check (`transport/failure.rs`).
     #[error(
-        "the collector did not accept the export within {:?}: {} ({} spans and log records delivered before)",
-        .0.waited,
-        .0.last_reason,
-        .0.delivered
+        "gave up after {} ({} spans and log records delivered): the collector did not accept the export; last \
+         attempt: {}",
+        rounded(.0.waited),
+        .0.delivered,
+        .0.last_reason
     )]
     GaveUp(Box<GaveUp>),
 }
@@ -69,6 +71,17 @@ pub struct GaveUp {
     pub delivered: u64,
     /// Whatever was delivered before giving up still counts.
     pub partial: SendReport,
+}
+
+/// `d` as a person writes it: whole seconds from 10 s up (`2m`, `2m 5s`), whole milliseconds
+/// below (`2s 500ms`), never the nanoseconds a measured wait has.
+fn rounded(d: Duration) -> humantime::FormattedDuration {
+    let rounded = if d >= Duration::from_secs(10) {
+        Duration::from_secs(d.as_secs().saturating_add(u64::from(d.subsec_millis() >= 500)))
+    } else {
+        Duration::from_millis(d.as_millis() as u64)
+    };
+    humantime::format_duration(rounded)
 }
 
 impl ExportError {
@@ -137,10 +150,21 @@ mod tests {
         }));
         assert_eq!(
             gave_up.to_string(),
-            "the collector did not accept the export within 2s: HTTP 503 (3 spans and log records delivered before)"
+            "gave up after 2s (3 spans and log records delivered): the collector did not accept the export; last \
+             attempt: HTTP 503"
         );
         assert!(!gave_up.is_config());
         assert_eq!(gave_up.into_partial(), partial);
         assert_eq!(ExportError::HalfIdentity.into_partial(), SendReport::default());
+    }
+
+    #[test]
+    fn waits_are_printed_as_people_write_them() {
+        let shown = |d: Duration| rounded(d).to_string();
+        assert_eq!(shown(Duration::from_nanos(108_308_277_608)), "1m 48s");
+        assert_eq!(shown(Duration::from_millis(120_004)), "2m");
+        assert_eq!(shown(Duration::from_millis(129_500)), "2m 10s");
+        assert_eq!(shown(Duration::from_nanos(2_500_700_001)), "2s 500ms");
+        assert_eq!(shown(Duration::from_micros(300_999)), "300ms");
     }
 }

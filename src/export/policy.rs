@@ -27,6 +27,19 @@ pub enum Disposition {
     Shrink { after: Option<Duration>, reason: String },
 }
 
+impl Disposition {
+    /// The same disposition, its reason (if it has one) replaced by `reason`: the transport
+    /// classifies an answer here, then tells it in full (`transport/failure.rs`).
+    pub fn with_reason(self, reason: String) -> Self {
+        match self {
+            Disposition::Retry { after, .. } => Disposition::Retry { after, reason },
+            Disposition::Reject { .. } => Disposition::Reject { reason },
+            Disposition::Shrink { after, .. } => Disposition::Shrink { after, reason },
+            delivered => delivered,
+        }
+    }
+}
+
 /// The attempt from which a `Shrink` answer splits a batch of several records (the first is
 /// retried whole: an overloaded collector often recovers).
 pub const SHRINK_AFTER: u32 = 2;

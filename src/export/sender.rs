@@ -28,7 +28,9 @@ pub struct SenderOptions {
     pub max_batch_spans: usize,
     pub backoff: BackoffPolicy,
     /// `None` (the daemon): retry retryable failures forever, never drop. `Some` (one-shot
-    /// commands): fail after retrying this long.
+    /// commands): fail once a batch has not been accepted this long after its first attempt.
+    /// The last retry is made at that moment, however the backoff falls; giving up waits only
+    /// for an attempt then in flight (at most `export.timeout`).
     pub give_up_after: Option<Duration>,
 }
 
@@ -200,6 +202,7 @@ impl OtlpSender {
             }
             while let Some(batch) = work.pop_front() {
                 let started = tokio::time::Instant::now();
+                let deadline = self.options.give_up_after.map(|limit| started + limit);
                 // Once per batch: its bytes are kept for every attempt (a request is built only
                 // for the JSON protocols, and dropped here).
                 let encoded = self.transport.encode(
@@ -273,16 +276,23 @@ impl OtlpSender {
                         }
                         Disposition::Retry { after, reason } | Disposition::Shrink { after, reason } => {
                             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-                            let delay = self.options.backoff.delay(attempt, after);
-                            if let Some(limit) = self.options.give_up_after {
-                                if started.elapsed() + delay > limit {
+                            // Whole milliseconds: the jitter's nanoseconds mean nothing in a log.
+                            let mut delay =
+                                Duration::from_millis(self.options.backoff.delay(attempt, after).as_millis() as u64);
+                            if let Some(deadline) = deadline {
+                                let now = tokio::time::Instant::now();
+                                if now >= deadline {
                                     return Err(ExportError::GaveUp(Box::new(GaveUp {
-                                        waited: started.elapsed(),
+                                        waited: now - started,
                                         last_reason: reason,
                                         delivered: report.delivered_spans + report.delivered_logs,
                                         partial: std::mem::take(report),
                                     })));
                                 }
+                                // A backoff reaching past the deadline is cut short: the last
+                                // retry is made at the deadline, not skipped (giving up early,
+                                // after 98–108 s of a documented 120, was the old behaviour).
+                                delay = delay.min(deadline - now);
                             }
                             ExportBatchFailed {
                                 signal: P::SIGNAL,

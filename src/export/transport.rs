@@ -11,6 +11,7 @@
 //! - `transport/grpc.rs`: the gRPC call of pre-encoded bytes.
 //! - `transport/http.rs`: the OTLP/HTTP POST and its body compression.
 //! - `transport/observe.rs`: what an answer means ([`Disposition`]), partial success included.
+//! - `transport/failure.rs`: a failed attempt told in full: endpoint, cause, setting to check.
 
 use super::policy::Disposition;
 use super::settings::ExportSettings;
@@ -25,6 +26,7 @@ use std::marker::PhantomData;
 use std::sync::Mutex;
 
 mod connection;
+mod failure;
 mod grpc;
 mod http;
 mod observe;

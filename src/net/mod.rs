@@ -1,5 +1,7 @@
-//! What the bridge's HTTP servers and clients share: the rustls crypto provider (`tls`), and an
-//! axum router served on a bound listener until stopped (`serving`).
+//! What the bridge's HTTP servers and clients share: the rustls crypto provider (`tls`), an axum
+//! router served on a bound listener until stopped (`serving`), and a failed request's cause
+//! told once (`error_chain`).
 
+pub mod error_chain;
 pub mod serving;
 pub mod tls;

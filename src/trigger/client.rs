@@ -15,18 +15,19 @@ use serde_json::Value;
 use tracing::{debug, warn};
 
 use super::api_types::{RunDetails, RunFilters, RunPage, RunTrace};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::model::{body_hash, EventsResponse};
 use super::rate_limit::{HoldReason, RateLimitTuning, RateLimiter, ServerBudget};
 use super::retry::{classify_status, parse_should_retry, Decision, RetryClass, RetryPolicy, RetryState};
+use crate::config::secret::SecretString;
 use crate::config::TriggerConfig;
+use crate::net::error_chain::{error_chain, redacted_url, Cause};
 use crate::telemetry::events::{ApiBudget, ApiHold, ApiResponse};
 use crate::telemetry::Metrics;
 
 mod response;
 use response::{
-    describe, invalid, json_failure, parse_value, read_capped, retry_429_after, server_budget, server_message,
-    server_now_ms,
+    error_body, invalid, json_failure, parse_value, read_capped, retry_429_after, server_budget, server_now_ms,
 };
 
 /// Sent as `x-trigger-api-version`: the version whose status names this bridge knows.
@@ -87,6 +88,9 @@ struct Inner {
     body_deadline: Duration,
     max_body_bytes: u64,
     environment: Option<&'static str>,
+    /// The key, kept to scrub it from the bodies an error quotes (a proxy's page may echo the
+    /// `Authorization` header); never shown.
+    secret_key: SecretString,
     /// Counts every attempt's outcome when set ([`TriggerClient::set_metrics`]).
     metrics: OnceLock<Arc<Metrics>>,
     /// When a call last succeeded ([`TriggerClient::last_success`]).
@@ -112,9 +116,10 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The path as sent (run ids percent-encoded), used to name the endpoint in errors.
-    fn endpoint(&self) -> &str {
-        self.url.path()
+    /// The URL as sent (run ids percent-encoded), without its query or any credentials of
+    /// `api_url`: how errors and logs name the endpoint.
+    fn endpoint(&self) -> String {
+        redacted_url(self.url.as_str())
     }
 }
 
@@ -177,7 +182,7 @@ impl TriggerClient {
             .connect_timeout(config.timeout)
             .read_timeout(config.timeout)
             .build()
-            .map_err(|err| build_error(&describe(&err)))?;
+            .map_err(|err| build_error(&error_chain(&err)))?;
 
         Ok(Self {
             inner: Arc::new(Inner {
@@ -189,6 +194,7 @@ impl TriggerClient {
                 body_deadline: tuning.body_deadline,
                 max_body_bytes: config.max_body_bytes,
                 environment: config.secret_key.environment_prefix(),
+                secret_key: config.secret_key.clone(),
                 metrics: OnceLock::new(),
                 last_success: std::sync::Mutex::new(None),
             }),
@@ -319,8 +325,8 @@ impl TriggerClient {
         let url = self.url(segments);
         if matches!(run_id, "" | "." | "..") {
             return Err(ApiError::NotFound {
-                endpoint: url.path().to_owned(),
-                message: Some(format!("{run_id:?} is not a run id")),
+                endpoint: redacted_url(url.as_str()),
+                message: Some(ErrorBody::Message(format!("{run_id:?} is not a run id"))),
             });
         }
         Ok(Call {
@@ -354,13 +360,16 @@ impl TriggerClient {
                 Err(failed) => failed,
             };
             let attempt = state.attempts();
-            let error = failed.error.with_attempts(attempt);
+            let error = failed
+                .error
+                .with_attempts(attempt)
+                .scrubbed(self.inner.secret_key.expose());
             match state.next(&self.inner.retry, failed.class) {
                 Decision::GiveUp => return Err(error),
                 Decision::Retry { wait } => {
                     warn!(
                         run_id = call.run_id.unwrap_or("-"),
-                        endpoint = call.endpoint(),
+                        endpoint = %call.endpoint(),
                         attempt,
                         wait_ms = wait.as_millis() as u64,
                         held_ms = self.inner.limiter.held_for().map_or(0, |d| d.as_millis() as u64),
@@ -383,7 +392,7 @@ impl TriggerClient {
             Ok(Ok(response)) => response,
             Ok(Err(err)) => {
                 self.count(call, None);
-                return Err(self.transport_failure(call, &err, false));
+                return Err(self.transport_failure(call, err, false));
             }
             Err(_elapsed) => {
                 self.count(call, None);
@@ -396,7 +405,7 @@ impl TriggerClient {
         self.count(call, Some(status.as_u16()));
         debug!(
             run_id = call.run_id.unwrap_or("-"),
-            endpoint = call.endpoint(),
+            endpoint = %call.endpoint(),
             status = status.as_u16(),
             remaining = budget.remaining,
             "Trigger.dev API response"
@@ -407,7 +416,7 @@ impl TriggerClient {
                 Ok(read) => read,
                 Err(_elapsed) => Err(Failed::new(
                     ApiError::BodyCut {
-                        endpoint: call.endpoint().to_owned(),
+                        endpoint: call.endpoint(),
                         reason: format!(
                             "it was still arriving after {} in all",
                             humantime::format_duration(deadline)
@@ -465,7 +474,7 @@ impl TriggerClient {
         let too_large = || {
             Failed::new(
                 ApiError::BodyTooLarge {
-                    endpoint: call.endpoint().to_owned(),
+                    endpoint: call.endpoint(),
                     limit,
                 },
                 RetryClass::Never,
@@ -480,7 +489,7 @@ impl TriggerClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|err| self.transport_failure(call, &err, true))?
+            .map_err(|err| self.transport_failure(call, err, true))?
         {
             if (body.len() + chunk.len()) as u64 > limit {
                 return Err(too_large());
@@ -506,8 +515,8 @@ impl TriggerClient {
         let server_now = server_now_ms(response.headers());
         let body = read_capped(response, ERROR_BODY_LIMIT).await;
         let json: Option<Value> = serde_json::from_slice(&body).ok();
-        let message = json.as_ref().and_then(server_message);
-        let endpoint = call.endpoint().to_owned();
+        let message = error_body(&body, json.as_ref());
+        let endpoint = call.endpoint();
         let class = classify_status(status.as_u16(), should_retry);
         let error = match status.as_u16() {
             401 | 403 => ApiError::Unauthorized {
@@ -539,15 +548,19 @@ impl TriggerClient {
 
     /// A reqwest error: a timeout (connect, or a read stalled for `timeout`), a connection that
     /// failed or dropped before the response (`in_body` false), or a body that broke off
-    /// (`in_body` true).
-    fn transport_failure(&self, call: &Call<'_>, err: &reqwest::Error, in_body: bool) -> Failed {
-        let endpoint = call.endpoint().to_owned();
-        let reason = describe(err);
+    /// (`in_body` true). The reason is the error's chain without the URL (the endpoint is named
+    /// on its own); reqwest never puts headers in it, so never the key.
+    fn transport_failure(&self, call: &Call<'_>, err: reqwest::Error, in_body: bool) -> Failed {
+        let endpoint = call.endpoint();
+        let err = err.without_url();
+        let reason = error_chain(&err);
+        let cause = Cause::of(&err);
         if err.is_builder() || err.is_redirect() {
             return Failed::new(
                 ApiError::Connection {
                     endpoint,
                     reason,
+                    cause,
                     attempts: 0,
                 },
                 RetryClass::Never,
@@ -566,6 +579,7 @@ impl TriggerClient {
             ApiError::Connection {
                 endpoint,
                 reason,
+                cause,
                 attempts: 0,
             }
         };
@@ -574,7 +588,7 @@ impl TriggerClient {
 
     fn timed_out(&self, call: &Call<'_>) -> Failed {
         let error = ApiError::Timeout {
-            endpoint: call.endpoint().to_owned(),
+            endpoint: call.endpoint(),
             timeout: self.inner.timeout,
             attempts: 0,
         };
@@ -605,7 +619,10 @@ mod tests {
                 &["api", "v1", "runs", "run a/b?c#d%", "events"],
             )
             .expect("call");
-        assert_eq!(call.endpoint(), "/base/api/v1/runs/run%20a%2Fb%3Fc%23d%25/events");
+        assert_eq!(
+            call.endpoint(),
+            "https://api.example.com/base/api/v1/runs/run%20a%2Fb%3Fc%23d%25/events"
+        );
         for bad in ["", ".", ".."] {
             assert!(matches!(
                 client.run_call("run", bad, &["api", "v3", "runs", bad]),

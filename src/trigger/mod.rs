@@ -13,7 +13,7 @@ pub mod startup_check;
 
 pub use api_types::{RunDetails, RunFilters, RunPage, RunSummary, RunTrace};
 pub use client::{ClientTuning, EventsFetch, TriggerClient};
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use rate_limit::{RateLimitTuning, RateLimiter};
 pub use retry::RetryPolicy;
 pub use startup_check::StartupCheckError;

@@ -5,6 +5,7 @@
 
 pub mod daemon;
 pub mod fake_api;
+pub mod faulty;
 pub mod generate;
 pub mod otlp_receiver;
 pub mod process;

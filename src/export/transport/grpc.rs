@@ -9,6 +9,7 @@
 //! path fails the tests. The answer is decoded with prost for its `partial_success`.
 
 use super::connection::{grpc_channel, grpc_metadata};
+use super::failure::Destination;
 use super::observe::{grpc_status, partial_success};
 use super::OtlpRequest;
 use crate::config::Compression;
@@ -30,6 +31,9 @@ pub(in crate::export) struct GrpcWire {
     /// behind the bridge's back any more, so these are exactly what is sent.
     metadata: tonic::metadata::MetadataMap,
     timeout: Duration,
+    /// How failures of each signal's calls name the endpoint and the setting to check.
+    traces_at: Destination,
+    logs_at: Destination,
 }
 
 impl GrpcWire {
@@ -52,14 +56,16 @@ impl GrpcWire {
             logs: client(logs),
             metadata: grpc_metadata(settings)?,
             timeout: settings.timeout,
+            traces_at: Destination::new(settings, Signal::Traces),
+            logs_at: Destination::new(settings, Signal::Logs),
         })
     }
 
     /// One call with `body`, a protobuf-encoded `R`.
     pub(super) async fn send<R: OtlpRequest>(&self, body: Bytes) -> Disposition {
-        let mut client = match R::SIGNAL {
-            Signal::Traces => self.traces.clone(),
-            Signal::Logs => self.logs.clone(),
+        let (mut client, to) = match R::SIGNAL {
+            Signal::Traces => (self.traces.clone(), &self.traces_at),
+            Signal::Logs => (self.logs.clone(), &self.logs_at),
         };
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
@@ -69,12 +75,12 @@ impl GrpcWire {
         let call = async {
             client.ready().await.map_err(|e| Disposition::Retry {
                 after: None,
-                reason: super::observe::chain("gRPC channel", &e),
+                reason: to.no_answer(None, &e),
             })?;
             client
                 .unary(request, path, PassThrough)
                 .await
-                .map_err(|status| grpc_status(&status))
+                .map_err(|status| grpc_status(&status, to))
         };
         // The channel's own timeout covers the response's headers; this bounds the whole call.
         match tokio::time::timeout(self.timeout, call).await {
@@ -82,7 +88,7 @@ impl GrpcWire {
             Ok(Err(disposition)) => disposition,
             Err(_) => Disposition::Retry {
                 after: None,
-                reason: format!("gRPC: no answer within {:?}", self.timeout),
+                reason: to.timed_out(),
             },
         }
     }

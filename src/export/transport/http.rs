@@ -2,12 +2,14 @@
 //! reqwest client, its body compressed once when it is encoded.
 
 use super::connection::{checked_url, header_map, http_client};
-use super::observe::{chain, partial_success};
+use super::failure::Destination;
+use super::observe::partial_success;
 use super::OtlpRequest;
 use crate::config::{Compression, Protocol};
 use crate::export::policy::{classify_http, parse_retry_after, Disposition};
 use crate::export::settings::ExportSettings;
 use crate::export::ExportError;
+use crate::net::error_chain::error_chain;
 use crate::telemetry::events::Signal;
 use bytes::Bytes;
 use std::io::Write;
@@ -16,6 +18,9 @@ use std::time::SystemTime;
 /// The most of an answer's body that is read: a collector's answer is small, and a misbehaving
 /// one must not bloat the bridge.
 const MAX_ANSWER: usize = 1 << 20;
+
+/// The most of a failed answer's body that is read, for the excerpt its reason quotes.
+const MAX_ERROR_ANSWER: usize = 4 << 10;
 
 pub(in crate::export) struct HttpWire {
     client: reqwest::Client,
@@ -26,6 +31,9 @@ pub(in crate::export) struct HttpWire {
     logs_url: String,
     json: bool,
     compression: Compression,
+    /// How failures of each signal's requests name the URL and the setting to check.
+    traces_at: Destination,
+    logs_at: Destination,
 }
 
 impl HttpWire {
@@ -37,6 +45,8 @@ impl HttpWire {
             logs_url: checked_url(settings.http_logs_url())?,
             json: settings.protocol == Protocol::HttpJson,
             compression: settings.compression,
+            traces_at: Destination::new(settings, Signal::Traces),
+            logs_at: Destination::new(settings, Signal::Logs),
         })
     }
 
@@ -66,9 +76,9 @@ impl HttpWire {
         body: Bytes,
         content_encoding: Option<&'static str>,
     ) -> Disposition {
-        let url = match R::SIGNAL {
-            Signal::Traces => &self.traces_url,
-            Signal::Logs => &self.logs_url,
+        let (url, to) = match R::SIGNAL {
+            Signal::Traces => (&self.traces_url, &self.traces_at),
+            Signal::Logs => (&self.logs_url, &self.logs_at),
         };
         let content_type = if self.json {
             "application/json"
@@ -87,12 +97,18 @@ impl HttpWire {
         let request = request.headers(self.headers.clone());
         let mut response = match request.send().await {
             Ok(response) => response,
-            // No answer (connection refused, timeout): retried. The URL is left out of the
-            // reason: it may carry credentials.
+            // No answer (connection refused, TLS, timeout): retried. reqwest's URL is left out
+            // of the cause: it may carry credentials (the reason names it redacted).
+            Err(e) if e.is_timeout() => {
+                return Disposition::Retry {
+                    after: None,
+                    reason: to.timed_out(),
+                }
+            }
             Err(e) => {
                 return Disposition::Retry {
                     after: None,
-                    reason: chain("HTTP", &e.without_url()),
+                    reason: to.no_answer(None, &e.without_url()),
                 }
             }
         };
@@ -101,7 +117,8 @@ impl HttpWire {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        match classify_http(response.status().as_u16(), retry_after) {
+        let status = response.status().as_u16();
+        match classify_http(status, retry_after) {
             Disposition::Delivered { .. } => {
                 // Accepted: the status says so. A body that breaks off only hides the
                 // partial success it may have held.
@@ -111,14 +128,24 @@ impl HttpWire {
                         Ok(Some(chunk)) => answer.extend_from_slice(&chunk),
                         Ok(None) => break,
                         Err(e) => {
-                            tracing::debug!(error = %chain("HTTP", &e.without_url()), "the collector's answer broke off");
+                            tracing::debug!(error = %error_chain(&e.without_url()), "the collector's answer broke off");
                             break;
                         }
                     }
                 }
                 partial_success::<R>(&answer, self.json)
             }
-            other => other,
+            failed => {
+                // The start of the body tells a collector's refusal from a web server's page.
+                let mut answer = Vec::new();
+                while answer.len() < MAX_ERROR_ANSWER {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => answer.extend_from_slice(&chunk),
+                        _ => break,
+                    }
+                }
+                failed.with_reason(to.http_status(status, &answer))
+            }
         }
     }
 }

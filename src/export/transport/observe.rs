@@ -2,45 +2,28 @@
 //! `partial_success` of an accepted request, over both protocols ([`partial_success`]). HTTP
 //! statuses are classified by `policy::classify_http` directly.
 
+use super::failure::Destination;
 use super::OtlpRequest;
 use crate::export::policy::{classify_grpc, Disposition};
 use prost::Message;
 use tonic_types::StatusExt;
 
-/// A gRPC error status as a disposition, by its code (`policy::classify_grpc`), with the delay
-/// of a `google.rpc.RetryInfo` in its details when the collector gave one.
+/// A gRPC error status sent to `to` as a disposition, by its code (`policy::classify_grpc`),
+/// with the delay of a `google.rpc.RetryInfo` in its details when the collector gave one.
 ///
-/// The reason names the code, and for a status tonic made itself (no answer: connection
-/// refused, TLS, timeout) what went wrong. Never the collector's message: it may echo a
-/// request's header, and header values are secrets.
-pub(super) fn grpc_status(status: &tonic::Status) -> Disposition {
-    let mut reason = format!("gRPC {:?}", status.code());
-    if let Some(source) = std::error::Error::source(status) {
-        reason = chain(&reason, source);
-    }
+/// The reason ([`Destination::grpc_status`]) names the endpoint, the code, and for a status tonic
+/// made itself (no answer: connection refused, TLS, timeout; an answer that was not gRPC) what
+/// went wrong, and the setting to check. Never the collector's message: it may echo a request's
+/// header, and header values are secrets.
+pub(super) fn grpc_status(status: &tonic::Status, to: &Destination) -> Disposition {
     let after = status.get_details_retry_info().and_then(|info| info.retry_delay);
+    let reason = to.grpc_status(status);
     match classify_grpc(status.code()) {
         Disposition::Retry { .. } => Disposition::Retry { after, reason },
         Disposition::Shrink { .. } => Disposition::Shrink { after, reason },
         Disposition::Reject { .. } => Disposition::Reject { reason },
         delivered => delivered,
     }
-}
-
-/// `what: error: its source: …`, an error with its chain of sources.
-pub(super) fn chain(what: &str, error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = format!("{what}: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // Some errors repeat their source's text in their own.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// An accepted request's answer: `Delivered`, with the records the collector reported in its
@@ -193,12 +176,21 @@ mod tests {
 
     #[test]
     fn grpc_statuses_keep_their_code_and_retry_info_but_not_the_collectors_message() {
+        let settings = crate::export::ExportSettings::resolve(
+            &crate::config::ExportConfig {
+                endpoint: "http://collector:4317".into(),
+                ..crate::config::ExportConfig::default()
+            },
+            &std::collections::HashMap::new(),
+        )
+        .unwrap();
+        let to = Destination::new(&settings, crate::telemetry::events::Signal::Traces);
         let status = tonic::Status::unavailable("token Bearer s3cr3t is unknown");
         assert_eq!(
-            grpc_status(&status),
+            grpc_status(&status, &to),
             Disposition::Retry {
                 after: None,
-                reason: "gRPC Unavailable".into()
+                reason: "gRPC http://collector:4317: Unavailable".into()
             }
         );
         let with_delay = tonic::Status::with_error_details(
@@ -207,26 +199,29 @@ mod tests {
             tonic_types::ErrorDetails::with_retry_info(Some(Duration::from_secs(7))),
         );
         assert_eq!(
-            grpc_status(&with_delay),
+            grpc_status(&with_delay, &to),
             Disposition::Shrink {
                 after: Some(Duration::from_secs(7)),
-                reason: "gRPC ResourceExhausted".into()
+                reason: "gRPC http://collector:4317: ResourceExhausted".into()
             }
         );
         assert_eq!(
-            grpc_status(&tonic::Status::invalid_argument("bad span")),
+            grpc_status(&tonic::Status::invalid_argument("bad span"), &to),
             Disposition::Reject {
-                reason: "gRPC InvalidArgument".into()
+                reason: "gRPC http://collector:4317: InvalidArgument".into()
             }
         );
-        // Made by tonic itself: the cause is told.
+        // Made by tonic itself: the cause is told, and the setting to check.
         let local = tonic::Status::from_error(Box::new(std::io::Error::new(
             std::io::ErrorKind::ConnectionRefused,
             "connection refused",
         )));
-        let Disposition::Retry { reason, .. } = grpc_status(&local) else {
+        let Disposition::Retry { reason, .. } = grpc_status(&local, &to) else {
             panic!("a connection failure is retried")
         };
-        assert!(reason.contains("connection refused"), "{reason}");
+        assert!(
+            reason.contains("connection refused; check export.endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)"),
+            "{reason}"
+        );
     }
 }

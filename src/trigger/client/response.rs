@@ -1,5 +1,6 @@
-//! Reading an answer: the body capped, JSON parsed with a quoted snippet when it is not JSON, a
-//! problem body's message and 429 reset, the `x-ratelimit-*` headers, reqwest's errors on one line.
+//! Reading an answer: the body capped, JSON parsed with a quoted snippet when it is not JSON, an
+//! error body's message (or the start of a page that is not the API's), a 429's reset, the
+//! `x-ratelimit-*` headers.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,7 +9,7 @@ use reqwest::Response;
 use serde_json::Value;
 
 use super::{Call, Failed};
-use crate::trigger::error::ApiError;
+use crate::trigger::error::{ApiError, ErrorBody};
 use crate::trigger::rate_limit::{until_reset, ServerBudget};
 use crate::trigger::retry::RetryClass;
 
@@ -17,6 +18,10 @@ const SNIPPET_BYTES: usize = 200;
 
 /// Longest server message quoted in an error.
 const MESSAGE_CHARS: usize = 200;
+
+/// Longest excerpt of an error body that is not JSON: enough to recognise a web server's or a
+/// proxy's page by its title.
+const EXCERPT_CHARS: usize = 120;
 
 /// The server's clock when it answered (unix ms): this host's, unless the server's `Date`
 /// header says the two disagree by more than [`CLOCK_SKEW_TOLERATED`].
@@ -97,6 +102,23 @@ pub(super) fn server_message(body: &Value) -> Option<String> {
     Some(message.chars().take(MESSAGE_CHARS).collect())
 }
 
+/// What an error answer's body says: Trigger.dev's message when it is JSON (nothing when that
+/// JSON has none), else the start of whatever it is, whitespace collapsed.
+pub(super) fn error_body(body: &[u8], json: Option<&Value>) -> Option<ErrorBody> {
+    match json {
+        Some(json) => server_message(json).map(ErrorBody::Message),
+        None => {
+            let text = String::from_utf8_lossy(&body[..body.len().min(4 * EXCERPT_CHARS)]);
+            let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut excerpt: String = collapsed.chars().take(EXCERPT_CHARS).collect();
+            if excerpt.len() < collapsed.len() {
+                excerpt.push('…');
+            }
+            Some(ErrorBody::NotJson(excerpt))
+        }
+    }
+}
+
 /// Up to `limit` bytes of an error body; a body that fails midway yields what arrived.
 pub(super) async fn read_capped(mut response: Response, limit: u64) -> Vec<u8> {
     let mut body = Vec::new();
@@ -117,7 +139,7 @@ pub(super) fn parse_value(call: &Call<'_>, body: &[u8]) -> Result<Value, Failed>
 pub(super) fn invalid(call: &Call<'_>, reason: String) -> Failed {
     Failed::new(
         ApiError::Invalid {
-            endpoint: call.endpoint().to_owned(),
+            endpoint: call.endpoint(),
             reason,
         },
         RetryClass::Never,
@@ -129,7 +151,7 @@ pub(super) fn invalid(call: &Call<'_>, reason: String) -> Failed {
 /// is `Invalid`.
 pub(super) fn json_failure(call: &Call<'_>, body: &[u8], err: serde_json::Error) -> Failed {
     use serde_json::error::Category;
-    let endpoint = call.endpoint().to_owned();
+    let endpoint = call.endpoint();
     match err.classify() {
         Category::Eof | Category::Io => Failed::new(
             ApiError::BodyCut {
@@ -161,24 +183,6 @@ pub(super) fn json_failure(call: &Call<'_>, body: &[u8], err: serde_json::Error)
             RetryClass::Never,
         ),
     }
-}
-
-/// A reqwest error and its causes on one line, without the URL (reqwest would print it, and the
-/// endpoint is named separately). Never contains headers, so never the key.
-pub(super) fn describe(err: &reqwest::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(err);
-    let head = err.to_string();
-    let head = head.split(" for url (").next().unwrap_or(&head).to_owned();
-    parts.push(head);
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if parts.last() != Some(&text) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 pub(super) fn now_unix_ms() -> u64 {
