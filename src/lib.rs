@@ -4,7 +4,8 @@
 //! [`discover`] → [`schedule`] → [`fetch`] → [`convert`] → [`export`] → [`commit`].
 //! Only [`daemon`] knows them all; [`commands`] reuses the stages one-shot. Around them:
 //! [`trigger`] (the API client), [`config`], [`telemetry`] (the bridge's own logs, metrics and
-//! health) and [`net`] (what the HTTP servers and clients share). The binary (`src/main.rs`,
+//! health), [`net`] (what the HTTP servers and clients share) and [`wording`] (counts and
+//! durations as messages print them). The binary (`src/main.rs`,
 //! `src/cli.rs`) only parses the command line, calls in here and maps the exit code.
 
 pub mod commands;
@@ -19,3 +20,4 @@ pub mod net;
 pub mod schedule;
 pub mod telemetry;
 pub mod trigger;
+pub mod wording;

@@ -37,7 +37,7 @@ async fn a_wrong_path_prefix_is_named_and_nothing_is_polled() {
         reason.contains("is not a Trigger.dev API")
             && reason.contains("HTTP 404")
             && reason.contains("trigger.api_url (TRIGGER_API_URL)")
-            && reason.contains("GET /trigger/api/v1/runs"),
+            && reason.contains("/trigger/api/v1/runs answered HTTP 404"),
         "{reason}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -138,7 +138,7 @@ async fn exports_that_all_fail_are_not_ready_within_the_grace_and_say_why() {
     daemon.readyz_becomes(200, LIMIT).await;
     let reason = daemon.readyz_says("every export attempt failed", LIMIT).await;
     assert!(
-        reason.contains("every export attempt failed for") && reason.contains("spans wait"),
+        reason.contains("every export attempt failed for") && reason.contains("spans waiting"),
         "{reason}"
     );
     fakes.stop_with(daemon).await;

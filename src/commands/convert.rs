@@ -5,11 +5,11 @@
 //! rule 10. Problems go to stderr, one line per reason; stdout carries only the requests, and
 //! nothing at all when the input is not JSON.
 
-use super::wording::plural;
 use crate::config::LogsMode;
 use crate::convert::otlp::{export_logs_request, export_request, ResourceSettings};
 use crate::convert::{convert_events, ids, InvalidReason, NothingExported, RunInfo, RunState};
 use crate::trigger::model::{EventsBody, Field};
+use crate::wording::plural;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 

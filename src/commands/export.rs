@@ -2,13 +2,13 @@
 //! fetched, converted and exported; finished runs entirely, runs still executing with their
 //! finished spans. A progress bar on a terminal, and always a summary.
 
-use super::wording::plural;
 use crate::config::{BridgeConfig, ConversionConfig, LogsMode};
 use crate::convert::NothingExported;
 use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::FetchedRun;
 use crate::trigger::api_types::TERMINAL_STATUSES;
 use crate::trigger::{RunFilters, TriggerClient};
+use crate::wording::plural;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;

@@ -10,6 +10,5 @@ pub mod inspect;
 pub mod outcome;
 pub mod state;
 pub mod waterfall;
-pub mod wording;
 
 pub use outcome::{CommandError, ExitStatus};

@@ -123,7 +123,7 @@ async fn commit_durably(
                     stats.health.state_write_recovered(StateWriter::Queue);
                     tracing::warn!(
                         spans = commit.len(),
-                        after = %humantime::format_duration(Duration::from_millis(since.elapsed().as_millis() as u64)),
+                        after = %crate::wording::human_duration(since.elapsed()),
                         "the state file takes writes again: the waiting batch is committed; polling resumes"
                     );
                 }

@@ -46,7 +46,7 @@ pub(super) async fn check_until_passed(
 /// An error the first time its kind is seen (or after another kind), a debug line while it
 /// repeats: a wrong URL checked every five minutes for a day is one error, not 288.
 fn log_failure(error: &StartupCheckError, last_kind: &mut Option<&'static str>, retry_in: std::time::Duration) {
-    let retry_in = humantime::format_duration(retry_in);
+    let retry_in = crate::wording::human_duration(retry_in);
     if *last_kind == Some(error.kind()) {
         tracing::debug!(check = error.kind(), %error, %retry_in, "Trigger.dev API check failed again");
         return;

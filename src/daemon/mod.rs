@@ -245,7 +245,7 @@ pub async fn run(
             Err(_) => {
                 queue_task.abort();
                 tracing::warn!(
-                    deadline = %crate::telemetry::human_duration(options.shutdown_deadline),
+                    deadline = %crate::wording::human_duration(options.shutdown_deadline),
                     "in-flight exports did not finish before the deadline; their spans were never committed, so the next start exports them"
                 );
             }

@@ -55,7 +55,7 @@ pub enum ExportError {
     #[error(
         "gave up after {} ({} spans and log records delivered): the collector did not accept the export; last \
          attempt: {}",
-        rounded(.0.waited),
+        crate::wording::human_duration(.0.waited),
         .0.delivered,
         .0.last_reason
     )]
@@ -71,17 +71,6 @@ pub struct GaveUp {
     pub delivered: u64,
     /// Whatever was delivered before giving up still counts.
     pub partial: SendReport,
-}
-
-/// `d` as a person writes it: whole seconds from 10 s up (`2m`, `2m 5s`), whole milliseconds
-/// below (`2s 500ms`), never the nanoseconds a measured wait has.
-fn rounded(d: Duration) -> humantime::FormattedDuration {
-    let rounded = if d >= Duration::from_secs(10) {
-        Duration::from_secs(d.as_secs().saturating_add(u64::from(d.subsec_millis() >= 500)))
-    } else {
-        Duration::from_millis(d.as_millis() as u64)
-    };
-    humantime::format_duration(rounded)
 }
 
 impl ExportError {
@@ -160,7 +149,7 @@ mod tests {
 
     #[test]
     fn waits_are_printed_as_people_write_them() {
-        let shown = |d: Duration| rounded(d).to_string();
+        let shown = |d: Duration| crate::wording::human_duration(d).to_string();
         assert_eq!(shown(Duration::from_nanos(108_308_277_608)), "1m 48s");
         assert_eq!(shown(Duration::from_millis(120_004)), "2m");
         assert_eq!(shown(Duration::from_millis(129_500)), "2m 10s");

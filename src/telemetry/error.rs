@@ -1,6 +1,7 @@
 //! `TelemetryError`: what the telemetry server, the health checks and the log level control
 //! report. `/healthz` and `/readyz` answer with the Display of their variant.
 
+use crate::wording::{human_duration, plural};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +16,7 @@ pub enum TelemetryError {
 
     /// `/healthz`: the daemon loop has not ticked for `age` (more than
     /// [`super::health::HEARTBEAT_STALE_AFTER`]).
-    #[error("the daemon loop has not ticked for {} s", .age.as_secs())]
+    #[error("the daemon loop has not ticked for {}", human_duration(*.age))]
     LoopStalled { age: Duration },
 
     /// `/readyz`, in the order [`super::Health::readiness`] checks them.
@@ -24,8 +25,8 @@ pub enum TelemetryError {
     #[error("state file not open")]
     StateNotOpen,
     #[error(
-        "the state file cannot be written ({what}) for {} s; polling paused until it can (nothing is lost)",
-        .failing_for.as_secs()
+        "the state file cannot be written ({what}) for {}; polling paused until it can (nothing is lost)",
+        human_duration(*.failing_for)
     )]
     StateNotWritable { what: &'static str, failing_for: Duration },
     #[error("Trigger.dev rejected the secret key (HTTP {status})")]
@@ -36,8 +37,9 @@ pub enum TelemetryError {
     #[error("the start-up check of Trigger.dev failed: {message}")]
     ApiCheckFailed { message: String },
     #[error(
-        "every export attempt failed for {} s while {pending} spans wait: {reason}",
-        .failing.as_secs()
+        "every export attempt failed for {} while {} waiting: {reason}",
+        human_duration(*.failing),
+        plural(*.pending as u64, "span")
     )]
     ExportFailing {
         failing: Duration,
@@ -45,9 +47,10 @@ pub enum TelemetryError {
         reason: String,
     },
     #[error(
-        "the collector has accepted nothing for {} s while {pending} spans wait (bound {} s)",
-        .stalled.as_secs(),
-        .bound.as_secs_f64()
+        "the collector has accepted nothing for {} while {} waiting (bound {})",
+        human_duration(*.stalled),
+        plural(*.pending as u64, "span"),
+        human_duration(*.bound)
     )]
     ExportStalled {
         stalled: Duration,
@@ -76,7 +79,7 @@ mod tests {
                 TelemetryError::LoopStalled {
                     age: Duration::from_millis(31_500),
                 },
-                "the daemon loop has not ticked for 31 s",
+                "the daemon loop has not ticked for 32s",
             ),
             (TelemetryError::ConfigNotLoaded, "configuration not loaded"),
             (TelemetryError::StateNotOpen, "state file not open"),
@@ -85,7 +88,7 @@ mod tests {
                     what: "disk full",
                     failing_for: Duration::from_millis(12_400),
                 },
-                "the state file cannot be written (disk full) for 12 s; polling paused until it can (nothing is lost)",
+                "the state file cannot be written (disk full) for 12s; polling paused until it can (nothing is lost)",
             ),
             (
                 TelemetryError::KeyRejected { status: 401 },
@@ -101,15 +104,15 @@ mod tests {
                     pending: 7,
                     reason: "connection refused".into(),
                 },
-                "every export attempt failed for 31 s while 7 spans wait: connection refused",
+                "every export attempt failed for 31s while 7 spans waiting: connection refused",
             ),
             (
                 TelemetryError::ExportStalled {
                     stalled: Duration::from_secs(11),
                     pending: 5,
-                    bound: Duration::from_millis(10_500),
+                    bound: Duration::from_millis(10_500), // rounded to the second from 10 s up
                 },
-                "the collector has accepted nothing for 11 s while 5 spans wait (bound 10.5 s)",
+                "the collector has accepted nothing for 11s while 5 spans waiting (bound 11s)",
             ),
         ];
         for (reason, text) in cases {

@@ -103,7 +103,7 @@ impl<E: Display> PollFailed<'_, E> {
             Some(retry_in) => tracing::warn!(
                 run_id = %self.run_id,
                 error = %self.error,
-                retry_in = %super::human_duration(retry_in),
+                retry_in = %crate::wording::human_duration(retry_in),
                 "poll failed"
             ),
             None => tracing::warn!(
@@ -240,7 +240,7 @@ impl ExportBatchFailed<'_> {
             signal = self.signal.as_str(),
             reason = self.reason,
             attempt = self.attempt,
-            retry_in = %super::human_duration(self.retry_in),
+            retry_in = %crate::wording::human_duration(self.retry_in),
             batch_size = self.records,
             "export failed; retrying"
         );

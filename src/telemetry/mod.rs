@@ -23,12 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// `d` as people write durations (`1s 250ms`, `2m`), rounded to the millisecond: a log or a
-/// message never shows `108.308277608s`.
-pub fn human_duration(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(Duration::from_millis(d.as_millis().min(u64::MAX as u128) as u64))
-}
-
 /// The running telemetry server; dropping it stops it at once, [`TelemetryServer::stop`]
 /// lets requests in flight finish.
 pub struct TelemetryServer {

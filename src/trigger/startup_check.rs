@@ -34,10 +34,8 @@ pub enum StartupCheckError {
     KeyRejected(#[source] ApiError),
 
     /// No answer at all: connection refused, DNS, TLS, or a timeout, after the client's retries.
-    #[error(
-        "cannot reach Trigger.dev at {url}: {source}; check trigger.api_url (TRIGGER_API_URL) and that \
-         this host can reach it (DNS, proxy, firewall, TLS)"
-    )]
+    /// The client's error names the cause and the setting to check.
+    #[error("cannot reach Trigger.dev at {url}: {source}")]
     Unreachable {
         url: String,
         #[source]
@@ -170,6 +168,7 @@ mod tests {
                 ApiError::Connection {
                     endpoint: endpoint(),
                     reason: "connection refused".into(),
+                    cause: crate::net::error_chain::Cause::Refused,
                     attempts: 3,
                 },
                 "unreachable",

@@ -16,10 +16,10 @@ pub mod samples;
 pub mod server;
 
 use crate::commands::waterfall::{render, RenderOptions, SpanView, Tally};
-use crate::commands::wording::plural;
 use crate::config::secret::SecretString;
 use crate::config::{BridgeConfig, Compression, Protocol};
 use crate::daemon::{self, stats::DaemonStats, DaemonError, DaemonOptions, RetiredRun};
+use crate::wording::plural;
 use samples::{Expected, Timeline};
 use server::DemoServer;
 use std::collections::{HashMap, HashSet};

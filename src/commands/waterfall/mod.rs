@@ -17,7 +17,7 @@
 mod text;
 mod view;
 
-use super::wording::plural;
+use crate::wording::plural;
 use opentelemetry_proto::tonic::trace::v1::Span as OtlpSpan;
 use std::collections::HashMap;
 use std::fmt::Write as _;
