@@ -23,9 +23,9 @@ use std::path::PathBuf;
 pub use load::{load, load_from_process_env, process_env, resolve_path, CONFIG_PATH_VAR, ENV_PREFIX};
 pub use schema::{
     BridgeConfig, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, ResourceConfig, RunsConfig, ServerConfig,
-    StateConfig, TriggerConfig,
+    StateConfig, TelemetryConfig, TriggerConfig,
 };
-pub use values::{Compression, LogFormat, LogsMode, Protocol, Shard};
+pub use values::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

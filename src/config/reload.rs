@@ -103,6 +103,8 @@ pub fn plan(old: &BridgeConfig, new: &BridgeConfig) -> ReloadPlan {
     };
     restart_if(old.state != new.state, "state");
     restart_if(old.server != new.server, "server.listen");
+    // The meter provider and its exporter are built once, at start.
+    restart_if(old.telemetry != new.telemetry, "telemetry");
     restart_if(old.export != new.export, "export");
     let reserve_changed = old.trigger.rate_limit_reserve != new.trigger.rate_limit_reserve;
     let trigger_but_reserve = crate::config::TriggerConfig {

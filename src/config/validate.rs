@@ -101,6 +101,9 @@ impl BridgeConfig {
                 format!("{listen:?} is not HOST:PORT (like \"127.0.0.1:9464\"); \"\" disables the server"),
             );
         }
+        if let Some(url) = self.telemetry.otlp_endpoint.as_deref().filter(|url| !is_http_url(url)) {
+            return violation("telemetry.otlp_endpoint", url_message(url));
+        }
         if self.log.level.trim().is_empty() {
             return violation("log.level", "must not be empty (try \"info\")".to_owned());
         }
@@ -126,6 +129,8 @@ impl BridgeConfig {
             ("runs.poll_interval", runs.poll_interval),
             ("discovery.interval", self.discovery.interval),
             ("export.timeout", export.timeout),
+            // The SDK's periodic reader would read zero as its own default of 60 s.
+            ("telemetry.otlp_interval", self.telemetry.otlp_interval),
         ];
         must_be_positive
             .into_iter()
@@ -160,7 +165,7 @@ mod tests {
     #[test]
     fn validation_rules() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 22] = [
+        let cases: [(Edit, &str); 24] = [
             (|c| c.trigger.rate_limit_reserve = -0.1, "trigger.rate_limit_reserve"),
             (|c| c.trigger.rate_limit_reserve = 1.0, "trigger.rate_limit_reserve"),
             (
@@ -189,6 +194,14 @@ mod tests {
             (|c| c.export.endpoint = "localhost:4317".into(), "export.endpoint"),
             (|c| c.server.listen = Some("9464".into()), "server.listen"),
             (|c| c.state.path = PathBuf::new(), "state.path"),
+            (
+                |c| c.telemetry.otlp_endpoint = Some("collector:4317".into()),
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                |c| c.telemetry.otlp_interval = Duration::ZERO,
+                "telemetry.otlp_interval",
+            ),
         ];
         for (edit, key) in cases {
             let mut config = BridgeConfig::default();
