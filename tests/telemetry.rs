@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::daemon::{config, fast_options, Fakes, Running};
@@ -170,7 +169,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     );
     // The counters agree with what the collector holds.
     assert_eq!(receiver.recorder.spans().len() as f64, spans - 1.0);
-    assert_eq!(daemon.stats.spans_exported.load(Ordering::Relaxed) as f64, spans - 1.0);
+    assert_eq!(daemon.stats.spans_exported() as f64, spans - 1.0);
 
     let body = readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     assert_eq!(body, "ok\n");

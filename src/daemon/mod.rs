@@ -152,6 +152,7 @@ pub async fn run(
         Some(listen) => Some(crate::telemetry::start(listen, stats.clone()).await?),
         None => None,
     };
+    let otlp_metrics = crate::telemetry::OtlpMetrics::start(&config.telemetry, stats.clone())?;
     let store = StateStore::open(&config.state.path)?;
     stats.health.set_state_open(true);
     let state = Arc::new(Mutex::new(store));
@@ -243,6 +244,7 @@ pub async fn run(
     if let Some(server) = server {
         server.stop().await;
     }
+    otlp_metrics.shutdown().await;
     tracing::info!("trigger-otel-bridge daemon stopped");
     loop_result
 }

@@ -3,20 +3,18 @@
 use super::metrics::{ApiLabels, Metrics, ReasonLabel};
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A run stops being watched.
 pub struct RunRetired<'a> {
     pub run_id: &'a str,
-    /// `settled`, `max_age` or `not_found`.
+    /// `settled`, `max_age`, `not_found` or `removed` (`RetireReason::as_str`).
     pub reason: &'static str,
 }
 
 impl RunRetired<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::info!(run_id = self.run_id, reason = self.reason, "run retired");
-        metrics.runs_retired.fetch_add(1, Ordering::Relaxed);
         metrics
             .prom
             .runs_retired
@@ -38,7 +36,7 @@ impl PollStarted<'_> {
             lag_ms = self.lag.as_millis() as u64,
             "polling run"
         );
-        metrics.prom.poll_lag.observe(self.lag.as_secs_f64());
+        metrics.observe_poll_lag(self.lag);
     }
 }
 
@@ -51,7 +49,6 @@ pub struct PollFinished<'a> {
 impl PollFinished<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::debug!(run_id = self.run_id, new_spans = self.spans, "polled run");
-        metrics.polls.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls.inc();
     }
 }
@@ -64,7 +61,6 @@ pub struct BodyUnchanged<'a> {
 impl BodyUnchanged<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::trace!(run_id = self.run_id, "events body unchanged; not parsed");
-        metrics.polls_unchanged.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls_unchanged.inc();
     }
 }
@@ -87,7 +83,6 @@ impl<E: Display> PollFailed<'_, E> {
                 "poll failed and the run is past runs.max_age: retiring it without its final export"
             ),
         }
-        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();
     }
 }
@@ -105,7 +100,6 @@ impl RunNotFound<'_> {
             endpoint = self.endpoint,
             "run not found (404 for runs.not_found_after while other calls succeeded); retiring it"
         );
-        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();
     }
 }
@@ -130,7 +124,6 @@ impl InvalidElements<'_> {
             first = self.first,
             "invalid elements in run"
         );
-        metrics.invalid_elements.fetch_add(self.count, Ordering::Relaxed);
         metrics
             .prom
             .invalid_events
@@ -171,14 +164,6 @@ impl SpansExported {
             duration_ms = self.duration.as_millis() as u64,
             "batch exported and committed"
         );
-        metrics.spans_exported.fetch_add(self.spans, Ordering::Relaxed);
-        metrics
-            .log_records_exported
-            .fetch_add(self.log_records, Ordering::Relaxed);
-        metrics.export_batches.fetch_add(1, Ordering::Relaxed);
-        metrics
-            .export_nanos_total
-            .fetch_add(self.duration.as_nanos() as u64, Ordering::Relaxed);
         metrics.prom.spans_exported.inc_by(self.spans);
         metrics.prom.log_records_exported.inc_by(self.log_records);
     }
@@ -193,7 +178,7 @@ impl ExportBatchSent {
     /// Counts only: the sender logs what is worth logging about an accepted batch.
     pub fn emit(&self, metrics: Option<&Metrics>) {
         let Some(metrics) = metrics else { return };
-        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.observe_export_batch(self.duration);
         metrics.health.export_progressed();
     }
 }
@@ -220,7 +205,7 @@ impl ExportBatchFailed<'_> {
             "export failed; retrying"
         );
         let Some(metrics) = metrics else { return };
-        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.observe_export_batch(self.duration);
         let failed = match self.signal {
             Signal::Traces => &metrics.prom.spans_export_failed,
             Signal::Logs => &metrics.prom.log_records_export_failed,
@@ -260,16 +245,11 @@ impl RecordRejected<'_> {
             ),
         }
         let Some(metrics) = metrics else { return };
-        match self.signal {
-            Signal::Traces => {
-                metrics.spans_rejected.fetch_add(1, Ordering::Relaxed);
-                metrics.prom.spans_rejected.inc();
-            }
-            Signal::Logs => {
-                metrics.log_records_rejected.fetch_add(1, Ordering::Relaxed);
-                metrics.prom.log_records_rejected.inc();
-            }
-        }
+        let rejected = match self.signal {
+            Signal::Traces => &metrics.prom.spans_rejected,
+            Signal::Logs => &metrics.prom.log_records_rejected,
+        };
+        rejected.inc();
         metrics.health.export_progressed();
     }
 }
@@ -306,16 +286,11 @@ impl PartialSuccess<'_> {
             );
         }
         let Some(metrics) = metrics else { return };
-        match self.signal {
-            Signal::Traces => {
-                metrics.spans_rejected.fetch_add(rejected, Ordering::Relaxed);
-                metrics.prom.spans_rejected.inc_by(rejected);
-            }
-            Signal::Logs => {
-                metrics.log_records_rejected.fetch_add(rejected, Ordering::Relaxed);
-                metrics.prom.log_records_rejected.inc_by(rejected);
-            }
-        }
+        let counter = match self.signal {
+            Signal::Traces => &metrics.prom.spans_rejected,
+            Signal::Logs => &metrics.prom.log_records_rejected,
+        };
+        counter.inc_by(rejected);
     }
 }
 
@@ -335,8 +310,7 @@ impl ApiResponse {
         };
         metrics
             .prom
-            .api_requests
-            .get_or_create(&ApiLabels {
+            .api_series_get_or_create(ApiLabels {
                 endpoint: self.endpoint,
                 status,
             })
@@ -427,7 +401,7 @@ mod tests {
         ApiHold { reason: "reserve" }.emit(&metrics);
         InvalidElements {
             run_id: "run_a",
-            reason: "bad_start_time",
+            reason: "start_time",
             count: 3,
             total: 3,
             first: "x",
@@ -476,7 +450,7 @@ mod tests {
             "trigger_otel_bridge_api_allowed_requests_per_minute 72.5",
             "trigger_otel_bridge_api_holds_total{reason=\"reserve\"} 1",
             "trigger_otel_bridge_api_holds_total{reason=\"rate_limited\"} 0",
-            "trigger_otel_bridge_invalid_events_total{reason=\"bad_start_time\"} 3",
+            "trigger_otel_bridge_invalid_events_total{reason=\"start_time\"} 3",
             "trigger_otel_bridge_spans_export_failed_total 4",
             "trigger_otel_bridge_log_records_export_failed_total 2",
             "trigger_otel_bridge_log_records_rejected_total 1",
@@ -487,6 +461,8 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
-        assert_eq!(metrics.runs_retired.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.runs_retired(), 1);
+        assert_eq!(metrics.invalid_elements(), 3);
+        assert_eq!(metrics.log_records_rejected(), 1);
     }
 }
