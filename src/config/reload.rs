@@ -160,6 +160,14 @@ mod tests {
     }
 
     #[test]
+    fn the_otlp_metrics_push_needs_a_restart() {
+        let old = BridgeConfig::default();
+        let mut new = old.clone();
+        new.telemetry.otlp_endpoint = Some("http://otel:4317".into());
+        assert_eq!(plan(&old, &new).needs_restart, vec!["telemetry"]);
+    }
+
+    #[test]
     fn an_unchanged_config_plans_nothing() {
         let config = BridgeConfig::default();
         assert_eq!(plan(&config, &config.clone()), ReloadPlan::default());
