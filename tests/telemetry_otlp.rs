@@ -124,13 +124,12 @@ fn scraped(text: &str) -> BTreeMap<String, f64> {
     samples
 }
 
-fn service_name(request: &ExportMetricsServiceRequest) -> String {
+fn resource_attribute(request: &ExportMetricsServiceRequest, key: &str) -> Option<String> {
     let resource = request.resource_metrics[0].resource.as_ref().expect("resource");
     attributes(&resource.attributes)
         .into_iter()
-        .find(|(k, _)| k == "service.name")
+        .find(|(k, _)| k == key)
         .map(|(_, v)| v)
-        .unwrap_or_default()
 }
 
 fn pushes(receiver: &Receiver) -> Vec<ExportMetricsServiceRequest> {
@@ -156,7 +155,12 @@ async fn the_push_matches_slash_metrics(protocol: MetricsProtocol) {
     let last = pushes(&fakes.receiver).pop().expect("a push");
     let pushed = as_prometheus(&last);
     let scraped = scraped(&daemon.stats.encode_prometheus());
-    assert_eq!(service_name(&last), "trigger-otel-bridge");
+    // A Prometheus exporter makes `job` and `instance` of these, as a scrape has them.
+    assert_eq!(
+        resource_attribute(&last, "service.name").as_deref(),
+        Some("trigger-otel-bridge")
+    );
+    assert!(resource_attribute(&last, "service.instance.id").is_some());
 
     // Every series of /metrics is pushed with its value, and nothing else is.
     for (series, value) in &scraped {

@@ -152,7 +152,11 @@ pub async fn run(
         Some(listen) => Some(crate::telemetry::start(listen, stats.clone()).await?),
         None => None,
     };
-    let otlp_metrics = crate::telemetry::OtlpMetrics::start(&config.telemetry, stats.clone())?;
+    let otlp_metrics = crate::telemetry::OtlpMetrics::start(
+        &config.telemetry,
+        options.env.get("HOSTNAME").map(String::as_str),
+        stats.clone(),
+    )?;
     let store = StateStore::open(&config.state.path)?;
     stats.health.set_state_open(true);
     let state = Arc::new(Mutex::new(store));

@@ -43,8 +43,13 @@ pub struct OtlpMetrics {
 impl OtlpMetrics {
     /// Start pushing `metrics` as `config` says; off (and free) when no endpoint is set. Call it
     /// within the tokio runtime: the gRPC channel and the HTTP client run their I/O on it, while
-    /// the periodic reader collects and exports from a thread of its own.
-    pub fn start(config: &TelemetryConfig, metrics: Arc<Metrics>) -> Result<OtlpMetrics, TelemetryError> {
+    /// the periodic reader collects and exports from a thread of its own. `hostname` (the
+    /// environment's `HOSTNAME`) names this replica unless `OTEL_RESOURCE_ATTRIBUTES` does.
+    pub fn start(
+        config: &TelemetryConfig,
+        hostname: Option<&str>,
+        metrics: Arc<Metrics>,
+    ) -> Result<OtlpMetrics, TelemetryError> {
         let Some(endpoint) = config.otlp_endpoint.as_deref() else {
             return Ok(OtlpMetrics { provider: None });
         };
@@ -58,7 +63,7 @@ impl OtlpMetrics {
             .build();
         let provider = SdkMeterProvider::builder()
             .with_reader(reader)
-            .with_resource(resource())
+            .with_resource(resource(hostname))
             .build();
         let meter = provider.meter(SERVICE);
         // The histograms are recorded where `/metrics`'s are; a second start on the same
@@ -100,15 +105,32 @@ impl Drop for OtlpMetrics {
     }
 }
 
-/// `service.name` and `service.version`; the SDK adds `telemetry.sdk.*` and whatever
-/// `OTEL_RESOURCE_ATTRIBUTES` says (a replica's `service.instance.id`, for one).
-fn resource() -> opentelemetry_sdk::Resource {
-    opentelemetry_sdk::Resource::builder()
+/// `service.name`, `service.version` and `service.instance.id`, with what the SDK adds
+/// (`telemetry.sdk.*`, `OTEL_RESOURCE_ATTRIBUTES`). A Prometheus exporter makes `job` and
+/// `instance` of the name and the instance id, as a scrape has them: replicas stay apart and the
+/// dashboard's `instance` filter works. The instance is `OTEL_RESOURCE_ATTRIBUTES`'s, else the
+/// host name (a pod's, stable across restarts), else random (the OpenTelemetry default).
+fn resource(hostname: Option<&str>) -> opentelemetry_sdk::Resource {
+    use opentelemetry::{Key, KeyValue};
+    const INSTANCE: &str = "service.instance.id";
+    let detected = opentelemetry_sdk::Resource::builder()
         .with_service_name(SERVICE)
-        .with_attribute(opentelemetry::KeyValue::new(
-            "service.version",
-            env!("CARGO_PKG_VERSION"),
-        ))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    if detected.get(&Key::from_static_str(INSTANCE)).is_some() {
+        return detected;
+    }
+    let instance = match hostname.filter(|name| !name.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => format!("{:032x}", rand::random::<u128>()),
+    };
+    opentelemetry_sdk::Resource::builder_empty()
+        .with_attributes(
+            detected
+                .iter()
+                .map(|(key, value)| KeyValue::new(key.clone(), value.clone())),
+        )
+        .with_attribute(KeyValue::new(INSTANCE, instance))
         .build()
 }
 
@@ -196,8 +218,27 @@ mod tests {
     }
 
     #[test]
+    fn the_resource_names_the_service_and_this_replica() {
+        let instance = |resource: &opentelemetry_sdk::Resource| {
+            resource
+                .get(&opentelemetry::Key::from_static_str("service.instance.id"))
+                .map(|v| v.to_string())
+        };
+        let named = resource(Some("trigger-otel-bridge-2"));
+        let get = |key: &'static str| {
+            named
+                .get(&opentelemetry::Key::from_static_str(key))
+                .map(|v| v.to_string())
+        };
+        assert_eq!(get("service.name").as_deref(), Some(SERVICE));
+        assert_eq!(get("service.version").as_deref(), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(instance(&named).as_deref(), Some("trigger-otel-bridge-2"));
+        assert_eq!(instance(&resource(None)).map(|id| id.len()), Some(32));
+    }
+
+    #[test]
     fn off_without_an_endpoint_even_outside_a_runtime() {
-        let push = OtlpMetrics::start(&TelemetryConfig::default(), Arc::new(Metrics::new())).expect("off");
+        let push = OtlpMetrics::start(&TelemetryConfig::default(), None, Arc::new(Metrics::new())).expect("off");
         assert!(push.provider.is_none());
     }
 }
