@@ -59,13 +59,18 @@ impl HttpClient for RuntimeClient {
 }
 
 async fn send(client: reqwest::Client, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
-    let mut response = client.execute(reqwest::Request::try_from(request)?).await?;
+    // Without the URL in the error: the log line names the endpoint already, without what a URL
+    // may carry for credentials.
+    let mut response = client
+        .execute(reqwest::Request::try_from(request)?)
+        .await
+        .map_err(reqwest::Error::without_url)?;
     let mut answer = Response::builder().status(response.status());
     if let Some(headers) = answer.headers_mut() {
         *headers = std::mem::take(response.headers_mut());
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
+    while let Some(chunk) = response.chunk().await.map_err(reqwest::Error::without_url)? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(Box::new(ResponseBodyTooLarge::new()));
         }

@@ -54,7 +54,7 @@ impl OtlpMetrics {
             return Ok(OtlpMetrics { provider: None });
         };
         let runtime = tokio::runtime::Handle::try_current().map_err(|error| TelemetryError::OtlpMetrics {
-            endpoint: endpoint.to_owned(),
+            endpoint: loggable(endpoint),
             reason: error.to_string(),
         })?;
         let (exporter, url) = build_exporter(config.otlp_protocol, endpoint, runtime)?;
@@ -134,15 +134,17 @@ fn resource(hostname: Option<&str>) -> opentelemetry_sdk::Resource {
         .build()
 }
 
-/// The exporter for `protocol` to `endpoint`, wrapped to log failures, and the URL it sends to.
+/// The exporter for `protocol` to `endpoint`, wrapped to log failures, and the URL it sends to
+/// as logs show it ([`loggable`]).
 fn build_exporter(
     protocol: MetricsProtocol,
     endpoint: &str,
     runtime: tokio::runtime::Handle,
 ) -> Result<(logged::Logged, String), TelemetryError> {
     let error = |reason: String| TelemetryError::OtlpMetrics {
-        endpoint: endpoint.to_owned(),
-        reason,
+        endpoint: loggable(endpoint),
+        // opentelemetry-otlp quotes the endpoint in some of its errors.
+        reason: reason.replace(endpoint, &loggable(endpoint)),
     };
     // Cumulative, as `/metrics` counts; retries off: the next push carries the same totals, so a
     // push retried would only delay the next one.
@@ -175,7 +177,22 @@ fn build_exporter(
             (exporter, url, Some(causes))
         }
     };
-    Ok((logged::Logged::new(exporter, url.clone(), protocol, causes), url))
+    let shown = loggable(&url);
+    Ok((logged::Logged::new(exporter, shown.clone(), protocol, causes), shown))
+}
+
+/// `url` as logs show it: without user information or query, where a URL carries credentials.
+fn loggable(url: &str) -> String {
+    match url.parse::<::http::Uri>() {
+        Ok(uri) => {
+            let host = uri
+                .authority()
+                .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
+            let path = Some(uri.path()).filter(|path| *path != "/").unwrap_or_default();
+            format!("{}://{host}{path}", uri.scheme_str().unwrap_or("http"))
+        }
+        Err(_) => "(an invalid URL)".to_owned(),
+    }
 }
 
 /// A lazily connecting channel: a collector that is down at start is no error, only a failed push.
@@ -215,6 +232,15 @@ mod tests {
             http_metrics_url("https://otel.example.com/otlp/v1/metrics"),
             "https://otel.example.com/otlp/v1/metrics"
         );
+    }
+
+    #[test]
+    fn logs_show_urls_without_credentials() {
+        assert_eq!(
+            loggable("https://user:secret@otel.example.com:4318/v1/metrics?token=secret"),
+            "https://otel.example.com:4318/v1/metrics"
+        );
+        assert_eq!(loggable("http://otel:4317"), "http://otel:4317");
     }
 
     #[test]
