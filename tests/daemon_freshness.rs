@@ -5,7 +5,6 @@
 mod support;
 
 use serde_json::json;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::daemon::{fast_options, Fakes, Running};
 use support::generate;
@@ -146,9 +145,7 @@ async fn a_run_listed_as_ended_settles_without_a_status_request() {
         .api
         .update("run_listedend", |run| run.run["status"] = "CANCELED".into());
     daemon
-        .wait_for("the run retired", Duration::from_secs(10), |s| {
-            s.runs_retired.load(Ordering::Relaxed) == 1
-        })
+        .wait_for("the run retired", Duration::from_secs(10), |s| s.runs_retired() == 1)
         .await;
     assert_eq!(
         fakes.api.requests_to(&status_path("run_listedend")),

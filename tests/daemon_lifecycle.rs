@@ -80,11 +80,9 @@ async fn runs_that_finish_while_watched_arrive_exactly_once_and_finished() {
         executing_spans() >= 4
     })
     .await;
-    let polls = daemon.stats.polls.load(Ordering::Relaxed);
+    let polls = daemon.stats.polls();
     daemon
-        .wait_for("more polls", Duration::from_secs(10), |s| {
-            s.polls.load(Ordering::Relaxed) >= polls + 4
-        })
+        .wait_for("more polls", Duration::from_secs(10), |s| s.polls() >= polls + 4)
         .await;
     let early = receiver.recorder.spans();
     assert!(
@@ -150,12 +148,12 @@ async fn an_unchanged_body_is_not_parsed_again_and_the_next_change_is_exported_o
     .await;
     daemon
         .wait_for("three polls of an unchanged body", Duration::from_secs(10), |s| {
-            s.polls_unchanged.load(Ordering::Relaxed) >= 3
+            s.polls_unchanged() >= 3
         })
         .await;
     assert_eq!(receiver.recorder.spans().len(), 4, "an unchanged body exports nothing");
-    let polls = daemon.stats.polls.load(Ordering::Relaxed);
-    let unchanged = daemon.stats.polls_unchanged.load(Ordering::Relaxed);
+    let polls = daemon.stats.polls();
+    let unchanged = daemon.stats.polls_unchanged();
     assert!(unchanged < polls, "the first poll parsed: {unchanged} of {polls}");
 
     api.set(finished_version(&executing));
@@ -189,10 +187,10 @@ async fn a_collector_down_for_20_s_loses_nothing_and_pending_spans_stay_bounded(
     config.export.max_pending_spans = 200;
     let daemon = Running::start(config, fast_options());
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let polls_mid_outage = daemon.stats.polls.load(Ordering::Relaxed);
+    let polls_mid_outage = daemon.stats.polls();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
-        daemon.stats.polls.load(Ordering::Relaxed),
+        daemon.stats.polls(),
         polls_mid_outage,
         "polling of new data pauses while the collector fails"
     );
@@ -305,7 +303,7 @@ async fn a_run_taken_out_of_the_config_file_and_named_again_is_watched_again() {
     write(&[run_id], 20);
     daemon
         .wait_for("the run watched again", Duration::from_secs(15), |s| {
-            s.runs_watched.load(Ordering::Relaxed) == 1
+            s.runs_watched.get() == 1
         })
         .await;
     wait_until("the run polled again", Duration::from_secs(10), || {
@@ -331,7 +329,7 @@ async fn a_reload_of_the_logs_mode_reaches_runs_whose_body_did_not_change() {
     let daemon = Running::start(config.clone(), options);
     daemon
         .wait_for("two polls of the unchanged body", Duration::from_secs(10), |s| {
-            s.polls_unchanged.load(Ordering::Relaxed) >= 2
+            s.polls_unchanged() >= 2
         })
         .await;
     let spans = || fakes.receiver.recorder.spans();
@@ -427,17 +425,13 @@ async fn discovery_picks_up_new_runs_matching_the_filters_only() {
     config.discovery.tasks = vec!["wanted".into()];
     let daemon = Running::start(config, fast_options());
     daemon
-        .wait_for("the first run", Duration::from_secs(10), |s| {
-            s.runs_retired.load(Ordering::Relaxed) >= 1
-        })
+        .wait_for("the first run", Duration::from_secs(10), |s| s.runs_retired() >= 1)
         .await;
     // Runs created while the daemon runs.
     api.add(generate::fake_run("run_wanted02", "wanted", 20, false));
     api.add(generate::fake_run("run_other002", "other", 20, false));
     daemon
-        .wait_for("the new run", Duration::from_secs(10), |s| {
-            s.runs_retired.load(Ordering::Relaxed) >= 2
-        })
+        .wait_for("the new run", Duration::from_secs(10), |s| s.runs_retired() >= 2)
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let spans = receiver.recorder.spans();
@@ -487,12 +481,7 @@ async fn two_shards_split_runs_with_no_overlap_and_no_gap() {
         daemons.push(Running::start(config, fast_options()));
     }
     let started = Instant::now();
-    while daemons
-        .iter()
-        .map(|d| d.stats.runs_retired.load(Ordering::Relaxed))
-        .sum::<u64>()
-        < 12
-    {
+    while daemons.iter().map(|d| d.stats.runs_retired()).sum::<u64>() < 12 {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "shards did not retire all runs"

@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::daemon::{fast_options, Fakes, Running};
 use support::generate;
@@ -29,16 +28,8 @@ async fn a_wrong_api_url_retires_nothing_and_once_fixed_every_run_is_exported() 
         .readyz_says("is not a Trigger.dev API", Duration::from_secs(10))
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        daemon.stats.runs_retired.load(Ordering::Relaxed),
-        0,
-        "retired on 404s alone"
-    );
-    assert_eq!(
-        daemon.stats.polls.load(Ordering::Relaxed),
-        0,
-        "polled behind a wrong URL"
-    );
+    assert_eq!(daemon.stats.runs_retired(), 0, "retired on 404s alone");
+    assert_eq!(daemon.stats.polls(), 0, "polled behind a wrong URL");
     daemon.stop().await;
 
     // Fixed (a restart with the right URL, on the same state file): every run is exported.
@@ -98,15 +89,11 @@ async fn an_api_that_answers_404_for_everything_after_the_check_retires_nothing(
     let daemon = Running::start(config, fast_options());
     daemon
         .wait_for("404s for longer than the window", Duration::from_secs(10), |s| {
-            s.poll_errors.load(Ordering::Relaxed) >= 8
+            s.poll_errors() >= 8
         })
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        daemon.stats.runs_retired.load(Ordering::Relaxed),
-        0,
-        "retired on 404s alone"
-    );
+    assert_eq!(daemon.stats.runs_retired(), 0, "retired on 404s alone");
 
     // The API answers again: every run is exported.
     fakes.api.clear_scripts();

@@ -57,10 +57,12 @@ const DASHBOARD_MUST_SHOW: [&str; 11] = [
     "trigger_otel_bridge_export_batch_duration_seconds",
 ];
 /// Variables the bridge reads that are not `TRIGGER_OTEL_BRIDGE__<SECTION>__<KEY>`.
-const OTHER_BRIDGE_VARS: [&str; 6] = [
+const OTHER_BRIDGE_VARS: [&str; 8] = [
     "TRIGGER_SECRET_KEY",
     "TRIGGER_API_URL",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
     "TRIGGER_OTEL_BRIDGE_CONFIG",
     "RUST_LOG",
     "HOSTNAME",

@@ -403,9 +403,8 @@ async fn a_partial_success_is_counted_alike_over_grpc_and_http_for_spans_and_log
             "{protocol:?}: nothing sent again"
         );
         assert_eq!(*receiver.recorder.attempts.lock().unwrap(), 5, "{protocol:?}");
-        let counted = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
         assert_eq!(
-            (counted(&metrics.spans_rejected), counted(&metrics.log_records_rejected)),
+            (metrics.spans_rejected(), metrics.log_records_rejected()),
             (6, 4),
             "{protocol:?}"
         );

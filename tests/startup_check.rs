@@ -6,7 +6,6 @@
 mod support;
 
 use axum::response::IntoResponse;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use support::daemon::{fast_options, Fakes, Running};
 use support::fake_api::FakeApi;
@@ -46,7 +45,7 @@ async fn a_wrong_path_prefix_is_named_and_nothing_is_polled() {
         0,
         "no poll before the check passes"
     );
-    assert_eq!(daemon.stats.runs_retired.load(Ordering::Relaxed), 0);
+    assert_eq!(daemon.stats.runs_retired(), 0);
     fakes.stop_with(daemon).await;
 }
 

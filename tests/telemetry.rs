@@ -1,13 +1,13 @@
 //! The bridge's own telemetry on loopback: `/metrics` counters move as spans are exported and
-//! rejected and parse as Prometheus text; `/healthz`; `/readyz` flips on a 401 from Trigger.dev
-//! and on a collector unreachable past the bound (an idle replica: tests/startup_check.rs); the built
+//! rejected and parse as Prometheus text, and every known series is there at 0 from the start;
+//! `/healthz`; `/readyz` flips on a 401 from Trigger.dev and on a collector unreachable past the
+//! bound (an idle replica: tests/startup_check.rs); the built
 //! binary serves all three on `server.listen` and never shows a planted secret key in its logs,
 //! metrics or errors.
 
 mod support;
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::daemon::{config, fast_options, Fakes, Running};
@@ -16,7 +16,9 @@ use support::generate;
 use support::otlp_receiver::Receiver;
 use support::process;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use trigger_otel_bridge::convert::InvalidReason;
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
+use trigger_otel_bridge::schedule::watched::RetireReason;
 
 const PLANTED_KEY: &str = "tr_dev_PLANTEDsecretTELEMETRY42";
 const PLANTED_PART: &str = "PLANTEDsecret";
@@ -170,7 +172,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     );
     // The counters agree with what the collector holds.
     assert_eq!(receiver.recorder.spans().len() as f64, spans - 1.0);
-    assert_eq!(daemon.stats.spans_exported.load(Ordering::Relaxed) as f64, spans - 1.0);
+    assert_eq!(daemon.stats.spans_exported() as f64, spans - 1.0);
 
     let body = readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
     assert_eq!(body, "ok\n");
@@ -185,6 +187,80 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     assert!(body.ends_with("# EOF\n"));
     parse_prometheus(&body);
     fakes.stop_with(daemon).await;
+}
+
+/// A fresh bridge with nothing to do yet: every family whose label values are known is on
+/// `/metrics` at 0 (an `increase(...) > 0` alert then sees the first event, and a panel shows 0,
+/// not "no data"); only the rate-limit headroom waits for Trigger.dev to state it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_known_series_is_exposed_at_0_on_a_fresh_bridge() {
+    let api = FakeApi::start([]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&api, "http://127.0.0.1:1", &dir.path().join("state.db"), &[]);
+    let daemon = Running::serving(config, fast_options()).await;
+    readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
+    let samples = metrics_of(&daemon).await;
+    let mut at_zero: Vec<String> = [
+        "runs_watched",
+        "pending_spans",
+        "polls_total",
+        "polls_unchanged_total",
+        "poll_errors_total",
+        "spans_exported_total",
+        "spans_export_failed_total",
+        "spans_rejected_total",
+        "log_records_exported_total",
+        "log_records_export_failed_total",
+        "log_records_rejected_total",
+        "poll_lag_seconds_count",
+        "export_batch_duration_seconds_count",
+    ]
+    .iter()
+    .map(|name| format!("trigger_otel_bridge_{name}"))
+    .collect();
+    for reason in RetireReason::ALL {
+        at_zero.push(format!(
+            "trigger_otel_bridge_runs_retired_total{{reason=\"{}\"}}",
+            reason.as_str()
+        ));
+    }
+    for reason in InvalidReason::ALL {
+        at_zero.push(format!(
+            "trigger_otel_bridge_invalid_events_total{{reason=\"{}\"}}",
+            reason.as_str()
+        ));
+    }
+    for reason in ["reserve", "rate_limited"] {
+        at_zero.push(format!("trigger_otel_bridge_api_holds_total{{reason=\"{reason}\"}}"));
+    }
+    for endpoint in ["events", "trace", "run", "list"] {
+        for status in ["200", "error"] {
+            at_zero.push(format!(
+                "trigger_otel_bridge_api_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}}"
+            ));
+        }
+    }
+    for series in &at_zero {
+        assert_eq!(sample(&samples, series), 0.0, "{series}");
+    }
+    assert_eq!(
+        sample(&samples, "trigger_otel_bridge_build_info{version=\"0.1.0\"}"),
+        1.0
+    );
+    for known in [
+        "trigger_otel_bridge_api_rate_limit_reserve",
+        "trigger_otel_bridge_api_allowed_requests_per_minute",
+    ] {
+        assert!(samples.contains_key(known), "{known} missing");
+    }
+    for unknown in [
+        "trigger_otel_bridge_api_rate_limit_remaining",
+        "trigger_otel_bridge_api_rate_limit_limit",
+    ] {
+        assert!(!samples.contains_key(unknown), "{unknown} before Trigger.dev said it");
+    }
+    daemon.stop().await;
+    api.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

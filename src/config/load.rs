@@ -2,8 +2,10 @@
 //!
 //! Precedence, lowest first (a later source overrides an earlier one key by key):
 //! 1. built-in defaults (`#[serde(default)]` on the schema);
-//! 2. `OTEL_EXPORTER_OTLP_ENDPOINT` for `export.endpoint`: the OpenTelemetry standard variable
-//!    only fills the endpoint when neither the file nor a prefixed variable sets it;
+//! 2. `OTEL_EXPORTER_OTLP_ENDPOINT` for `export.endpoint`, and
+//!    `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` and `…_METRICS_PROTOCOL` for `telemetry.otlp_endpoint`
+//!    and `telemetry.otlp_protocol`: the OpenTelemetry standard variables only fill what neither
+//!    the file nor a prefixed variable sets;
 //! 3. the TOML file;
 //! 4. the Trigger.dev SDK's own variables, `TRIGGER_SECRET_KEY`, `TRIGGER_API_URL` and
 //!    `TRIGGER_PREVIEW_BRANCH`;
@@ -51,8 +53,15 @@ const SDK_VARS: [(&str, &str); 3] = [
     ("trigger.api_url", "TRIGGER_API_URL"),
     ("trigger.preview_branch", "TRIGGER_PREVIEW_BRANCH"),
 ];
-/// The OpenTelemetry SDK's endpoint variable; it only fills an unset `export.endpoint`.
-const OTEL_ENDPOINT_VAR: (&str, &str) = ("export.endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT");
+/// The OpenTelemetry SDK's variables the bridge reads; each only fills its key when unset.
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is where the spans go: it never turns the bridge's own metrics
+/// on (only the metrics' own variable does), so a span endpoint set for the whole pod does not
+/// also receive them.
+const OTEL_VARS: [(&str, &str); 3] = [
+    ("export.endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ("telemetry.otlp_endpoint", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+    ("telemetry.otlp_protocol", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"),
+];
 /// Tables whose keys are chosen by the user, so they have no schema to check keys against.
 const FREE_FORM_TABLES: [&str; 2] = ["export.headers", "export.resource.attributes"];
 /// Keys whose values are credentials: their error messages never quote the value.
@@ -215,7 +224,7 @@ fn build(
 ) -> Result<config::Config, ConfigError> {
     let mut builder = config::Config::builder();
 
-    let otel = NamedVars::from_env(env, &[OTEL_ENDPOINT_VAR]);
+    let otel = NamedVars::from_env(env, &OTEL_VARS);
     if !otel.is_empty() {
         builder = builder.add_source(otel);
     }
@@ -388,7 +397,7 @@ mod tests {
     use super::diagnose::lookup;
     use super::*;
     use crate::config::secret::SecretString;
-    use crate::config::{Compression, LogFormat, LogsMode, Protocol, Shard};
+    use crate::config::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 
     const PLANTED_SECRET: &str = "tr_dev_PLANTEDsecret123";
     const PLANTED_HEADER: &str = "Bearer PLANTEDheader456";
@@ -445,9 +454,14 @@ mod tests {
         let shape = toml::Table::try_from(BridgeConfig::default()).expect("serializable");
         let mut missing = Vec::new();
         collect_missing(&shape, &merged.cache, "", &mut missing);
-        // The endpoint is commented out so that OTEL_EXPORTER_OTLP_ENDPOINT can fill it.
-        assert_eq!(missing, ["export.endpoint"]);
+        // Commented out so that the OpenTelemetry variables can fill them.
+        assert_eq!(
+            missing,
+            ["export.endpoint", "telemetry.otlp_endpoint", "telemetry.otlp_protocol"]
+        );
         assert!(text.contains("\n# endpoint = \"http://localhost:4317\"\n"));
+        assert!(text.contains("\n# otlp_endpoint = \"\"\n"));
+        assert!(text.contains("\n# otlp_protocol = \"grpc\"\n"));
     }
 
     fn collect_missing(shape: &toml::Table, value: &Value, parent: &str, out: &mut Vec<String>) {
@@ -526,6 +540,11 @@ mod tests {
         [server]
         listen = ""
 
+        [telemetry]
+        otlp_endpoint = "https://otel.example.com:4318/v1/metrics"
+        otlp_protocol = "http/protobuf"
+        otlp_interval = "1m"
+
         [log]
         format = "json"
         level = "debug"
@@ -574,6 +593,9 @@ mod tests {
         c.state.path = "/var/lib/bridge/state.db".into();
         c.state.retention = Duration::from_secs(30 * 86_400);
         c.server.listen = None;
+        c.telemetry.otlp_endpoint = Some("https://otel.example.com:4318/v1/metrics".into());
+        c.telemetry.otlp_protocol = MetricsProtocol::HttpProtobuf;
+        c.telemetry.otlp_interval = Duration::from_secs(60);
         c.log.format = LogFormat::Json;
         c.log.level = "debug".into();
         c
@@ -788,6 +810,54 @@ mod tests {
         assert_eq!(config.export.endpoint, "http://prefixed:4317");
         let config = load(None, &env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "")])).expect("valid");
         assert_eq!(config.export.endpoint, "http://localhost:4317");
+    }
+
+    #[test]
+    fn the_metrics_variables_fill_only_an_unset_telemetry_section() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://otel:4318");
+        let protocol = ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf");
+        let config = load(None, &env(&[endpoint, protocol])).expect("valid");
+        assert_eq!(config.telemetry.otlp_endpoint.as_deref(), Some("http://otel:4318"));
+        assert_eq!(config.telemetry.otlp_protocol, MetricsProtocol::HttpProtobuf);
+        // The shipped file leaves both to the variables.
+        let config = load(Some(Path::new(SHIPPED_CONFIG)), &env(&[endpoint, protocol])).expect("valid");
+        assert_eq!(config.telemetry.otlp_endpoint.as_deref(), Some("http://otel:4318"));
+        assert_eq!(config.telemetry.otlp_protocol, MetricsProtocol::HttpProtobuf);
+
+        // The file, then a prefixed variable, win over them.
+        let config = load_text(FULL, &[endpoint, ("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "grpc")]).expect("valid");
+        assert_eq!(config.telemetry, full_config().telemetry);
+        let prefixed = ("TRIGGER_OTEL_BRIDGE__TELEMETRY__OTLP_ENDPOINT", "");
+        let config = load(None, &env(&[endpoint, prefixed])).expect("valid");
+        assert_eq!(
+            config.telemetry.otlp_endpoint, None,
+            "an empty prefixed variable turns it off"
+        );
+
+        // A bad protocol is named with its variable.
+        let message = env_error(&[("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")]);
+        assert!(message.contains("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"), "{message}");
+        assert!(message.contains("grpc, http/protobuf"), "{message}");
+        let message = env_error(&[("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "otel:4318")]);
+        assert!(
+            message
+                .contains("`telemetry.otlp_endpoint` (from environment variable OTEL_EXPORTER_OTLP_METRICS_ENDPOINT)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_span_endpoint_variables_never_turn_the_metrics_on() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4317"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://otel:4317"),
+        ];
+        let config = load(None, &env(&vars)).expect("valid");
+        assert_eq!(config.export.endpoint, "http://otel:4317");
+        assert_eq!(config.telemetry, crate::config::TelemetryConfig::default());
+        let config = load(Some(Path::new(SHIPPED_CONFIG)), &env(&vars)).expect("valid");
+        assert_eq!(config.telemetry.otlp_endpoint, None);
     }
 
     #[test]

@@ -25,9 +25,9 @@ pub use load::{
 };
 pub use schema::{
     BridgeConfig, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, ResourceConfig, RunsConfig, ServerConfig,
-    StateConfig, TriggerConfig,
+    StateConfig, TelemetryConfig, TriggerConfig,
 };
-pub use values::{Compression, LogFormat, LogsMode, Protocol, Shard};
+pub use values::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

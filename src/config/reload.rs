@@ -103,6 +103,8 @@ pub fn plan(old: &BridgeConfig, new: &BridgeConfig) -> ReloadPlan {
     };
     restart_if(old.state != new.state, "state");
     restart_if(old.server != new.server, "server.listen");
+    // The meter provider and its exporter are built once, at start.
+    restart_if(old.telemetry != new.telemetry, "telemetry");
     restart_if(old.export != new.export, "export");
     let reserve_changed = old.trigger.rate_limit_reserve != new.trigger.rate_limit_reserve;
     let trigger_but_reserve = crate::config::TriggerConfig {
@@ -155,6 +157,14 @@ mod tests {
         let both = plan(&old, &new);
         assert_eq!(both.rate_limit_reserve, Some(0.5));
         assert_eq!(both.needs_restart, vec!["trigger"]);
+    }
+
+    #[test]
+    fn the_otlp_metrics_push_needs_a_restart() {
+        let old = BridgeConfig::default();
+        let mut new = old.clone();
+        new.telemetry.otlp_endpoint = Some("http://otel:4317".into());
+        assert_eq!(plan(&old, &new).needs_restart, vec!["telemetry"]);
     }
 
     #[test]

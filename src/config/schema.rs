@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::values::{Compression, LogFormat, LogsMode, Protocol, Shard};
+use super::values::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 use super::ConfigError;
 use crate::config::secret::SecretString;
 
@@ -30,6 +30,7 @@ pub struct BridgeConfig {
     pub conversion: ConversionConfig,
     pub state: StateConfig,
     pub server: ServerConfig,
+    pub telemetry: TelemetryConfig,
     pub log: LogConfig,
 }
 
@@ -289,6 +290,32 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[telemetry]`: the bridge's own metrics pushed over OTLP, beside `/metrics`: the same
+/// series, for operators whose collector receives rather than scrapes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `None` (`""`) keeps the push off. Filled by `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`, never by
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`: that one names where the spans go (`export.endpoint`), and
+    /// the bridge's metrics sent there uninvited would surprise a trace backend.
+    #[serde(with = "empty_as_none")]
+    pub otlp_endpoint: Option<String>,
+    pub otlp_protocol: MetricsProtocol,
+    /// How often the metrics are pushed.
+    #[serde(with = "duration")]
+    pub otlp_interval: Duration,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            otlp_protocol: MetricsProtocol::Grpc,
+            otlp_interval: Duration::from_secs(30),
+        }
+    }
+}
+
 /// `[log]`: the bridge's own logs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -489,6 +516,9 @@ mod tests {
         assert_eq!(config.state.path, PathBuf::from("trigger-otel-bridge.db"));
         assert_eq!(config.state.retention, Duration::from_secs(7 * 86_400));
         assert_eq!(config.server.listen.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(config.telemetry.otlp_endpoint, None);
+        assert_eq!(config.telemetry.otlp_protocol, MetricsProtocol::Grpc);
+        assert_eq!(config.telemetry.otlp_interval, Duration::from_secs(30));
         assert_eq!(config.log.format, LogFormat::Text);
         assert_eq!(config.log.level, "info");
 

@@ -162,6 +162,9 @@ impl BridgeConfig {
                 format!("{listen:?} is not HOST:PORT (like \"127.0.0.1:9464\"); \"\" disables the server"),
             );
         }
+        if let Some(url) = self.telemetry.otlp_endpoint.as_deref().filter(|url| !is_http_url(url)) {
+            found.add("telemetry.otlp_endpoint", url_message(url));
+        }
         if self.log.level.trim().is_empty() {
             found.add("log.level", "must not be empty (try \"info\")".to_owned());
         }
@@ -187,6 +190,8 @@ impl BridgeConfig {
             ("runs.poll_interval", runs.poll_interval),
             ("discovery.interval", self.discovery.interval),
             ("export.timeout", export.timeout),
+            // The SDK's periodic reader would read zero as its own default of 60 s.
+            ("telemetry.otlp_interval", self.telemetry.otlp_interval),
         ];
         for (key, duration) in must_be_positive {
             if duration.is_zero() {
@@ -223,7 +228,7 @@ mod tests {
     #[test]
     fn validation_rules() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 25] = [
+        let cases: [(Edit, &str); 27] = [
             (|c| c.trigger.rate_limit_reserve = -0.1, "trigger.rate_limit_reserve"),
             (|c| c.trigger.rate_limit_reserve = 1.0, "trigger.rate_limit_reserve"),
             (
@@ -259,6 +264,14 @@ mod tests {
                     c.export.headers.insert("authorization".into(), "****".into());
                 },
                 "export.headers.authorization",
+            ),
+            (
+                |c| c.telemetry.otlp_endpoint = Some("collector:4317".into()),
+                "telemetry.otlp_endpoint",
+            ),
+            (
+                |c| c.telemetry.otlp_interval = Duration::ZERO,
+                "telemetry.otlp_interval",
             ),
         ];
         for (edit, key) in cases {

@@ -120,6 +120,14 @@ string_enum! {
 }
 
 string_enum! {
+    /// `telemetry.otlp_protocol`: how the bridge's own metrics reach an OTLP collector.
+    MetricsProtocol ("metrics protocol") {
+        Grpc = "grpc",
+        HttpProtobuf = "http/protobuf",
+    }
+}
+
+string_enum! {
     /// `log.format`.
     LogFormat ("log format") {
         Text = "text",

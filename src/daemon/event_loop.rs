@@ -2,6 +2,7 @@
 //! export acknowledgement, a discovered run, a new configuration, shutdown) and hand it on;
 //! discovery started and stopped; a reloaded configuration applied.
 
+use super::summary::Totals;
 use super::{DaemonError, DiscoveryTask, Loop};
 use crate::commit::export_queue::{self, Ack};
 use crate::config::reload::{self, ConfigSource};
@@ -45,6 +46,9 @@ impl Loop {
         let mut queue_task = queue_task;
         let mut prune_timer = tokio::time::interval_at(Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
         let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+        let summary_every = self.summary_every.max(Duration::from_millis(10));
+        let mut summary_timer = tokio::time::interval_at(Instant::now() + summary_every, summary_every);
+        let mut summarised = (Totals::read(&self.stats), Instant::now());
         loop {
             self.stats.health.beat();
             self.stats.loop_wakeups.fetch_add(1, Ordering::Relaxed);
@@ -84,6 +88,11 @@ impl Loop {
                 },
                 _ = prune_timer.tick() => self.prune().await?,
                 _ = heartbeat.tick() => self.flush_state_writes()?,
+                _ = summary_timer.tick() => {
+                    let (now, at) = (Totals::read(&self.stats), Instant::now());
+                    now.log_since(&summarised.0, at - summarised.1, self.runs.len(), self.stats.pending());
+                    summarised = (now, at);
+                }
                 _ = tokio::time::sleep_until(wait_for_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wait_for_due.is_some() => {}
             }
         }

@@ -15,6 +15,7 @@ mod event_loop;
 pub mod signals;
 mod state_writes;
 pub mod stats;
+mod summary;
 mod tracking;
 
 use crate::commit::export_queue::{self, run_queue, Ack, ExportItem};
@@ -70,6 +71,8 @@ pub struct DaemonOptions {
     pub readiness_export_bound: Duration,
     /// `/readyz` fails while spans wait and every export attempt has failed for this long.
     pub readiness_export_grace: Duration,
+    /// How often the summary line is logged (`summary::SUMMARY_EVERY`).
+    pub summary_every: Duration,
     /// Reload: the config file to watch (and read again on SIGHUP) …
     pub config_path: Option<PathBuf>,
     /// … the SIGHUP count the binary forwards …
@@ -99,6 +102,7 @@ impl Default for DaemonOptions {
             retired: None,
             readiness_export_bound: crate::telemetry::health::DEFAULT_EXPORT_BOUND,
             readiness_export_grace: crate::telemetry::health::EXPORT_FAILING_GRACE,
+            summary_every: summary::SUMMARY_EVERY,
             config_path: None,
             sighup: None,
             log_level: None,
@@ -157,6 +161,11 @@ pub async fn run(
         Some(listen) => Some(crate::telemetry::start(listen, stats.clone()).await?),
         None => None,
     };
+    let otlp_metrics = crate::telemetry::OtlpMetrics::start(
+        &config.telemetry,
+        options.env.get("HOSTNAME").map(String::as_str),
+        stats.clone(),
+    )?;
     let store = StateStore::open(&config.state.path)?;
     stats.health.set_state_open(true);
     let state = Arc::new(Mutex::new(store));
@@ -206,6 +215,7 @@ pub async fn run(
         state_write_failing: false,
         found_tx,
         api_checked: false,
+        summary_every: options.summary_every,
         discovery: None,
         log_level: options.log_level.clone(),
         config: config.clone(),
@@ -254,6 +264,7 @@ pub async fn run(
     if let Some(server) = server {
         server.stop().await;
     }
+    otlp_metrics.shutdown().await;
     tracing::info!("trigger-otel-bridge daemon stopped");
     loop_result
 }
@@ -270,6 +281,7 @@ struct Loop {
     found_tx: mpsc::UnboundedSender<Listed>,
     /// The start-up check passed: polls and discovery may start.
     api_checked: bool,
+    summary_every: Duration,
     discovery: Option<DiscoveryTask>,
     log_level: Option<LevelControl>,
     lifecycle: Lifecycle,

@@ -46,6 +46,14 @@ pub enum RetireReason {
 }
 
 impl RetireReason {
+    /// Every reason (`runs_retired_total` shows each from the start).
+    pub const ALL: [RetireReason; 4] = [
+        RetireReason::Settled,
+        RetireReason::MaxAge,
+        RetireReason::NotFound,
+        RetireReason::Removed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RetireReason::Settled => "settled",

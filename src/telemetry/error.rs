@@ -1,5 +1,5 @@
-//! `TelemetryError`: what the telemetry server, the health checks and the log level control
-//! report. `/healthz` and `/readyz` answer with the Display of their variant.
+//! `TelemetryError`: what the telemetry server, the OTLP metrics push, the health checks and the
+//! log level control report. `/healthz` and `/readyz` answer with the Display of their variant.
 
 use crate::wording::{human_duration, plural};
 use std::time::Duration;
@@ -13,6 +13,11 @@ pub enum TelemetryError {
         #[source]
         source: std::io::Error,
     },
+
+    /// The OTLP metrics push cannot be built for `telemetry.otlp_endpoint` (a collector that
+    /// is down is no error: its pushes fail and are logged).
+    #[error("cannot push metrics to {endpoint:?} (telemetry.otlp_endpoint): {reason}")]
+    OtlpMetrics { endpoint: String, reason: String },
 
     /// `/healthz`: the daemon loop has not ticked for `age` (more than
     /// [`super::health::HEARTBEAT_STALE_AFTER`]).

@@ -3,13 +3,12 @@
 use super::metrics::{ApiLabels, Metrics, ReasonLabel};
 use std::borrow::Cow;
 use std::fmt::Display;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// A run stops being watched, with what this process sent of it.
 pub struct RunRetired<'a> {
     pub run_id: &'a str,
-    /// `settled`, `max_age`, `not_found` or `removed`.
+    /// `settled`, `max_age`, `not_found` or `removed` (`RetireReason::as_str`).
     pub reason: &'static str,
     /// Spans and log records sent since this process began watching the run.
     pub spans: u64,
@@ -36,7 +35,6 @@ impl RunRetired<'_> {
             undo = undo.as_deref(),
             "run retired"
         );
-        metrics.runs_retired.fetch_add(1, Ordering::Relaxed);
         metrics
             .prom
             .runs_retired
@@ -58,7 +56,7 @@ impl PollStarted<'_> {
             lag_ms = self.lag.as_millis() as u64,
             "polling run"
         );
-        metrics.prom.poll_lag.observe(self.lag.as_secs_f64());
+        metrics.observe_poll_lag(self.lag);
     }
 }
 
@@ -71,7 +69,6 @@ pub struct PollFinished<'a> {
 impl PollFinished<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::debug!(run_id = %self.run_id, new_spans = self.spans, "polled run");
-        metrics.polls.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls.inc();
     }
 }
@@ -84,7 +81,6 @@ pub struct BodyUnchanged<'a> {
 impl BodyUnchanged<'_> {
     pub fn emit(&self, metrics: &Metrics) {
         tracing::trace!(run_id = %self.run_id, "events body unchanged; not parsed");
-        metrics.polls_unchanged.fetch_add(1, Ordering::Relaxed);
         metrics.prom.polls_unchanged.inc();
     }
 }
@@ -112,7 +108,6 @@ impl<E: Display> PollFailed<'_, E> {
                 "poll failed and the run is past runs.max_age: retiring it without its final export"
             ),
         }
-        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();
     }
 }
@@ -130,7 +125,6 @@ impl RunNotFound<'_> {
             endpoint = self.endpoint,
             "run not found (404 for runs.not_found_after while other calls succeeded); retiring it"
         );
-        metrics.poll_errors.fetch_add(1, Ordering::Relaxed);
         metrics.prom.poll_errors.inc();
     }
 }
@@ -155,7 +149,6 @@ impl InvalidElements<'_> {
             first = self.first,
             "invalid elements in run"
         );
-        metrics.invalid_elements.fetch_add(self.count, Ordering::Relaxed);
         metrics
             .prom
             .invalid_events
@@ -196,14 +189,6 @@ impl SpansExported {
             duration_ms = self.duration.as_millis() as u64,
             "batch exported and committed"
         );
-        metrics.spans_exported.fetch_add(self.spans, Ordering::Relaxed);
-        metrics
-            .log_records_exported
-            .fetch_add(self.log_records, Ordering::Relaxed);
-        metrics.export_batches.fetch_add(1, Ordering::Relaxed);
-        metrics
-            .export_nanos_total
-            .fetch_add(self.duration.as_nanos() as u64, Ordering::Relaxed);
         metrics.prom.spans_exported.inc_by(self.spans);
         metrics.prom.log_records_exported.inc_by(self.log_records);
     }
@@ -218,7 +203,7 @@ impl ExportBatchSent {
     /// Counts only: the sender logs what is worth logging about an accepted batch.
     pub fn emit(&self, metrics: Option<&Metrics>) {
         let Some(metrics) = metrics else { return };
-        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.observe_export_batch(self.duration);
         metrics.health.export_progressed();
     }
 }
@@ -246,7 +231,7 @@ impl ExportBatchFailed<'_> {
         );
         let Some(metrics) = metrics else { return };
         metrics.health.export_failed(self.reason);
-        metrics.prom.export_batch_duration.observe(self.duration.as_secs_f64());
+        metrics.observe_export_batch(self.duration);
         let failed = match self.signal {
             Signal::Traces => &metrics.prom.spans_export_failed,
             Signal::Logs => &metrics.prom.log_records_export_failed,
@@ -286,16 +271,11 @@ impl RecordRejected<'_> {
             ),
         }
         let Some(metrics) = metrics else { return };
-        match self.signal {
-            Signal::Traces => {
-                metrics.spans_rejected.fetch_add(1, Ordering::Relaxed);
-                metrics.prom.spans_rejected.inc();
-            }
-            Signal::Logs => {
-                metrics.log_records_rejected.fetch_add(1, Ordering::Relaxed);
-                metrics.prom.log_records_rejected.inc();
-            }
-        }
+        let rejected = match self.signal {
+            Signal::Traces => &metrics.prom.spans_rejected,
+            Signal::Logs => &metrics.prom.log_records_rejected,
+        };
+        rejected.inc();
         metrics.health.export_progressed();
     }
 }
@@ -332,16 +312,11 @@ impl PartialSuccess<'_> {
             );
         }
         let Some(metrics) = metrics else { return };
-        match self.signal {
-            Signal::Traces => {
-                metrics.spans_rejected.fetch_add(rejected, Ordering::Relaxed);
-                metrics.prom.spans_rejected.inc_by(rejected);
-            }
-            Signal::Logs => {
-                metrics.log_records_rejected.fetch_add(rejected, Ordering::Relaxed);
-                metrics.prom.log_records_rejected.inc_by(rejected);
-            }
-        }
+        let counter = match self.signal {
+            Signal::Traces => &metrics.prom.spans_rejected,
+            Signal::Logs => &metrics.prom.log_records_rejected,
+        };
+        counter.inc_by(rejected);
     }
 }
 
@@ -361,8 +336,7 @@ impl ApiResponse {
         };
         metrics
             .prom
-            .api_requests
-            .get_or_create(&ApiLabels {
+            .api_series_get_or_create(ApiLabels {
                 endpoint: self.endpoint,
                 status,
             })
@@ -457,7 +431,7 @@ mod tests {
         ApiHold { reason: "reserve" }.emit(&metrics);
         InvalidElements {
             run_id: "run_a",
-            reason: "bad_start_time",
+            reason: "start_time",
             count: 3,
             total: 3,
             first: "x",
@@ -506,7 +480,7 @@ mod tests {
             "trigger_otel_bridge_api_allowed_requests_per_minute 72.5",
             "trigger_otel_bridge_api_holds_total{reason=\"reserve\"} 1",
             "trigger_otel_bridge_api_holds_total{reason=\"rate_limited\"} 0",
-            "trigger_otel_bridge_invalid_events_total{reason=\"bad_start_time\"} 3",
+            "trigger_otel_bridge_invalid_events_total{reason=\"start_time\"} 3",
             "trigger_otel_bridge_spans_export_failed_total 4",
             "trigger_otel_bridge_log_records_export_failed_total 2",
             "trigger_otel_bridge_log_records_rejected_total 1",
@@ -517,6 +491,8 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
         }
-        assert_eq!(metrics.runs_retired.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.runs_retired(), 1);
+        assert_eq!(metrics.invalid_elements(), 3);
+        assert_eq!(metrics.log_records_rejected(), 1);
     }
 }

@@ -1,7 +1,8 @@
-//! The bridge's own telemetry: Prometheus metrics, internal events that log and count, health, and the HTTP server for them.
+//! The bridge's own telemetry: Prometheus and OTLP metrics, internal events that log and count, health, and the HTTP server for them.
 //!
-//! - `metrics`: [`Metrics`], the counters (in process and as a prometheus-client registry).
+//! - `metrics`: [`Metrics`], the counters, held once in a prometheus-client registry.
 //! - `events`: one struct per observable occurrence; `emit()` logs it and counts it.
+//! - `otlp`: the same metrics pushed over OTLP (`[telemetry]`), started by the daemon.
 //! - `health`: liveness (the daemon loop ticks) and readiness rules.
 //! - `server`: `/metrics`, `/healthz`, `/readyz` (axum), started by the daemon on `server.listen`.
 //! - `error`: [`TelemetryError`], what all of them report.
@@ -11,11 +12,13 @@ pub mod events;
 pub mod health;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod server;
 
 pub use error::TelemetryError;
 pub use health::Health;
 pub use metrics::Metrics;
+pub use otlp::OtlpMetrics;
 
 use crate::net::serving::Served;
 use std::net::SocketAddr;

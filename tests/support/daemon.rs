@@ -7,7 +7,6 @@ use super::otlp_receiver::Receiver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -171,15 +170,13 @@ impl Running {
     /// Until exactly `runs` runs have been retired.
     pub async fn wait_retired(&self, runs: u64, limit: Duration) {
         let what = format!("{runs} runs retired");
-        self.wait_for(&what, limit, |s| s.runs_retired.load(Ordering::Relaxed) == runs)
-            .await;
+        self.wait_for(&what, limit, |s| s.runs_retired() == runs).await;
     }
 
     /// Until at least `polls` polls have been made.
     pub async fn wait_polls(&self, polls: u64, limit: Duration) {
         let what = format!("{polls} polls");
-        self.wait_for(&what, limit, |s| s.polls.load(Ordering::Relaxed) >= polls)
-            .await;
+        self.wait_for(&what, limit, |s| s.polls() >= polls).await;
     }
 
     /// `/readyz` (of a daemon started with [`Running::serving`]) until it answers `status`

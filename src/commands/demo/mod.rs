@@ -25,7 +25,6 @@ use server::DemoServer;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -298,7 +297,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<D
                 }
             }
             _ = check.tick(), if !warned => {
-                let exported = stats.spans_exported.load(Ordering::Relaxed);
+                let exported = stats.spans_exported();
                 if stats.pending() == 0 || exported != exported_before {
                     stuck_since = None;
                 } else if stuck_since.get_or_insert_with(Instant::now).elapsed() >= Duration::from_secs(5) {
@@ -360,7 +359,7 @@ pub async fn run(options: DemoOptions, out: &mut (dyn Write + Send)) -> Result<D
         }
         // A remote collector: what the samples hold, once everything was exported.
         Some(_) => {
-            let spans = stats.spans_exported.load(Ordering::Relaxed);
+            let spans = stats.spans_exported();
             let complete = retired.len() == expected.runs && spans == expected.spans as u64;
             DemoSummary {
                 runs: retired.len(),

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use config::{Map, Value, ValueKind};
 
-use super::{PrefixedEnv, ENV_ORIGIN, ENV_SEPARATOR, FREE_FORM_TABLES, OTEL_ENDPOINT_VAR, SDK_VARS, SECRET_KEYS};
+use super::{PrefixedEnv, ENV_ORIGIN, ENV_SEPARATOR, FREE_FORM_TABLES, OTEL_VARS, SDK_VARS, SECRET_KEYS};
 use crate::config::{ConfigError, Origin};
 
 /// Answers "where did the value of this key come from?" from the merged values, each of which
@@ -26,7 +26,7 @@ impl Origins<'_> {
     }
 
     fn classify(&self, key: &str, origin: Option<&str>) -> Origin {
-        let named = SDK_VARS.iter().chain([&OTEL_ENDPOINT_VAR]).map(|(_, var)| *var);
+        let named = SDK_VARS.iter().chain(&OTEL_VARS).map(|(_, var)| *var);
         match origin {
             None => Origin::Default,
             Some(ENV_ORIGIN) => Origin::Env(self.prefixed.var_for(key)),
