@@ -235,6 +235,12 @@ async fn every_known_series_is_exposed_at_0_on_a_fresh_bridge() {
     }
     for endpoint in ["events", "trace", "run", "list"] {
         for status in ["200", "error"] {
+            if (endpoint, status) == ("list", "200") {
+                // The start-up check's page of one may have been asked already: 0 or 1.
+                let series = "trigger_otel_bridge_api_requests_total{endpoint=\"list\",status=\"200\"}";
+                assert!(sample(&samples, series) <= 1.0, "{series}");
+                continue;
+            }
             at_zero.push(format!(
                 "trigger_otel_bridge_api_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}}"
             ));

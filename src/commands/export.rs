@@ -6,7 +6,7 @@ use crate::config::{BridgeConfig, ConversionConfig, LogsMode};
 use crate::convert::NothingExported;
 use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::FetchedRun;
-use crate::trigger::api_types::TERMINAL_STATUSES;
+use crate::trigger::api_types::{run_status, run_statuses};
 use crate::trigger::{RunFilters, TriggerClient};
 use crate::wording::plural;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -32,32 +32,18 @@ impl BackfillOptions {
     }
 }
 
-/// The run statuses the list endpoint filters on, as the API spells them (upper case;
-/// tests/openapi/trigger-api.yaml): those of runs not yet ended, then the terminal ones.
-const ACTIVE_STATUSES: [&str; 6] = [
-    "PENDING_VERSION",
-    "QUEUED",
-    "DEQUEUED",
-    "EXECUTING",
-    "WAITING",
-    "DELAYED",
-];
-
 /// `--status` values as the API spells them: case does not matter (`completed` is
 /// `COMPLETED`); a status the API does not have is refused with the list of those it has, since
 /// the API would answer it with an empty list, as if no run matched.
 pub fn normalise_statuses(statuses: &[String]) -> Result<Vec<String>, BackfillError> {
-    let valid = || ACTIVE_STATUSES.iter().chain(TERMINAL_STATUSES.iter()).copied();
     statuses
         .iter()
         .map(|status| {
-            let wanted = status.trim();
-            valid()
-                .find(|known| known.eq_ignore_ascii_case(wanted))
+            run_status(status)
                 .map(str::to_owned)
                 .ok_or_else(|| BackfillError::UnknownStatus {
                     status: status.clone(),
-                    valid: valid().collect::<Vec<_>>().join(", "),
+                    valid: run_statuses().collect::<Vec<_>>().join(", "),
                 })
         })
         .collect()

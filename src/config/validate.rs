@@ -165,6 +165,17 @@ impl BridgeConfig {
         if let Some(url) = self.telemetry.otlp_endpoint.as_deref().filter(|url| !is_http_url(url)) {
             found.add("telemetry.otlp_endpoint", url_message(url));
         }
+        for status in &self.discovery.statuses {
+            if crate::trigger::api_types::run_status(status).is_none() {
+                found.add(
+                    "discovery.statuses",
+                    format!(
+                        "{status:?} is not a run status (case does not matter); valid: {}",
+                        crate::trigger::api_types::run_statuses().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
         if self.log.level.trim().is_empty() {
             found.add("log.level", "must not be empty (try \"info\")".to_owned());
         }
@@ -228,7 +239,7 @@ mod tests {
     #[test]
     fn validation_rules() {
         type Edit = fn(&mut BridgeConfig);
-        let cases: [(Edit, &str); 27] = [
+        let cases: [(Edit, &str); 28] = [
             (|c| c.trigger.rate_limit_reserve = -0.1, "trigger.rate_limit_reserve"),
             (|c| c.trigger.rate_limit_reserve = 1.0, "trigger.rate_limit_reserve"),
             (
@@ -251,6 +262,7 @@ mod tests {
             (|c| c.trigger.timeout = Duration::ZERO, "trigger.timeout"),
             (|c| c.export.timeout = Duration::ZERO, "export.timeout"),
             (|c| c.discovery.interval = Duration::ZERO, "discovery.interval"),
+            (|c| c.discovery.statuses = vec!["done".into()], "discovery.statuses"),
             (|c| c.export.cert_file = Some("c.pem".into()), "export.cert_file"),
             (|c| c.export.key_file = Some("k.pem".into()), "export.key_file"),
             (|c| c.trigger.api_url = "api.trigger.dev".into(), "trigger.api_url"),

@@ -6,7 +6,6 @@ use crate::fetch::poll::{poll, PollJob};
 use crate::schedule::poll_capacity;
 use crate::schedule::watched::{Phase, TraceIdState, WatchedRun};
 use crate::telemetry::events::PollStarted;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -15,7 +14,7 @@ impl Loop {
     pub(super) fn insert(&mut self, run: WatchedRun) {
         let id = run.id.clone();
         self.runs.insert(id.clone(), run);
-        self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
+        self.stats.runs_watched.set(self.runs.len());
         self.schedule(&id, Duration::ZERO);
     }
 

@@ -15,7 +15,6 @@ use crate::schedule::watched::{
 use crate::telemetry::events::{BodyUnchanged, InvalidElements, PollFailed, PollFinished, RunNotFound, RunRetired};
 use crate::trigger::ApiError;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -296,7 +295,7 @@ impl Loop {
         let run_id = id.to_string();
         self.write_state(StateWrite::retire(&run_id, reason.as_str()))?;
         let Some(run) = self.runs.remove(id) else { return Ok(()) };
-        self.stats.runs_watched.store(self.runs.len(), Ordering::Relaxed);
+        self.stats.runs_watched.set(self.runs.len());
         RunRetired {
             run_id: &run_id,
             reason: reason.as_str(),

@@ -133,13 +133,7 @@ impl ExportSettings {
     /// The URL an OTLP/HTTP exporter posts to: the endpoint as given when it already names a
     /// path, else the endpoint plus `/v1/traces` (as `OTEL_EXPORTER_OTLP_ENDPOINT` is read).
     pub fn http_traces_url(&self) -> String {
-        let trimmed = self.endpoint.trim_end_matches('/');
-        let after_scheme = trimmed.split_once("://").map_or(trimmed, |(_, rest)| rest);
-        if after_scheme.contains('/') {
-            trimmed.to_owned()
-        } else {
-            format!("{trimmed}/v1/traces")
-        }
+        crate::net::signal_url::signal_url(&self.endpoint, "/v1/traces", true)
     }
 
     /// The URL OTLP/HTTP log records are posted to: `logs_endpoint` as given (a signal-specific
@@ -150,10 +144,10 @@ impl ExportSettings {
         if let Some(url) = &self.logs_endpoint {
             return url.clone();
         }
-        let trimmed = self.endpoint.trim_end_matches('/');
-        match trimmed.strip_suffix("/v1/traces") {
+        let endpoint = self.endpoint.trim().trim_end_matches('/');
+        match endpoint.strip_suffix("/v1/traces") {
             Some(base) => format!("{base}/v1/logs"),
-            None => format!("{trimmed}/v1/logs"),
+            None => crate::net::signal_url::signal_url(endpoint, "/v1/logs", false),
         }
     }
 

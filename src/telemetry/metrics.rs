@@ -108,14 +108,12 @@ struct VersionLabel {
 /// read as "exhausted").
 pub(super) type OptionalGauge = Family<Vec<(&'static str, &'static str)>, Gauge>;
 
-/// The `runs_watched` gauge, set by the daemon's loop as runs come and go. `store` keeps the
-/// call of the `AtomicUsize` it replaces, so the loop's call sites read as before; the number
-/// lives in the Prometheus gauge alone (the ordering is that of the gauge's own atomic: nothing
-/// else is ordered by it).
+/// The `runs_watched` gauge, set by the daemon's loop as runs come and go; the number lives in
+/// the Prometheus gauge alone.
 pub struct RunsWatched(Gauge);
 
 impl RunsWatched {
-    pub fn store(&self, runs: usize, _ordering: Ordering) {
+    pub fn set(&self, runs: usize) {
         self.0.set(i64::try_from(runs).unwrap_or(i64::MAX));
     }
 
@@ -579,7 +577,7 @@ mod tests {
             .runs_retired
             .get_or_create(&ReasonLabel { reason: "removed" })
             .inc();
-        metrics.runs_watched.store(4, Ordering::Relaxed);
+        metrics.runs_watched.set(4);
         metrics.add_pending(5);
         metrics.add_pending(2);
         metrics.remove_pending(6);

@@ -28,6 +28,29 @@ pub const TERMINAL_STATUSES: [&str; 8] = [
     "TIMED_OUT",
 ];
 
+/// The run statuses the list endpoint filters on, as the API spells them (upper case;
+/// tests/openapi/trigger-api.yaml): those of runs not yet ended, then the terminal ones.
+pub const ACTIVE_STATUSES: [&str; 6] = [
+    "PENDING_VERSION",
+    "QUEUED",
+    "DEQUEUED",
+    "EXECUTING",
+    "WAITING",
+    "DELAYED",
+];
+
+/// Every run status the API has: those of runs not yet ended, then the terminal ones.
+pub fn run_statuses() -> impl Iterator<Item = &'static str> {
+    ACTIVE_STATUSES.iter().chain(TERMINAL_STATUSES.iter()).copied()
+}
+
+/// `status` as the API spells it, whatever its case (`completed` is `COMPLETED`); `None` for a
+/// status the API does not have (its list endpoint would answer it with no run at all).
+pub fn run_status(status: &str) -> Option<&'static str> {
+    let wanted = status.trim();
+    run_statuses().find(|known| known.eq_ignore_ascii_case(wanted))
+}
+
 /// True for a terminal status, or whenever the run has a `finishedAt`.
 pub fn is_terminal(status: &str, finished_at: Option<u64>) -> bool {
     finished_at.is_some() || TERMINAL_STATUSES.contains(&status)
@@ -228,7 +251,12 @@ impl RunFilters {
     /// `lookback`, test runs only when `include_test`, 100 a page.
     pub fn from_discovery(discovery: &DiscoveryConfig) -> Self {
         Self {
-            statuses: discovery.statuses.clone(),
+            // Spelled as the API spells them (validation refused any it does not have).
+            statuses: discovery
+                .statuses
+                .iter()
+                .map(|status| run_status(status).map_or_else(|| status.clone(), str::to_owned))
+                .collect(),
             task_identifiers: discovery.tasks.clone(),
             tags: discovery.tags.clone(),
             versions: Vec::new(),
@@ -471,6 +499,17 @@ mod tests {
         let last = RunPage::from_value(&json!({"data": [], "pagination": {"next": null}})).expect("valid");
         assert_eq!(last.next_cursor, None);
         assert!(RunPage::from_value(&json!({"error": "nope"})).is_err());
+    }
+
+    #[test]
+    fn discovery_statuses_are_sent_as_the_api_spells_them() {
+        let discovery = DiscoveryConfig {
+            statuses: vec!["completed".into(), " Failed ".into()],
+            ..DiscoveryConfig::default()
+        };
+        assert_eq!(RunFilters::from_discovery(&discovery).statuses, ["COMPLETED", "FAILED"]);
+        assert_eq!(run_status("timed_out"), Some("TIMED_OUT"));
+        assert_eq!(run_status("done"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the exporter reduces a failure without a response to "network error": the cause (connection
 //! refused, DNS, TLS) is kept here for the bridge's log line ([`RuntimeClient::causes`]).
 
+use crate::net::error_chain::error_chain;
 use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response, ResponseBodyTooLarge};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ impl RuntimeClient {
             .timeout(timeout)
             .user_agent(user_agent)
             .build()
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| error_chain(&e))?;
         Ok(RuntimeClient {
             client,
             runtime,
@@ -52,7 +53,7 @@ impl HttpClient for RuntimeClient {
         let sent = self.runtime.spawn(async move { send(client, request).await }).await;
         let result = sent.unwrap_or_else(|join| Err(join.to_string().into()));
         if let Err(error) = &result {
-            *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some(chain(error.as_ref()));
+            *self.last_cause.lock().unwrap_or_else(|e| e.into_inner()) = Some(error_chain(error.as_ref()));
         }
         result
     }
@@ -77,19 +78,4 @@ async fn send(client: reqwest::Client, request: Request<Bytes>) -> Result<Respon
         body.extend_from_slice(&chunk);
     }
     Ok(answer.body(Bytes::from(body))?)
-}
-
-/// An error with its sources, each once (`reqwest` repeats none, hyper's connect error does).
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -183,16 +183,7 @@ fn build_exporter(
 
 /// `url` as logs show it: without user information or query, where a URL carries credentials.
 fn loggable(url: &str) -> String {
-    match url.parse::<::http::Uri>() {
-        Ok(uri) => {
-            let host = uri
-                .authority()
-                .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
-            let path = Some(uri.path()).filter(|path| *path != "/").unwrap_or_default();
-            format!("{}://{host}{path}", uri.scheme_str().unwrap_or("http"))
-        }
-        Err(_) => "(an invalid URL)".to_owned(),
-    }
+    crate::net::error_chain::redacted_url(url)
 }
 
 /// A lazily connecting channel: a collector that is down at start is no error, only a failed push.
@@ -214,10 +205,7 @@ fn grpc_channel(endpoint: &str) -> Result<tonic::transport::Channel, String> {
 /// The URL an OTLP/HTTP push posts to: the endpoint as given when it names a path, else the
 /// endpoint plus `/v1/metrics` (as `export.endpoint` gets `/v1/traces`).
 fn http_metrics_url(endpoint: &str) -> String {
-    match endpoint.parse::<::http::Uri>() {
-        Ok(uri) if !matches!(uri.path(), "" | "/") => endpoint.to_owned(),
-        _ => format!("{}/v1/metrics", endpoint.trim_end_matches('/')),
-    }
+    crate::net::signal_url::signal_url(endpoint, "/v1/metrics", true)
 }
 
 #[cfg(test)]
