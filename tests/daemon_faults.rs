@@ -4,32 +4,9 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-use support::daemon::{fast_options, Fakes, Running};
+use std::time::Duration;
+use support::daemon::{fast_options, http_get, Fakes, Running};
 use support::generate;
-
-/// `/readyz`'s status and body.
-async fn readyz(daemon: &Running) -> (u16, String) {
-    trigger_otel_bridge::net::tls::install_crypto_provider();
-    let response = reqwest::get(format!("http://{}/readyz", daemon.addr())).await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-async fn readyz_becomes(daemon: &Running, status: u16, limit: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        let (got, body) = readyz(daemon).await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "/readyz stayed {got} ({body}): {:?}",
-            daemon.stats
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_nothing() {
@@ -49,7 +26,7 @@ async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_not
     tap.with(|store| store.simulate_full_disk(true).unwrap())
         .expect("the store is open");
 
-    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(10)).await;
+    let reason = daemon.readyz_becomes(503, Duration::from_secs(10)).await;
     assert!(reason.contains("cannot be written (disk full)"), "{reason}");
     // Polling pauses: polls already in flight may finish, no new one starts.
     let polls = daemon.stats.polls();
@@ -62,7 +39,7 @@ async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_not
         .and_then(|s| s.parse().ok())
         .map_or(Duration::ZERO, |s: u64| Duration::from_secs(s.saturating_sub(1)));
     tokio::time::sleep(hold).await;
-    let (status, _) = readyz(&daemon).await;
+    let (status, _) = http_get(daemon.addr(), "/readyz").await;
     assert_eq!(status, 503, "still not ready while full");
     let retired_while_full = daemon.stats.runs_retired();
     assert!(retired_while_full < 6, "the fault came before the end of the export");
@@ -70,7 +47,7 @@ async fn a_full_disk_mid_export_pauses_fails_readyz_and_loses_and_duplicates_not
     // Room again: everything waiting is committed, the runs finish, once each.
     tap.with(|store| store.simulate_full_disk(false).unwrap());
     daemon.wait_retired(6, Duration::from_secs(30)).await;
-    readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
+    daemon.readyz_becomes(200, Duration::from_secs(10)).await;
     let expected = 6 * generate::span_count(300) as u64;
     assert_eq!(fakes.receiver.recorder.span_count(), expected, "every span, none twice");
     assert_eq!(fakes.receiver.recorder.distinct_spans() as u64, expected);

@@ -94,23 +94,6 @@ async fn metrics_of(daemon: &Running) -> HashMap<String, f64> {
     parse_prometheus(&body)
 }
 
-/// Waits until the daemon's `/readyz` answers `status`; returns its body.
-async fn readyz_becomes(daemon: &Running, status: u16, limit: Duration) -> String {
-    let started = Instant::now();
-    loop {
-        let (got, _, body) = get(daemon.addr(), "/readyz").await;
-        if got == status {
-            return body;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
-            daemon.stats
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 fn sample(samples: &HashMap<String, f64>, series: &str) -> f64 {
     *samples
         .get(series)
@@ -174,7 +157,7 @@ async fn counters_move_as_spans_are_exported_and_rejected() {
     assert_eq!(receiver.recorder.spans().len() as f64, spans - 1.0);
     assert_eq!(daemon.stats.spans_exported() as f64, spans - 1.0);
 
-    let body = readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
+    let body = daemon.readyz_becomes(200, Duration::from_secs(5)).await;
     assert_eq!(body, "ok\n");
     // Prometheus asks for OpenMetrics and gets it.
     let accept = "Accept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n";
@@ -198,7 +181,7 @@ async fn every_known_series_is_exposed_at_0_on_a_fresh_bridge() {
     let dir = tempfile::tempdir().unwrap();
     let config = config(&api, "http://127.0.0.1:1", &dir.path().join("state.db"), &[]);
     let daemon = Running::serving(config, fast_options()).await;
-    readyz_becomes(&daemon, 200, Duration::from_secs(10)).await;
+    daemon.readyz_becomes(200, Duration::from_secs(10)).await;
     let samples = metrics_of(&daemon).await;
     let mut at_zero: Vec<String> = [
         "runs_watched",
@@ -274,7 +257,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     // A run that keeps executing, so the daemon keeps asking.
     let fakes = Fakes::start([generate::fake_run("run_auth0001", "t", 10, true)]).await;
     let daemon = Running::serving(fakes.config(&["run_auth0001"]), fast_options()).await;
-    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
     let api = &fakes.api;
 
     // The key is revoked: every endpoint answers 401.
@@ -286,7 +269,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
     ] {
         api.script(path, std::iter::repeat_n(unauthorized.clone(), 1000));
     }
-    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(5)).await;
+    let reason = daemon.readyz_becomes(503, Duration::from_secs(5)).await;
     assert!(reason.contains("rejected the secret key (HTTP 401)"), "{reason}");
     let (status, _, _) = get(daemon.addr(), "/healthz").await;
     assert_eq!(status, 200, "alive while not ready");
@@ -300,7 +283,7 @@ async fn readyz_flips_to_not_ready_on_a_401_from_trigger_dev_and_back() {
 
     // The key works again.
     api.clear_scripts();
-    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
     fakes.stop_with(daemon).await;
 }
 
@@ -324,9 +307,9 @@ async fn readyz_flips_to_not_ready_when_the_collector_is_unreachable_past_the_bo
     };
     let daemon = Running::serving(config, options).await;
     // Ready while the spans have waited less than the bound…
-    readyz_becomes(&daemon, 200, Duration::from_secs(5)).await;
+    daemon.readyz_becomes(200, Duration::from_secs(5)).await;
     // …not ready once they waited longer.
-    let reason = readyz_becomes(&daemon, 503, Duration::from_secs(10)).await;
+    let reason = daemon.readyz_becomes(503, Duration::from_secs(10)).await;
     assert!(reason.contains("collector has accepted nothing"), "{reason}");
     let samples = metrics_of(&daemon).await;
     assert!(sample(&samples, "trigger_otel_bridge_spans_export_failed_total") > 0.0);
