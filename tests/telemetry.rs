@@ -10,12 +10,11 @@ mod support;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::daemon::{config, fast_options, Fakes, Running};
+use support::daemon::{config, fast_options, get_with, Fakes, Running};
 use support::fake_api::{FakeApi, Scripted};
 use support::generate;
 use support::otlp_receiver::Receiver;
 use support::process;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trigger_otel_bridge::convert::InvalidReason;
 use trigger_otel_bridge::daemon::{self, stats::DaemonStats, DaemonOptions};
 use trigger_otel_bridge::schedule::watched::RetireReason;
@@ -26,27 +25,6 @@ const PLANTED_PART: &str = "PLANTEDsecret";
 /// One HTTP/1.1 GET over a fresh connection: (status, content type, body).
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
     get_with(addr, path, "").await
-}
-
-/// [`get`] with `headers` (each line ending in CRLF) added to the request.
-async fn get_with(addr: std::net::SocketAddr, path: &str, headers: &str) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8(raw).expect("utf-8 response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    let content_type = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-type:")
-                .map(|v| v.trim().to_owned())
-        })
-        .unwrap_or_default();
-    (status, content_type, body.to_owned())
 }
 
 /// Every line of a Prometheus text exposition is a comment or `name{labels} value`; returns the
