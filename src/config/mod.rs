@@ -27,7 +27,7 @@ pub use schema::{
     BridgeConfig, ConversionConfig, DiscoveryConfig, ExportConfig, LogConfig, ResourceConfig, RunsConfig, ServerConfig,
     StateConfig, TelemetryConfig, TriggerConfig,
 };
-pub use values::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
+pub use values::{Compression, DiscoverySource, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 
 /// Where a configuration value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::values::{Compression, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
+use super::values::{Compression, DiscoverySource, LogFormat, LogsMode, MetricsProtocol, Protocol, Shard};
 use super::ConfigError;
 use crate::config::secret::SecretString;
 
@@ -142,6 +142,8 @@ impl Default for RunsConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct DiscoveryConfig {
     pub enabled: bool,
+    /// Where runs are discovered: the realtime stream (`auto`, `realtime`) or the list endpoint.
+    pub source: DiscoverySource,
     #[serde(with = "duration")]
     pub interval: Duration,
     #[serde(deserialize_with = "string_list::deserialize")]
@@ -160,6 +162,7 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            source: DiscoverySource::Auto,
             interval: Duration::from_secs(30),
             tasks: Vec::new(),
             tags: Vec::new(),

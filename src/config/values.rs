@@ -128,6 +128,18 @@ string_enum! {
 }
 
 string_enum! {
+    /// `discovery.source`: how new runs and run ends are learnt.
+    DiscoverySource ("discovery source") {
+        /// Trigger.dev's realtime stream when it is available, else the list endpoint.
+        Auto = "auto",
+        /// The stream only (the list endpoint once at start, for runs older than its window).
+        Realtime = "realtime",
+        /// The list endpoint every `discovery.interval`.
+        List = "list",
+    }
+}
+
+string_enum! {
     /// `log.format`.
     LogFormat ("log format") {
         Text = "text",

@@ -1,19 +1,18 @@
 //! The daemon's event loop: wait for whatever comes next (a due run, a finished poll, an
 //! export acknowledgement, a discovered run, a new configuration, shutdown) and hand it on;
-//! discovery started and stopped; a reloaded configuration applied.
+//! a reloaded configuration applied.
 
 use super::summary::Totals;
-use super::{DaemonError, DiscoveryTask, Loop};
+use super::{DaemonError, Loop};
 use crate::commit::export_queue::{self, Ack};
 use crate::config::reload::{self, ConfigSource};
 use crate::config::{BridgeConfig, ConfigError};
-use crate::discover::{Discovery, Listed};
+use crate::discover::Listed;
 use crate::schedule::watched::{Lifecycle, Phase, RetireReason};
-use crate::trigger::RunFilters;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 /// How often retired runs' span ids are pruned.
@@ -95,29 +94,6 @@ impl Loop {
                 }
                 _ = tokio::time::sleep_until(wait_for_due.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))), if wait_for_due.is_some() => {}
             }
-        }
-    }
-
-    /// Starts discovery when it is on and the start-up check has passed.
-    pub(super) fn start_discovery(&mut self) {
-        if !self.config.discovery.enabled || !self.api_checked {
-            return;
-        }
-        let (stop, stopped) = watch::channel(false);
-        let discovery = Discovery {
-            client: self.client.clone(),
-            filters: RunFilters::from_discovery(&self.config.discovery),
-            interval: self.config.discovery.interval,
-            lookback: self.config.discovery.lookback,
-        };
-        let task = tokio::spawn(discovery.run(self.found_tx.clone(), stopped));
-        self.discovery = Some(DiscoveryTask { task, stop });
-    }
-
-    pub(super) fn stop_discovery(&mut self) {
-        if let Some(discovery) = self.discovery.take() {
-            let _ = discovery.stop.send(true);
-            discovery.task.abort();
         }
     }
 

@@ -10,6 +10,7 @@
 //! fails.
 
 mod api_check;
+mod discovery;
 mod dispatch;
 mod event_loop;
 pub mod signals;
@@ -269,12 +270,6 @@ pub async fn run(
     loop_result
 }
 
-/// A running discovery task and the switch that stops it.
-struct DiscoveryTask {
-    task: tokio::task::JoinHandle<()>,
-    stop: watch::Sender<bool>,
-}
-
 struct Loop {
     /// The configuration in effect (settings that need a restart keep their starting values).
     config: BridgeConfig,
@@ -282,7 +277,7 @@ struct Loop {
     /// The start-up check passed: polls and discovery may start.
     api_checked: bool,
     summary_every: Duration,
-    discovery: Option<DiscoveryTask>,
+    discovery: Option<discovery::DiscoveryTask>,
     log_level: Option<LevelControl>,
     lifecycle: Lifecycle,
     logs: LogsMode,

@@ -7,7 +7,7 @@ use super::{unix_now_ns, DaemonError, Loop, RetiredRun};
 use crate::commit::export_queue::{per_run_totals, Ack, ExportItem};
 use crate::commit::RunRecord;
 use crate::convert::Record;
-use crate::discover::{shard, Listed};
+use crate::discover::{shard, Listed, Via};
 use crate::fetch::poll::PollResult;
 use crate::schedule::watched::{
     self, Next, ObservedStatus, Phase, PollOutcome, RetireReason, StatusSource, TraceIdState, WatchedRun,
@@ -77,6 +77,11 @@ impl Loop {
                 // while the state file refuses writes.
                 let removed = RetireReason::Removed.as_str();
                 if !(named && record.retire_reason.as_deref() == Some(removed)) {
+                    if !named {
+                        // Listed or streamed again: normal until it leaves the lookback.
+                        tracing::debug!(run_id = %run_id, "discovered again; retired already");
+                        return Ok(());
+                    }
                     tracing::info!(
                         run_id = %run_id,
                         reason = record.retire_reason.as_deref().unwrap_or("unknown"),
@@ -126,7 +131,10 @@ impl Loop {
             status: &listed.status,
             finished_at: listed.finished_at,
             task_identifier: listed.task_identifier.as_deref(),
-            source: StatusSource::Listing,
+            source: match listed.via {
+                Via::List => StatusSource::Listing,
+                Via::Realtime => StatusSource::Realtime,
+            },
         };
         let change = run.on_status(observed, now, unix_now_ns());
         if !change.record_changed {
@@ -135,7 +143,11 @@ impl Loop {
         let id = run.id.clone();
         let ended = change.ended;
         if ended {
-            tracing::info!(run_id = %id, status = %listed.status, source = "discovery", "run ended; settling");
+            let source = match listed.via {
+                Via::List => "listing",
+                Via::Realtime => "realtime",
+            };
+            tracing::info!(run_id = %id, status = %listed.status, source, "run ended; settling");
         }
         let record = run_record(run);
         self.write_state(StateWrite::Upsert(record))?;

@@ -13,15 +13,24 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
-/// A run a discovery round listed, with what the listing says of its state.
+/// A run discovery reported, with what the listing (or the stream) says of its state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Listed {
     pub id: String,
     pub status: String,
     pub finished_at: Option<u64>,
     pub task_identifier: Option<String>,
-    /// Not reported by an earlier round: to be watched.
+    /// Not reported before, and matching the filters: to be watched.
     pub new: bool,
+    /// Where it came from: the stream's status is as new as a poll's request, a listing's may lag.
+    pub via: Via,
+}
+
+/// The source of a [`Listed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    List,
+    Realtime,
 }
 
 pub struct Discovery {
@@ -50,8 +59,16 @@ impl Seen {
 }
 
 impl Discovery {
-    /// Runs until `stop` turns true or the receiver of `found` is gone.
-    pub async fn run(self, found: mpsc::UnboundedSender<Listed>, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop` turns true or the receiver of `found` is gone: one round at once, then
+    /// one every `interval` while `rounds` is true (with `discovery.source = "auto"` the list
+    /// endpoint rests while the realtime stream delivers; what it has seen is kept meanwhile, so
+    /// runs it reported are not reported again when it takes over).
+    pub async fn run(
+        self,
+        found: mpsc::UnboundedSender<Listed>,
+        mut rounds: watch::Receiver<bool>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut seen = Seen::default();
         loop {
             match self.round(&mut seen, &found).await {
@@ -64,6 +81,10 @@ impl Discovery {
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
+                _ = stop.wait_for(|stop| *stop) => return,
+            }
+            tokio::select! {
+                resting = rounds.wait_for(|on| *on) => if resting.is_err() { return },
                 _ = stop.wait_for(|stop| *stop) => return,
             }
         }
@@ -103,6 +124,7 @@ impl Discovery {
                     finished_at: run.finished_at,
                     task_identifier: run.task_identifier.clone(),
                     new: is_new,
+                    via: Via::List,
                 });
             }
             match page.next_cursor {

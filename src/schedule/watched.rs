@@ -141,6 +141,9 @@ pub enum StatusSource {
     Poll,
     /// A discovery round's listing: may lag behind the run's own requests.
     Listing,
+    /// Trigger.dev's realtime stream: pushed as the run's row changes, so as new as a poll's
+    /// request; while it covers the run, the run's status is not asked at all.
+    Realtime,
 }
 
 /// What a status changed.
@@ -235,6 +238,8 @@ pub struct WatchedRun {
     /// When retrieve-run last answered.
     pub status_seen_at: Option<Instant>,
     pub phase: Phase,
+    /// The realtime stream reports this run's status changes: no status request is needed.
+    pub stream_covered: bool,
     /// Invalid elements per reason already counted and logged for this run (each response
     /// holds them all again: only more than this is new).
     pub invalid_counted: HashMap<&'static str, u64>,
@@ -275,6 +280,7 @@ impl WatchedRun {
             status_seen_at: None,
             phase: Phase::Watching,
             invalid_counted: HashMap::new(),
+            stream_covered: false,
             end_shown: false,
             scheduled: 0,
             span_properties: None,
@@ -292,7 +298,7 @@ impl WatchedRun {
     /// poll in [`STATUS_ACTIVE_MIN_POLLS`] at most), a quiet one every
     /// [`STATUS_EVERY_N_POLLS`]th poll. The prompt way is [`WatchedRun::wants_status_if_ended`].
     pub fn wants_status(&self, lifecycle: &Lifecycle, now: Instant) -> bool {
-        if self.ended_seen.is_some() {
+        if self.ended_seen.is_some() || self.stream_covered {
             return false;
         }
         if self.status.is_none() {
@@ -315,7 +321,13 @@ impl WatchedRun {
     /// Ask retrieve-run after the events when they show the run's end? Once per run: the sign
     /// stays in every later body.
     pub fn wants_status_if_ended(&self) -> bool {
-        self.ended_seen.is_none() && !self.end_hint_checked && self.phase == Phase::Watching
+        self.ended_seen.is_none() && !self.end_hint_checked && self.phase == Phase::Watching && !self.stream_covered
+    }
+
+    /// The realtime stream stopped (or restarted without this run): its status is asked by
+    /// polls again, on the usual schedule.
+    pub fn stream_lost(&mut self) {
+        self.stream_covered = false;
     }
 
     /// A status observed: from the run's own request on a poll, or from a listing (later the
@@ -326,7 +338,11 @@ impl WatchedRun {
     /// nothing. A listing's non-terminal status only stands in for the first poll's request;
     /// after that the run's own requests are newer than a listing.
     pub fn on_status(&mut self, observed: ObservedStatus, now: Instant, now_ns: u64) -> StatusChange {
-        let from_poll = observed.source == StatusSource::Poll;
+        // The stream is as new as the run's own request (it pushes each change of the row).
+        let from_poll = matches!(observed.source, StatusSource::Poll | StatusSource::Realtime);
+        if observed.source == StatusSource::Realtime {
+            self.stream_covered = true;
+        }
         if from_poll {
             self.polls_since_status = 0;
             self.status_seen_at = Some(now);
@@ -353,6 +369,10 @@ impl WatchedRun {
             self.ended_seen = Some(now);
             self.ended_ns = Some(now_ns);
             // Settling: polled at the active pace (late events), whatever its pace was.
+            self.last_change = now;
+        }
+        if moved && observed.source == StatusSource::Realtime {
+            // Waiting → executing: a quiet run becomes active (its spans start again).
             self.last_change = now;
         }
         StatusChange {
@@ -656,6 +676,34 @@ mod tests {
             task_identifier: Some("t"),
             source,
         }
+    }
+
+    #[test]
+    fn a_run_the_stream_covers_is_not_asked_for_its_status_and_wakes_on_a_change() {
+        let start = Instant::now();
+        let lifecycle = lifecycle();
+        let streamed = |status| observed(status, None, StatusSource::Realtime);
+        let mut r = run(start);
+        r.polls_since_status = STATUS_EVERY_N_POLLS;
+        assert!(r.wants_status(&lifecycle, start));
+        assert!(r.on_status(streamed("WAITING"), start, 1).record_changed);
+        let quiet = start + lifecycle.quiet_after + Duration::from_secs(600);
+        r.polls_since_status = STATUS_EVERY_N_POLLS;
+        assert!(!r.wants_status(&lifecycle, quiet), "covered by the stream");
+        assert!(!r.wants_status_if_ended(), "not even when a body shows the end");
+        assert!(!r.is_active(&lifecycle, quiet));
+        // Waiting → executing, pushed: the status moves and the run is active again.
+        let change = r.on_status(streamed("EXECUTING"), quiet, 2);
+        assert!(change.moved && !change.ended);
+        assert_eq!(r.status.as_deref(), Some("EXECUTING"));
+        assert!(r.is_active(&lifecycle, quiet));
+        // The stream gone: the status is asked again on the usual schedule.
+        r.stream_lost();
+        r.polls_since_status = STATUS_EVERY_N_POLLS;
+        assert!(r.wants_status(&lifecycle, quiet + lifecycle.quiet_after + Duration::from_secs(1)));
+        // A terminal status from the stream ends the run at once.
+        let change = r.on_status(streamed("COMPLETED"), quiet, 3);
+        assert!(change.ended);
     }
 
     #[test]

@@ -43,6 +43,48 @@ impl RunRetired<'_> {
     }
 }
 
+/// The source discovering runs is now `source` (`realtime` or `list`): at start (`reason`
+/// `start`, not counted as a switch), or switched for `reason` (the stream's unavailability:
+/// `not_served`, `refused`, `busy`, `failing`; or `recovered`), with the stream's own words.
+pub struct DiscoverySourceInUse<'a> {
+    pub source: &'static str,
+    pub reason: &'static str,
+    pub detail: &'a str,
+}
+
+impl DiscoverySourceInUse<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        match (self.reason, self.source) {
+            ("start", _) => tracing::info!(source = self.source, "discovering runs"),
+            (_, "list") => tracing::warn!(
+                source = self.source,
+                reason = self.reason,
+                detail = self.detail,
+                "the realtime stream is unavailable; the list endpoint discovers runs until it is back"
+            ),
+            _ => tracing::info!(
+                source = self.source,
+                reason = self.reason,
+                "the realtime stream is back; the list endpoint stops"
+            ),
+        }
+        for source in super::metrics::DISCOVERY_SOURCES {
+            metrics
+                .prom
+                .discovery_source
+                .get_or_create(&super::metrics::SourceLabel { source })
+                .set(i64::from(source == self.source));
+        }
+        if self.reason != "start" {
+            metrics
+                .prom
+                .discovery_source_switches
+                .get_or_create(&ReasonLabel { reason: self.reason })
+                .inc();
+        }
+    }
+}
+
 /// A poll starts, `lag` after the run was due.
 pub struct PollStarted<'a> {
     pub run_id: &'a str,

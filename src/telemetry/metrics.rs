@@ -21,6 +21,13 @@ use std::time::Duration;
 /// The reasons of `api_holds_total`, all shown from the start (`rate_limit::HoldReason`).
 pub(super) const HOLD_REASONS: [&str; 2] = ["reserve", "rate_limited"];
 
+/// The values of `discovery_source{source}` (`discover::source::Active`).
+pub(super) const DISCOVERY_SOURCES: [&str; 2] = ["realtime", "list"];
+
+/// The reasons of `discovery_source_switches_total`, all shown from the start: why the list
+/// endpoint took over (the stream's `Unavailable` kinds), or `recovered` (back on the stream).
+pub(super) const SWITCH_REASONS: [&str; 5] = ["not_served", "refused", "busy", "failing", "recovered"];
+
 /// The `endpoint` label of `api_requests_total`: the calls `TriggerClient` makes.
 pub(super) const API_ENDPOINTS: [&str; 4] = ["events", "trace", "run", "list"];
 
@@ -84,6 +91,14 @@ pub(super) mod help {
     pub const EXPORT_BATCH_DURATION: &str = "Time of one export attempt of one batch";
     pub const INVALID_EVENTS: &str = "Trigger.dev elements skipped as invalid, by reason";
     pub const PENDING_SPANS: &str = "Spans and log records converted and waiting for the collector";
+    pub const DISCOVERY_SOURCE: &str =
+        "1 for the source discovering runs now (realtime: Trigger.dev's stream; list: the list endpoint), 0 for the other";
+    pub const DISCOVERY_SOURCE_SWITCHES: &str = "Switches of the discovery source, by reason (the stream not_served, refused, busy or failing: to the list endpoint; recovered: back to the stream)";
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SourceLabel {
+    pub source: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -149,6 +164,8 @@ pub(super) struct Prom {
     pub export_batch_duration: Histogram,
     pub invalid_events: Family<ReasonLabel, Counter>,
     pub pending_spans: Gauge,
+    pub discovery_source: Family<SourceLabel, Gauge>,
+    pub discovery_source_switches: Family<ReasonLabel, Counter>,
 }
 
 impl Prom {
@@ -176,6 +193,8 @@ impl Prom {
             export_batch_duration: Histogram::new(export_batch_buckets()),
             invalid_events: Family::default(),
             pending_spans: Gauge::default(),
+            discovery_source: Family::default(),
+            discovery_source_switches: Family::default(),
             registry: Registry::default(),
         };
         // Known label values start at 0, so `rate()` and `increase(...) > 0` alerts see the
@@ -193,6 +212,12 @@ impl Prom {
         }
         for reason in HOLD_REASONS {
             let _ = prom.api_holds.get_or_create(&ReasonLabel { reason });
+        }
+        for source in DISCOVERY_SOURCES {
+            let _ = prom.discovery_source.get_or_create(&SourceLabel { source });
+        }
+        for reason in SWITCH_REASONS {
+            let _ = prom.discovery_source_switches.get_or_create(&ReasonLabel { reason });
         }
         for endpoint in API_ENDPOINTS {
             for status in API_STATUSES_AT_START {
@@ -245,6 +270,16 @@ impl Prom {
         );
         registry.register("invalid_events", help::INVALID_EVENTS, prom.invalid_events.clone());
         registry.register("pending_spans", help::PENDING_SPANS, prom.pending_spans.clone());
+        registry.register(
+            "discovery_source",
+            help::DISCOVERY_SOURCE,
+            prom.discovery_source.clone(),
+        );
+        registry.register(
+            "discovery_source_switches",
+            help::DISCOVERY_SOURCE_SWITCHES,
+            prom.discovery_source_switches.clone(),
+        );
         Prom { registry, ..prom }
     }
 
@@ -312,6 +347,10 @@ impl Prom {
     /// The count of a family's series by reason (0 for a reason it does not have).
     pub(super) fn by_reason(family: &Family<ReasonLabel, Counter>, reason: &'static str) -> u64 {
         family.get(&ReasonLabel { reason }).map_or(0, |counter| counter.get())
+    }
+
+    pub(super) fn source_active(&self, source: &'static str) -> i64 {
+        self.discovery_source.get(&SourceLabel { source }).map_or(0, |gauge| gauge.get())
     }
 }
 

@@ -14,7 +14,10 @@
 //! same call that feeds `/metrics`'s (`Metrics::observe_poll_lag`, `observe_export_batch`), with
 //! the same bucket bounds.
 
-use super::super::metrics::{export_batch_buckets, help, poll_lag_buckets, Prom, API_ENDPOINTS, HOLD_REASONS, PREFIX};
+use super::super::metrics::{
+    export_batch_buckets, help, poll_lag_buckets, Prom, API_ENDPOINTS, DISCOVERY_SOURCES, HOLD_REASONS, PREFIX,
+    SWITCH_REASONS,
+};
 use super::super::Metrics;
 use crate::convert::InvalidReason;
 use crate::schedule::watched::RetireReason;
@@ -111,6 +114,12 @@ pub(super) fn register(meter: &Meter, metrics: &Arc<Metrics>) -> Histograms {
             metrics.prom.api_holds.clone(),
             HOLD_REASONS.to_vec(),
         ),
+        (
+            "discovery_source_switches",
+            help::DISCOVERY_SOURCE_SWITCHES,
+            metrics.prom.discovery_source_switches.clone(),
+            SWITCH_REASONS.to_vec(),
+        ),
     ];
     for (family, description, counters, reasons) in by_reason {
         meter
@@ -123,6 +132,17 @@ pub(super) fn register(meter: &Meter, metrics: &Arc<Metrics>) -> Histograms {
             })
             .build();
     }
+
+    let read = metrics.clone();
+    meter
+        .i64_observable_gauge(name("discovery_source"))
+        .with_description(help::DISCOVERY_SOURCE)
+        .with_callback(move |o| {
+            for source in DISCOVERY_SOURCES {
+                o.observe(read.prom.source_active(source), &[KeyValue::new("source", source)]);
+            }
+        })
+        .build();
 
     let read = metrics.clone();
     meter
