@@ -625,3 +625,111 @@ async fn the_fake_s_window_keeps_runs_created_within_created_at() {
     subscribed.stop().await;
     api.stop().await;
 }
+
+/// `GET /realtime/v1/runs?{query}` on the fake, as a raw client: (status, headers, body).
+async fn raw(api: &FakeApi, query: &str, headers: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Value) {
+    trigger_otel_bridge::net::tls::install_crypto_provider();
+    let mut request = reqwest::Client::new()
+        .get(format!("{}/realtime/v1/runs?{query}", api.url()))
+        .bearer_auth(SECRET_KEY);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("answer");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.expect("body");
+    let body = serde_json::from_slice(&body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&body)));
+    (status, headers, body)
+}
+
+#[tokio::test]
+async fn the_fake_speaks_the_wire_format() {
+    let mut dequeued = run("run_rt_dq", "DEQUEUED");
+    dequeued.run["createdAt"] = json!("2026-08-21T10:15:30.120Z");
+    let api = FakeApi::start([dequeued]).await;
+    let current = [
+        ("x-trigger-electric-version", "1.0.0-beta.1"),
+        ("x-trigger-api-version", "2025-07-16"),
+    ];
+    let text =
+        |headers: &reqwest::header::HeaderMap, name: &str| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
+
+    // The snapshot: Electric's headers, database rows, the skipped columns left out (the
+    // reserved ones kept), an internal id beside the public one.
+    let (status, headers, body) = raw(&api, "offset=-1&skipColumns=payload,output,status", &current).await;
+    assert_eq!(status, 200);
+    let handle = text(&headers, "electric-handle").expect("handle");
+    let offset = text(&headers, "electric-offset").expect("offset");
+    assert!(text(&headers, "electric-schema").is_some() && text(&headers, "electric-cursor").is_none());
+    assert!(headers.contains_key("electric-up-to-date"));
+    let messages = body.as_array().unwrap();
+    assert_eq!(messages.last().unwrap()["headers"]["control"], "up-to-date");
+    let row = &messages[0]["value"];
+    assert_eq!(messages[0]["headers"]["operation"], "insert");
+    assert!(row["id"].as_str().unwrap().starts_with("cm"));
+    assert_eq!(row["friendlyId"], "run_rt_dq");
+    assert_eq!(
+        messages[0]["key"],
+        format!("\"public\".\"TaskRun\"/\"{}\"", row["id"].as_str().unwrap())
+    );
+    assert_eq!(row["status"], "DEQUEUED");
+    assert!(row.get("payload").is_none() && row.get("output").is_none() && row.get("metadata").is_some());
+    assert_eq!(row["createdAt"], "2026-08-21 10:15:30.12");
+    assert_eq!(row["runTags"], "{user:1,\"a b\"}");
+    assert_eq!(row["isTest"], "f");
+
+    // Without the API version DEQUEUED reads EXECUTING; without the Electric version the headers
+    // have their legacy names.
+    let (_, headers, body) = raw(&api, "offset=-1", &[]).await;
+    assert_eq!(body[0]["value"]["status"], "EXECUTING");
+    assert!(text(&headers, "electric-shape-id").is_some() && text(&headers, "electric-handle").is_none());
+    assert!(text(&headers, "electric-chunk-last-offset").is_some());
+
+    // A change: the update carries only the changed columns and the id.
+    api.update("run_rt_dq", |run| run.run["status"] = json!("EXECUTING"));
+    let (status, headers, body) = raw(&api, &format!("offset={offset}&handle={handle}"), &current).await;
+    assert_eq!(status, 200);
+    assert!(text(&headers, "electric-cursor").is_none());
+    let update = &body[0];
+    assert_eq!(update["headers"]["operation"], "update");
+    let mut columns: Vec<&str> = update["value"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    columns.sort_unstable();
+    assert_eq!(columns, ["id", "status", "updatedAt"]);
+    let offset = text(&headers, "electric-offset").unwrap();
+
+    // Live: a cursor, no schema; an idle hold ends in a bare up-to-date.
+    api.stream().configure(|o| o.hold = Duration::from_millis(50));
+    let live = format!("offset={offset}&handle={handle}&live=true");
+    let (status, headers, body) = raw(&api, &live, &current).await;
+    assert_eq!(status, 200);
+    assert!(text(&headers, "electric-cursor").is_some() && text(&headers, "electric-schema").is_none());
+    assert_eq!(
+        body,
+        json!([{"headers": {"control": "up-to-date", "global_last_seen_lsn": "0"}}])
+    );
+
+    // What Electric refuses, and a handle that is no longer the shape's.
+    assert_eq!(raw(&api, "offset=-1&live=true", &current).await.0, 400);
+    assert_eq!(raw(&api, "live=true", &current).await.0, 400);
+    assert_eq!(raw(&api, "offset=-1&tags=a,,b", &current).await.0, 400);
+    api.stream().force_refetch();
+    let (status, headers, body) = raw(&api, &live, &current).await;
+    assert_eq!(status, 409);
+    assert_eq!(body, json!([{"headers": {"control": "must-refetch"}}]));
+    assert_eq!(text(&headers, "electric-handle"), Some(api.stream().handle()));
+
+    // The live-connection limit answers as Trigger.dev does.
+    api.stream().configure(|o| o.max_live = 0);
+    let live = format!("offset={offset}&handle={}&live=true", api.stream().handle());
+    let (status, headers, body) = raw(&api, &live, &current).await;
+    assert_eq!(status, 429);
+    assert_eq!(body, json!({"error": "Too many concurrent requests"}));
+    assert!(text(&headers, "retry-after").is_none() && text(&headers, "electric-handle").is_none());
+    api.stop().await;
+}
