@@ -214,6 +214,28 @@ async fn snapshot_then_a_live_change_arrives_as_runs() {
 }
 
 #[tokio::test]
+async fn a_preview_branch_is_sent_as_its_header() {
+    const PREVIEW_KEY: &str = "tr_preview_FAKEtestKEY0123456789";
+    let api = FakeApi::start([run("run_rt_a", "EXECUTING")]).await;
+    api.accept_key(PREVIEW_KEY);
+    let client = TriggerClient::new(&TriggerConfig {
+        api_url: api.url(),
+        secret_key: PREVIEW_KEY.into(),
+        preview_branch: Some("feature-x".into()),
+        ..TriggerConfig::default()
+    })
+    .expect("client");
+    let mut subscribed = Subscribed::start(&client, Duration::from_secs(600));
+    subscribed.runs().await;
+    subscribed.stop().await;
+    for request in api.stream_requests() {
+        assert_eq!(request.header("x-trigger-branch"), "feature-x");
+        assert!(!request.query.contains(PREVIEW_KEY));
+    }
+    api.stop().await;
+}
+
+#[tokio::test]
 async fn a_run_created_while_live_arrives_within_the_hold() {
     let api = FakeApi::start([run("run_rt_old", "EXECUTING")]).await;
     api.stream().configure(|o| o.hold = Duration::from_secs(10));

@@ -154,6 +154,9 @@ struct Entry {
     created_ms: u64,
 }
 
+/// A snapshot's rows, each with when its run was created (unix ms).
+type Snapshot = Vec<(Map<String, Value>, u64)>;
+
 /// A run as the stream knows it.
 #[derive(Debug, Clone)]
 struct Row {
@@ -176,7 +179,7 @@ struct Inner {
     /// Public ids in the order the runs were added (the snapshot's order).
     order: Vec<String>,
     /// Snapshots served in chunks, by the seq they were taken at: their rows as they were then.
-    snapshots: HashMap<u64, Vec<(Map<String, Value>, u64)>>,
+    snapshots: HashMap<u64, Snapshot>,
     /// The window each handle's stream got at its first request (`None`: no window).
     windows: HashMap<String, Option<u64>>,
     /// Live polls held, by key.
@@ -382,6 +385,10 @@ impl Stream {
 
     /// The answer to `GET /realtime/v1/runs?{query}`.
     pub async fn answer(self: Arc<Self>, query: &str, headers: &HeaderMap) -> Response {
+        if *self.closing.borrow() {
+            // Not an instant answer: a client still polling would loop on it while the server stops.
+            return error(503, "the fake API is stopping");
+        }
         let availability = self.inner.lock().unwrap().availability;
         match availability {
             Availability::Served => {}
@@ -396,7 +403,7 @@ impl Stream {
         }
         let request = match Params::parse(query, headers) {
             Ok(request) => request,
-            Err(response) => return response,
+            Err(response) => return *response,
         };
         if request.offset == "-1" {
             if request.live {
@@ -472,7 +479,7 @@ impl Stream {
         let handle = handle_of(inner.generation);
         let window = if inner.options.window { request.window() } else { None };
         inner.windows.insert(handle.clone(), window);
-        let rows: Vec<(Map<String, Value>, u64)> = inner
+        let rows: Snapshot = inner
             .order
             .iter()
             .filter_map(|id| inner.rows.get(id))
@@ -506,7 +513,7 @@ impl Stream {
         request: &Params,
         handle: &str,
         seq: u64,
-        rows: Vec<(Map<String, Value>, u64)>,
+        rows: Snapshot,
         served: usize,
         chunk: usize,
     ) -> Response {
@@ -663,10 +670,11 @@ struct Params {
 }
 
 impl Params {
-    fn parse(query: &str, headers: &HeaderMap) -> Result<Params, Response> {
+    /// The request's parameters, or Electric's 400 (boxed: an answer is large beside them).
+    fn parse(query: &str, headers: &HeaderMap) -> Result<Params, Box<Response>> {
         let params: HashMap<String, String> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let Some(offset) = params.get("offset").cloned() else {
-            return Err(json_status(400, json!({"offset": ["can't be blank"]})));
+            return Err(Box::new(json_status(400, json!({"offset": ["can't be blank"]}))));
         };
         let tags: Vec<String> = match params.get("tags") {
             None => Vec::new(),
@@ -676,7 +684,7 @@ impl Params {
             .iter()
             .any(|tag| tag.is_empty() || tag.chars().any(|c| c.is_control() || c == '\\' || c == '"'))
         {
-            return Err(error(400, "Query Error"));
+            return Err(Box::new(error(400, "Query Error")));
         }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default();
         Ok(Params {

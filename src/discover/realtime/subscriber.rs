@@ -17,7 +17,7 @@ use super::row::{self, map_status, RowError};
 use super::shape::{Applied, Headers, Shape, ShapeError};
 use super::{StreamEvent, Unavailable};
 use crate::net::error_chain::redacted_url;
-use crate::trigger::client::{RealtimeResponse, LONG_POLL_TIMEOUT};
+use crate::trigger::client::RealtimeResponse;
 use crate::trigger::{ApiError, TriggerClient};
 
 /// The columns the bridge never reads, sent as `skipColumns` (notes §2.2). Kept: `id`,
@@ -401,7 +401,7 @@ impl Machine {
 mod tests {
     use super::*;
     use crate::net::error_chain::Cause;
-    use crate::trigger::client::RealtimeHeaders;
+    use crate::trigger::client::{RealtimeHeaders, LONG_POLL_TIMEOUT};
     use serde_json::json;
 
     fn machine() -> Machine {
