@@ -1,26 +1,39 @@
 //! Discovery, as the daemon runs it: the list endpoint's rounds, and (with `discovery.source`
-//! `auto` or `realtime`) Trigger.dev's realtime stream, switched by `discover::source`.
+//! `auto` or `realtime`) Trigger.dev's realtime stream, switched by `discover::source`. The
+//! stream's rows are filtered here (`discover::filters`) and observed as statuses: a run it covers
+//! needs no status request of its own.
 
-use super::Loop;
-use crate::discover::source::SourceChoice;
-use crate::discover::Discovery;
+use super::{unix_now_ns, DaemonError, Loop};
+use crate::config::DiscoverySource;
+use crate::discover::realtime::{StreamEvent, Subscriber};
+use crate::discover::source::{SourceChoice, Switch};
+use crate::discover::{filters, Discovery, Listed, Via};
 use crate::telemetry::events::DiscoverySourceInUse;
 use crate::trigger::RunFilters;
-use tokio::sync::watch;
+use std::collections::HashSet;
+use tokio::sync::{mpsc, watch};
 
-/// Running discovery: the list endpoint's task, the switch of its rounds, and what stops it.
+/// What discovery sends the loop: runs the list endpoint reported, and the stream's events.
+pub(super) struct Found {
+    pub listed: mpsc::UnboundedReceiver<Listed>,
+    pub streamed: mpsc::UnboundedReceiver<StreamEvent>,
+}
+
+/// Running discovery: the list endpoint's task, the switch of its rounds, the stream's task, and
+/// what stops them.
 pub(super) struct DiscoveryTask {
     list: tokio::task::JoinHandle<()>,
+    stream: Option<tokio::task::JoinHandle<()>>,
     /// Whether the list endpoint's rounds run (after the one at start).
     rounds: watch::Sender<bool>,
     stop: watch::Sender<bool>,
-    pub(super) source: SourceChoice,
+    source: SourceChoice,
 }
 
 impl Loop {
     /// Starts discovery when it is on and the start-up check has passed: the list endpoint's
-    /// first round at once (it covers what the stream's window does not), then its rounds or
-    /// the stream as `discovery.source` says.
+    /// first round at once (it covers what the stream's window of at most a day does not), then
+    /// its rounds or the stream as `discovery.source` says.
     pub(super) fn start_discovery(&mut self) {
         if !self.config.discovery.enabled || !self.api_checked {
             return;
@@ -34,7 +47,12 @@ impl Loop {
             interval: self.config.discovery.interval,
             lookback: self.config.discovery.lookback,
         };
-        let list = tokio::spawn(discovery.run(self.found_tx.clone(), rounds_on, stopped));
+        let list = tokio::spawn(discovery.run(self.found_tx.clone(), rounds_on, stopped.clone()));
+        let stream = source.wants_stream().then(|| {
+            let subscriber = Subscriber::new(&self.client, self.config.discovery.lookback)
+                .with_tuning(self.realtime_tuning.clone());
+            tokio::spawn(subscriber.run(self.streamed_tx.clone(), stopped))
+        });
         DiscoverySourceInUse {
             source: source.active().as_str(),
             reason: "start",
@@ -43,6 +61,7 @@ impl Loop {
         .emit(&self.stats);
         self.discovery = Some(DiscoveryTask {
             list,
+            stream,
             rounds,
             stop,
             source,
@@ -51,9 +70,85 @@ impl Loop {
 
     pub(super) fn stop_discovery(&mut self) {
         if let Some(discovery) = self.discovery.take() {
+            // The subscriber aborts its long poll on `stop` (the server frees the connection slot
+            // at once); the tasks are aborted too, for whatever they were awaiting.
             let _ = discovery.stop.send(true);
             let _ = discovery.rounds.send(false);
             discovery.list.abort();
+            if let Some(stream) = discovery.stream {
+                stream.abort();
+            }
         }
+        for run in self.runs.values_mut() {
+            run.stream_lost();
+        }
+    }
+
+    /// What the stream reported: runs to watch and statuses observed, or that it is unavailable
+    /// (the list endpoint takes over with `auto`).
+    pub(super) async fn on_stream_event(&mut self, event: StreamEvent) -> Result<(), DaemonError> {
+        let Some(discovery) = self.discovery.as_mut() else {
+            return Ok(());
+        };
+        match event {
+            StreamEvent::Runs { runs, snapshot } => {
+                let switch = discovery.source.stream_up();
+                self.switched(switch, "");
+                if snapshot {
+                    // Runs the new snapshot does not hold (created before its window) are no
+                    // longer covered: their status is asked by polls again.
+                    let held: HashSet<&str> = runs.iter().map(|run| run.id.as_str()).collect();
+                    for run in self.runs.values_mut().filter(|run| !held.contains(&*run.id)) {
+                        run.stream_lost();
+                    }
+                }
+                let lookback = u64::try_from(self.config.discovery.lookback.as_nanos()).unwrap_or(u64::MAX);
+                let edge = unix_now_ns().saturating_sub(lookback);
+                for run in runs {
+                    let wanted = filters::wanted(&self.config.discovery, &run, edge);
+                    if !wanted && !self.runs.contains_key(run.id.as_str()) {
+                        continue;
+                    }
+                    let listed = Listed {
+                        id: run.id,
+                        status: run.status,
+                        finished_at: run.completed_at,
+                        task_identifier: run.task_identifier,
+                        new: wanted,
+                        via: Via::Realtime,
+                    };
+                    self.on_listed(listed).await?;
+                }
+            }
+            StreamEvent::Unavailable { kind, reason } => {
+                for run in self.runs.values_mut() {
+                    run.stream_lost();
+                }
+                let switch = discovery.source.stream_down(kind.as_str());
+                if switch.is_none() && self.config.discovery.source == DiscoverySource::Realtime {
+                    tracing::warn!(
+                        reason = kind.as_str(),
+                        detail = %reason,
+                        "the realtime stream is unavailable; no new run is discovered until it is back (discovery.source = \"realtime\")"
+                    );
+                }
+                self.switched(switch, &reason);
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out a change of source: the list endpoint's rounds on or off, logged and counted.
+    fn switched(&mut self, switch: Option<Switch>, detail: &str) {
+        let (Some(switch), Some(discovery)) = (switch, self.discovery.as_ref()) else {
+            return;
+        };
+        let _ = discovery.rounds.send(switch.to == crate::discover::source::Active::List);
+        DiscoverySourceInUse {
+            source: switch.to.as_str(),
+            reason: switch.reason,
+            detail,
+        }
+        .emit(&self.stats);
     }
 }

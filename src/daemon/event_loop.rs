@@ -7,7 +7,6 @@ use super::{DaemonError, Loop};
 use crate::commit::export_queue::{self, Ack};
 use crate::config::reload::{self, ConfigSource};
 use crate::config::{BridgeConfig, ConfigError};
-use crate::discover::Listed;
 use crate::schedule::watched::{Lifecycle, Phase, RetireReason};
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -36,7 +35,7 @@ impl Loop {
         &mut self,
         shutdown: impl Future<Output = ()>,
         mut acks: mpsc::UnboundedReceiver<Ack>,
-        mut found: mpsc::UnboundedReceiver<Listed>,
+        mut found: super::discovery::Found,
         mut api_checked: oneshot::Receiver<()>,
         queue_task: QueueTask,
         mut reload: Option<ConfigSource>,
@@ -80,7 +79,8 @@ impl Loop {
                     self.on_poll(id, result).await?;
                 }
                 Some(ack) = acks.recv() => self.on_ack(&ack).await?,
-                Some(listed) = found.recv() => self.on_listed(listed).await?,
+                Some(listed) = found.listed.recv() => self.on_listed(listed).await?,
+                Some(event) = found.streamed.recv() => self.on_stream_event(event).await?,
                 loaded = next_config(&mut reload) => match loaded {
                     Ok(new) => self.apply_reload(new).await?,
                     Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),

@@ -23,6 +23,7 @@ use crate::commit::export_queue::{self, run_queue, Ack, ExportItem};
 use crate::commit::StateStore;
 use crate::config::reload::ConfigSource;
 use crate::config::{BridgeConfig, LogsMode, Shard};
+use crate::discover::realtime::{StreamEvent, SubscriberTuning};
 use crate::discover::Listed;
 use crate::export::{BackoffPolicy, OtlpSender};
 use crate::fetch::poll::PollResult;
@@ -74,6 +75,8 @@ pub struct DaemonOptions {
     pub readiness_export_grace: Duration,
     /// How often the summary line is logged (`summary::SUMMARY_EVERY`).
     pub summary_every: Duration,
+    /// The realtime stream's backoff and retry (`discovery.source` `auto` or `realtime`).
+    pub realtime_tuning: SubscriberTuning,
     /// Reload: the config file to watch (and read again on SIGHUP) …
     pub config_path: Option<PathBuf>,
     /// … the SIGHUP count the binary forwards …
@@ -104,6 +107,7 @@ impl Default for DaemonOptions {
             readiness_export_bound: crate::telemetry::health::DEFAULT_EXPORT_BOUND,
             readiness_export_grace: crate::telemetry::health::EXPORT_FAILING_GRACE,
             summary_every: summary::SUMMARY_EVERY,
+            realtime_tuning: SubscriberTuning::default(),
             config_path: None,
             sighup: None,
             log_level: None,
@@ -188,6 +192,7 @@ pub async fn run(
         stats.clone(),
     ));
     let (found_tx, found_rx) = mpsc::unbounded_channel::<Listed>();
+    let (streamed_tx, streamed_rx) = mpsc::unbounded_channel::<StreamEvent>();
     // Polling and discovery wait for the start-up check (`api_check`).
     let (checked_tx, checked_rx) = oneshot::channel();
     let check_task = tokio::spawn(api_check::check_until_passed(client.clone(), stats.clone(), checked_tx));
@@ -215,6 +220,8 @@ pub async fn run(
         deferred_writes: Vec::new(),
         state_write_failing: false,
         found_tx,
+        streamed_tx,
+        realtime_tuning: options.realtime_tuning.clone(),
         api_checked: false,
         summary_every: options.summary_every,
         discovery: None,
@@ -227,7 +234,17 @@ pub async fn run(
         daemon.add_run(id, true).await?;
     }
     let result = daemon
-        .event_loop(shutdown, ack_rx, found_rx, checked_rx, queue_task, reload)
+        .event_loop(
+            shutdown,
+            ack_rx,
+            discovery::Found {
+                listed: found_rx,
+                streamed: streamed_rx,
+            },
+            checked_rx,
+            queue_task,
+            reload,
+        )
         .await;
     check_task.abort();
 
@@ -246,7 +263,13 @@ pub async fn run(
             "the state file still refuses the runs' records at shutdown; those runs are resumed after restart and their committed spans are not sent again"
         );
     }
-    let Loop { queue_tx, found_tx, .. } = daemon;
+    let Loop {
+        queue_tx,
+        found_tx,
+        streamed_tx,
+        ..
+    } = daemon;
+    drop(streamed_tx);
     drop(queue_tx);
     drop(found_tx);
     let (queue_task, loop_result) = result?;
@@ -274,6 +297,8 @@ struct Loop {
     /// The configuration in effect (settings that need a restart keep their starting values).
     config: BridgeConfig,
     found_tx: mpsc::UnboundedSender<Listed>,
+    streamed_tx: mpsc::UnboundedSender<StreamEvent>,
+    realtime_tuning: SubscriberTuning,
     /// The start-up check passed: polls and discovery may start.
     api_checked: bool,
     summary_every: Duration,

@@ -151,8 +151,10 @@ impl Loop {
         }
         let record = run_record(run);
         self.write_state(StateWrite::Upsert(record))?;
-        if ended && !in_poll && watched_before {
-            // Poll now, and through the settle time (a quiet run's next poll may be a minute off).
+        if (ended || change.moved) && !in_poll && watched_before {
+            // Poll now, and through the settle time (a quiet run's next poll may be a minute
+            // off); or, pushed by the stream, a run that moved on (waiting → executing) has new
+            // spans coming: poll it now rather than at its quiet pace.
             self.schedule(&id, Duration::ZERO);
         }
         Ok(())

@@ -1,7 +1,11 @@
-//! Discover: which runs exist. The list endpoint's rounds (`list`), the choice between them and
-//! Trigger.dev's realtime stream (`source`), and the split of runs between replicas (`shard`).
+//! Discover: which runs exist. The list endpoint's rounds (`list`), the run changes Trigger.dev
+//! pushes over its Realtime API (`realtime`), the choice between the two (`source`) and the
+//! discovery filters applied in the bridge to the stream's rows (`filters`), and the split of runs
+//! between replicas (`shard`).
 
+pub mod filters;
 pub mod list;
+pub mod realtime;
 pub mod shard;
 pub mod source;
 

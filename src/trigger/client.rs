@@ -25,7 +25,9 @@ use crate::net::error_chain::{error_chain, redacted_url, Cause};
 use crate::telemetry::events::{ApiBudget, ApiHold, ApiResponse};
 use crate::telemetry::Metrics;
 
+mod realtime;
 mod response;
+pub use realtime::{RealtimeHeaders, RealtimeResponse, LONG_POLL_TIMEOUT};
 use response::{
     error_body, invalid, json_failure, parse_value, read_capped, retry_429_after, server_budget, server_now_ms,
 };
@@ -95,6 +97,11 @@ struct Inner {
     metrics: OnceLock<Arc<Metrics>>,
     /// When a call last succeeded ([`TriggerClient::last_success`]).
     last_success: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// The default headers (the key among them, marked sensitive), kept for the realtime client.
+    headers: HeaderMap,
+    /// The realtime stream's own client, built on its first use (`client/realtime.rs`): a long
+    /// poll is silent for longer than `timeout`, which the REST client's read timeout forbids.
+    realtime_http: OnceLock<reqwest::Client>,
 }
 
 impl fmt::Debug for TriggerClient {
@@ -172,7 +179,7 @@ impl TriggerClient {
 
         crate::net::tls::install_crypto_provider();
         let http = reqwest::Client::builder()
-            .default_headers(headers)
+            .default_headers(headers.clone())
             .user_agent(USER_AGENT)
             .gzip(true)
             // Not `.timeout()`: that deadline would cover the whole body, and a big run's events
@@ -197,6 +204,8 @@ impl TriggerClient {
                 secret_key: config.secret_key.clone(),
                 metrics: OnceLock::new(),
                 last_success: std::sync::Mutex::new(None),
+                headers,
+                realtime_http: OnceLock::new(),
             }),
         })
     }

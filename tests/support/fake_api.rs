@@ -7,7 +7,9 @@
 //! Trigger.dev's rate-limit bucket (opt-in, [`FakeApi::rate_limit`]), the key check, random
 //! failures ([`Chaos`]), answers scripted per path ([`Scripted`]), or a handler that answers
 //! every request ([`FakeApi::answering`], for the client tests). Answers whose bodies break midway
-//! are in [`broken`].
+//! are in [`broken`]. The Realtime stream (`GET /realtime/v1/runs`) is computed from the same runs
+//! ([`FakeApi::stream`], `support::realtime`); [`FakeApi::rest_requests`] and
+//! [`FakeApi::stream_requests`] count the two apart.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -24,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use trigger_otel_bridge::commands::demo::server::{run_routes, RunBodies};
 use trigger_otel_bridge::net::serving::Served;
+
+use super::realtime::Stream;
 
 pub const SECRET_KEY: &str = "tr_dev_FAKEtestKEY0123456789";
 
@@ -256,6 +260,8 @@ struct FakeState {
     buckets: Mutex<Option<(RateLimit, HashMap<String, TokenBucket>)>>,
     /// Answers every request instead of all of the above.
     handler: Option<Handler>,
+    /// The Realtime stream over `runs`.
+    realtime: Arc<Stream>,
 }
 
 impl RunBodies for FakeState {
@@ -469,15 +475,24 @@ async fn list(State(state): State<Arc<FakeState>>, RawQuery(query): RawQuery) ->
     axum::Json(json!({"data": page, "pagination": {"next": next}})).into_response()
 }
 
+/// `GET /realtime/v1/runs`: the stream ([`Stream::answer`]).
+async fn realtime(State(state): State<Arc<FakeState>>, RawQuery(query): RawQuery, headers: HeaderMap) -> Response {
+    state
+        .realtime
+        .clone()
+        .answer(query.as_deref().unwrap_or_default(), &headers)
+        .await
+}
+
 fn routes(state: Arc<FakeState>) -> Router {
     let list = Router::new()
         .route("/api/v1/runs", axum::routing::get(list))
+        // The gate logs and authenticates the stream like the rest; its bucket counts only
+        // `/api/` paths, as Trigger.dev's does.
+        .route("/realtime/v1/runs", axum::routing::get(realtime))
         .with_state(state.clone());
     run_routes(state.clone())
         .merge(list)
-        // Extension point: the realtime stream (`GET /realtime/v1/runs…`) is routed here. The gate
-        // logs and authenticates it like the rest; its bucket counts only `/api/` paths, as
-        // Trigger.dev's does.
         .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"error": "Not found"}))) })
         .layer(axum::middleware::from_fn_with_state(state, gate))
 }
@@ -527,6 +542,8 @@ impl FakeApi {
     }
 
     pub async fn stop(self) {
+        // Held live polls answer at once instead of keeping the server for their hold.
+        self.state.realtime.close();
         self.served.stop(Duration::from_secs(5)).await.unwrap();
     }
 
@@ -537,6 +554,7 @@ impl FakeApi {
         let id = run.id();
         self.state.order.lock().unwrap().push_front(id.clone());
         self.state.runs.lock().unwrap().insert(id, Bodies::of(&run));
+        self.state.realtime.changed(&run.run);
     }
 
     /// The run now answers as `run` (events added, spans finished, status changed…).
@@ -551,6 +569,7 @@ impl FakeApi {
                 .is_some(),
             "{id} is not served: add it first"
         );
+        self.state.realtime.changed(&run.run);
     }
 
     /// Changes the run `id` as `change` says.
@@ -560,6 +579,22 @@ impl FakeApi {
         let mut run = bodies.to_run();
         change(&mut run);
         *bodies = Bodies::of(&run);
+        drop(runs);
+        self.state.realtime.changed(&run.run);
+    }
+
+    /// The run `id` is no longer served (REST answers 404, the list leaves it out) and leaves
+    /// the stream with a `delete` message.
+    pub fn remove(&self, id: &str) {
+        self.state.runs.lock().unwrap().remove(id);
+        self.state.order.lock().unwrap().retain(|listed| listed != id);
+        self.state.realtime.removed(id);
+    }
+
+    /// The Realtime stream over these runs: its options, availability, forced refetch and
+    /// counters.
+    pub fn stream(&self) -> &Stream {
+        &self.state.realtime
     }
 
     // -- Faults.
@@ -609,6 +644,27 @@ impl FakeApi {
 
     pub fn request_count(&self) -> usize {
         self.state.requests.lock().unwrap().len()
+    }
+
+    /// Requests to the REST API (`/api/…`, what Trigger.dev's rate limit counts).
+    pub fn rest_requests(&self) -> Vec<Request> {
+        self.requests_under("/api/")
+    }
+
+    /// Requests to the Realtime API (`/realtime/…`).
+    pub fn stream_requests(&self) -> Vec<Request> {
+        self.requests_under("/realtime/")
+    }
+
+    fn requests_under(&self, prefix: &str) -> Vec<Request> {
+        self.state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .cloned()
+            .collect()
     }
 
     /// Requests whose path is `path`.

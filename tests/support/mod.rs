@@ -9,6 +9,7 @@ pub mod faulty;
 pub mod generate;
 pub mod otlp_receiver;
 pub mod process;
+pub mod realtime;
 
 /// Bytes as lowercase hex (span and trace ids).
 pub fn hex(bytes: &[u8]) -> String {
