@@ -49,8 +49,8 @@ impl Loop {
         };
         let list = tokio::spawn(discovery.run(self.found_tx.clone(), rounds_on, stopped.clone()));
         let stream = source.wants_stream().then(|| {
-            let subscriber = Subscriber::new(&self.client, self.config.discovery.lookback)
-                .with_tuning(self.realtime_tuning.clone());
+            let subscriber =
+                Subscriber::new(&self.client, self.config.discovery.lookback).with_tuning(self.realtime_tuning.clone());
             tokio::spawn(subscriber.run(self.streamed_tx.clone(), stopped))
         });
         DiscoverySourceInUse {
@@ -143,7 +143,9 @@ impl Loop {
         let (Some(switch), Some(discovery)) = (switch, self.discovery.as_ref()) else {
             return;
         };
-        let _ = discovery.rounds.send(switch.to == crate::discover::source::Active::List);
+        let _ = discovery
+            .rounds
+            .send(switch.to == crate::discover::source::Active::List);
         DiscoverySourceInUse {
             source: switch.to.as_str(),
             reason: switch.reason,

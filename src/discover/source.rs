@@ -97,7 +97,10 @@ mod tests {
                 reason: "busy"
             })
         );
-        assert!(choice.wants_list_rounds() && choice.wants_stream(), "the stream is still tried");
+        assert!(
+            choice.wants_list_rounds() && choice.wants_stream(),
+            "the stream is still tried"
+        );
         assert_eq!(choice.stream_down("failing"), None, "already on the list endpoint");
         assert_eq!(
             choice.stream_up(),

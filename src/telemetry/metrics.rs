@@ -350,7 +350,9 @@ impl Prom {
     }
 
     pub(super) fn source_active(&self, source: &'static str) -> i64 {
-        self.discovery_source.get(&SourceLabel { source }).map_or(0, |gauge| gauge.get())
+        self.discovery_source
+            .get(&SourceLabel { source })
+            .map_or(0, |gauge| gauge.get())
     }
 }
 
