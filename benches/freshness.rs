@@ -16,6 +16,13 @@
 //!
 //! `cargo bench --bench freshness`; `FRESH_RUNS=N` (default 50). In-process: it measures the code
 //! it is built with (copy it into another checkout for a before/after). A report, not a test.
+//!
+//! `FRESH_DISCOVERY=realtime` or `list` (issue 15): the runs are not named in `runs.ids` but
+//! created one after another over 20 s while the daemon runs, and discovered through the fake's
+//! realtime stream (`discovery.source = "auto"`) or the list endpoint (`"list"`, every 30 s).
+//! Also reported then: how long after its creation each run was first polled, how long after its
+//! end the daemon learnt it (the state file's `ended_at`), and the REST requests spent on
+//! discovery and status.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -188,19 +195,37 @@ fn env_usize(name: &str, default: usize) -> usize {
 async fn main() {
     let runs = env_usize("FRESH_RUNS", 50);
     let app_rpm = env_usize("FRESH_APP_RPM", 600);
+    let discovery = std::env::var("FRESH_DISCOVERY").unwrap_or_default();
+    let discovered = matches!(discovery.as_str(), "realtime" | "list");
+    // Discovered runs are created one after another over 20 s; named ones all exist at start.
+    let created_after = |index: usize| match discovered {
+        true => index as f64 * 20.0 / runs as f64,
+        false => 0.0,
+    };
     let mut rng = StdRng::seed_from_u64(13);
     let scripts: Vec<Script> = (0..runs).map(|i| Script::new(i, &mut rng)).collect();
-    let api = FakeApi::start(scripts.iter().map(|s| s.at(0.0))).await;
+    let api = FakeApi::start(scripts.iter().filter(|_| !discovered).map(|s| s.at(0.0))).await;
     api.rate_limit(RateLimit::TRIGGER_DEV);
     let receiver = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let ids: Vec<&str> = scripts.iter().map(|s| s.id.as_str()).collect();
-    let config = wired(
+    let ids: Vec<&str> = match discovered {
+        true => Vec::new(),
+        false => scripts.iter().map(|s| s.id.as_str()).collect(),
+    };
+    let mut config = wired(
         &api.url(),
         &receiver.grpc_endpoint(),
         &dir.path().join("state.db"),
         &ids,
     );
+    if discovered {
+        config.discovery.enabled = true;
+        config.discovery.tasks = vec!["fresh-task".into()];
+        config.discovery.source = match discovery.as_str() {
+            "list" => trigger_otel_bridge::config::DiscoverySource::List,
+            _ => trigger_otel_bridge::config::DiscoverySource::Auto,
+        };
+    }
     let poll = config.runs.poll_interval;
     let settle = config.runs.settle;
     println!(
@@ -235,17 +260,40 @@ async fn main() {
     };
 
     let started = Instant::now();
-    let daemon = Running::start(config, DaemonOptions::default());
+    let options = DaemonOptions::default();
+    let tap = options.state_tap.clone();
+    let daemon = Running::start(config, options);
+    let mut created: Vec<Option<Instant>> = vec![None; runs];
+    let mut ended_unix: Vec<Option<u64>> = vec![None; runs];
     // The runs evolve; each span's end and each run's end are recorded as they happen.
     let mut ended_at: HashMap<Vec<u8>, Instant> = HashMap::new();
     let mut partial_at_end: HashMap<Vec<u8>, Instant> = HashMap::new();
     let mut shown: Vec<usize> = vec![usize::MAX; runs];
     let longest = scripts.iter().map(|s| s.lasts).fold(0.0, f64::max);
-    let deadline = Duration::from_secs_f64(longest) + settle + poll * 3 + Duration::from_secs(10);
+    let latest = created_after(runs.saturating_sub(1));
+    let deadline = Duration::from_secs_f64(longest + latest) + settle + poll * 3 + Duration::from_secs(10);
     while started.elapsed() < deadline {
-        let elapsed = started.elapsed().as_secs_f64();
         let now = Instant::now();
         for (index, script) in scripts.iter().enumerate() {
+            let since_start = started.elapsed().as_secs_f64() - created_after(index);
+            if since_start < 0.0 {
+                continue;
+            }
+            if created[index].is_none() {
+                created[index] = Some(now);
+                if discovered {
+                    api.add(script.at(0.0));
+                }
+            }
+            let elapsed = since_start;
+            if elapsed >= script.lasts && ended_unix[index].is_none() {
+                ended_unix[index] = Some(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos() as u64,
+                );
+            }
             let finished = script.children.iter().filter(|c| elapsed >= c.ends_after).count();
             let state = finished + usize::from(elapsed >= script.lasts) * (CHILDREN + 1);
             if shown[index] == state {
@@ -274,7 +322,7 @@ async fn main() {
             api.set(script.at(elapsed));
         }
         let expected = runs * (CHILDREN + 2);
-        if receiver.recorder.distinct_spans() >= expected && elapsed > longest {
+        if receiver.recorder.distinct_spans() >= expected && ended_unix.iter().all(Option::is_some) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -318,6 +366,44 @@ async fn main() {
         app_sent.load(Ordering::Relaxed),
         app_429.load(Ordering::Relaxed),
     );
+    if discovered {
+        // Creation → first poll of the run's events.
+        let requests = api.requests();
+        let mut watched: Vec<Duration> = scripts
+            .iter()
+            .zip(&created)
+            .filter_map(|(script, created)| {
+                let path = format!("/api/v1/runs/{}/events", script.id);
+                let first = requests.iter().find(|r| r.path == path)?;
+                Some(first.at.saturating_duration_since((*created)?))
+            })
+            .collect();
+        watched.sort();
+        // End → the daemon recorded it (the state file's `ended_at`).
+        let mut noticed: Vec<Duration> = scripts
+            .iter()
+            .zip(&ended_unix)
+            .filter_map(|(script, ended)| {
+                let recorded = tap
+                    .with(|store| store.run(&script.id).ok().flatten()?.ended_at)
+                    .flatten()?;
+                Some(Duration::from_nanos(recorded.saturating_sub((*ended)?)))
+            })
+            .collect();
+        noticed.sort();
+        let lists = api.queries_to("/api/v1/runs").len();
+        println!(
+            "discovery ({discovery}): {} of {runs} runs watched, after their creation p50 {:.2} s, max {:.2} s; {} ends recorded, after the end p50 {:.2} s, max {:.2} s (targets ≤ 2 s); {lists} list requests ({} after the start-up check and listing), {} stream requests",
+            watched.len(),
+            percentile(&watched, 0.5).as_secs_f64(),
+            watched.last().copied().unwrap_or_default().as_secs_f64(),
+            noticed.len(),
+            percentile(&noticed, 0.5).as_secs_f64(),
+            noticed.last().copied().unwrap_or_default().as_secs_f64(),
+            lists.saturating_sub(2),
+            api.stream_requests().len(),
+        );
+    }
     daemon.stop().await;
     api.stop().await;
     receiver.stop().await;

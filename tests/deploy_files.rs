@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 
 /// The bridge's metrics (issue 5), as exposed: counters end in `_total`; histograms exist only as
 /// their `_bucket`, `_sum` and `_count` series.
-const METRICS: [&str; 19] = [
+const METRICS: [&str; 21] = [
     "trigger_otel_bridge_runs_watched",
     "trigger_otel_bridge_runs_retired_total",
     "trigger_otel_bridge_api_requests_total",
@@ -35,6 +35,8 @@ const METRICS: [&str; 19] = [
     "trigger_otel_bridge_pending_spans",
     "trigger_otel_bridge_poll_lag_seconds",
     "trigger_otel_bridge_build_info",
+    "trigger_otel_bridge_discovery_source",
+    "trigger_otel_bridge_discovery_source_switches_total",
 ];
 const HISTOGRAMS: [&str; 2] = [
     "trigger_otel_bridge_export_batch_duration_seconds",
