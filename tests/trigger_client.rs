@@ -820,6 +820,7 @@ async fn an_untrusted_certificate_is_named_with_rustls_words_and_the_cure() {
     );
     assert!(message.contains("check trigger.api_url (TRIGGER_API_URL)"), "{message}");
     assert!(message.contains("SSL_CERT_FILE"), "{message}");
+    assert!(message.contains("after 1 attempt(s)"), "not retried: {message}");
     assert_cause_told_once(&message);
     assert_no_key(&message);
 }

@@ -578,6 +578,12 @@ impl TriggerClient {
         if err.is_timeout() {
             return self.timed_out(call);
         }
+        // A certificate this host does not trust, or plain HTTP where TLS was asked, will not
+        // change in the next second: said at once, not after the retries' back-off.
+        let class = match cause {
+            Cause::Certificate | Cause::NotTls if !in_body => RetryClass::Never,
+            _ => RetryClass::Transient,
+        };
         let error = if in_body {
             ApiError::BodyCut {
                 endpoint,
@@ -592,7 +598,7 @@ impl TriggerClient {
                 attempts: 0,
             }
         };
-        Failed::new(error, RetryClass::Transient)
+        Failed::new(error, class)
     }
 
     fn timed_out(&self, call: &Call<'_>) -> Failed {
