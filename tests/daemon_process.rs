@@ -257,7 +257,7 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
     );
 
     // A broken config: refused, the old one stays in effect.
-    std::fs::write(&config, "[runs]\nconcurrency = \"many\"\n").unwrap();
+    std::fs::write(&config, "[runs]\nconcurrency = \"many\"\npol_interval = \"1s\"\n").unwrap();
     process::signal(&child, libc::SIGHUP);
     let refused = || {
         std::fs::read_to_string(&log)
@@ -270,10 +270,12 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
         polls("run_reload_b") > b && polls("run_reload_c") > c
     })
     .await;
-    assert!(
-        std::fs::read_to_string(&log).unwrap().contains("runs.concurrency"),
-        "the reason names the key"
-    );
+    // Both errors, one line each, each naming its key.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refusals: Vec<&str> = text.lines().filter(|l| l.contains("keeping the running one")).collect();
+    assert_eq!(refusals.len(), 2, "{refusals:#?}");
+    assert!(refusals.iter().any(|l| l.contains("runs.concurrency")), "{refusals:#?}");
+    assert!(refusals.iter().any(|l| l.contains("runs.pol_interval")), "{refusals:#?}");
 
     let status = terminate(&mut child, Duration::from_secs(15)).await.unwrap();
     assert!(status.success());

@@ -83,7 +83,11 @@ impl Loop {
                 Some(event) = found.streamed.recv() => self.on_stream_event(event).await?,
                 loaded = next_config(&mut reload) => match loaded {
                     Ok(new) => self.apply_reload(new).await?,
-                    Err(reason) => tracing::error!(%reason, "the new configuration is invalid; keeping the running one"),
+                    // One line per error: a log line holds no newline (every error of the file
+                    // is found in one pass).
+                    Err(reason) => for error in reason.into_list() {
+                        tracing::error!(%error, "the new configuration is invalid; keeping the running one");
+                    },
                 },
                 _ = prune_timer.tick() => self.prune().await?,
                 _ = heartbeat.tick() => self.flush_state_writes()?,
