@@ -275,7 +275,10 @@ async fn sighup_adds_and_removes_runs_and_a_bad_reload_keeps_the_old_config() {
     let refusals: Vec<&str> = text.lines().filter(|l| l.contains("keeping the running one")).collect();
     assert_eq!(refusals.len(), 2, "{refusals:#?}");
     assert!(refusals.iter().any(|l| l.contains("runs.concurrency")), "{refusals:#?}");
-    assert!(refusals.iter().any(|l| l.contains("runs.pol_interval")), "{refusals:#?}");
+    assert!(
+        refusals.iter().any(|l| l.contains("runs.pol_interval")),
+        "{refusals:#?}"
+    );
 
     let status = terminate(&mut child, Duration::from_secs(15)).await.unwrap();
     assert!(status.success());
