@@ -23,6 +23,13 @@ fn bridge_command(api: &FakeApi, receiver: &Receiver, protocol: &str) -> tokio::
     cmd
 }
 
+/// The list endpoint's queries but the start-up check's page of one.
+fn listing_queries(api: &FakeApi) -> Vec<String> {
+    let mut queries = api.queries_to("/api/v1/runs");
+    queries.retain(|q| q != "page%5Bsize%5D=1");
+    queries
+}
+
 async fn run(mut cmd: tokio::process::Command, args: &[&str]) -> (Output, String) {
     let (output, _, stderr) = support::process::output(cmd.arg("export").args(args)).await;
     (output, stderr)
@@ -169,7 +176,7 @@ async fn filters_find_runs_through_the_list_endpoint_with_paging() {
     assert!(output.status.success(), "{stderr}");
     // finished_run and child_run are COMPLETED.
     assert!(stderr.contains("exported 17 spans from 2 runs"), "{stderr}");
-    let list_queries = api.queries_to("/api/v1/runs");
+    let list_queries = listing_queries(&api);
     assert!(
         list_queries.iter().all(|q| q.contains("filter%5Bstatus%5D=COMPLETED")),
         "{list_queries:?}"
@@ -196,7 +203,7 @@ async fn statuses_are_normalised_and_unknown_ones_refused() {
     .await;
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("exported 17 spans from 2 runs"), "{stderr}");
-    let list_queries = api.queries_to("/api/v1/runs");
+    let list_queries = listing_queries(&api);
     assert!(
         !list_queries.is_empty()
             && list_queries
@@ -295,6 +302,24 @@ async fn a_rejected_key_is_a_clear_error_with_exit_1_and_no_secret() {
     assert!(stderr.contains("rejected") && stderr.contains("tr_dev_"), "{stderr}");
     assert!(!stderr.contains("WRONGkeyPLANTED"), "{stderr}");
     assert!(stderr.contains("1 run failed"), "{stderr}");
+    api.stop().await;
+    receiver.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_api_url_is_said_once_with_exit_2_and_no_run_is_tried() {
+    let api = FakeApi::start(all_fixture_runs()).await;
+    let receiver = Receiver::start().await;
+    let mut cmd = bridge_command(&api, &receiver, "grpc");
+    cmd.env("TRIGGER_API_URL", format!("{}/trigger", api.url()));
+    let (output, stderr) = run(cmd, &["run_cm1finished01", "run_cm1finished02"]).await;
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not a Trigger.dev API") && stderr.contains("trigger.api_url (TRIGGER_API_URL)"),
+        "{stderr}"
+    );
+    assert_eq!(api.request_count(), 1, "the check's page of one, no run: {stderr}");
+    assert_eq!(receiver.recorder.span_count(), 0);
     api.stop().await;
     receiver.stop().await;
 }

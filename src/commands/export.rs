@@ -61,6 +61,10 @@ pub enum BackfillError {
     Export(#[from] crate::export::ExportError),
     #[error(transparent)]
     Api(#[from] crate::trigger::ApiError),
+    /// `trigger.api_url` is not Trigger.dev's API (the start-up check's verdict): every run
+    /// would fail the same way, so none is tried.
+    #[error(transparent)]
+    WrongApiUrl(crate::trigger::StartupCheckError),
 }
 
 /// What happened to one run.
@@ -336,6 +340,14 @@ pub async fn run_export(
     config.trigger.require_secret_key()?;
     let sender = Arc::new(build_sender(config, env)?);
     let client = TriggerClient::new(&config.trigger)?;
+    // One page of one run first: a wrong api_url is said once, not once per run. A rejected key
+    // or an unreachable host is left to the runs' own errors (the summary says which failed).
+    match crate::trigger::startup_check::check(&client).await {
+        Err(error @ crate::trigger::StartupCheckError::WrongApiUrl { .. }) => {
+            return Err(BackfillError::WrongApiUrl(error))
+        }
+        _ => {}
+    }
     let runs = select_runs(&client, &options).await?;
     let progress = progress_bar(runs.len());
     backfill(

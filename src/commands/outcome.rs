@@ -53,7 +53,10 @@ impl CommandError {
             CommandError::Usage(_) | CommandError::Config(_) => true,
             CommandError::Convert(error) => matches!(error, ConvertError::BadTraceId(_)),
             CommandError::Export(error) => match error {
-                BackfillError::NothingToExport | BackfillError::UnknownStatus { .. } | BackfillError::Config(_) => true,
+                BackfillError::NothingToExport
+                | BackfillError::UnknownStatus { .. }
+                | BackfillError::Config(_)
+                | BackfillError::WrongApiUrl(_) => true,
                 BackfillError::Export(error) => error.is_config(),
                 BackfillError::Api(_) => false,
             },
