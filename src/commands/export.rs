@@ -342,11 +342,10 @@ pub async fn run_export(
     let client = TriggerClient::new(&config.trigger)?;
     // One page of one run first: a wrong api_url is said once, not once per run. A rejected key
     // or an unreachable host is left to the runs' own errors (the summary says which failed).
-    match crate::trigger::startup_check::check(&client).await {
-        Err(error @ crate::trigger::StartupCheckError::WrongApiUrl { .. }) => {
-            return Err(BackfillError::WrongApiUrl(error))
-        }
-        _ => {}
+    if let Err(error @ crate::trigger::StartupCheckError::WrongApiUrl { .. }) =
+        crate::trigger::startup_check::check(&client).await
+    {
+        return Err(BackfillError::WrongApiUrl(error));
     }
     let runs = select_runs(&client, &options).await?;
     let progress = progress_bar(runs.len());
