@@ -325,6 +325,18 @@ mod tests {
                "headers": {"operation": "delete"}})
     }
 
+    /// A shape whose snapshot (handle `h`, offset `1_0`) held run `a`, executing.
+    fn synced_with_a() -> Shape {
+        let mut shape = Shape::new();
+        shape
+            .apply(
+                &headers("h", "1_0"),
+                &body(json!([insert("a", "EXECUTING"), up_to_date()])),
+            )
+            .unwrap();
+        shape
+    }
+
     fn up_to_date() -> Value {
         json!({"headers": {"control": "up-to-date", "global_last_seen_lsn": "42"}})
     }
@@ -390,13 +402,7 @@ mod tests {
 
     #[test]
     fn a_partial_update_is_merged_into_the_row_from_its_insert() {
-        let mut shape = Shape::new();
-        shape
-            .apply(
-                &headers("h", "1_0"),
-                &body(json!([insert("a", "EXECUTING"), up_to_date()])),
-            )
-            .unwrap();
+        let mut shape = synced_with_a();
         let applied = shape
             .apply(
                 &live("h", "2_0", "c"),
@@ -423,13 +429,7 @@ mod tests {
 
     #[test]
     fn a_full_row_update_replaces_the_values() {
-        let mut shape = Shape::new();
-        shape
-            .apply(
-                &headers("h", "1_0"),
-                &body(json!([insert("a", "EXECUTING"), up_to_date()])),
-            )
-            .unwrap();
+        let mut shape = synced_with_a();
         let mut full = insert("a", "CANCELED");
         full["headers"]["operation"] = json!("update");
         let applied = shape
@@ -532,13 +532,7 @@ mod tests {
 
     #[test]
     fn empty_bodies_and_unknown_messages_change_nothing() {
-        let mut shape = Shape::new();
-        shape
-            .apply(
-                &headers("h", "1_0"),
-                &body(json!([insert("a", "EXECUTING"), up_to_date()])),
-            )
-            .unwrap();
+        let mut shape = synced_with_a();
         for empty in [&b""[..], b"  ", b"[]"] {
             assert_eq!(shape.apply(&Headers::default(), empty).unwrap(), Applied::Pending);
             assert_eq!(query(&shape), "offset=1_0&handle=h&live=true");
