@@ -1,7 +1,8 @@
 //! Discovery through Trigger.dev's realtime stream (issue 15), against the kit's fake: a run
 //! created while the daemon runs is watched as soon as the stream pushes it and its end is
 //! learnt the same way, with no REST request for discovery after the start-up listing and none
-//! for its status; when the stream is unavailable (404, too many connections) the list endpoint
+//! for its status; when the stream is unavailable (404, too many connections, connections dropped
+//! three times in a row) the list endpoint
 //! takes over and nothing is lost, and once the stream is back the daemon returns to it.
 
 mod support;
@@ -121,10 +122,15 @@ async fn runs_and_their_ends_arrive_through_the_stream_with_no_rest_discovery() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_endpoint_takes_over_while_the_stream_is_unavailable_and_hands_back() {
-    for (unavailable, reason) in [("404", "not_served"), ("too many connections", "busy")] {
+    for (unavailable, reason) in [
+        ("404", "not_served"),
+        ("too many connections", "busy"),
+        ("dropped connections", "failing"),
+    ] {
         let fakes = Fakes::start([]).await;
         match unavailable {
             "404" => fakes.api.stream().set_availability(Availability::NotFound),
+            "dropped connections" => fakes.api.stream().set_availability(Availability::Dropped),
             _ => fakes.api.stream().configure(|options| options.max_live = 0),
         }
         let interval = Duration::from_millis(500);
@@ -156,7 +162,7 @@ async fn the_list_endpoint_takes_over_while_the_stream_is_unavailable_and_hands_
 
         // The stream recovers: back on it, and the list endpoint rests.
         match unavailable {
-            "404" => fakes.api.stream().set_availability(Availability::Served),
+            "404" | "dropped connections" => fakes.api.stream().set_availability(Availability::Served),
             _ => fakes.api.stream().configure(|options| options.max_live = 10),
         }
         until_metric(

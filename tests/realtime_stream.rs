@@ -412,16 +412,15 @@ async fn a_503_without_electric_fails_then_is_not_served() {
     api.stream().configure(|o| o.hold = Duration::from_millis(300));
     api.stream().set_availability(Availability::NoElectric);
     let mut subscribed = Subscribed::start(&client_with_key(&api, SECRET_KEY), Duration::from_secs(600));
+    // The first two are failures not announced yet (a blip must not switch sources); the third
+    // in a row says there is no Electric behind this instance.
     let (kind, reason) = subscribed.unavailable().await;
-    assert_eq!(kind, Unavailable::Failing);
+    assert_eq!(kind, Unavailable::NotServed);
     assert!(
         reason.contains("503") && reason.contains("Network error occurred"),
         "{reason}"
     );
-    // The third in a row says there is no Electric behind this instance.
-    let (kind, _) = subscribed.unavailable().await;
-    assert_eq!(kind, Unavailable::NotServed);
-    assert_eq!(api.stream_requests().len(), 3);
+    assert!(api.stream_requests().len() >= 3);
 
     api.stream().set_availability(Availability::Served);
     let (runs, snapshot) = subscribed.runs().await;

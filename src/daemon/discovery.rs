@@ -5,6 +5,7 @@
 
 use super::{unix_now_ns, DaemonError, Loop};
 use crate::config::DiscoverySource;
+use crate::discover::realtime::row::map_status;
 use crate::discover::realtime::{StreamEvent, Subscriber};
 use crate::discover::source::{SourceChoice, Switch};
 use crate::discover::{filters, Discovery, Listed, Via};
@@ -13,10 +14,11 @@ use crate::trigger::RunFilters;
 use std::collections::HashSet;
 use tokio::sync::{mpsc, watch};
 
-/// What discovery sends the loop: runs the list endpoint reported, and the stream's events.
+/// What discovery sends the loop: runs the list endpoint reported, and the stream's events with
+/// the generation of the discovery that subscribed (events of a stopped one are dropped).
 pub(super) struct Found {
     pub listed: mpsc::UnboundedReceiver<Listed>,
-    pub streamed: mpsc::UnboundedReceiver<StreamEvent>,
+    pub streamed: mpsc::UnboundedReceiver<(u64, StreamEvent)>,
 }
 
 /// Running discovery: the list endpoint's task, the switch of its rounds, the stream's task, and
@@ -28,6 +30,9 @@ pub(super) struct DiscoveryTask {
     rounds: watch::Sender<bool>,
     stop: watch::Sender<bool>,
     source: SourceChoice,
+    /// Counts starts: a reload restarts discovery, and the old stream's last events must not
+    /// mark runs covered by a stream that is gone.
+    generation: u64,
 }
 
 impl Loop {
@@ -48,10 +53,22 @@ impl Loop {
             lookback: self.config.discovery.lookback,
         };
         let list = tokio::spawn(discovery.run(self.found_tx.clone(), rounds_on, stopped.clone()));
+        self.discovery_generation += 1;
+        let generation = self.discovery_generation;
         let stream = source.wants_stream().then(|| {
             let subscriber =
                 Subscriber::new(&self.client, self.config.discovery.lookback).with_tuning(self.realtime_tuning.clone());
-            tokio::spawn(subscriber.run(self.streamed_tx.clone(), stopped))
+            let (events, mut received) = mpsc::unbounded_channel();
+            let streamed = self.streamed_tx.clone();
+            tokio::spawn(async move {
+                let subscribed = tokio::spawn(subscriber.run(events, stopped));
+                while let Some(event) = received.recv().await {
+                    if streamed.send((generation, event)).is_err() {
+                        break;
+                    }
+                }
+                subscribed.abort();
+            })
         });
         DiscoverySourceInUse {
             source: source.active().as_str(),
@@ -65,6 +82,7 @@ impl Loop {
             rounds,
             stop,
             source,
+            generation,
         });
     }
 
@@ -86,8 +104,8 @@ impl Loop {
 
     /// What the stream reported: runs to watch and statuses observed, or that it is unavailable
     /// (the list endpoint takes over with `auto`).
-    pub(super) async fn on_stream_event(&mut self, event: StreamEvent) -> Result<(), DaemonError> {
-        let Some(discovery) = self.discovery.as_mut() else {
+    pub(super) async fn on_stream_event(&mut self, (generation, event): (u64, StreamEvent)) -> Result<(), DaemonError> {
+        let Some(discovery) = self.discovery.as_mut().filter(|d| d.generation == generation) else {
             return Ok(());
         };
         match event {
@@ -109,13 +127,20 @@ impl Loop {
                     if !wanted && !self.runs.contains_key(run.id.as_str()) {
                         continue;
                     }
+                    // A database status this bridge does not know (a new one, say) is read like
+                    // a listing's: it covers nothing, so the run's own status requests go on
+                    // and can tell its end.
+                    let via = match map_status(&run.db_status).known {
+                        true => Via::Realtime,
+                        false => Via::List,
+                    };
                     let listed = Listed {
                         id: run.id,
                         status: run.status,
                         finished_at: run.completed_at,
                         task_identifier: run.task_identifier,
                         new: wanted,
-                        via: Via::Realtime,
+                        via,
                     };
                     self.on_listed(listed).await?;
                 }

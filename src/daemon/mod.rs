@@ -192,7 +192,7 @@ pub async fn run(
         stats.clone(),
     ));
     let (found_tx, found_rx) = mpsc::unbounded_channel::<Listed>();
-    let (streamed_tx, streamed_rx) = mpsc::unbounded_channel::<StreamEvent>();
+    let (streamed_tx, streamed_rx) = mpsc::unbounded_channel::<(u64, StreamEvent)>();
     // Polling and discovery wait for the start-up check (`api_check`).
     let (checked_tx, checked_rx) = oneshot::channel();
     let check_task = tokio::spawn(api_check::check_until_passed(client.clone(), stats.clone(), checked_tx));
@@ -221,6 +221,7 @@ pub async fn run(
         state_write_failing: false,
         found_tx,
         streamed_tx,
+        discovery_generation: 0,
         realtime_tuning: options.realtime_tuning.clone(),
         api_checked: false,
         summary_every: options.summary_every,
@@ -297,7 +298,9 @@ struct Loop {
     /// The configuration in effect (settings that need a restart keep their starting values).
     config: BridgeConfig,
     found_tx: mpsc::UnboundedSender<Listed>,
-    streamed_tx: mpsc::UnboundedSender<StreamEvent>,
+    streamed_tx: mpsc::UnboundedSender<(u64, StreamEvent)>,
+    /// Starts of discovery so far (`discovery::DiscoveryTask::generation`).
+    discovery_generation: u64,
     realtime_tuning: SubscriberTuning,
     /// The start-up check passed: polls and discovery may start.
     api_checked: bool,

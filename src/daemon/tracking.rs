@@ -70,6 +70,11 @@ impl Loop {
             tracing::debug!(run_id = %run_id, "another shard owns this run");
             return Ok(());
         }
+        if !named && self.retire_pending(run_id) {
+            // Retired here, its retirement waiting for the state file: not back through the
+            // stream's next row meanwhile.
+            return Ok(());
+        }
         let mut exported = HashSet::new();
         if let Some(record) = self.with_state(|s| s.run(run_id))? {
             if record.retired_at.is_some() {

@@ -28,6 +28,13 @@ pub const STATUS_ACTIVE_MIN_POLLS: u32 = 5;
 /// this many polls (a wrong guess costs that run half as many requests again, no more).
 pub const END_SHOWN_RECHECK_POLLS: u32 = 2;
 
+/// A run the realtime stream covers is still asked its status after this many polls with no row
+/// of it pushed (a row the stream dropped, a backend whose window moved past the run), and after
+/// [`COVERED_END_SHOWN_POLLS`] while its events show the end and no terminal row came: the
+/// stream saves the status requests, it is not trusted blindly.
+pub const COVERED_STATUS_EVERY_N_POLLS: u32 = 60;
+pub const COVERED_END_SHOWN_POLLS: u32 = 6;
+
 /// Failed polls in a row after which a run past `max_age` is given up (with the poll interval
 /// backed off, minutes of failures).
 pub const GIVE_UP_AFTER_FAILURES: u32 = 5;
@@ -298,8 +305,12 @@ impl WatchedRun {
     /// poll in [`STATUS_ACTIVE_MIN_POLLS`] at most), a quiet one every
     /// [`STATUS_EVERY_N_POLLS`]th poll. The prompt way is [`WatchedRun::wants_status_if_ended`].
     pub fn wants_status(&self, lifecycle: &Lifecycle, now: Instant) -> bool {
-        if self.ended_seen.is_some() || self.stream_covered {
+        if self.ended_seen.is_some() {
             return false;
+        }
+        if self.stream_covered {
+            return self.polls_since_status >= COVERED_STATUS_EVERY_N_POLLS
+                || (self.end_shown && self.polls_since_status >= COVERED_END_SHOWN_POLLS);
         }
         if self.status.is_none() {
             return true;
@@ -347,7 +358,8 @@ impl WatchedRun {
             self.polls_since_status = 0;
             self.status_seen_at = Some(now);
         }
-        if self.task_identifier.is_none() {
+        let learnt_task = self.task_identifier.is_none() && observed.task_identifier.is_some();
+        if learnt_task {
             self.task_identifier = observed.task_identifier.map(str::to_owned);
         }
         if self.ended_seen.is_some() {
@@ -358,6 +370,12 @@ impl WatchedRun {
             return StatusChange::default();
         }
         let moved = from_poll && self.status.as_deref().is_some_and(|known| known != observed.status);
+        // Only what the run's record holds counts as a change to write: the stream pushes a row
+        // on every update of it (metadata flushes, say), mostly with the same status.
+        let record_changed = learnt_task
+            || terminal
+            || self.status.as_deref() != Some(observed.status)
+            || (observed.finished_at.is_some() && observed.finished_at != self.finished_at);
         self.status = Some(observed.status.to_owned());
         self.finished_at = observed.finished_at.or(self.finished_at);
         if !from_poll {
@@ -376,7 +394,7 @@ impl WatchedRun {
             self.last_change = now;
         }
         StatusChange {
-            record_changed: true,
+            record_changed,
             ended: terminal,
             moved,
         }
@@ -687,10 +705,22 @@ mod tests {
         r.polls_since_status = STATUS_EVERY_N_POLLS;
         assert!(r.wants_status(&lifecycle, start));
         assert!(r.on_status(streamed("WAITING"), start, 1).record_changed);
+        assert!(
+            !r.on_status(streamed("WAITING"), start, 1).record_changed,
+            "the same status pushed again writes nothing"
+        );
         let quiet = start + lifecycle.quiet_after + Duration::from_secs(600);
         r.polls_since_status = STATUS_EVERY_N_POLLS;
         assert!(!r.wants_status(&lifecycle, quiet), "covered by the stream");
         assert!(!r.wants_status_if_ended(), "not even when a body shows the end");
+        // Not blindly: no row for many polls, or an end shown with no terminal row, asks.
+        r.polls_since_status = COVERED_STATUS_EVERY_N_POLLS;
+        assert!(r.wants_status(&lifecycle, quiet));
+        r.polls_since_status = COVERED_END_SHOWN_POLLS;
+        assert!(!r.wants_status(&lifecycle, quiet));
+        r.end_shown = true;
+        assert!(r.wants_status(&lifecycle, quiet));
+        r.end_shown = false;
         assert!(!r.is_active(&lifecycle, quiet));
         // Waiting → executing, pushed: the status moves and the run is active again.
         let change = r.on_status(streamed("EXECUTING"), quiet, 2);

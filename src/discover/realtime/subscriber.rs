@@ -85,7 +85,17 @@ enum Failure {
     Timeout { endpoint: String, timeout: Duration },
     #[error("{0}")]
     Transport(ApiError),
+    #[error("GET {endpoint}: the server asked to start over {count} times in a row (must-refetch)")]
+    Refetching { endpoint: String, count: u32 },
 }
+
+/// Failures in a row (429 aside) before the stream is announced `Failing`: a long poll reset by a
+/// load balancer now and then must not switch `auto` to the list endpoint and back.
+const FAILING_AFTER: u32 = 3;
+
+/// Must-refetches in a row, with no live answer between, that make the stream `Failing`: each one
+/// is a whole new snapshot (and a new shape on the server).
+const REFETCHING_AFTER: u32 = 3;
 
 /// Subscribes to the environment's run stream.
 pub struct Subscriber {
@@ -170,7 +180,10 @@ struct Machine {
     /// `503 Network error occurred` in a row with no 2xx.
     no_electric: u32,
     /// 409s (or must-refetch messages) in a row: the first restarts at once, later ones back off.
+    /// Only a live answer (after a snapshot held) ends the row.
     refetches: u32,
+    /// Failures in a row that are neither 429s nor "not served" (`FAILING_AFTER`).
+    failing: u32,
     /// Whether a snapshot has been handed out (the first is logged as "up to date").
     synced: bool,
     /// Unknown statuses already logged.
@@ -188,6 +201,7 @@ impl Machine {
             episode: None,
             no_electric: 0,
             refetches: 0,
+            failing: 0,
             synced: false,
             unknown_statuses: HashSet::new(),
         }
@@ -272,18 +286,26 @@ impl Machine {
             }
         };
         self.no_electric = 0;
+        self.failing = 0;
         self.backoff = self.tuning.backoff_initial;
         match applied {
-            Applied::Pending => {
-                self.refetches = 0;
-                Step::default()
-            }
+            // A snapshot's next chunk is fetched at once; an empty answer (which the real
+            // servers never give to a live poll) is waited on, so a proxy answering instantly
+            // with nothing cannot make the loop spin.
+            Applied::Pending if response.body.trim_ascii().is_empty() => Step {
+                events: Vec::new(),
+                wait: Some(self.tuning.backoff_initial),
+            },
+            Applied::Pending => Step::default(),
             Applied::MustRefetch => {
                 info!("realtime stream: must-refetch; starting over from a new snapshot");
                 self.refetch()
             }
             Applied::UpToDate { rows, snapshot } => {
-                self.refetches = 0;
+                if !snapshot {
+                    self.refetches = 0;
+                }
+                let idle = rows.is_empty() && !snapshot;
                 let runs: Vec<_> = rows.iter().filter_map(|row| self.run_of(row)).collect();
                 let recovered = self.episode.take().is_some();
                 if snapshot {
@@ -301,6 +323,12 @@ impl Machine {
                 let mut step = Step::default();
                 if snapshot || recovered || !runs.is_empty() {
                     step.events.push(StreamEvent::Runs { runs, snapshot });
+                }
+                if idle && !recovered {
+                    // A held poll that ended with nothing (20 s on the real servers): a short
+                    // pause costs nothing there and stops a server answering at once from
+                    // being asked in a loop. Rows changed meanwhile come with the next answer.
+                    step.wait = Some(self.tuning.backoff_initial);
                 }
                 step
             }
@@ -352,6 +380,15 @@ impl Machine {
     fn refetch(&mut self) -> Step {
         self.shape.must_refetch();
         self.refetches += 1;
+        if self.refetches >= REFETCHING_AFTER {
+            let failure = Failure::Refetching {
+                endpoint: self.endpoint.clone(),
+                count: self.refetches,
+            };
+            // Debounced already by the refetches counted: announced now.
+            self.failing = self.failing.max(FAILING_AFTER - 1);
+            return self.failed(Unavailable::Failing, failure, None);
+        }
         let wait = (self.refetches > 1).then(|| self.next_backoff());
         Step {
             events: Vec::new(),
@@ -372,7 +409,11 @@ impl Machine {
             events: Vec::new(),
             wait: Some(wait),
         };
-        if self.episode != Some(kind) {
+        if kind == Unavailable::Failing {
+            self.failing += 1;
+        }
+        let announced = kind != Unavailable::Failing || self.failing >= FAILING_AFTER;
+        if self.episode != Some(kind) && announced {
             warn!(
                 kind = kind.as_str(),
                 retry_in_ms = wait.as_millis() as u64,
@@ -520,7 +561,13 @@ mod tests {
         };
         assert_eq!(runs[0].id, "run_1");
         assert_eq!(query(&machine), "createdAt=1d&offset=1_0&handle=h&live=true");
-        assert_eq!(machine.on_answer(idle(), SystemTime::now()), Step::default());
+        // An idle held poll: nothing to tell, and a short pause before the next one.
+        let idle_step = machine.on_answer(idle(), SystemTime::now());
+        assert_eq!(idle_step.events, []);
+        assert_eq!(idle_step.wait, Some(machine.tuning.backoff_initial));
+        // An empty answer is waited on too (a proxy answering at once must not spin the loop).
+        let empty = machine.on_answer(answer(200, ""), SystemTime::now());
+        assert_eq!(empty.wait, Some(machine.tuning.backoff_initial), "{empty:?}");
     }
 
     #[test]
@@ -542,13 +589,24 @@ mod tests {
         ];
         for (status, body, kind) in cases {
             let mut machine = machine();
-            let step = machine.on_answer(answer(status, body), SystemTime::now());
+            let first = machine.on_answer(answer(status, body), SystemTime::now());
+            let wait = first.wait.expect("a wait");
+            // A failure is announced once it happened FAILING_AFTER times in a row.
+            let step = match kind {
+                Unavailable::Failing => {
+                    assert!(first.events.is_empty(), "{status}: one failure is not announced");
+                    (1..FAILING_AFTER)
+                        .map(|_| machine.on_answer(answer(status, body), SystemTime::now()))
+                        .last()
+                        .expect("a step")
+                }
+                _ => first,
+            };
             assert_eq!(kinds(&step), [kind], "{status}");
             let StreamEvent::Unavailable { reason, .. } = &step.events[0] else {
                 panic!()
             };
             assert!(reason.contains(&status.to_string()), "{reason}");
-            let wait = step.wait.expect("a wait");
             match kind {
                 Unavailable::NotServed | Unavailable::Refused => assert_eq!(wait, Duration::from_secs(60)),
                 _ => assert!(
@@ -558,14 +616,17 @@ mod tests {
             }
         }
         let mut machine = machine();
-        let error = ApiError::Connection {
+        let error = || ApiError::Connection {
             endpoint: "e".into(),
             reason: "connection refused".into(),
             cause: Cause::Refused,
             attempts: 1,
         };
+        for _ in 1..FAILING_AFTER {
+            assert!(machine.on_answer(Err(error()), SystemTime::now()).events.is_empty());
+        }
         assert_eq!(
-            kinds(&machine.on_answer(Err(error), SystemTime::now())),
+            kinds(&machine.on_answer(Err(error()), SystemTime::now())),
             [Unavailable::Failing]
         );
         let timeout = ApiError::Timeout {
@@ -582,7 +643,10 @@ mod tests {
     #[test]
     fn a_key_in_an_error_body_is_not_repeated() {
         let mut machine = machine();
-        let step = machine.on_answer(answer(502, "proxy saw Bearer tr_dev_secret"), SystemTime::now());
+        let step = (0..FAILING_AFTER)
+            .map(|_| machine.on_answer(answer(502, "proxy saw Bearer tr_dev_secret"), SystemTime::now()))
+            .last()
+            .expect("a step");
         let StreamEvent::Unavailable { reason, .. } = &step.events[0] else {
             panic!()
         };
@@ -596,8 +660,13 @@ mod tests {
         let waits: Vec<Step> = (0..5)
             .map(|_| machine.on_answer(answer(503, "x"), SystemTime::now()))
             .collect();
-        assert_eq!(kinds(&waits[0]), [Unavailable::Failing]);
-        assert!(waits[1..].iter().all(|s| s.events.is_empty()));
+        // Announced once, at the FAILING_AFTER-th failure in a row.
+        let announced = FAILING_AFTER as usize - 1;
+        assert_eq!(kinds(&waits[announced]), [Unavailable::Failing]);
+        assert!(waits
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == announced || s.events.is_empty()));
         // Backoff doubles up to its cap, jittered within [half, all] of the bound.
         for (step, bound) in waits.iter().zip([100, 200, 400, 800, 800]) {
             let wait = step.wait.unwrap();
@@ -618,30 +687,31 @@ mod tests {
                 snapshot: false
             }]
         );
-        assert_eq!(machine.on_answer(idle(), SystemTime::now()), Step::default());
+        assert_eq!(machine.on_answer(idle(), SystemTime::now()).events, []);
+        // The count of failures starts over too: one 500 is not announced, the third is.
         let again = machine.on_answer(answer(500, ""), SystemTime::now());
-        assert_eq!(kinds(&again), [Unavailable::Failing]);
+        assert!(again.events.is_empty(), "{again:?}");
         assert!(again.wait.unwrap() <= Duration::from_millis(100));
+        machine.on_answer(answer(500, ""), SystemTime::now());
+        let third = machine.on_answer(answer(500, ""), SystemTime::now());
+        assert_eq!(kinds(&third), [Unavailable::Failing]);
     }
 
     #[test]
     fn three_no_electric_503s_in_a_row_mean_not_served() {
         let mut machine = machine();
         let no_electric = || answer(503, "Network error occurred");
-        assert_eq!(
-            kinds(&machine.on_answer(no_electric(), SystemTime::now())),
-            [Unavailable::Failing]
-        );
+        // The first two are failures, not announced yet (FAILING_AFTER).
+        assert!(machine.on_answer(no_electric(), SystemTime::now()).events.is_empty());
         assert!(machine.on_answer(no_electric(), SystemTime::now()).events.is_empty());
         let third = machine.on_answer(no_electric(), SystemTime::now());
         assert_eq!(kinds(&third), [Unavailable::NotServed]);
         assert_eq!(third.wait, Some(Duration::from_secs(60)));
-        // A 2xx resets the count.
+        // A 2xx resets the count: two more are not "not served".
         machine.on_answer(snapshot(), SystemTime::now());
-        assert_eq!(
-            kinds(&machine.on_answer(no_electric(), SystemTime::now())),
-            [Unavailable::Failing]
-        );
+        machine.on_answer(no_electric(), SystemTime::now());
+        let second = machine.on_answer(no_electric(), SystemTime::now());
+        assert!(second.events.is_empty(), "{second:?}");
     }
 
     #[test]
@@ -666,6 +736,23 @@ mod tests {
         // The snapshot after it says so.
         let step = machine.on_answer(snapshot(), SystemTime::now());
         assert!(matches!(step.events[..], [StreamEvent::Runs { snapshot: true, .. }]));
+        // A snapshot is no live answer: a third must-refetch in a row (a server that answers 409
+        // to every live poll, each one a whole new snapshot) makes the stream `Failing`, so
+        // `auto` turns to the list endpoint.
+        let third = machine.on_answer(conflict(), SystemTime::now());
+        assert_eq!(kinds(&third), [Unavailable::Failing], "{third:?}");
+        let StreamEvent::Unavailable { reason, .. } = &third.events[0] else {
+            panic!()
+        };
+        assert!(reason.contains("3 times in a row"), "{reason}");
+        // A live answer ends the row.
+        machine.on_answer(snapshot(), SystemTime::now());
+        machine.on_answer(idle(), SystemTime::now());
+        assert_eq!(
+            machine.on_answer(conflict(), SystemTime::now()).wait,
+            None,
+            "the first again"
+        );
     }
 
     #[test]
