@@ -6,7 +6,7 @@
 use super::{unix_now_ns, DaemonError, Loop};
 use crate::config::DiscoverySource;
 use crate::discover::realtime::row::map_status;
-use crate::discover::realtime::{StreamEvent, Subscriber};
+use crate::discover::realtime::{StreamEvent, Subscriber, MAX_WINDOW};
 use crate::discover::source::{SourceChoice, Switch};
 use crate::discover::{filters, Discovery, Listed, Via};
 use crate::telemetry::events::DiscoverySourceInUse;
@@ -33,6 +33,15 @@ pub(super) struct DiscoveryTask {
     /// Counts starts: a reload restarts discovery, and the old stream's last events must not
     /// mark runs covered by a stream that is gone.
     generation: u64,
+    /// The list endpoint's rounds run whatever the source (`lookback_outgrows_the_stream`).
+    rounds_always: bool,
+}
+
+/// The stream holds runs created within a day at most. With a longer `lookback` and a status or
+/// tag filter, a run older than that can come to match (it fails now, it is tagged now): only the
+/// list endpoint's rounds see it.
+fn lookback_outgrows_the_stream(discovery: &crate::config::DiscoveryConfig) -> bool {
+    discovery.lookback > MAX_WINDOW && (!discovery.statuses.is_empty() || !discovery.tags.is_empty())
 }
 
 impl Loop {
@@ -45,7 +54,8 @@ impl Loop {
         }
         let source = SourceChoice::new(self.config.discovery.source);
         let (stop, stopped) = watch::channel(false);
-        let (rounds, rounds_on) = watch::channel(source.wants_list_rounds());
+        let rounds_always = source.wants_stream() && lookback_outgrows_the_stream(&self.config.discovery);
+        let (rounds, rounds_on) = watch::channel(source.wants_list_rounds() || rounds_always);
         let discovery = Discovery {
             client: self.client.clone(),
             filters: RunFilters::from_discovery(&self.config.discovery),
@@ -83,6 +93,7 @@ impl Loop {
             stop,
             source,
             generation,
+            rounds_always,
         });
     }
 
@@ -170,12 +181,41 @@ impl Loop {
         };
         let _ = discovery
             .rounds
-            .send(switch.to == crate::discover::source::Active::List);
+            .send(switch.to == crate::discover::source::Active::List || discovery.rounds_always);
         DiscoverySourceInUse {
             source: switch.to.as_str(),
             reason: switch.reason,
             detail,
         }
         .emit(&self.stats);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DiscoveryConfig;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lookback_past_the_streams_day_keeps_the_rounds_only_when_old_runs_can_come_to_match() {
+        let week = Duration::from_secs(7 * 86_400);
+        let config = |lookback, statuses: &[&str], tags: &[&str]| DiscoveryConfig {
+            lookback,
+            statuses: statuses.iter().map(|s| s.to_string()).collect(),
+            tags: tags.iter().map(|s| s.to_string()).collect(),
+            ..DiscoveryConfig::default()
+        };
+        assert!(lookback_outgrows_the_stream(&config(week, &["FAILED"], &[])));
+        assert!(lookback_outgrows_the_stream(&config(week, &[], &["prod"])));
+        assert!(
+            !lookback_outgrows_the_stream(&config(week, &[], &[])),
+            "a new run is always created now"
+        );
+        assert!(!lookback_outgrows_the_stream(&config(
+            Duration::from_secs(3600),
+            &["FAILED"],
+            &[]
+        )));
     }
 }

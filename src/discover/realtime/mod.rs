@@ -9,7 +9,7 @@ pub mod row;
 pub mod shape;
 pub mod subscriber;
 
-pub use subscriber::{created_at_param, Subscriber, SubscriberTuning, SKIP_COLUMNS};
+pub use subscriber::{created_at_param, Subscriber, SubscriberTuning, MAX_WINDOW, SKIP_COLUMNS};
 
 /// A run as the stream shows it (after merging partial updates into the row kept from its insert).
 #[derive(Debug, Clone, PartialEq, Eq)]

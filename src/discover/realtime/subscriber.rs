@@ -28,7 +28,7 @@ pub const SKIP_COLUMNS: &str = "payload,payloadType,metadata,metadataType,output
                                 baseCostInCents,usageDurationMs,realtimeStreams,delayUntil,queuedAt,expiredAt,number";
 
 /// The server keeps at most a day of runs in a stream (`REALTIME_MAXIMUM_CREATED_AT_FILTER_AGE_IN_MS`).
-const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Trigger.dev's proxy answers this (a 503, text) when its Electric does not answer at all.
 const NO_ELECTRIC: &str = "Network error occurred";
