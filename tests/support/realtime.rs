@@ -357,7 +357,9 @@ impl Stream {
         inner.log.push(entry);
         let seq = inner.seq;
         drop(inner);
-        self.changes.send_modify(|position| position.seq = seq);
+        // Never backwards: two changes may reach here in either order once the lock is released.
+        self.changes
+            .send_modify(|position| position.seq = position.seq.max(seq));
     }
 
     /// The run left the shape (deleted, or moved out of its WHERE clause): a `delete` message.
@@ -378,7 +380,9 @@ impl Stream {
         inner.log.push(entry);
         let seq = inner.seq;
         drop(inner);
-        self.changes.send_modify(|position| position.seq = seq);
+        // Never backwards: two changes may reach here in either order once the lock is released.
+        self.changes
+            .send_modify(|position| position.seq = position.seq.max(seq));
     }
 
     // -- Answering.
