@@ -218,12 +218,7 @@ impl TriggerClient {
 
     /// `trigger.api_url` as messages may show it: no user name, password, query or fragment.
     pub fn api_url_shown(&self) -> String {
-        let mut url = self.inner.base.clone();
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_query(None);
-        url.set_fragment(None);
-        url.as_str().trim_end_matches('/').to_owned()
+        redacted_url(self.inner.base.as_str()).trim_end_matches('/').to_owned()
     }
 
     /// The budget shared by every request of this client (and its clones).
