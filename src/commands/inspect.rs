@@ -7,13 +7,13 @@
 //! shown (marked `running`, ending now) instead of being held back as the daemon would.
 
 use super::waterfall::{render, RenderOptions, SpanView};
+use crate::commit::unix_now_ns;
 use crate::config::{BridgeConfig, ConfigError, LogsMode};
 use crate::convert::otlp::{export_request, ResourceSettings};
 use crate::convert::{Conversion, NothingExported, RunState};
 use crate::fetch::FetchedRun;
 use crate::trigger::{ApiError, TriggerClient};
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone)]
 pub struct InspectOptions {
@@ -136,12 +136,6 @@ pub fn print_run(
     };
     out.write_all(render(&views, &render_options).as_bytes())?;
     Ok(out.flush()?)
-}
-
-fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The whole command: fetch, convert, print.

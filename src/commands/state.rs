@@ -6,7 +6,7 @@ use crate::commit::{ListedRun, Reopened, StateError, StateStore};
 use crate::config::BridgeConfig;
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateCommandError {
@@ -106,9 +106,7 @@ pub fn reopen(
     out: &mut impl Write,
 ) -> Result<ReopenSummary, StateCommandError> {
     let mut store = open_existing(&config.state.path)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
+    let now = crate::commit::unix_now_ns();
     let mut summary = ReopenSummary::default();
     for run_id in run_ids {
         let outcome = store.reopen_retired(run_id, allow_resend, now)?;

@@ -80,6 +80,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, ToSql, Transaction
 
 pub use error::{StateError, WriteFault};
 
+/// Now, in unix nanoseconds: how the state file writes its timestamps (0 before 1970, which no
+/// clock here shows).
+pub fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// How long a statement waits for another connection's lock (e.g. `sqlite3` reading the file)
 /// before failing with "database is locked".
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

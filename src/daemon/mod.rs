@@ -20,7 +20,7 @@ mod summary;
 mod tracking;
 
 use crate::commit::export_queue::{self, run_queue, Ack, ExportItem};
-use crate::commit::StateStore;
+use crate::commit::{unix_now_ns, StateStore};
 use crate::config::reload::ConfigSource;
 use crate::config::{BridgeConfig, LogsMode, Shard};
 use crate::discover::realtime::{StreamEvent, SubscriberTuning};
@@ -36,7 +36,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
@@ -114,12 +114,6 @@ impl Default for DaemonOptions {
             state_tap: crate::commit::StateTap::default(),
         }
     }
-}
-
-fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Run until `shutdown` resolves; then finish in-flight exports within the deadline and return.

@@ -16,6 +16,7 @@ pub mod samples;
 pub mod server;
 
 use crate::commands::waterfall::{render, RenderOptions, SpanView, Tally};
+use crate::commit::unix_now_ns;
 use crate::config::secret::SecretString;
 use crate::config::{BridgeConfig, Compression, Protocol};
 use crate::daemon::{self, stats::DaemonStats, DaemonError, DaemonOptions, RetiredRun};
@@ -26,7 +27,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -154,12 +155,6 @@ const UNDELIVERED_NOTE: &str = "The spans not delivered are not sent later: the 
 
 fn scaled(duration: Duration, speed: f64, floor: Duration) -> Duration {
     duration.div_f64(speed).max(floor)
-}
-
-fn unix_now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The daemon's configuration for the demo: the embedded API, the sample runs, fast polling,
