@@ -3,7 +3,7 @@
 //! stream's rows are filtered here (`discover::filters`) and observed as statuses: a run it covers
 //! needs no status request of its own.
 
-use super::{unix_now_ns, DaemonError, Loop};
+use super::{DaemonError, Loop};
 use crate::config::DiscoverySource;
 use crate::discover::realtime::row::map_status;
 use crate::discover::realtime::{StreamEvent, Subscriber, MAX_WINDOW};
@@ -131,8 +131,7 @@ impl Loop {
                         run.stream_lost();
                     }
                 }
-                let lookback = u64::try_from(self.config.discovery.lookback.as_nanos()).unwrap_or(u64::MAX);
-                let edge = unix_now_ns().saturating_sub(lookback);
+                let edge = filters::lookback_edge(self.config.discovery.lookback);
                 for run in runs {
                     let wanted = filters::wanted(&self.config.discovery, &run, edge);
                     if !wanted && !self.runs.contains_key(run.id.as_str()) {

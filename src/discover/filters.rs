@@ -6,6 +6,16 @@
 use super::realtime::RealtimeRun;
 use crate::config::DiscoveryConfig;
 use crate::trigger::api_types::run_status;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The oldest creation time (unix ns) discovery takes now: `lookback` before now, for the list
+/// endpoint's rounds and the stream's rows alike.
+pub fn lookback_edge(lookback: Duration) -> u64 {
+    SystemTime::now()
+        .checked_sub(lookback)
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64)
+}
 
 /// Whether discovery watches `run`, created no earlier than `edge_ns` (unix ns).
 pub fn wanted(discovery: &DiscoveryConfig, run: &RealtimeRun, edge_ns: u64) -> bool {

@@ -10,7 +10,7 @@
 
 use crate::trigger::{RunFilters, TriggerClient};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// A run discovery reported, with what the listing (or the stream) says of its state.
@@ -95,10 +95,7 @@ impl Discovery {
         seen: &mut Seen,
         found: &mpsc::UnboundedSender<Listed>,
     ) -> Result<usize, crate::trigger::ApiError> {
-        let edge = SystemTime::now()
-            .checked_sub(self.lookback)
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
+        let edge = super::filters::lookback_edge(self.lookback);
         seen.forget_before(edge);
         let may_stop_early = self.filters.statuses.is_empty();
         let mut listed: Vec<(String, Option<u64>)> = Vec::new();
