@@ -2,7 +2,7 @@
 
 use super::TelemetryError;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,10 +17,6 @@ pub const DEFAULT_EXPORT_BOUND: Duration = Duration::from_secs(120);
 /// long enough for a collector's restart or one retried blip, short enough that a probe sees a
 /// collector that is really down (an attempt that hangs is bounded by [`DEFAULT_EXPORT_BOUND`]).
 pub const EXPORT_FAILING_GRACE: Duration = Duration::from_secs(30);
-
-const KEY_UNKNOWN: u8 = 0;
-const KEY_ACCEPTED: u8 = 1;
-const KEY_REJECTED: u8 = 2;
 
 /// The start-up check of Trigger.dev (`trigger::startup_check`), as readiness sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,7 +35,8 @@ pub struct Health {
     heartbeat: AtomicU64,
     config_loaded: AtomicBool,
     state_open: AtomicBool,
-    key: AtomicU8,
+    /// The 401 or 403 of the latest answer that said anything about the key; 0 while the key
+    /// stands (the start-up check decides readiness before any answer does).
     key_rejected_status: AtomicU16,
     last_export: AtomicU64,
     waiting_since: AtomicU64,
@@ -76,7 +73,7 @@ impl fmt::Debug for Health {
             .field("live", &self.liveness(Instant::now()).is_ok())
             .field("config_loaded", &self.config_loaded.load(Ordering::Relaxed))
             .field("state_open", &self.state_open.load(Ordering::Relaxed))
-            .field("key", &self.key.load(Ordering::Relaxed))
+            .field("key_rejected_status", &self.key_rejected_status.load(Ordering::Relaxed))
             .field("api_check", &*self.api_check.lock().unwrap_or_else(|e| e.into_inner()))
             .finish_non_exhaustive()
     }
@@ -95,7 +92,6 @@ impl Health {
             heartbeat: AtomicU64::new(1),
             config_loaded: AtomicBool::new(false),
             state_open: AtomicBool::new(false),
-            key: AtomicU8::new(KEY_UNKNOWN),
             key_rejected_status: AtomicU16::new(0),
             last_export: AtomicU64::new(0),
             waiting_since: AtomicU64::new(0),
@@ -171,11 +167,8 @@ impl Health {
     /// else says nothing about it.
     pub fn api_status(&self, status: u16) {
         match status {
-            200..=299 => self.key.store(KEY_ACCEPTED, Ordering::Relaxed),
-            401 | 403 => {
-                self.key_rejected_status.store(status, Ordering::Relaxed);
-                self.key.store(KEY_REJECTED, Ordering::Relaxed);
-            }
+            200..=299 => self.key_rejected_status.store(0, Ordering::Relaxed),
+            401 | 403 => self.key_rejected_status.store(status, Ordering::Relaxed),
             _ => {}
         }
     }
@@ -248,8 +241,8 @@ impl Health {
                 })
             }
         }
-        if self.key.load(Ordering::Relaxed) == KEY_REJECTED {
-            let status = self.key_rejected_status.load(Ordering::Relaxed);
+        let status = self.key_rejected_status.load(Ordering::Relaxed);
+        if status != 0 {
             return Err(TelemetryError::KeyRejected { status });
         }
         if pending > 0 {
