@@ -182,33 +182,31 @@ impl Running {
     /// `/readyz` (of a daemon started with [`Running::serving`]) until it answers `status`
     /// within `limit`; returns its body.
     pub async fn readyz_becomes(&self, status: u16, limit: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let (got, body) = http_get(self.addr(), "/readyz").await;
-            if got == status {
-                return body;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "/readyz stayed {got} ({body:?}) instead of {status}: {:?}",
-                self.stats
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.readyz_until(limit, &format!("{status}"), |got, _| got == status)
+            .await
     }
 
     /// `/readyz` until it answers 503 with a body containing `needle` within `limit`; returns
     /// the body.
     pub async fn readyz_says(&self, needle: &str, limit: Duration) -> String {
+        self.readyz_until(limit, &format!("503 with {needle:?}"), |got, body| {
+            got == 503 && body.contains(needle)
+        })
+        .await
+    }
+
+    /// `/readyz` until its answer is what `wanted` (status, body) looks for; fails after `limit`
+    /// saying what it last answered instead of `what`.
+    async fn readyz_until(&self, limit: Duration, what: &str, wanted: impl Fn(u16, &str) -> bool) -> String {
         let started = Instant::now();
         loop {
             let (got, body) = http_get(self.addr(), "/readyz").await;
-            if got == 503 && body.contains(needle) {
+            if wanted(got, &body) {
                 return body;
             }
             assert!(
                 started.elapsed() < limit,
-                "/readyz stayed {got} ({body:?}) without {needle:?}: {:?}",
+                "/readyz stayed {got} ({body:?}) instead of {what}: {:?}",
                 self.stats
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
