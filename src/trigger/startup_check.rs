@@ -120,11 +120,17 @@ pub async fn check(client: &TriggerClient) -> Result<(), StartupCheckError> {
 /// the moment is tried again soon; a configuration fault slowly (a reload or a fixed proxy may
 /// still cure it, and each try is one cheap request).
 pub fn retry_after(error: &StartupCheckError, failures: u32) -> Duration {
-    let (first, cap) = match error.is_configuration() {
+    let (initial_backoff, max_backoff) = match error.is_configuration() {
         true => (Duration::from_secs(10), Duration::from_secs(300)),
         false => (Duration::from_secs(2), Duration::from_secs(60)),
     };
-    first.saturating_mul(1 << failures.saturating_sub(1).min(8)).min(cap)
+    // The API client's doubling, without its jitter: one check at a time needs no spreading.
+    super::RetryPolicy {
+        initial_backoff,
+        max_backoff,
+        ..super::RetryPolicy::default()
+    }
+    .backoff_ceiling(failures)
 }
 
 #[cfg(test)]
