@@ -89,6 +89,10 @@ enum Failure {
     Refetching { endpoint: String, count: u32 },
 }
 
+/// How often rows of runs that ended long ago are dropped: they only cost memory, and finding
+/// them parses every row.
+const FORGET_EVERY: Duration = Duration::from_secs(600);
+
 /// Failures in a row (429 aside) before the stream is announced `Failing`: a long poll reset by a
 /// load balancer now and then must not switch `auto` to the list endpoint and back.
 const FAILING_AFTER: u32 = 3;
@@ -186,6 +190,9 @@ struct Machine {
     failing: u32,
     /// Whether a snapshot has been handed out (the first is logged as "up to date").
     synced: bool,
+    /// When ended old rows were last dropped (`forget_old_ends`): every row is parsed for it, so
+    /// not on every live answer.
+    forgot_at: Option<SystemTime>,
     /// Unknown statuses already logged.
     unknown_statuses: HashSet<String>,
 }
@@ -204,6 +211,7 @@ impl Machine {
             failing: 0,
             synced: false,
             unknown_statuses: HashSet::new(),
+            forgot_at: None,
         }
     }
 
@@ -362,6 +370,13 @@ impl Machine {
     /// A stream open for days keeps every run created since it opened (the window does not
     /// slide); runs that ended and were created before the window are done with: their rows go.
     fn forget_old_ends(&mut self, now: SystemTime) {
+        let due = self
+            .forgot_at
+            .is_none_or(|at| now.duration_since(at).unwrap_or_default() >= FORGET_EVERY);
+        if !due {
+            return;
+        }
+        self.forgot_at = Some(now);
         let Some(before) = now
             .checked_sub(MAX_WINDOW * 2)
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
@@ -788,6 +803,25 @@ mod tests {
         assert_eq!(runs.len(), 3, "handed out first");
         assert!(machine.shape.row("old-ended").is_none());
         assert!(machine.shape.row("old-running").is_some() && machine.shape.row("new-ended").is_some());
+        // Looked for every FORGET_EVERY, not on every answer.
+        let now = UNIX_EPOCH + Duration::from_secs(1_787_307_330);
+        let old_ended = |at| {
+            rows(
+                "h",
+                "2_0",
+                json!([
+                    {"value": {"id": "old-ended-2", "friendlyId": "run_4", "status": "CANCELED", "createdAt": "2026-01-01 00:00:00"}, "headers": {"operation": "insert"}},
+                    {"headers": {"control": "up-to-date"}}
+                ]),
+            )
+            .map(|answer| (answer, at))
+        };
+        let (answer, at) = old_ended(now + Duration::from_secs(1)).unwrap();
+        machine.on_answer(Ok(answer), at);
+        assert!(machine.shape.row("old-ended-2").is_some(), "kept until the next look");
+        let (answer, at) = old_ended(now + FORGET_EVERY).unwrap();
+        machine.on_answer(Ok(answer), at);
+        assert!(machine.shape.row("old-ended-2").is_none());
     }
 
     #[test]
